@@ -1,0 +1,14 @@
+//! maxx-hot: everything that runs on the pinned, latency-critical threads.
+//!
+//! Exact money types ([`num`]), identities ([`ids`]), the `Copy` records that travel through the
+//! rings ([`records`]), venue decoders and connectors ([`feed`]), the stages and the runtime
+//! that wires them onto threads.
+//!
+//! **Invariant:** nothing here depends on tokio, takes a lock, logs, or allocates in steady
+//! state. The cold side talks to this crate only through rings.
+#![deny(missing_docs)]
+
+pub mod ids;
+pub mod num;
+pub mod records;
+pub mod topology;

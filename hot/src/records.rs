@@ -1,0 +1,346 @@
+//! The fixed-size `Copy` records that travel through the rings.
+//!
+//! Each record is plain data: no heap pointers, so moving one through an rtrb slot is a
+//! `memcpy` and a ring never owns an allocation.
+//! Times are `u64` nanoseconds since the Unix epoch (`*_ns`), except [`Stamp`], which is a
+//! monotonic reading used only to measure latency and never printed in deterministic output.
+
+use crate::ids::{InstrumentId, Venue};
+use crate::num::{Money, Price, Qty, SignedQty};
+
+/// Deterministic fractional factor (signal scores, confidences, weights): binary fixed point
+/// with 32 fractional bits, so the same inputs give bit-identical results on every machine.
+pub type Factor = fixed::types::I32F32;
+
+/// A monotonic clock reading in nanoseconds, taken when a frame was received.
+///
+/// Carried from tick to order so that Execution can record tick-to-order latency; it is never
+/// part of any emitted record, which keeps replays byte-identical.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(pub u64);
+
+/// Buy or sell. For trades, the aggressor's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Buy (bid side, or a buyer-initiated trade).
+    Buy,
+    /// Sell (ask side, or a seller-initiated trade).
+    Sell,
+}
+
+impl Side {
+    /// `buy` or `sell`, as printed in records.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    /// The other side.
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+}
+
+/// What a tick says about the market.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickBody {
+    /// One trade print.
+    Trade {
+        /// Trade price.
+        price: Price,
+        /// Trade quantity.
+        qty: Qty,
+        /// The side of the order that took liquidity.
+        aggressor: Side,
+    },
+    /// A new best bid and offer.
+    Quote {
+        /// Best bid price.
+        bid: Price,
+        /// Size at the best bid.
+        bid_qty: Qty,
+        /// Best ask price.
+        ask: Price,
+        /// Size at the best ask.
+        ask_qty: Qty,
+    },
+}
+
+/// One normalised market-data event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick {
+    /// Which instrument.
+    pub instrument: InstrumentId,
+    /// Which venue sent it.
+    pub venue: Venue,
+    /// Trade or quote.
+    pub body: TickBody,
+    /// Venue-side sequence: trade id for trades, order-book update id for quotes.
+    pub seq: u64,
+    /// Exchange event time (ns); 0 when the venue sends none (Binance `bookTicker`).
+    pub exchange_ns: u64,
+    /// Local receive time (ns since the epoch): the capture file's first column on replay.
+    pub recv_ns: u64,
+    /// Monotonic receive stamp for latency accounting.
+    pub stamp: Stamp,
+}
+
+/// Direction of an ensemble signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalSide {
+    /// Score above zero.
+    Buy,
+    /// Score below zero.
+    Sell,
+    /// Score exactly zero.
+    Flat,
+}
+
+impl SignalSide {
+    /// `buy`, `sell` or `flat`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SignalSide::Buy => "buy",
+            SignalSide::Sell => "sell",
+            SignalSide::Flat => "flat",
+        }
+    }
+}
+
+/// The Alpha ensemble's view of one instrument after a tick (`signals:<symbol>` schema).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signal {
+    /// Which instrument.
+    pub instrument: InstrumentId,
+    /// Weighted ensemble score in [-1, 1].
+    pub score: Factor,
+    /// Sign of the score.
+    pub side: SignalSide,
+    /// Confidence in [0, 1].
+    pub confidence: Factor,
+    /// Receive time of the tick that produced it (ns since the epoch).
+    pub ts_ns: u64,
+    /// Sequence of the tick that produced it.
+    pub tick_seq: u64,
+    /// Monotonic stamp of that tick.
+    pub stamp: Stamp,
+}
+
+/// Who asked for an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The Alpha ensemble.
+    Alpha,
+    /// An operator (HTTP, gRPC, CLI).
+    Manual,
+    /// Risk itself, reducing exposure (trim, kill).
+    Risk,
+}
+
+/// How large an intent is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sizing {
+    /// Move the position to this level; Risk turns it into a delta using the exact position and
+    /// open orders it keeps, so Alpha never has to track fills.
+    Target(SignedQty),
+    /// Trade exactly this much (manual orders).
+    Delta(Side, Qty),
+}
+
+/// The market as the intent's author saw it, for collars and paper fills.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Touch {
+    /// Best bid (zero if unknown).
+    pub bid: Price,
+    /// Best ask (zero if unknown).
+    pub ask: Price,
+    /// Last trade (zero if unknown).
+    pub last: Price,
+}
+
+impl Touch {
+    /// The price a taker would pay on `side`: the ask for a buy, the bid for a sell, the last
+    /// trade if that side of the book is unknown; `None` if nothing is known.
+    pub fn taker_price(&self, side: Side) -> Option<Price> {
+        let touch = match side {
+            Side::Buy => self.ask,
+            Side::Sell => self.bid,
+        };
+        [touch, self.last].into_iter().find(|p| !p.is_zero())
+    }
+}
+
+/// A request to trade, before Risk has looked at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderIntent {
+    /// Which instrument.
+    pub instrument: InstrumentId,
+    /// Where to trade it.
+    pub venue: Venue,
+    /// How much.
+    pub sizing: Sizing,
+    /// Limit price; `None` for a marketable order at the touch.
+    pub limit: Option<Price>,
+    /// Market at the time of the intent.
+    pub touch: Touch,
+    /// Who asked.
+    pub origin: Origin,
+    /// Caller's id (manual orders) or 0.
+    pub client_id: u64,
+    /// The ensemble score behind it (zero for manual orders).
+    pub score: Factor,
+    /// Receive time of the triggering tick (ns since the epoch).
+    pub ts_ns: u64,
+    /// Monotonic stamp of the triggering tick.
+    pub stamp: Stamp,
+}
+
+/// Engine-wide order id: assigned by Risk in approval order, so replays number them alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OrderId(pub u64);
+
+/// Order type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderKind {
+    /// Take liquidity at the touch.
+    Market,
+    /// Limit at this price.
+    Limit(Price),
+}
+
+/// An order Risk has approved. Execution accepts nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// Engine order id.
+    pub id: OrderId,
+    /// Which instrument.
+    pub instrument: InstrumentId,
+    /// Where to send it.
+    pub venue: Venue,
+    /// Buy or sell.
+    pub side: Side,
+    /// Quantity.
+    pub qty: Qty,
+    /// Market or limit.
+    pub kind: OrderKind,
+    /// Market at approval time.
+    pub touch: Touch,
+    /// Who asked.
+    pub origin: Origin,
+    /// Caller's id or 0.
+    pub client_id: u64,
+    /// Receive time of the triggering tick (ns since the epoch): the order's logical time.
+    pub ts_ns: u64,
+    /// Monotonic stamp of the triggering tick.
+    pub stamp: Stamp,
+}
+
+/// Who provided liquidity in a fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liquidity {
+    /// We took liquidity.
+    Taker,
+    /// We provided it.
+    Maker,
+}
+
+/// One execution of (part of) an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fill {
+    /// The order it belongs to.
+    pub order_id: OrderId,
+    /// Which instrument.
+    pub instrument: InstrumentId,
+    /// Where it executed.
+    pub venue: Venue,
+    /// Our side.
+    pub side: Side,
+    /// Execution price.
+    pub price: Price,
+    /// Executed quantity.
+    pub qty: Qty,
+    /// Fee charged, in quote currency (negative for a rebate).
+    pub fee: Money,
+    /// Taker or maker.
+    pub liquidity: Liquidity,
+    /// `true` if the order has nothing left open after this fill.
+    pub last: bool,
+    /// Fill time (ns since the epoch).
+    pub ts_ns: u64,
+}
+
+/// Why an order or intent was refused. Each has a counter and a stable name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RejectReason {
+    /// The kill switch is engaged.
+    KillSwitch = 0,
+    /// Quantity above `max_order_qty`.
+    MaxOrderQty = 1,
+    /// Notional above `max_order_notional`.
+    MaxOrderNotional = 2,
+    /// The resulting position would exceed `max_position`.
+    MaxPosition = 3,
+    /// No usable price to size or collar the order.
+    NoPrice = 4,
+    /// Zero quantity after sizing.
+    ZeroQty = 5,
+    /// Arithmetic would overflow.
+    Overflow = 6,
+    /// The venue refused it.
+    VenueReject = 7,
+    /// The venue does not list this instrument.
+    NotListed = 8,
+}
+
+impl RejectReason {
+    /// Number of reasons; sizes per-reason counters.
+    pub const COUNT: usize = 9;
+
+    /// Snake-case name used in metrics, logs and records.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RejectReason::KillSwitch => "kill_switch",
+            RejectReason::MaxOrderQty => "max_order_qty",
+            RejectReason::MaxOrderNotional => "max_order_notional",
+            RejectReason::MaxPosition => "max_position",
+            RejectReason::NoPrice => "no_price",
+            RejectReason::ZeroQty => "zero_qty",
+            RejectReason::Overflow => "overflow",
+            RejectReason::VenueReject => "venue_reject",
+            RejectReason::NotListed => "not_listed",
+        }
+    }
+}
+
+/// Execution's report on one order, sent back to Risk and out to the cold side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecReport {
+    /// The venue accepted the order.
+    Ack {
+        /// Engine order id.
+        order_id: OrderId,
+        /// Venue order id.
+        venue_order_id: u64,
+    },
+    /// (Part of) the order executed.
+    Fill(Fill),
+    /// The venue refused the order; nothing of it is open.
+    Reject {
+        /// Engine order id.
+        order_id: OrderId,
+        /// Which instrument (so Risk can release the open quantity).
+        instrument: InstrumentId,
+        /// Our side.
+        side: Side,
+        /// The refused quantity.
+        qty: Qty,
+        /// Why.
+        reason: RejectReason,
+    },
+}
