@@ -8,7 +8,14 @@
 //! state. The cold side talks to this crate only through rings.
 #![deny(missing_docs)]
 
+pub mod capture;
+pub mod clock;
 pub mod ids;
 pub mod num;
+pub mod pnl;
 pub mod records;
+pub mod stage;
+pub mod stats;
 pub mod topology;
+pub mod wait;
+pub mod wiring;

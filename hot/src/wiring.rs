@@ -1,0 +1,252 @@
+//! Every ring of the engine, declared in one place with its capacity and its full-policy.
+//!
+//! | ring | from → to | record | capacity | when full |
+//! |---|---|---|---|---|
+//! | `md_alpha[v]` | `md-<v>` → `alpha` | [`Tick`] | [`cap::MD_ALPHA`] | back-pressure: the feed keeps the tick and stops reading its socket until there is room |
+//! | `alpha_risk` | `alpha` → `risk` | [`OrderIntent`] | [`cap::ALPHA_RISK`] | back-pressure: Alpha keeps the intent and takes no tick until it is pushed |
+//! | `risk_exec` | `risk` → `exec` | [`Order`] | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
+//! | `exec_risk` | `exec` → `risk` | [`ExecReport`] | [`cap::EXEC_RISK`] | back-pressure: Execution takes an order only with room for all its reports; Risk drains reports first on every pass, so this cannot deadlock |
+//! | `risk_cmd` | cold → `risk` | [`RiskCommand`] | [`cap::COMMANDS`] | the cold caller gets its command back (crossbeam `ArrayQueue`, many producers) |
+//! | `alpha_cmd` | cold → `alpha` | [`AlphaInput`] weights | [`cap::COMMANDS`] | the cold caller gets its command back |
+//! | `tap_ticks[v]` | `md-<v>` → cold | [`Tick`] | [`cap::TAP_TICKS`] | dropped and counted (`tap_dropped`): market data is never worth stalling for |
+//! | `tap_signals` | `alpha` → cold | [`Signal`] | [`cap::TAP_SIGNALS`] | dropped and counted |
+//! | `tap_refusals` | `risk` → cold | [`Refusal`] | [`cap::TAP_REFUSALS`] | dropped and counted; per-reason counters stay exact |
+//! | `tap_exec` | `exec` → cold | [`ExecEvent`] (orders, acks, fills, rejects) | [`cap::TAP_EXEC`] | **never dropped**: Execution takes an order only when [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER) slots are free, so a stalled cold side stalls trading instead of losing a fill |
+//! | `tap_bad` | `md-<v>` → cold | [`BadFrame`] samples | [`cap::TAP_BAD`] | dropped (the per-reason counters are exact; samples are for the log) |
+//! | `hist_out` / `hist_back` | `exec` ⇄ cold | boxed HdrHistogram | [`cap::HISTOGRAMS`] | two histograms circulate; Execution keeps recording into its current one until a spare comes back |
+
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+use hdrhistogram::Histogram;
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::ids::Venue;
+use crate::records::{ExecReport, Order, OrderIntent, Signal, Tick};
+use crate::stage::alpha::AlphaInput;
+use crate::stage::exec::ExecEvent;
+use crate::stage::risk::{Refusal, RiskCommand};
+
+/// Ring capacities, in records.
+pub mod cap {
+    /// Feed → Alpha: a burst of ticks the Alpha thread can fall behind by.
+    pub const MD_ALPHA: usize = 8192;
+    /// Alpha → Risk.
+    pub const ALPHA_RISK: usize = 1024;
+    /// Risk → Execution.
+    pub const RISK_EXEC: usize = 1024;
+    /// Execution → Risk: room for two reports of every order the Risk→Exec ring can hold, so
+    /// Execution never waits on Risk while Risk is busy.
+    pub const EXEC_RISK: usize = 4096;
+    /// Cold → hot command queues.
+    pub const COMMANDS: usize = 64;
+    /// Hot → cold tick tap, per feed: about a second of a busy feed.
+    pub const TAP_TICKS: usize = 65536;
+    /// Hot → cold signal tap.
+    pub const TAP_SIGNALS: usize = 65536;
+    /// Hot → cold refusal tap.
+    pub const TAP_REFUSALS: usize = 4096;
+    /// Hot → cold order/fill tap.
+    pub const TAP_EXEC: usize = 65536;
+    /// Bad-frame samples.
+    pub const TAP_BAD: usize = 16;
+    /// Latency histograms in circulation.
+    pub const HISTOGRAMS: usize = 4;
+}
+
+/// Longest excerpt of a bad frame kept for the log.
+pub const BAD_SAMPLE_BYTES: usize = 240;
+
+/// A sample of a frame a decoder refused, for the cold side to log.
+#[derive(Clone, Copy, Debug)]
+pub struct BadFrame {
+    /// Which feed.
+    pub venue: Venue,
+    /// The decoder's reason, as its stable name.
+    pub reason: &'static str,
+    /// The field involved, or `""`.
+    pub field: &'static str,
+    /// Receive time.
+    pub recv_ns: u64,
+    /// Length of the whole frame.
+    pub frame_len: usize,
+    /// Bytes of `excerpt` in use.
+    pub len: u16,
+    /// The frame's first bytes.
+    pub excerpt: [u8; BAD_SAMPLE_BYTES],
+}
+
+impl BadFrame {
+    /// Captures the head of `frame`.
+    pub fn new(venue: Venue, reason: &'static str, field: &'static str, recv_ns: u64, frame: &[u8]) -> Self {
+        let len = frame.len().min(BAD_SAMPLE_BYTES);
+        let mut excerpt = [0; BAD_SAMPLE_BYTES];
+        excerpt[..len].copy_from_slice(&frame[..len]);
+        Self { venue, reason, field, recv_ns, frame_len: frame.len(), len: len as u16, excerpt }
+    }
+
+    /// The excerpt, lossily as text.
+    pub fn excerpt(&self) -> String {
+        String::from_utf8_lossy(&self.excerpt[..usize::from(self.len)]).into_owned()
+    }
+}
+
+/// A boxed latency histogram, moved between Execution and the cold side.
+pub type BoxedHistogram = Box<Histogram<u64>>;
+
+/// The ends a feed thread owns.
+#[derive(Debug)]
+pub struct FeedEnds {
+    /// Which venue.
+    pub venue: Venue,
+    /// Ticks to Alpha.
+    pub to_alpha: Producer<Tick>,
+    /// Tick tap.
+    pub tap: Producer<Tick>,
+    /// Bad-frame samples.
+    pub bad: Producer<BadFrame>,
+}
+
+/// The ends Alpha owns.
+#[derive(Debug)]
+pub struct AlphaEnds {
+    /// One tick ring per feed.
+    pub ticks: Vec<Consumer<Tick>>,
+    /// Commands from the cold side.
+    pub commands: Arc<ArrayQueue<AlphaInput>>,
+    /// Intents to Risk.
+    pub to_risk: Producer<OrderIntent>,
+    /// Signal tap.
+    pub tap: Producer<Signal>,
+}
+
+/// The ends Risk owns.
+#[derive(Debug)]
+pub struct RiskEnds {
+    /// Intents from Alpha.
+    pub intents: Consumer<OrderIntent>,
+    /// Reports from Execution.
+    pub reports: Consumer<ExecReport>,
+    /// Commands from the cold side.
+    pub commands: Arc<ArrayQueue<RiskCommand>>,
+    /// Orders to Execution.
+    pub to_exec: Producer<Order>,
+    /// Refusal tap.
+    pub tap: Producer<Refusal>,
+}
+
+/// The ends Execution owns.
+#[derive(Debug)]
+pub struct ExecEnds {
+    /// Approved orders.
+    pub orders: Consumer<Order>,
+    /// Reports back to Risk.
+    pub to_risk: Producer<ExecReport>,
+    /// Order/fill tap (never dropped).
+    pub tap: Producer<ExecEvent>,
+    /// Filled histograms out.
+    pub hist_out: Producer<BoxedHistogram>,
+    /// Empty histograms back.
+    pub hist_back: Consumer<BoxedHistogram>,
+}
+
+/// The ends the cold side owns.
+#[derive(Debug)]
+pub struct ColdEnds {
+    /// Tick taps, one per feed.
+    pub ticks: Vec<(Venue, Consumer<Tick>)>,
+    /// Bad-frame samples, one per feed.
+    pub bad: Vec<(Venue, Consumer<BadFrame>)>,
+    /// Signal tap.
+    pub signals: Consumer<Signal>,
+    /// Refusal tap.
+    pub refusals: Consumer<Refusal>,
+    /// Order/fill tap.
+    pub exec: Consumer<ExecEvent>,
+    /// Filled histograms.
+    pub hist_in: Consumer<BoxedHistogram>,
+    /// Where emptied histograms go back.
+    pub hist_back: Producer<BoxedHistogram>,
+    /// Commands to Risk.
+    pub risk_cmd: Arc<ArrayQueue<RiskCommand>>,
+    /// Commands to Alpha.
+    pub alpha_cmd: Arc<ArrayQueue<AlphaInput>>,
+}
+
+/// All ring ends of one engine.
+#[derive(Debug)]
+pub struct Wiring {
+    /// One per feed, in the order given to [`wire`].
+    pub feeds: Vec<FeedEnds>,
+    /// Alpha's.
+    pub alpha: AlphaEnds,
+    /// Risk's.
+    pub risk: RiskEnds,
+    /// Execution's.
+    pub exec: ExecEnds,
+    /// The cold side's.
+    pub cold: ColdEnds,
+}
+
+/// Creates every ring for an engine with these feeds. All allocation happens here, at start.
+pub fn wire(feeds: &[Venue]) -> Wiring {
+    let mut feed_ends = Vec::new();
+    let mut alpha_ticks = Vec::new();
+    let mut cold_ticks = Vec::new();
+    let mut cold_bad = Vec::new();
+    for &venue in feeds {
+        let (to_alpha, from_md) = RingBuffer::new(cap::MD_ALPHA);
+        let (tap, tap_rx) = RingBuffer::new(cap::TAP_TICKS);
+        let (bad, bad_rx) = RingBuffer::new(cap::TAP_BAD);
+        feed_ends.push(FeedEnds { venue, to_alpha, tap, bad });
+        alpha_ticks.push(from_md);
+        cold_ticks.push((venue, tap_rx));
+        cold_bad.push((venue, bad_rx));
+    }
+    let (alpha_to_risk, risk_intents) = RingBuffer::new(cap::ALPHA_RISK);
+    let (risk_to_exec, exec_orders) = RingBuffer::new(cap::RISK_EXEC);
+    let (exec_to_risk, risk_reports) = RingBuffer::new(cap::EXEC_RISK);
+    let (signal_tap, signals) = RingBuffer::new(cap::TAP_SIGNALS);
+    let (refusal_tap, refusals) = RingBuffer::new(cap::TAP_REFUSALS);
+    let (exec_tap, exec_events) = RingBuffer::new(cap::TAP_EXEC);
+    let (hist_out, hist_in) = RingBuffer::new(cap::HISTOGRAMS);
+    let (mut hist_back_tx, hist_back_rx) = RingBuffer::new(cap::HISTOGRAMS);
+    // One spare in circulation from the start; Execution owns the other.
+    let _ = hist_back_tx.push(Box::new(crate::stage::exec::latency_histogram()));
+    let risk_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
+    let alpha_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
+    Wiring {
+        feeds: feed_ends,
+        alpha: AlphaEnds {
+            ticks: alpha_ticks,
+            commands: Arc::clone(&alpha_cmd),
+            to_risk: alpha_to_risk,
+            tap: signal_tap,
+        },
+        risk: RiskEnds {
+            intents: risk_intents,
+            reports: risk_reports,
+            commands: Arc::clone(&risk_cmd),
+            to_exec: risk_to_exec,
+            tap: refusal_tap,
+        },
+        exec: ExecEnds {
+            orders: exec_orders,
+            to_risk: exec_to_risk,
+            tap: exec_tap,
+            hist_out,
+            hist_back: hist_back_rx,
+        },
+        cold: ColdEnds {
+            ticks: cold_ticks,
+            bad: cold_bad,
+            signals,
+            refusals,
+            exec: exec_events,
+            hist_in,
+            hist_back: hist_back_tx,
+            risk_cmd,
+            alpha_cmd,
+        },
+    }
+}
