@@ -10,10 +10,13 @@
 
 pub mod capture;
 pub mod clock;
+pub mod feed;
 pub mod ids;
 pub mod num;
 pub mod pnl;
 pub mod records;
+pub mod runtime;
+pub mod source;
 pub mod stage;
 pub mod stats;
 pub mod topology;

@@ -188,27 +188,74 @@ pub struct Wiring {
     pub cold: ColdEnds,
 }
 
-/// Creates every ring for an engine with these feeds. All allocation happens here, at start.
+/// Ring capacities of one engine; [`Default`] is the table above. Tests shrink them to
+/// exercise the full-policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacities {
+    /// `md_alpha[v]`.
+    pub md_alpha: usize,
+    /// `alpha_risk`.
+    pub alpha_risk: usize,
+    /// `risk_exec`.
+    pub risk_exec: usize,
+    /// `exec_risk`.
+    pub exec_risk: usize,
+    /// `tap_ticks[v]`.
+    pub tap_ticks: usize,
+    /// `tap_signals`.
+    pub tap_signals: usize,
+    /// `tap_refusals`.
+    pub tap_refusals: usize,
+    /// `tap_exec`.
+    pub tap_exec: usize,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Self {
+            md_alpha: cap::MD_ALPHA,
+            alpha_risk: cap::ALPHA_RISK,
+            risk_exec: cap::RISK_EXEC,
+            exec_risk: cap::EXEC_RISK,
+            tap_ticks: cap::TAP_TICKS,
+            tap_signals: cap::TAP_SIGNALS,
+            tap_refusals: cap::TAP_REFUSALS,
+            tap_exec: cap::TAP_EXEC,
+        }
+    }
+}
+
+/// Creates every ring with the default capacities. All allocation happens here, at start.
 pub fn wire(feeds: &[Venue]) -> Wiring {
+    wire_with(feeds, Capacities::default())
+}
+
+/// Creates every ring with these capacities.
+///
+/// `exec_risk` and `tap_exec` are raised to at least
+/// [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER), below which Execution could
+/// never take an order.
+pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
+    let min = crate::stage::exec::MAX_EVENTS_PER_ORDER;
     let mut feed_ends = Vec::new();
     let mut alpha_ticks = Vec::new();
     let mut cold_ticks = Vec::new();
     let mut cold_bad = Vec::new();
     for &venue in feeds {
-        let (to_alpha, from_md) = RingBuffer::new(cap::MD_ALPHA);
-        let (tap, tap_rx) = RingBuffer::new(cap::TAP_TICKS);
+        let (to_alpha, from_md) = RingBuffer::new(c.md_alpha);
+        let (tap, tap_rx) = RingBuffer::new(c.tap_ticks);
         let (bad, bad_rx) = RingBuffer::new(cap::TAP_BAD);
         feed_ends.push(FeedEnds { venue, to_alpha, tap, bad });
         alpha_ticks.push(from_md);
         cold_ticks.push((venue, tap_rx));
         cold_bad.push((venue, bad_rx));
     }
-    let (alpha_to_risk, risk_intents) = RingBuffer::new(cap::ALPHA_RISK);
-    let (risk_to_exec, exec_orders) = RingBuffer::new(cap::RISK_EXEC);
-    let (exec_to_risk, risk_reports) = RingBuffer::new(cap::EXEC_RISK);
-    let (signal_tap, signals) = RingBuffer::new(cap::TAP_SIGNALS);
-    let (refusal_tap, refusals) = RingBuffer::new(cap::TAP_REFUSALS);
-    let (exec_tap, exec_events) = RingBuffer::new(cap::TAP_EXEC);
+    let (alpha_to_risk, risk_intents) = RingBuffer::new(c.alpha_risk);
+    let (risk_to_exec, exec_orders) = RingBuffer::new(c.risk_exec);
+    let (exec_to_risk, risk_reports) = RingBuffer::new(c.exec_risk.max(min));
+    let (signal_tap, signals) = RingBuffer::new(c.tap_signals);
+    let (refusal_tap, refusals) = RingBuffer::new(c.tap_refusals);
+    let (exec_tap, exec_events) = RingBuffer::new(c.tap_exec.max(min));
     let (hist_out, hist_in) = RingBuffer::new(cap::HISTOGRAMS);
     let (mut hist_back_tx, hist_back_rx) = RingBuffer::new(cap::HISTOGRAMS);
     // One spare in circulation from the start; Execution owns the other.

@@ -1,0 +1,223 @@
+//! Venue market-data feeds: the types every venue decoder shares.
+//!
+//! A decoder turns one WebSocket text frame into exactly one [`Decoded`] value or one
+//! [`DecodeError`].
+//! Frames that are well-formed but carry nothing the engine uses yet (depth diffs, snapshots,
+//! aggregate trades, klines) are [`Decoded::Skipped`] with a [`SkipKind`] so the runtime can
+//! count them; they are data, not errors.
+//! Venue control messages (subscription acknowledgements, request errors, shutdown notices)
+//! come back as [`Decoded::Control`] for the connector to act on.
+//!
+//! Everything here is `Copy` and allocation-free, so counting and forwarding results on the
+//! hot thread never touches the heap.
+//! Each venue lives in its own folder with the same shape: `mod.rs`, `messages.rs` (the wire
+//! vocabulary), `parse.rs` (the decoder) and `subscription.rs`.
+
+use core::fmt;
+
+use crate::records::{Stamp, Tick};
+
+pub mod binance;
+
+/// Largest frame a decoder accepts; anything longer is refused with [`DecodeReason::TooLarge`]
+/// before it is copied or parsed.
+///
+/// The largest frame in the 2024-08-08 Binance captures is the REST depth snapshot line at
+/// about 64,050 bytes; stream frames are a few hundred bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// What one frame turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A normalised trade or quote, ready for the ring.
+    Tick(Tick),
+    /// A frame we recognise but do not use yet; the runtime counts these per kind.
+    Skipped(SkipKind),
+    /// A venue control message for the connector.
+    Control(Control),
+}
+
+/// Recognised frames that carry no [`Tick`] (yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SkipKind {
+    /// An order-book diff or a streamed partial book (`depthUpdate`, `<symbol>@depth<N>`).
+    Depth = 0,
+    /// An aggregate trade; the raw trade stream already carries every print.
+    AggTrade = 1,
+    /// A REST order-book snapshot written into a capture.
+    Snapshot = 2,
+    /// Any other event (klines, tickers, average price, block trades, ...).
+    Other = 3,
+}
+
+impl SkipKind {
+    /// Every kind, in index order.
+    pub const ALL: [SkipKind; 4] = [
+        SkipKind::Depth,
+        SkipKind::AggTrade,
+        SkipKind::Snapshot,
+        SkipKind::Other,
+    ];
+    /// Number of kinds; sizes per-kind counters.
+    pub const COUNT: usize = SkipKind::ALL.len();
+
+    /// Dense index for per-kind counters.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Snake-case name used in metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SkipKind::Depth => "depth",
+            SkipKind::AggTrade => "agg_trade",
+            SkipKind::Snapshot => "snapshot",
+            SkipKind::Other => "other",
+        }
+    }
+}
+
+/// A venue control message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// A successful response to one of our requests (subscribe, list, set property).
+    Result {
+        /// The request id we sent, echoed back.
+        id: i64,
+    },
+    /// The venue refused a request.
+    Error {
+        /// The venue's error code.
+        code: i64,
+    },
+    /// The server is about to go down for maintenance: reconnect now.
+    ServerShutdown,
+}
+
+/// Why a frame was refused. Each reason has a counter and a stable name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DecodeReason {
+    /// Not valid JSON (syntax error, truncated frame, nesting too deep, empty frame).
+    Json = 0,
+    /// Valid JSON, but the frame (or the `data` of a combined frame) is not an object.
+    NotObject = 1,
+    /// A field the message kind requires is absent.
+    MissingField = 2,
+    /// A field has the wrong JSON type (a number where a decimal string belongs, ...).
+    BadType = 3,
+    /// A decimal string that is not an exact, well-formed decimal.
+    BadDecimal = 4,
+    /// A price of zero or below.
+    NonPositivePrice = 5,
+    /// A trade quantity of zero.
+    ZeroQty = 6,
+    /// A symbol the instrument index does not list for this venue.
+    UnknownSymbol = 7,
+    /// A JSON object of no shape this venue's decoder knows.
+    UnknownMessage = 8,
+    /// An integer out of range: a negative id or time, or a time that overflows nanoseconds.
+    OutOfRange = 9,
+    /// Longer than [`MAX_FRAME_BYTES`].
+    TooLarge = 10,
+    /// The frame is not UTF-8.
+    Utf8 = 11,
+}
+
+impl DecodeReason {
+    /// Every reason, in index order.
+    pub const ALL: [DecodeReason; 12] = [
+        DecodeReason::Json,
+        DecodeReason::NotObject,
+        DecodeReason::MissingField,
+        DecodeReason::BadType,
+        DecodeReason::BadDecimal,
+        DecodeReason::NonPositivePrice,
+        DecodeReason::ZeroQty,
+        DecodeReason::UnknownSymbol,
+        DecodeReason::UnknownMessage,
+        DecodeReason::OutOfRange,
+        DecodeReason::TooLarge,
+        DecodeReason::Utf8,
+    ];
+    /// Number of reasons; sizes per-reason counters.
+    pub const COUNT: usize = DecodeReason::ALL.len();
+
+    /// Dense index for per-reason counters.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Snake-case name used in metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DecodeReason::Json => "json",
+            DecodeReason::NotObject => "not_object",
+            DecodeReason::MissingField => "missing_field",
+            DecodeReason::BadType => "bad_type",
+            DecodeReason::BadDecimal => "bad_decimal",
+            DecodeReason::NonPositivePrice => "non_positive_price",
+            DecodeReason::ZeroQty => "zero_qty",
+            DecodeReason::UnknownSymbol => "unknown_symbol",
+            DecodeReason::UnknownMessage => "unknown_message",
+            DecodeReason::OutOfRange => "out_of_range",
+            DecodeReason::TooLarge => "too_large",
+            DecodeReason::Utf8 => "utf8",
+        }
+    }
+}
+
+impl fmt::Display for DecodeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A refused frame: why, and which wire field was at fault.
+///
+/// Small and `Copy` so the hot thread can count it and drop it without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DecodeError {
+    /// Why the frame was refused.
+    pub reason: DecodeReason,
+    /// The wire name of the offending field (`"p"`, `"data"`), or `""` for the frame as a whole.
+    pub field: &'static str,
+}
+
+impl DecodeError {
+    /// An error about the frame as a whole.
+    #[inline]
+    pub const fn frame(reason: DecodeReason) -> Self {
+        Self { reason, field: "" }
+    }
+
+    /// An error about one field, named as it is spelled on the wire.
+    #[inline]
+    pub const fn at(reason: DecodeReason, field: &'static str) -> Self {
+        Self { reason, field }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(self.reason.name())
+        } else {
+            write!(f, "{} in field `{}`", self.reason.name(), self.field)
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// What the connector knows about a frame besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Local receive time (ns since the epoch); the capture's first column on replay.
+    pub recv_ns: u64,
+    /// Monotonic receive stamp for latency accounting.
+    pub stamp: Stamp,
+}

@@ -1,0 +1,115 @@
+//! Assembles one engine: rings, stages and tasks, from plain, validated parameters.
+//!
+//! The cold side turns the validated config into an [`EngineSpec`]; this module wires every
+//! ring ([`crate::wiring::wire`]), builds each stage, and returns the tasks ready to be run on
+//! threads ([`super::spawn`]) or in lockstep ([`super::run_lockstep`]), plus the cold side's
+//! ring ends and the counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ids::{InstrumentIndex, Venue};
+use crate::source::{Decode, FrameSource};
+use crate::stage::alpha::{Alpha, AlphaParams};
+use crate::stage::exec::{Exec, Gateway};
+use crate::stage::risk::{Limits, Risk};
+use crate::topology::StageName;
+use crate::wiring::{Capacities, ColdEnds, wire_with};
+
+use super::stats::{AlphaStats, ExecStats, FeedStats, RiskStats};
+use super::tasks::{AlphaTask, AnyTask, ExecTask, FeedTask, Flags, RiskTask};
+
+/// Everything the hot stages need, validated.
+#[derive(Clone, Debug)]
+pub struct EngineSpec {
+    /// The instruments.
+    pub index: Arc<InstrumentIndex>,
+    /// Alpha parameters.
+    pub alpha: AlphaParams,
+    /// Risk limits per instrument.
+    pub limits: Vec<Limits>,
+    /// Start with the kill switch engaged.
+    pub kill: bool,
+    /// How often Execution hands over its latency histogram.
+    pub histogram_every: Duration,
+    /// Ring capacities.
+    pub capacities: Capacities,
+}
+
+/// One feed's source, decoder and counters.
+#[derive(Debug)]
+pub struct FeedInput<S, D> {
+    /// Which venue.
+    pub venue: Venue,
+    /// Where frames come from.
+    pub source: S,
+    /// How they are decoded.
+    pub decoder: D,
+    /// Its counters (shared with the source, which counts connects).
+    pub stats: Arc<FeedStats>,
+}
+
+/// Counters of every stage.
+#[derive(Clone, Debug)]
+pub struct EngineStats {
+    /// One per feed, in feed order.
+    pub feeds: Vec<Arc<FeedStats>>,
+    /// Alpha's.
+    pub alpha: Arc<AlphaStats>,
+    /// Risk's.
+    pub risk: Arc<RiskStats>,
+    /// Execution's.
+    pub exec: Arc<ExecStats>,
+}
+
+/// A built engine, not yet running.
+#[derive(Debug)]
+pub struct Engine<S, D, G: Gateway> {
+    /// Tasks by stage, feeds first, then Alpha, Risk, Execution.
+    pub tasks: Vec<(StageName, AnyTask<S, D, G>)>,
+    /// The cold side's ring ends.
+    pub cold: ColdEnds,
+    /// Stop and drain flags.
+    pub flags: Arc<Flags>,
+    /// Counters.
+    pub stats: EngineStats,
+}
+
+/// Wires and builds an engine with these feeds and this gateway.
+pub fn build<S: FrameSource, D: Decode, G: Gateway>(
+    spec: &EngineSpec,
+    feeds: Vec<FeedInput<S, D>>,
+    gateway: G,
+) -> Engine<S, D, G> {
+    let venues: Vec<Venue> = feeds.iter().map(|f| f.venue).collect();
+    let wiring = wire_with(&venues, spec.capacities);
+    let flags = Flags::new(feeds.len());
+    let mut tasks = Vec::new();
+    let mut feed_stats = Vec::new();
+    for (input, ends) in feeds.into_iter().zip(wiring.feeds) {
+        feed_stats.push(Arc::clone(&input.stats));
+        let task = FeedTask::new(input.source, input.decoder, Arc::clone(&spec.index), ends, input.stats, Arc::clone(&flags));
+        tasks.push((StageName::MarketData(input.venue), AnyTask::Feed(task)));
+    }
+    let alpha_stats = Arc::new(AlphaStats::default());
+    let risk_stats = Arc::new(RiskStats::new(spec.index.len()));
+    let exec_stats = Arc::new(ExecStats::default());
+    let alpha = AlphaTask::new(Alpha::new(spec.alpha.clone()), wiring.alpha, Arc::clone(&alpha_stats), Arc::clone(&flags));
+    let risk = RiskTask::new(Risk::new(spec.limits.clone(), spec.kill), wiring.risk, Arc::clone(&risk_stats), Arc::clone(&flags));
+    let exec = ExecTask::new(
+        Exec::new(gateway),
+        wiring.exec,
+        Arc::clone(&exec_stats),
+        Arc::clone(&flags),
+        spec.histogram_every.as_nanos() as u64,
+    );
+    tasks.push((StageName::Alpha, AnyTask::Alpha(alpha)));
+    tasks.push((StageName::Risk, AnyTask::Risk(risk)));
+    tasks.push((StageName::Exec, AnyTask::Exec(exec)));
+    Engine {
+        tasks,
+        cold: wiring.cold,
+        flags,
+        stats: EngineStats { feeds: feed_stats, alpha: alpha_stats, risk: risk_stats, exec: exec_stats },
+    }
+}

@@ -1,0 +1,132 @@
+//! Per-stage counters, written by one hot thread each and read by the cold side.
+
+use crate::feed::DecodeReason;
+use crate::ids::Venue;
+use crate::records::RejectReason;
+use crate::stats::Counter;
+
+/// Counters of one feed.
+#[derive(Debug)]
+pub struct FeedStats {
+    /// Which venue.
+    pub venue: Venue,
+    /// Frames (or capture lines) received.
+    pub frames: Counter,
+    /// Trade ticks decoded.
+    pub trades: Counter,
+    /// Best bid/ask ticks decoded.
+    pub quotes: Counter,
+    /// Depth updates recognised and skipped.
+    pub skipped_depth: Counter,
+    /// Aggregate trades recognised and skipped.
+    pub skipped_agg_trade: Counter,
+    /// Book snapshots recognised and skipped.
+    pub skipped_snapshot: Counter,
+    /// Other recognised frames skipped.
+    pub skipped_other: Counter,
+    /// Control frames (subscription results, errors, shutdown notices).
+    pub control: Counter,
+    /// Error replies from the venue.
+    pub venue_errors: Counter,
+    /// Frames refused by the decoder, per [`DecodeReason`].
+    pub bad: [Counter; DecodeReason::COUNT],
+    /// Capture lines without a `<recv_ns> ` prefix.
+    pub malformed_lines: Counter,
+    /// Ticks not copied to the cold side because its tap was full.
+    pub tap_dropped: Counter,
+    /// Successful connections.
+    pub connects: Counter,
+    /// Connections lost or closed.
+    pub disconnects: Counter,
+    /// Receive time of the last tick (ns since the epoch), a gauge.
+    pub last_tick_wall_ns: Counter,
+}
+
+impl FeedStats {
+    /// Zeroed counters.
+    pub fn new(venue: Venue) -> Self {
+        Self {
+            venue,
+            frames: Counter::new(),
+            trades: Counter::new(),
+            quotes: Counter::new(),
+            skipped_depth: Counter::new(),
+            skipped_agg_trade: Counter::new(),
+            skipped_snapshot: Counter::new(),
+            skipped_other: Counter::new(),
+            control: Counter::new(),
+            venue_errors: Counter::new(),
+            bad: std::array::from_fn(|_| Counter::new()),
+            malformed_lines: Counter::new(),
+            tap_dropped: Counter::new(),
+            connects: Counter::new(),
+            disconnects: Counter::new(),
+            last_tick_wall_ns: Counter::new(),
+        }
+    }
+
+    /// Frames refused by the decoder, all reasons.
+    pub fn bad_total(&self) -> u64 {
+        self.bad.iter().map(Counter::get).sum::<u64>() + self.malformed_lines.get()
+    }
+
+    /// Frames recognised and skipped, all kinds.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped_depth.get() + self.skipped_agg_trade.get() + self.skipped_snapshot.get() + self.skipped_other.get()
+    }
+}
+
+/// Counters of Alpha.
+#[derive(Debug, Default)]
+pub struct AlphaStats {
+    /// Ticks processed.
+    pub ticks: Counter,
+    /// Signals produced.
+    pub signals: Counter,
+    /// Intents produced.
+    pub intents: Counter,
+    /// Commands applied.
+    pub commands: Counter,
+    /// Signals not copied to the cold side because its tap was full.
+    pub tap_dropped: Counter,
+}
+
+/// Counters of Risk.
+#[derive(Debug, Default)]
+pub struct RiskStats {
+    /// Intents approved as orders.
+    pub approved: Counter,
+    /// Intents refused, per [`RejectReason`].
+    pub refused: [Counter; RejectReason::COUNT],
+    /// Target intents already met.
+    pub nothing: Counter,
+    /// 1 while the kill switch is engaged.
+    pub killed: Counter,
+    /// Refusals not copied to the cold side because its tap was full.
+    pub tap_dropped: Counter,
+    /// Position per instrument, raw 10^-8 units as two's complement.
+    pub position_raw: Vec<Counter>,
+}
+
+impl RiskStats {
+    /// Zeroed counters for `instruments` instruments.
+    pub fn new(instruments: usize) -> Self {
+        Self { position_raw: (0..instruments).map(|_| Counter::new()).collect(), ..Self::default() }
+    }
+
+    /// Refusals, all reasons.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().map(Counter::get).sum()
+    }
+}
+
+/// Counters of Execution.
+#[derive(Debug, Default)]
+pub struct ExecStats {
+    /// Orders sent.
+    pub orders: Counter,
+    /// Fills received.
+    pub fills: Counter,
+    /// Venue rejects.
+    pub rejects: Counter,
+}

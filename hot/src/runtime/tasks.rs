@@ -1,0 +1,480 @@
+//! The four kinds of hot task: a stage's state plus the ring ends it owns.
+//!
+//! Every task has the same shape: `poll` does at most a small, bounded amount of work and says
+//! whether it did any; `finished` says whether the task has drained and may stop. Threads run
+//! one task (pinned layout) or several in turn (fused layout) through [`AnyTask`], a closed
+//! enum, so dispatch is a `match`, never a virtual call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::clock::{Clock, SystemClock, mono_ns};
+use crate::feed::{Control, Decoded, SkipKind};
+use crate::ids::{InstrumentIndex, Venue};
+use crate::records::{ExecReport, Order, OrderIntent, TickBody};
+use crate::source::{Decode, FrameSource, Next};
+use crate::stage::alpha::{Alpha, AlphaInput, AlphaOut};
+use crate::stage::exec::{Exec, ExecEvent, Gateway, MAX_EVENTS_PER_ORDER, latency_histogram};
+use crate::stage::risk::{Decision, Risk};
+use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, ExecEnds, FeedEnds, RiskEnds};
+
+use super::stats::{AlphaStats, ExecStats, FeedStats, RiskStats};
+
+/// Flags shared by every task of one engine, for stopping and draining in order.
+///
+/// Shutdown runs downstream: `stop` closes the feeds; each stage closes once everything
+/// upstream is closed and its inputs are empty; Risk finishes last, after Execution, because it
+/// must keep draining Execution's reports.
+#[derive(Debug, Default)]
+pub struct Flags {
+    stop: AtomicBool,
+    feeds_open: std::sync::atomic::AtomicUsize,
+    alpha_closed: AtomicBool,
+    risk_closed: AtomicBool,
+    exec_closed: AtomicBool,
+}
+
+impl Flags {
+    /// Flags for an engine with `feeds` feeds.
+    pub fn new(feeds: usize) -> Arc<Self> {
+        let f = Self::default();
+        f.feeds_open.store(feeds, Ordering::Relaxed);
+        Arc::new(f)
+    }
+
+    /// Asks the feeds to stop; the rest of the engine drains behind them.
+    pub fn request_stop(&self) {
+        // Release: pairs with the Acquire in `stop_requested` on the feed threads.
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn close_feed(&self) {
+        // Release: every tick this feed pushed happens-before Alpha's Acquire load below.
+        self.feeds_open.fetch_sub(1, Ordering::Release);
+    }
+
+    fn feeds_closed(&self) -> bool {
+        self.feeds_open.load(Ordering::Acquire) == 0
+    }
+
+    fn close(flag: &AtomicBool) {
+        // Release: the stage's last push happens-before the downstream stage's Acquire load,
+        // so "upstream closed and my ring is empty" really means nothing more will come.
+        flag.store(true, Ordering::Release);
+    }
+
+    fn closed(flag: &AtomicBool) -> bool {
+        flag.load(Ordering::Acquire)
+    }
+
+    /// Whether Execution has drained and closed (the engine's last order-producing stage).
+    pub fn exec_closed(&self) -> bool {
+        Self::closed(&self.exec_closed)
+    }
+}
+
+/// MarketData: a frame source, a decoder and the rings to Alpha and the cold side.
+#[derive(Debug)]
+pub struct FeedTask<S, D> {
+    source: S,
+    decoder: D,
+    index: Arc<InstrumentIndex>,
+    ends: FeedEnds,
+    stats: Arc<FeedStats>,
+    flags: Arc<Flags>,
+    pending: Option<crate::records::Tick>,
+    last_bad_sample: u64,
+    closed: bool,
+    close_reported: bool,
+}
+
+/// Minimum spacing of bad-frame samples sent to the log, per feed.
+const BAD_SAMPLE_EVERY_NS: u64 = 1_000_000_000;
+
+impl<S: FrameSource, D: Decode> FeedTask<S, D> {
+    /// A feed task.
+    pub fn new(
+        source: S,
+        decoder: D,
+        index: Arc<InstrumentIndex>,
+        ends: FeedEnds,
+        stats: Arc<FeedStats>,
+        flags: Arc<Flags>,
+    ) -> Self {
+        Self { source, decoder, index, ends, stats, flags, pending: None, last_bad_sample: 0, closed: false, close_reported: false }
+    }
+
+    /// Which venue.
+    pub fn venue(&self) -> Venue {
+        self.ends.venue
+    }
+
+    /// Handles at most one frame.
+    #[inline]
+    pub fn poll(&mut self) -> bool {
+        if let Some(tick) = self.pending {
+            if self.ends.to_alpha.push(tick).is_err() {
+                return false;
+            }
+            self.pending = None;
+        }
+        if self.closed {
+            if !self.close_reported {
+                self.close_reported = true;
+                self.flags.close_feed();
+            }
+            return false;
+        }
+        if self.flags.stop_requested() {
+            self.source.close();
+        }
+        let (frame, meta) = match self.source.next() {
+            Next::Frame(frame, meta) => (frame, meta),
+            Next::Malformed => {
+                self.stats.frames.inc();
+                self.stats.malformed_lines.inc();
+                return true;
+            }
+            Next::Idle => return false,
+            Next::Closed => {
+                // Reported to the flags on the next pass, once any pending tick is pushed.
+                self.closed = true;
+                return true;
+            }
+        };
+        self.stats.frames.inc();
+        match self.decoder.decode(frame, meta, &self.index) {
+            Ok(Decoded::Tick(tick)) => {
+                match tick.body {
+                    TickBody::Trade { .. } => self.stats.trades.inc(),
+                    TickBody::Quote { .. } => self.stats.quotes.inc(),
+                }
+                self.stats.last_tick_wall_ns.set(meta.recv_ns);
+                if self.ends.tap.push(tick).is_err() {
+                    self.stats.tap_dropped.inc();
+                }
+                if self.ends.to_alpha.push(tick).is_err() {
+                    self.pending = Some(tick);
+                }
+            }
+            Ok(Decoded::Skipped(kind)) => match kind {
+                SkipKind::Depth => self.stats.skipped_depth.inc(),
+                SkipKind::AggTrade => self.stats.skipped_agg_trade.inc(),
+                SkipKind::Snapshot => self.stats.skipped_snapshot.inc(),
+                SkipKind::Other => self.stats.skipped_other.inc(),
+            },
+            Ok(Decoded::Control(control)) => {
+                self.stats.control.inc();
+                if matches!(control, Control::Error { .. }) {
+                    self.stats.venue_errors.inc();
+                }
+            }
+            Err(e) => {
+                self.stats.bad[e.reason.index()].inc();
+                if meta.recv_ns.saturating_sub(self.last_bad_sample) >= BAD_SAMPLE_EVERY_NS || self.last_bad_sample == 0 {
+                    self.last_bad_sample = meta.recv_ns.max(1);
+                    let sample = BadFrame::new(self.ends.venue, e.reason.name(), e.field, meta.recv_ns, frame);
+                    let _ = self.ends.bad.push(sample);
+                }
+            }
+        }
+        true
+    }
+
+    /// Whether the feed has closed and handed over its last tick.
+    pub fn finished(&self) -> bool {
+        self.close_reported
+    }
+}
+
+/// Alpha with its rings.
+#[derive(Debug)]
+pub struct AlphaTask {
+    alpha: Alpha,
+    ends: AlphaEnds,
+    stats: Arc<AlphaStats>,
+    flags: Arc<Flags>,
+    pending: Option<OrderIntent>,
+    next_input: usize,
+    closed: bool,
+}
+
+impl AlphaTask {
+    /// An Alpha task.
+    pub fn new(alpha: Alpha, ends: AlphaEnds, stats: Arc<AlphaStats>, flags: Arc<Flags>) -> Self {
+        Self { alpha, ends, stats, flags, pending: None, next_input: 0, closed: false }
+    }
+
+    /// Handles at most one command and one tick.
+    #[inline]
+    pub fn poll(&mut self) -> bool {
+        if let Some(intent) = self.pending {
+            if self.ends.to_risk.push(intent).is_err() {
+                return false;
+            }
+            self.pending = None;
+        }
+        let mut busy = false;
+        if let Some(cmd) = self.ends.commands.pop() {
+            self.alpha.process(cmd, &mut |_| {});
+            self.stats.commands.inc();
+            busy = true;
+        }
+        let n = self.ends.ticks.len();
+        for k in 0..n {
+            let i = (self.next_input + k) % n;
+            let Ok(tick) = self.ends.ticks[i].pop() else { continue };
+            self.next_input = (i + 1) % n;
+            self.stats.ticks.inc();
+            let (tap, to_risk, stats, pending) = (&mut self.ends.tap, &mut self.ends.to_risk, &self.stats, &mut self.pending);
+            self.alpha.process(AlphaInput::Tick(tick), &mut |out| match out {
+                AlphaOut::Signal(s) => {
+                    stats.signals.inc();
+                    if tap.push(s).is_err() {
+                        stats.tap_dropped.inc();
+                    }
+                }
+                AlphaOut::Intent(intent) => {
+                    stats.intents.inc();
+                    if to_risk.push(intent).is_err() {
+                        *pending = Some(intent);
+                    }
+                }
+            });
+            return true;
+        }
+        if !busy && !self.closed && self.pending.is_none() && self.flags.feeds_closed() && self.ends.ticks.iter().all(|c| c.is_empty()) {
+            self.closed = true;
+            Flags::close(&self.flags.alpha_closed);
+        }
+        busy
+    }
+
+    /// Whether Alpha has drained and closed.
+    pub fn finished(&self) -> bool {
+        self.closed
+    }
+}
+
+/// Risk with its rings.
+#[derive(Debug)]
+pub struct RiskTask {
+    risk: Risk,
+    ends: RiskEnds,
+    stats: Arc<RiskStats>,
+    flags: Arc<Flags>,
+    pending: Option<Order>,
+    closed: bool,
+    finished: bool,
+}
+
+impl RiskTask {
+    /// A Risk task.
+    pub fn new(risk: Risk, ends: RiskEnds, stats: Arc<RiskStats>, flags: Arc<Flags>) -> Self {
+        Self { risk, ends, stats, flags, pending: None, closed: false, finished: false }
+    }
+
+    /// Drains every report, then handles at most one command and one intent.
+    #[inline]
+    pub fn poll(&mut self) -> bool {
+        let mut busy = false;
+        while let Ok(report) = self.ends.reports.pop() {
+            self.risk.on_report(&report);
+            busy = true;
+        }
+        if let Some(cmd) = self.ends.commands.pop() {
+            self.risk.on_command(cmd);
+            self.stats.killed.set(u64::from(self.risk.killed()));
+            busy = true;
+        }
+        if let Some(order) = self.pending {
+            if self.ends.to_exec.push(order).is_err() {
+                return busy;
+            }
+            self.pending = None;
+        }
+        if let Ok(intent) = self.ends.intents.pop() {
+            match self.risk.check(&intent) {
+                Decision::Approved(order) => {
+                    self.stats.approved.inc();
+                    if self.ends.to_exec.push(order).is_err() {
+                        self.pending = Some(order);
+                    }
+                }
+                Decision::Refused(refusal) => {
+                    self.stats.refused[refusal.reason as usize].inc();
+                    if self.ends.tap.push(refusal).is_err() {
+                        self.stats.tap_dropped.inc();
+                    }
+                }
+                Decision::Nothing => self.stats.nothing.inc(),
+            }
+            for (gauge, exp) in self.stats.position_raw.iter().zip(self.risk.exposure()) {
+                gauge.set(exp.position.raw() as u64);
+            }
+            return true;
+        }
+        if !self.closed && self.pending.is_none() && Flags::closed(&self.flags.alpha_closed) && self.ends.intents.is_empty() {
+            self.closed = true;
+            Flags::close(&self.flags.risk_closed);
+        }
+        if self.closed && !busy && self.flags.exec_closed() && self.ends.reports.is_empty() {
+            self.finished = true;
+        }
+        busy
+    }
+
+    /// Whether Risk has closed and drained Execution's last report.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The gate's state.
+    pub fn risk(&self) -> &Risk {
+        &self.risk
+    }
+}
+
+/// Execution with its rings and its latency histogram.
+#[derive(Debug)]
+pub struct ExecTask<G: Gateway> {
+    exec: Exec<G>,
+    ends: ExecEnds,
+    stats: Arc<ExecStats>,
+    flags: Arc<Flags>,
+    clock: SystemClock,
+    histogram_every_ns: u64,
+    next_histogram_ns: u64,
+    spare: Option<BoxedHistogram>,
+    passes: u32,
+    closed: bool,
+}
+
+impl<G: Gateway> ExecTask<G> {
+    /// An Execution task handing its histogram over every `histogram_every_ns`.
+    pub fn new(exec: Exec<G>, ends: ExecEnds, stats: Arc<ExecStats>, flags: Arc<Flags>, histogram_every_ns: u64) -> Self {
+        Self {
+            exec,
+            ends,
+            stats,
+            flags,
+            clock: SystemClock,
+            histogram_every_ns,
+            next_histogram_ns: mono_ns() + histogram_every_ns,
+            spare: None,
+            passes: 0,
+            closed: false,
+        }
+    }
+
+    /// Handles at most one order, when there is room for everything it can produce.
+    #[inline]
+    pub fn poll(&mut self) -> bool {
+        let (tap, to_risk, stats) = (&mut self.ends.tap, &mut self.ends.to_risk, &*self.stats);
+        let mut busy = self.exec.poll(&mut |e| emit(tap, to_risk, stats, e));
+        if tap.slots() >= MAX_EVENTS_PER_ORDER && to_risk.slots() >= MAX_EVENTS_PER_ORDER {
+            if let Ok(order) = self.ends.orders.pop() {
+                stats.orders.inc();
+                self.exec.process(order, self.clock.stamp(), &mut |e| emit(tap, to_risk, stats, e));
+                busy = true;
+            }
+        }
+        self.passes = self.passes.wrapping_add(1);
+        if self.passes % 1024 == 0 || busy {
+            self.maybe_hand_over_histogram(false);
+        }
+        if !busy && !self.closed && Flags::closed(&self.flags.risk_closed) && self.ends.orders.is_empty() {
+            self.maybe_hand_over_histogram(true);
+            self.closed = true;
+            Flags::close(&self.flags.exec_closed);
+        }
+        busy
+    }
+
+    /// Hands the filled histogram to the cold side when the interval has passed (or at the end)
+    /// and an empty spare is at hand; otherwise keeps recording into the current one.
+    fn maybe_hand_over_histogram(&mut self, last: bool) {
+        let now = mono_ns();
+        if self.exec.samples() == 0 || (!last && now < self.next_histogram_ns) {
+            return;
+        }
+        if self.spare.is_none() {
+            self.spare = self.ends.hist_back.pop().ok();
+        }
+        if last && self.spare.is_none() {
+            // At shutdown a fresh histogram may be allocated; in steady state we wait for a spare.
+            self.spare = Some(Box::new(latency_histogram()));
+        }
+        if self.ends.hist_out.slots() == 0 {
+            return;
+        }
+        let Some(spare) = self.spare.take() else { return };
+        let full = self.exec.swap_histogram(spare);
+        // Cannot fail: a slot was checked above and this thread is the only producer.
+        let _ = self.ends.hist_out.push(full);
+        self.next_histogram_ns = now + self.histogram_every_ns;
+    }
+
+    /// Whether Execution has drained and closed.
+    pub fn finished(&self) -> bool {
+        self.closed
+    }
+}
+
+/// Sends one Execution record to Risk (reports only) and to the cold side.
+///
+/// Neither push can fail: Execution takes an order only after counting
+/// [`MAX_EVENTS_PER_ORDER`] free slots in both rings, and it is their only producer.
+#[inline]
+fn emit(tap: &mut rtrb::Producer<ExecEvent>, to_risk: &mut rtrb::Producer<ExecReport>, stats: &ExecStats, e: ExecEvent) {
+    if let ExecEvent::Report(r) = e {
+        match r {
+            ExecReport::Fill(_) => stats.fills.inc(),
+            ExecReport::Reject { .. } => stats.rejects.inc(),
+            ExecReport::Ack { .. } => {}
+        }
+        let _ = to_risk.push(r);
+    }
+    let _ = tap.push(e);
+}
+
+/// Any hot task, for threads that run one or several.
+#[derive(Debug)]
+pub enum AnyTask<S, D, G: Gateway> {
+    /// A feed.
+    Feed(FeedTask<S, D>),
+    /// Alpha.
+    Alpha(AlphaTask),
+    /// Risk.
+    Risk(RiskTask),
+    /// Execution.
+    Exec(ExecTask<G>),
+}
+
+impl<S: FrameSource, D: Decode, G: Gateway> AnyTask<S, D, G> {
+    /// Polls the task once.
+    #[inline]
+    pub fn poll(&mut self) -> bool {
+        match self {
+            AnyTask::Feed(t) => t.poll(),
+            AnyTask::Alpha(t) => t.poll(),
+            AnyTask::Risk(t) => t.poll(),
+            AnyTask::Exec(t) => t.poll(),
+        }
+    }
+
+    /// Whether the task is done.
+    pub fn finished(&self) -> bool {
+        match self {
+            AnyTask::Feed(t) => t.finished(),
+            AnyTask::Alpha(t) => t.finished(),
+            AnyTask::Risk(t) => t.finished(),
+            AnyTask::Exec(t) => t.finished(),
+        }
+    }
+}

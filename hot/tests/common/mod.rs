@@ -1,0 +1,110 @@
+//! Shared pieces of the hot-path integration tests: a synthetic Binance frame source and a
+//! small engine spec.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use maxx_hot::clock::mono_ns;
+use maxx_hot::feed::FrameMeta;
+use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
+use maxx_hot::records::{Factor, Stamp};
+use maxx_hot::runtime::engine::EngineSpec;
+use maxx_hot::source::{FrameSource, Next};
+use maxx_hot::stage::alpha::{AlphaParams, MomentumParams};
+use maxx_hot::stage::risk::Limits;
+use maxx_hot::wiring::Capacities;
+
+/// Binance combined-stream frames for BTCUSDT: a bookTicker then a trade, over and over, with the
+/// price swinging in a slow zigzag so that momentum enters and exits positions.
+pub struct SynthSource {
+    n: u64,
+    limit: Option<u64>,
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl SynthSource {
+    /// `limit` frames, or endless.
+    pub fn new(limit: Option<u64>) -> Self {
+        Self { n: 0, limit, buf: Vec::with_capacity(512), closed: false }
+    }
+}
+
+/// Price in cents for step `i`: a zigzag of ±30000 cents around 60000.00 with period 400.
+fn cents(i: u64) -> i64 {
+    let phase = (i % 400) as i64;
+    let tri = if phase < 200 { phase } else { 400 - phase };
+    6_000_000 + (tri - 100) * 300
+}
+
+impl FrameSource for SynthSource {
+    fn next(&mut self) -> Next<'_> {
+        if self.closed || self.limit.is_some_and(|l| self.n >= l) {
+            self.closed = true;
+            return Next::Closed;
+        }
+        let i = self.n / 2;
+        let c = cents(i);
+        self.buf.clear();
+        let r = if self.n % 2 == 0 {
+            write!(
+                self.buf,
+                r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{},"s":"BTCUSDT","b":"{}.{:02}000000","B":"1.50000000","a":"{}.{:02}000000","A":"2.00000000"}}}}"#,
+                i + 1,
+                c / 100,
+                c % 100,
+                (c + 1) / 100,
+                (c + 1) % 100
+            )
+        } else {
+            write!(
+                self.buf,
+                r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":{},"p":"{}.{:02}000000","q":"0.01000000","T":1723161255342,"m":{},"M":true}}}}"#,
+                i + 1,
+                c / 100,
+                c % 100,
+                i % 3 == 0
+            )
+        };
+        r.expect("formatting into a Vec cannot fail");
+        self.n += 1;
+        let now = mono_ns();
+        Next::Frame(&self.buf, FrameMeta { recv_ns: 1_723_161_254_000_000_000 + self.n, stamp: Stamp(now) })
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+/// One instrument, BTCUSDT on Binance.
+pub fn index() -> Arc<InstrumentIndex> {
+    let mut vs = [None; Venue::COUNT];
+    vs[Venue::Binance.index()] = Some(VenueSymbol::new("BTCUSDT").unwrap());
+    Arc::new(InstrumentIndex::new([(Symbol::new("BTCUSDT").unwrap(), vs)]).unwrap())
+}
+
+/// A spec that trades the zigzag often.
+pub fn spec(capacities: Capacities) -> EngineSpec {
+    EngineSpec {
+        index: index(),
+        alpha: AlphaParams {
+            weights: [Factor::from_num(0.4), Factor::from_num(0.3), Factor::from_num(0.3), Factor::ZERO],
+            entry: Factor::from_num(0.5),
+            exit: Factor::from_num(0.1),
+            momentum: MomentumParams { fast: 5, slow: 20, scale_bps: 5 },
+            order_qty: vec!["0.01".parse().unwrap()],
+        },
+        limits: vec![Limits {
+            max_order_qty: "0.05".parse().unwrap(),
+            max_order_notional: "5000".parse().unwrap(),
+            max_position: "0.1".parse().unwrap(),
+        }],
+        kill: false,
+        histogram_every: Duration::from_millis(10),
+        capacities,
+    }
+}

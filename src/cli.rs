@@ -1,0 +1,153 @@
+//! The command line: `maxx run | replay | sim | config check`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The default config, relative to the working directory.
+pub const DEFAULT_CONFIG: &str = "config/agent_config.yaml";
+
+/// maxx: an autonomous trading engine with a pinned, lock-free hot path.
+#[derive(Debug, Parser)]
+#[command(name = "maxx", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every agent: feeds, alpha, risk, execution (paper) and the cold side.
+    Run(RunArgs),
+    /// Replay captured venue frames through the hot path with the paper venue.
+    Replay(ReplayArgs),
+    /// Run a local venue simulator.
+    Sim(SimArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `maxx run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Stop after this long (e.g. `30s`, `500ms`, `5m`); runs until SIGINT/SIGTERM otherwise.
+    #[arg(long = "for", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// `maxx replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The venue whose wire format the captures hold.
+    #[arg(long)]
+    pub venue: String,
+    /// Capture files (`<recv_ns> <frame>` lines, `.gz` read transparently), replayed in order.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// `max` (default) or a multiple of real time such as `1` or `10`.
+    #[arg(long, default_value = "max", value_parser = parse_speed)]
+    pub speed: Speed,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Print one JSON object per record of this kind: ticks, signals, orders or fills.
+    #[arg(long, value_parser = ["ticks", "signals", "orders", "fills"])]
+    pub emit: Option<String>,
+    /// Config file (instruments, alpha, risk and paper-venue settings).
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// Replay pacing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// As fast as possible.
+    Max,
+    /// This multiple of real time.
+    Times(f64),
+}
+
+/// `maxx sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Which venue to simulate.
+    #[arg(long)]
+    pub venue: String,
+    /// Address to listen on (overrides `sim.<venue>.bind`).
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
+    /// Config file (instruments and simulator settings).
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Stop after this long; runs until SIGINT/SIGTERM otherwise.
+    #[arg(long = "for", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// `maxx config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file: exit 0 if it is valid, 1 with every problem listed otherwise.
+    Check {
+        /// The file to check.
+        path: PathBuf,
+    },
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 500ms, 5m, 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err("duration must be greater than zero".to_string());
+    }
+    Ok(d)
+}
+
+/// Parses `max` or a positive multiple of real time.
+pub fn parse_speed(s: &str) -> Result<Speed, String> {
+    if s == "max" {
+        return Ok(Speed::Max);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
+        _ => Err(format!("invalid speed {s:?}: use `max` or a positive number such as 1 or 10")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_speeds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert_eq!(parse_speed("max"), Ok(Speed::Max));
+        assert_eq!(parse_speed("10"), Ok(Speed::Times(10.0)));
+        assert!(parse_speed("-1").is_err());
+        assert!(parse_speed("NaN").is_err());
+    }
+}
