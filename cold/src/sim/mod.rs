@@ -1,0 +1,16 @@
+//! Local venue simulators: real wire protocols over loopback, fed by a seeded synthetic market.
+//!
+//! They let the feed handlers, recorders and strategies run end to end without a venue
+//! connection, in CI and on a laptop, with every run reproducible from its seed.
+//! [`market`] generates the deterministic event sequence; each venue module (for now
+//! [`binance`]) serves it over that venue's protocol exactly as `venues.md` documents it.
+//!
+//! The simulators use std threads and blocking sockets rather than tokio: they are test and
+//! development tools, so plain threads keep them independent of any runtime a test may or may
+//! not have, and their pacing is easy to follow.
+
+pub mod binance;
+pub mod market;
+
+pub use binance::{BinanceSimConfig, SimHandle, sample_symbols, spawn};
+pub use market::{MarketError, MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};
