@@ -108,7 +108,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 500ms, 5m, 1h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 500ms, 5m, 1h"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -129,7 +131,9 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
     }
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
-        _ => Err(format!("invalid speed {s:?}: use `max` or a positive number such as 1 or 10")),
+        _ => Err(format!(
+            "invalid speed {s:?}: use `max` or a positive number such as 1 or 10"
+        )),
     }
 }
 

@@ -1,1 +1,37 @@
-fn main() {}
+//! `maxx`: parses the command line and dispatches; exit codes are 0 (ok), 1 (bad config or a
+//! failed run) and 2 (bad command line, from clap).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use maxx::cli::{Cli, Command, ConfigCommand};
+use maxx::commands::{config_check, init_logging, load_config, replay_cmd, sim_cmd};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Config(ConfigCommand::Check { path }) => return config_check(path),
+        Command::Run(args) => with_config(&args.config, |c| maxx::run::run(args, c)),
+        Command::Replay(args) => with_config(&args.config, |c| replay_cmd(args, &c)),
+        Command::Sim(args) => with_config(&args.config, |c| sim_cmd(args, &c)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("maxx: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn with_config(
+    path: &std::path::Path,
+    f: impl FnOnce(maxx_cold::config::Config) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_logging(&config);
+    f(config).map(|()| ExitCode::SUCCESS)
+}

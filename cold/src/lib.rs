@@ -1,1 +1,12 @@
-//! placeholder
+//! maxx-cold: the services off the hot path (config, taps, venue simulators, portfolio,
+//! telemetry).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod emit;
+pub mod engine;
+pub mod logging;
+pub mod replay;
+pub mod sim;
+pub mod summary;
+pub mod taps;

@@ -99,9 +99,7 @@ fn assert_key_order(text: &str, keys: &[&str]) {
 /// A decimal string with exactly eight places, as Binance prints them.
 fn eight_decimals(v: &Value) -> &str {
     let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a string"));
-    let (int, frac) = s
-        .split_once('.')
-        .unwrap_or_else(|| panic!("{s} has no decimals"));
+    let (int, frac) = s.split_once('.').unwrap_or_else(|| panic!("{s} has no decimals"));
     assert!(
         !int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()),
         "{s} has a bad integer part"
@@ -128,9 +126,7 @@ fn qty(v: &Value) -> Qty {
 
 /// Plausible epoch milliseconds (after 2020, before 2100).
 fn assert_ms(v: &Value) {
-    let ms = v
-        .as_u64()
-        .unwrap_or_else(|| panic!("{v} is not an integer time"));
+    let ms = v.as_u64().unwrap_or_else(|| panic!("{v} is not an integer time"));
     assert!(
         (1_577_836_800_000..4_102_444_800_000).contains(&ms),
         "{ms} is not epoch ms"
@@ -173,10 +169,7 @@ fn raw_trades(ws: &mut Client, n: usize) -> Vec<(u64, Price, Qty)> {
     while trades.len() < n {
         let raw = read_text(ws, until, "trades");
         let data: Value = serde_json::from_str(&raw).unwrap();
-        assert!(
-            data.get("stream").is_none(),
-            "raw stream payload is wrapped: {raw}"
-        );
+        assert!(data.get("stream").is_none(), "raw stream payload is wrapped: {raw}");
         let (symbol, t, p, q) = check_trade(&raw, &data);
         assert_eq!(symbol, "BTCUSDT");
         trades.push((t, p, q));
@@ -235,11 +228,7 @@ fn combined_stream_carries_well_formed_trades_and_book_tickers() {
             }
             other => panic!("unexpected stream type {other}"),
         };
-        assert_eq!(
-            name,
-            symbol.to_ascii_lowercase(),
-            "stream name and payload disagree"
-        );
+        assert_eq!(name, symbol.to_ascii_lowercase(), "stream name and payload disagree");
         assert!(index < 2);
     }
 }
@@ -291,10 +280,7 @@ fn subscribe_list_unsubscribe_on_a_bare_socket() {
     }
 
     let list = r#"{"method":"LIST_SUBSCRIPTIONS","id":3}"#;
-    assert_eq!(
-        request(&mut ws, list, 3),
-        r#"{"result":["ethusdt@bookTicker"],"id":3}"#
-    );
+    assert_eq!(request(&mut ws, list, 3), r#"{"result":["ethusdt@bookTicker"],"id":3}"#);
     let sub = r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@bookTicker"],"id":4}"#;
     assert_eq!(request(&mut ws, sub, 4), r#"{"result":null,"id":4}"#);
     let list = r#"{"method":"LIST_SUBSCRIPTIONS","id":5}"#;
@@ -305,10 +291,7 @@ fn subscribe_list_unsubscribe_on_a_bare_socket() {
     let unsub = r#"{"method":"UNSUBSCRIBE","params":["ethusdt@bookTicker"],"id":6}"#;
     assert_eq!(request(&mut ws, unsub, 6), r#"{"result":null,"id":6}"#);
     let list = r#"{"method":"LIST_SUBSCRIPTIONS","id":7}"#;
-    assert_eq!(
-        request(&mut ws, list, 7),
-        r#"{"result":["btcusdt@trade"],"id":7}"#
-    );
+    assert_eq!(request(&mut ws, list, 7), r#"{"result":["btcusdt@trade"],"id":7}"#);
     // From now on only BTCUSDT trades arrive.
     let until = deadline();
     for _ in 0..10 {
@@ -343,19 +326,11 @@ fn bad_requests_get_the_documented_error_codes() {
 
     let invalid_json = reply("{not json");
     assert_eq!(invalid_json["code"], 3);
-    assert!(
-        invalid_json["msg"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid JSON: ")
-    );
+    assert!(invalid_json["msg"].as_str().unwrap().starts_with("Invalid JSON: "));
     assert!(invalid_json.get("id").is_none());
 
     let unknown = reply(r#"{"method":"SUBSCRIBEE","params":[],"id":2}"#);
-    assert_eq!(
-        (unknown["code"].clone(), unknown["id"].clone()),
-        (2.into(), 2.into())
-    );
+    assert_eq!((unknown["code"].clone(), unknown["id"].clone()), (2.into(), 2.into()));
     assert!(
         unknown["msg"]
             .as_str()
@@ -394,10 +369,7 @@ fn bad_requests_get_the_documented_error_codes() {
     // Garbage in a binary frame is ignored, and the connection keeps working.
     ws.send(Message::binary(vec![0xFF, 0x00, 0x13])).unwrap();
     let list = r#"{"method":"LIST_SUBSCRIPTIONS","id":null}"#;
-    assert_eq!(
-        read_reply(&mut ws, list),
-        serde_json::json!({"result": [], "id": null})
-    );
+    assert_eq!(read_reply(&mut ws, list), serde_json::json!({"result": [], "id": null}));
 }
 
 fn read_reply(ws: &mut Client, text: &str) -> Value {
@@ -434,10 +406,7 @@ fn read_ping(ws: &mut Client) -> u32 {
     match ws.read() {
         Ok(Message::Ping(payload)) => {
             let text = std::str::from_utf8(&payload).expect("ping payload is text");
-            assert!(
-                text.parse::<u64>().is_ok(),
-                "ping payload {text:?} is not a time"
-            );
+            assert!(text.parse::<u64>().is_ok(), "ping payload {text:?} is not a time");
             1
         }
         Ok(_) => 0,
@@ -582,19 +551,12 @@ fn garbage_and_abrupt_disconnects_never_take_the_simulator_down() {
     let sim = start(config(7));
     // Not HTTP at all.
     let mut junk = TcpStream::connect(sim.local_addr()).unwrap();
-    junk.write_all(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
-        .unwrap();
+    junk.write_all(b"\x16\x03\x01\x02\x00garbage\r\n\r\n").unwrap();
     // A valid upgrade followed by bytes that are not a WebSocket frame.
     let mut bad_frames = connect(&sim, "/ws/btcusdt@trade");
-    bad_frames
-        .get_mut()
-        .write_all(&[0xFF; 64])
-        .expect("write raw bytes");
+    bad_frames.get_mut().write_all(&[0xFF; 64]).expect("write raw bytes");
     // A client that vanishes without a close frame.
-    drop(connect(
-        &sim,
-        "/stream?streams=btcusdt@trade/ethusdt@bookTicker",
-    ));
+    drop(connect(&sim, "/stream?streams=btcusdt@trade/ethusdt@bookTicker"));
     wait_for_connections(&sim, 0, || {
         let _ = bad_frames.read();
     });

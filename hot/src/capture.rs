@@ -62,7 +62,10 @@ impl Capture {
         let mut number = 0;
         while start < text.len() {
             number += 1;
-            let end = text[start..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| start + i);
+            let end = text[start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(text.len(), |i| start + i);
             let mut line_end = end;
             if line_end > start && text[line_end - 1] == b'\r' {
                 line_end -= 1;
@@ -93,9 +96,15 @@ fn parse_line(line: &[u8], offset: usize) -> Option<Line> {
     if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let recv_ns = digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    let recv_ns = digits
+        .iter()
+        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
     let start = offset + space + 1;
-    Some(Line::Frame { recv_ns, start, end: offset + line.len() })
+    Some(Line::Frame {
+        recv_ns,
+        start,
+        end: offset + line.len(),
+    })
 }
 
 /// Appends one capture line for `frame` received at `recv_ns` to `out` (used by capture writers
@@ -119,7 +128,9 @@ mod tests {
             .lines()
             .iter()
             .map(|l| match *l {
-                Line::Frame { recv_ns, start, end } => format!("{recv_ns}:{}", String::from_utf8_lossy(c.frame(start, end))),
+                Line::Frame { recv_ns, start, end } => {
+                    format!("{recv_ns}:{}", String::from_utf8_lossy(c.frame(start, end)))
+                }
                 Line::Malformed { line } => format!("bad@{line}"),
             })
             .collect();
@@ -138,7 +149,14 @@ mod tests {
         let path = dir.join("c.txt"); // no .gz suffix: detection is by magic bytes
         std::fs::write(&path, gz.finish().unwrap()).unwrap();
         let c = Capture::load(&path).unwrap();
-        assert_eq!(c.lines(), &[Line::Frame { recv_ns: 17, start: 3, end: 5 }]);
+        assert_eq!(
+            c.lines(),
+            &[Line::Frame {
+                recv_ns: 17,
+                start: 3,
+                end: 5
+            }]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

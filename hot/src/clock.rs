@@ -37,7 +37,9 @@ fn read(clock: libc::clockid_t) -> u64 {
     // SAFETY: `ts` is a valid, writable timespec and both clock ids exist on every Linux;
     // clock_gettime writes only into `ts`.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// Monotonic nanoseconds now; the same clock as [`SystemClock::stamp`].

@@ -90,7 +90,10 @@ impl InlineName {
         }
         let mut bytes = [0; MAX_SYMBOL_LEN];
         bytes[..name.len()].copy_from_slice(name.as_bytes());
-        Ok(Self { len: name.len() as u8, bytes })
+        Ok(Self {
+            len: name.len() as u8,
+            bytes,
+        })
     }
 
     fn as_str(&self) -> &str {
@@ -223,14 +226,18 @@ impl InstrumentIndex {
                 return Err(IndexError::DuplicateSymbol(symbol.to_string()));
             }
             for venue in Venue::ALL {
-                if let Some(vs) = venue_symbols[venue.index()] {
-                    if instruments.iter().any(|i| i.venue_symbols[venue.index()] == Some(vs)) {
-                        return Err(IndexError::DuplicateVenueSymbol(venue, vs.to_string()));
-                    }
+                if let Some(vs) = venue_symbols[venue.index()]
+                    && instruments.iter().any(|i| i.venue_symbols[venue.index()] == Some(vs))
+                {
+                    return Err(IndexError::DuplicateVenueSymbol(venue, vs.to_string()));
                 }
             }
             let id = InstrumentId(u16::try_from(instruments.len()).map_err(|_| IndexError::TooMany)?);
-            instruments.push(Instrument { id, symbol, venue_symbols });
+            instruments.push(Instrument {
+                id,
+                symbol,
+                venue_symbols,
+            });
         }
         Ok(Self { instruments })
     }
@@ -260,7 +267,10 @@ impl InstrumentIndex {
 
     /// Finds an instrument by canonical name.
     pub fn by_symbol(&self, symbol: &str) -> Option<InstrumentId> {
-        self.instruments.iter().find(|i| i.symbol.as_str() == symbol).map(|i| i.id)
+        self.instruments
+            .iter()
+            .find(|i| i.symbol.as_str() == symbol)
+            .map(|i| i.id)
     }
 
     /// Finds the instrument a venue means by these payload bytes, comparing without allocating.
@@ -279,9 +289,7 @@ impl InstrumentIndex {
     pub fn by_venue_symbol_ignore_case(&self, venue: Venue, name: &[u8]) -> Option<InstrumentId> {
         self.instruments
             .iter()
-            .find(|i| {
-                i.venue_symbols[venue.index()].is_some_and(|vs| vs.as_bytes().eq_ignore_ascii_case(name))
-            })
+            .find(|i| i.venue_symbols[venue.index()].is_some_and(|vs| vs.as_bytes().eq_ignore_ascii_case(name)))
             .map(|i| i.id)
     }
 }
@@ -296,8 +304,11 @@ mod tests {
         vs[Venue::Coinbase.index()] = Some(VenueSymbol::new("BTC-USD").unwrap());
         let mut eth = [None; Venue::COUNT];
         eth[Venue::Binance.index()] = Some(VenueSymbol::new("ETHUSDT").unwrap());
-        InstrumentIndex::new([(Symbol::new("BTCUSDT").unwrap(), vs), (Symbol::new("ETHUSDT").unwrap(), eth)])
-            .unwrap()
+        InstrumentIndex::new([
+            (Symbol::new("BTCUSDT").unwrap(), vs),
+            (Symbol::new("ETHUSDT").unwrap(), eth),
+        ])
+        .unwrap()
     }
 
     #[test]
@@ -306,7 +317,10 @@ mod tests {
         assert_eq!(idx.by_symbol("ETHUSDT"), Some(InstrumentId(1)));
         assert_eq!(idx.by_venue_symbol(Venue::Coinbase, b"BTC-USD"), Some(InstrumentId(0)));
         assert_eq!(idx.by_venue_symbol(Venue::Coinbase, b"ETHUSDT"), None);
-        assert_eq!(idx.by_venue_symbol_ignore_case(Venue::Binance, b"ethusdt"), Some(InstrumentId(1)));
+        assert_eq!(
+            idx.by_venue_symbol_ignore_case(Venue::Binance, b"ethusdt"),
+            Some(InstrumentId(1))
+        );
     }
 
     #[test]

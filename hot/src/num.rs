@@ -143,7 +143,7 @@ pub fn write_raw(raw: i64, out: &mut [u8; 24]) -> usize {
     len += int_len;
     if frac != 0 {
         let mut places = DECIMALS as usize;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             places -= 1;
         }

@@ -51,9 +51,7 @@ impl Book {
         if next.position.is_zero() {
             next.cost = 0;
         }
-        next.realized = Money::from_raw(
-            i64::try_from(i128::from(self.realized.raw()) + realized).ok()?,
-        )?;
+        next.realized = Money::from_raw(i64::try_from(i128::from(self.realized.raw()) + realized).ok()?)?;
         next.fees = next.fees.checked_add(fill.fee)?;
         next.fills += 1;
         *self = next;
@@ -65,8 +63,7 @@ impl Book {
         let pos = i128::from(self.position.raw());
         let value = i128::from(mark.raw()) * pos;
         let pnl = (value - self.cost) / i128::from(ONE);
-        Money::from_raw(i64::try_from(pnl).unwrap_or(if pnl > 0 { i64::MAX } else { i64::MIN }))
-            .unwrap_or(Money::ZERO)
+        Money::from_raw(i64::try_from(pnl).unwrap_or(if pnl > 0 { i64::MAX } else { i64::MIN })).unwrap_or(Money::ZERO)
     }
 
     /// Average entry price of the open position, or `None` when flat.

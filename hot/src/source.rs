@@ -64,8 +64,18 @@ struct Pace {
 impl ReplaySource {
     /// Replays `captures` in order; `speed` of `None` means as fast as possible.
     pub fn new(captures: Vec<Capture>, speed: Option<f64>) -> Self {
-        let pace = speed.map(|speed| Pace { speed, first_recv_ns: None, start_mono: 0 });
-        Self { captures, file: 0, line: 0, pace, closed: false }
+        let pace = speed.map(|speed| Pace {
+            speed,
+            first_recv_ns: None,
+            start_mono: 0,
+        });
+        Self {
+            captures,
+            file: 0,
+            line: 0,
+            pace,
+            closed: false,
+        }
     }
 }
 

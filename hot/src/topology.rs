@@ -92,7 +92,10 @@ impl StageName {
             "alpha" => Some(StageName::Alpha),
             "risk" => Some(StageName::Risk),
             "exec" => Some(StageName::Exec),
-            _ => name.strip_prefix("md-").and_then(Venue::from_name).map(StageName::MarketData),
+            _ => name
+                .strip_prefix("md-")
+                .and_then(Venue::from_name)
+                .map(StageName::MarketData),
         }
     }
 }

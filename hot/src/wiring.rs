@@ -82,7 +82,15 @@ impl BadFrame {
         let len = frame.len().min(BAD_SAMPLE_BYTES);
         let mut excerpt = [0; BAD_SAMPLE_BYTES];
         excerpt[..len].copy_from_slice(&frame[..len]);
-        Self { venue, reason, field, recv_ns, frame_len: frame.len(), len: len as u16, excerpt }
+        Self {
+            venue,
+            reason,
+            field,
+            recv_ns,
+            frame_len: frame.len(),
+            len: len as u16,
+            excerpt,
+        }
     }
 
     /// The excerpt, lossily as text.
@@ -245,7 +253,12 @@ pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
         let (to_alpha, from_md) = RingBuffer::new(c.md_alpha);
         let (tap, tap_rx) = RingBuffer::new(c.tap_ticks);
         let (bad, bad_rx) = RingBuffer::new(cap::TAP_BAD);
-        feed_ends.push(FeedEnds { venue, to_alpha, tap, bad });
+        feed_ends.push(FeedEnds {
+            venue,
+            to_alpha,
+            tap,
+            bad,
+        });
         alpha_ticks.push(from_md);
         cold_ticks.push((venue, tap_rx));
         cold_bad.push((venue, bad_rx));

@@ -44,7 +44,11 @@ fn drain(cold: &mut ColdEnds, seen: &mut Seen) {
         match e {
             ExecEvent::Order(o) => {
                 seen.orders += 1;
-                assert_eq!(o.id.0, seen.last_order_id + 1, "orders reach the cold side in id order, none missing");
+                assert_eq!(
+                    o.id.0,
+                    seen.last_order_id + 1,
+                    "orders reach the cold side in id order, none missing"
+                );
                 seen.last_order_id = o.id.0;
             }
             ExecEvent::Report(ExecReport::Fill(_)) => seen.fills += 1,
@@ -76,13 +80,35 @@ fn assert_consistent(e: &Engine<SynthSource, BinanceDecoder, PaperVenue>, seen: 
     let decoded = feed.trades.get() + feed.quotes.get();
     assert_eq!(feed.bad_total(), 0);
     assert_eq!(e.stats.alpha.ticks.get(), decoded, "every decoded tick reached Alpha");
-    assert_eq!(seen.ticks + feed.tap_dropped.get(), decoded, "ticks tapped or counted as dropped");
-    assert_eq!(seen.signals + e.stats.alpha.tap_dropped.get(), e.stats.alpha.signals.get());
-    assert_eq!(e.stats.risk.approved.get(), e.stats.exec.orders.get(), "every approved order reached Execution");
-    assert_eq!(seen.orders, e.stats.exec.orders.get(), "every order reached the cold side");
+    assert_eq!(
+        seen.ticks + feed.tap_dropped.get(),
+        decoded,
+        "ticks tapped or counted as dropped"
+    );
+    assert_eq!(
+        seen.signals + e.stats.alpha.tap_dropped.get(),
+        e.stats.alpha.signals.get()
+    );
+    assert_eq!(
+        e.stats.risk.approved.get(),
+        e.stats.exec.orders.get(),
+        "every approved order reached Execution"
+    );
+    assert_eq!(
+        seen.orders,
+        e.stats.exec.orders.get(),
+        "every order reached the cold side"
+    );
     assert_eq!(seen.fills, e.stats.exec.fills.get(), "every fill reached the cold side");
-    assert_eq!(seen.fills + seen.rejects, seen.orders, "every order was filled or rejected");
-    assert_eq!(seen.latency_samples, seen.orders, "one latency sample per order, all handed over");
+    assert_eq!(
+        seen.fills + seen.rejects,
+        seen.orders,
+        "every order was filled or rejected"
+    );
+    assert_eq!(
+        seen.latency_samples, seen.orders,
+        "one latency sample per order, all handed over"
+    );
     assert!(seen.orders >= 4, "the zigzag should trade: {seen:?}");
 }
 
@@ -92,7 +118,13 @@ fn fused_thread_drains_everything_at_end_of_input() {
     let mut e = engine(&spec, Some(40_000));
     let stages: Vec<StageName> = e.tasks.iter().map(|(s, _)| *s).collect();
     let placement = plan(Layout::Fused, &Default::default(), &stages, &[0]).unwrap();
-    let threads = spawn(&placement.threads, std::mem::take(&mut e.tasks), WaitKind::SpinYield, || {}).unwrap();
+    let threads = spawn(
+        &placement.threads,
+        std::mem::take(&mut e.tasks),
+        WaitKind::SpinYield,
+        || {},
+    )
+    .unwrap();
     let mut seen = Seen::default();
     while !threads.is_finished() {
         drain(&mut e.cold, &mut seen);
@@ -110,7 +142,11 @@ fn pinned_threads_drain_everything_after_a_stop_request() {
     let mut e = engine(&spec, None);
     let stages: Vec<StageName> = e.tasks.iter().map(|(s, _)| *s).collect();
     let cores = maxx_hot::runtime::available_cores();
-    let map = stages.iter().enumerate().map(|(i, s)| (*s, cores[i % cores.len()])).collect();
+    let map = stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, cores[i % cores.len()]))
+        .collect();
     let placement = plan(Layout::Pinned, &map, &stages, &cores).unwrap();
     assert_eq!(placement.threads.len(), 4);
     let threads = spawn(&placement.threads, std::mem::take(&mut e.tasks), WaitKind::Park, || {}).unwrap();
@@ -159,7 +195,7 @@ fn tiny_rings_apply_back_pressure_and_lose_nothing() {
         if cold.exec.slots() == 3 {
             exec_tap_full += 1;
         }
-        if calls % 7 == 0 {
+        if calls.is_multiple_of(7) {
             drain(cold, &mut seen);
         } else {
             for (_, t) in &mut cold.ticks {
@@ -170,7 +206,10 @@ fn tiny_rings_apply_back_pressure_and_lose_nothing() {
         }
     });
     drain(&mut e.cold, &mut seen);
-    assert!(exec_tap_full > 0, "the order/fill tap never filled up: the test proved nothing");
+    assert!(
+        exec_tap_full > 0,
+        "the order/fill tap never filled up: the test proved nothing"
+    );
     assert_eq!(e.stats.feeds[0].frames.get(), 20_000);
     assert_consistent(&e, &seen);
 }

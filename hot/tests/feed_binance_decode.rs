@@ -13,9 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
 use maxx_hot::feed::binance::parse::BinanceDecoder;
-use maxx_hot::feed::{
-    Control, DecodeError, DecodeReason, Decoded, FrameMeta, MAX_FRAME_BYTES, SkipKind,
-};
+use maxx_hot::feed::{Control, DecodeError, DecodeReason, Decoded, FrameMeta, MAX_FRAME_BYTES, SkipKind};
 use maxx_hot::ids::{InstrumentId, InstrumentIndex, Symbol, Venue, VenueSymbol};
 use maxx_hot::num::{ONE, Price, Qty};
 use maxx_hot::records::{Side, Stamp, Tick, TickBody};
@@ -118,10 +116,7 @@ fn shared_dir(what: &str) -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!(
-            "note: {} is absent, skipping the {what} checks",
-            dir.display()
-        );
+        println!("note: {} is absent, skipping the {what} checks", dir.display());
         None
     }
 }
@@ -260,30 +255,12 @@ fn fixture_expectations() -> Vec<(&'static str, Result<Decoded, DecodeError>)> {
         ("depth_update.json", skip(SkipKind::Depth)),
         ("agg_trade.json", skip(SkipKind::AggTrade)),
         ("server_shutdown_raw.json", control(Control::ServerShutdown)),
-        (
-            "server_shutdown_combined.json",
-            control(Control::ServerShutdown),
-        ),
-        (
-            "subscribe_response.json",
-            control(Control::Result { id: 1 }),
-        ),
-        (
-            "unsubscribe_response.json",
-            control(Control::Result { id: 312 }),
-        ),
-        (
-            "list_subscriptions_response.json",
-            control(Control::Result { id: 3 }),
-        ),
-        (
-            "set_property_response.json",
-            control(Control::Result { id: 5 }),
-        ),
-        (
-            "get_property_response.json",
-            control(Control::Result { id: 2 }),
-        ),
+        ("server_shutdown_combined.json", control(Control::ServerShutdown)),
+        ("subscribe_response.json", control(Control::Result { id: 1 })),
+        ("unsubscribe_response.json", control(Control::Result { id: 312 })),
+        ("list_subscriptions_response.json", control(Control::Result { id: 3 })),
+        ("set_property_response.json", control(Control::Result { id: 5 })),
+        ("get_property_response.json", control(Control::Result { id: 2 })),
         ("rest_error.json", control(Control::Error { code: -1121 })),
         ("rest_depth_snapshot.json", skip(SkipKind::Snapshot)),
         ("partial_depth.json", skip(SkipKind::Snapshot)),
@@ -314,14 +291,8 @@ fn docs_fixture_texts_decode_to_the_right_thing() {
     let mut decode = |text: &str| decoder.decode(text.as_bytes(), META, &docs);
     assert_eq!(decode(TRADE_JSON), Ok(fixture_trade()));
     assert_eq!(decode(BOOK_TICKER_JSON), Ok(fixture_book_ticker()));
-    assert_eq!(
-        decode(DEPTH_UPDATE_JSON),
-        Ok(Decoded::Skipped(SkipKind::Depth))
-    );
-    assert_eq!(
-        decode(AGG_TRADE_JSON),
-        Ok(Decoded::Skipped(SkipKind::AggTrade))
-    );
+    assert_eq!(decode(DEPTH_UPDATE_JSON), Ok(Decoded::Skipped(SkipKind::Depth)));
+    assert_eq!(decode(AGG_TRADE_JSON), Ok(Decoded::Skipped(SkipKind::AggTrade)));
     assert_eq!(
         decode(SERVER_SHUTDOWN_RAW_JSON),
         Ok(Decoded::Control(Control::ServerShutdown))
@@ -366,10 +337,7 @@ fn docs_fixture_files_decode_to_the_right_thing() {
         ("depth_update.json", DEPTH_UPDATE_JSON),
         ("agg_trade.json", AGG_TRADE_JSON),
         ("server_shutdown_raw.json", SERVER_SHUTDOWN_RAW_JSON),
-        (
-            "server_shutdown_combined.json",
-            SERVER_SHUTDOWN_COMBINED_JSON,
-        ),
+        ("server_shutdown_combined.json", SERVER_SHUTDOWN_COMBINED_JSON),
         ("subscribe_response.json", SUBSCRIBE_RESPONSE_JSON),
     ] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
@@ -417,10 +385,7 @@ fn read_capture(path: &std::path::Path) -> Vec<(u64, Vec<u8>)> {
             .iter()
             .position(|&b| b == b' ')
             .expect("a `<recv_ns> <frame>` line");
-        let recv_ns = std::str::from_utf8(&line[..space])
-            .unwrap()
-            .parse()
-            .unwrap();
+        let recv_ns = std::str::from_utf8(&line[..space]).unwrap().parse().unwrap();
         lines.push((recv_ns, line[space + 1..].to_vec()));
     }
     lines
@@ -440,8 +405,7 @@ fn replay(lines: &[(u64, Vec<u8>)], instrument: InstrumentId) -> (Totals, Option
             stamp: Stamp(n as u64),
         };
         let decoded = decoder.decode(frame, meta, &index);
-        let decoded = decoded
-            .unwrap_or_else(|e| panic!("line {}: {e}: {}", n + 1, String::from_utf8_lossy(frame)));
+        let decoded = decoded.unwrap_or_else(|e| panic!("line {}: {e}: {}", n + 1, String::from_utf8_lossy(frame)));
         match decoded {
             Decoded::Tick(tick) => {
                 assert_eq!((tick.venue, tick.instrument), (Venue::Binance, instrument));
@@ -481,9 +445,7 @@ fn replay(lines: &[(u64, Vec<u8>)], instrument: InstrumentId) -> (Totals, Option
 
 fn capture(name: &str) -> Option<Vec<(u64, Vec<u8>)>> {
     let shared = shared_dir("capture")?;
-    Some(read_capture(
-        &shared.join("data/hftbacktest/spot").join(name),
-    ))
+    Some(read_capture(&shared.join("data/hftbacktest/spot").join(name)))
 }
 
 #[test]
@@ -596,11 +558,7 @@ fn realistic_frames(count: usize, seed: u64) -> Vec<Vec<u8>> {
 }
 
 /// Decodes every frame, expecting ticks; returns how many this thread allocated meanwhile.
-fn allocations_while_decoding(
-    decoder: &mut BinanceDecoder,
-    frames: &[Vec<u8>],
-    index: &InstrumentIndex,
-) -> u64 {
+fn allocations_while_decoding(decoder: &mut BinanceDecoder, frames: &[Vec<u8>], index: &InstrumentIndex) -> u64 {
     let before = allocations();
     let mut ticks = 0usize;
     for (i, frame) in frames.iter().enumerate() {
@@ -637,10 +595,7 @@ fn steady_state_decoding_does_not_allocate() {
     let measured = realistic_frames(10_000, 0xdead_beef_cafe_f00d);
     let mut decoder = BinanceDecoder::new();
     allocations_while_decoding(&mut decoder, &warm_up, &index);
-    assert_eq!(
-        allocations_while_decoding(&mut decoder, &measured, &index),
-        0
-    );
+    assert_eq!(allocations_while_decoding(&mut decoder, &measured, &index), 0);
 }
 
 #[test]
@@ -690,17 +645,7 @@ impl Wire {
     /// Values of other JSON types than the field's.
     fn wrong_values(self) -> &'static [&'static str] {
         match self {
-            Wire::Str => &[
-                "1",
-                "1.5",
-                "-2",
-                "true",
-                "null",
-                "{}",
-                "[]",
-                r#"["1"]"#,
-                r#"{"a":"1"}"#,
-            ],
+            Wire::Str => &["1", "1.5", "-2", "true", "null", "{}", "[]", r#"["1"]"#, r#"{"a":"1"}"#],
             Wire::Int => &[r#""1""#, "1.5", "1e3", "false", "null", "{}", "[]", "[1]"],
             Wire::Bool => &["1", "0", r#""true""#, "null", "{}", "[]"],
         }
@@ -763,17 +708,7 @@ fn trade_case() -> impl Strategy<Value = (Frame, Tick)> {
         Just((0..9).collect::<Vec<usize>>()).prop_shuffle(),
     )
         .prop_map(
-            |(
-                (id, sym),
-                t,
-                p,
-                q,
-                time_ms,
-                event_ms,
-                m,
-                (pad_p, pad_q, combined, spaced),
-                order,
-            )| {
+            |((id, sym), t, p, q, time_ms, event_ms, m, (pad_p, pad_q, combined, spaced), order)| {
                 let all = [
                     ("e", Wire::Str, r#""trade""#.to_string()),
                     ("E", Wire::Int, event_ms.to_string()),
@@ -817,38 +752,36 @@ fn quote_case() -> impl Strategy<Value = (Frame, Tick)> {
         (any::<bool>(), any::<bool>(), any::<bool>()),
         Just((0..6).collect::<Vec<usize>>()).prop_shuffle(),
     )
-        .prop_map(
-            |((id, sym), u, (b, bq, a, aq), (pad, combined, spaced), order)| {
-                let all = [
-                    ("u", Wire::Int, u.to_string()),
-                    ("s", Wire::Str, format!(r#""{sym}""#)),
-                    ("b", Wire::Str, format!(r#""{}""#, decimal_text(b, pad))),
-                    ("B", Wire::Str, format!(r#""{}""#, decimal_text(bq, pad))),
-                    ("a", Wire::Str, format!(r#""{}""#, decimal_text(a, !pad))),
-                    ("A", Wire::Str, format!(r#""{}""#, decimal_text(aq, !pad))),
-                ];
-                let frame = Frame {
-                    fields: order.iter().map(|&i| all[i].clone()).collect(),
-                    combined: combined.then(|| format!("{}@bookTicker", sym.to_ascii_lowercase())),
-                    spaced,
-                };
-                let tick = Tick {
-                    instrument: InstrumentId(id as u16),
-                    venue: Venue::Binance,
-                    body: TickBody::Quote {
-                        bid: Price::from_raw(b).unwrap(),
-                        bid_qty: Qty::from_raw(bq).unwrap(),
-                        ask: Price::from_raw(a).unwrap(),
-                        ask_qty: Qty::from_raw(aq).unwrap(),
-                    },
-                    seq: u,
-                    exchange_ns: 0,
-                    recv_ns: META.recv_ns,
-                    stamp: META.stamp,
-                };
-                (frame, tick)
-            },
-        )
+        .prop_map(|((id, sym), u, (b, bq, a, aq), (pad, combined, spaced), order)| {
+            let all = [
+                ("u", Wire::Int, u.to_string()),
+                ("s", Wire::Str, format!(r#""{sym}""#)),
+                ("b", Wire::Str, format!(r#""{}""#, decimal_text(b, pad))),
+                ("B", Wire::Str, format!(r#""{}""#, decimal_text(bq, pad))),
+                ("a", Wire::Str, format!(r#""{}""#, decimal_text(a, !pad))),
+                ("A", Wire::Str, format!(r#""{}""#, decimal_text(aq, !pad))),
+            ];
+            let frame = Frame {
+                fields: order.iter().map(|&i| all[i].clone()).collect(),
+                combined: combined.then(|| format!("{}@bookTicker", sym.to_ascii_lowercase())),
+                spaced,
+            };
+            let tick = Tick {
+                instrument: InstrumentId(id as u16),
+                venue: Venue::Binance,
+                body: TickBody::Quote {
+                    bid: Price::from_raw(b).unwrap(),
+                    bid_qty: Qty::from_raw(bq).unwrap(),
+                    ask: Price::from_raw(a).unwrap(),
+                    ask_qty: Qty::from_raw(aq).unwrap(),
+                },
+                seq: u,
+                exchange_ns: 0,
+                recv_ns: META.recv_ns,
+                stamp: META.stamp,
+            };
+            (frame, tick)
+        })
 }
 
 fn any_case() -> impl Strategy<Value = (Frame, Tick)> {

@@ -13,7 +13,7 @@ fn tick(seq: u64) -> Tick {
         body: TickBody::Trade {
             price: Price::from_raw(1 + seq as i64).unwrap(),
             qty: Qty::from_raw(seq as i64).unwrap(),
-            aggressor: if seq % 2 == 0 { Side::Buy } else { Side::Sell },
+            aggressor: if seq.is_multiple_of(2) { Side::Buy } else { Side::Sell },
         },
         seq,
         exchange_ns: seq,
@@ -52,7 +52,7 @@ fn feed_to_alpha_ring_keeps_every_tick_in_order_across_threads() {
                 assert_eq!(t, tick(expected), "tick {expected} lost or reordered");
                 expected += 1;
                 // Slow down now and then so the producer meets a full ring.
-                if expected % 65_536 == 0 {
+                if expected.is_multiple_of(65_536) {
                     while consumer.slots() < cap::MD_ALPHA && !writer.is_finished() {
                         std::hint::spin_loop();
                     }

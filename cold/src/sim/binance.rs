@@ -142,8 +142,7 @@ pub fn spawn(bind: SocketAddr, cfg: BinanceSimConfig) -> io::Result<SimHandle> {
             "ping_interval and pong_timeout must be between 1 ms and 24 h".into(),
         ));
     }
-    let market = MarketGen::new(cfg.seed, cfg.events_per_sec, &cfg.symbols)
-        .map_err(|e| invalid(e.to_string()))?;
+    let market = MarketGen::new(cfg.seed, cfg.events_per_sec, &cfg.symbols).map_err(|e| invalid(e.to_string()))?;
     let mut listings: Vec<Listing> = Vec::with_capacity(cfg.symbols.len());
     for sym in &cfg.symbols {
         let lower = sym.venue_symbol.as_str().to_ascii_lowercase();
@@ -168,12 +167,10 @@ pub fn spawn(bind: SocketAddr, cfg: BinanceSimConfig) -> io::Result<SimHandle> {
         stop: AtomicBool::new(false),
         open: AtomicUsize::new(0),
     });
-    let acceptor = thread::Builder::new()
-        .name("sim-binance-acc".into())
-        .spawn({
-            let shared = Arc::clone(&shared);
-            move || accept_loop(&listener, &shared)
-        })?;
+    let acceptor = thread::Builder::new().name("sim-binance-acc".into()).spawn({
+        let shared = Arc::clone(&shared);
+        move || accept_loop(&listener, &shared)
+    })?;
     Ok(SimHandle {
         local_addr,
         shared,
@@ -248,11 +245,7 @@ impl Shared {
     }
 
     fn stream_name(&self, stream: StreamId) -> String {
-        format!(
-            "{}@{}",
-            self.listings[stream.symbol].lower,
-            stream.kind.suffix()
-        )
+        format!("{}@{}", self.listings[stream.symbol].lower, stream.kind.suffix())
     }
 
     /// Resolves a stream name such as `btcusdt@bookTicker`; the symbol must be lower case.
@@ -323,12 +316,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 conns.retain(|c| !c.is_finished());
                 shared.open.fetch_add(1, Ordering::Release);
                 let guard = OpenGuard(Arc::clone(shared));
-                let spawned = thread::Builder::new()
-                    .name("sim-binance-conn".into())
-                    .spawn(move || {
-                        let guard = guard;
-                        serve(stream, peer, &guard.0);
-                    });
+                let spawned = thread::Builder::new().name("sim-binance-conn".into()).spawn(move || {
+                    let guard = guard;
+                    serve(stream, peer, &guard.0);
+                });
                 // On failure the closure, and with it the guard and the socket, is dropped.
                 match spawned {
                     Ok(conn) => conns.push(conn),
@@ -384,11 +375,7 @@ fn ws_config() -> WebSocketConfig {
 
 /// Runs the HTTP upgrade, choosing the route from the request path; `None` if the client was
 /// refused, gave up, was too slow, or the simulator is shutting down.
-fn handshake(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: &Shared,
-) -> Option<(WebSocket<TcpStream>, Route)> {
+fn handshake(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Option<(WebSocket<TcpStream>, Route)> {
     let mut route = None;
     // The signature, with its large error type, is the one tungstenite's `Callback` requires.
     #[allow(clippy::result_large_err)]
@@ -448,12 +435,7 @@ impl Refusal {
 fn parse_route(uri: &Uri, shared: &Shared) -> Result<Route, Refusal> {
     let mut micros = false;
     let mut stream_list = None;
-    for pair in uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
+    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value);
         match key {
@@ -475,12 +457,9 @@ fn parse_route(uri: &Uri, shared: &Shared) -> Result<Route, Refusal> {
         }
     }
     let parse = |name: &str| {
-        shared.parse_stream(name).ok_or_else(|| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!("Invalid stream name: {name}"),
-            )
-        })
+        shared
+            .parse_stream(name)
+            .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, format!("Invalid stream name: {name}")))
     };
     match uri.path() {
         "/ws" | "/ws/" => Ok(Route {
@@ -511,10 +490,7 @@ fn parse_route(uri: &Uri, shared: &Shared) -> Result<Route, Refusal> {
                 streams: vec![parse(&percent_decode(name))?],
                 micros,
             }),
-            None => Err(Refusal::new(
-                StatusCode::NOT_FOUND,
-                format!("Not found: {path}"),
-            )),
+            None => Err(Refusal::new(StatusCode::NOT_FOUND, format!("Not found: {path}"))),
         },
     }
 }
@@ -670,10 +646,7 @@ impl<'a> Session<'a> {
             Err(e) => return Err(End::Failed(e)),
         }
         wake = wake.min(self.next_ping);
-        if let Some(due) = self
-            .start
-            .checked_add(Duration::from_nanos(self.next.offset_ns()))
-        {
+        if let Some(due) = self.start.checked_add(Duration::from_nanos(self.next.offset_ns())) {
             wake = wake.min(due);
         }
         let wait = wake.saturating_duration_since(Instant::now()).max(MIN_WAIT);
@@ -705,9 +678,7 @@ impl<'a> Session<'a> {
             }
             // Tungstenite queues the pong reply to a ping itself.
             Ok(Message::Ping(_) | Message::Frame(_)) => Ok(()),
-            Ok(Message::Close(_)) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                Err(End::ClientClosed)
-            }
+            Ok(Message::Close(_)) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Err(End::ClientClosed),
             Err(WsError::Io(e)) if would_block(&e) => Ok(()),
             Err(e) => Err(End::Failed(e)),
         }
@@ -742,10 +713,7 @@ impl<'a> Session<'a> {
         };
         let _ = self.ws.close(Some(frame));
         let deadline = Instant::now() + CLOSE_DRAIN;
-        let _ = self
-            .ws
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(10)));
+        let _ = self.ws.get_ref().set_read_timeout(Some(Duration::from_millis(10)));
         while Instant::now() < deadline {
             match self.ws.read() {
                 Ok(_) => {}
@@ -857,9 +825,7 @@ impl<'a> Session<'a> {
                 // All or nothing: one bad name refuses the whole request.
                 let mut streams = Vec::with_capacity(params.len());
                 for param in params {
-                    let stream = param
-                        .as_str()
-                        .and_then(|name| self.shared.parse_stream(name));
+                    let stream = param.as_str().and_then(|name| self.shared.parse_stream(name));
                     let Some(stream) = stream else {
                         debug!(peer = %self.peer, %param, "sim-binance: refused stream");
                         return Err(invalid("invalid stream"));
@@ -881,11 +847,7 @@ impl<'a> Session<'a> {
                 if !params.is_empty() {
                     return Err(invalid("too many parameters"));
                 }
-                let names: Vec<String> = self
-                    .subs
-                    .iter()
-                    .map(|s| self.shared.stream_name(*s))
-                    .collect();
+                let names: Vec<String> = self.subs.iter().map(|s| self.shared.stream_name(*s)).collect();
                 Ok(Value::from(names).to_string())
             }
             "SET_PROPERTY" | "GET_PROPERTY" => {
@@ -983,8 +945,7 @@ mod tests {
                 kind: StreamKind::Trade
             }]
         );
-        let r =
-            route("/stream?streams=btcusdt@trade/ethusdt@bookTicker&timeUnit=MICROSECOND").unwrap();
+        let r = route("/stream?streams=btcusdt@trade/ethusdt@bookTicker&timeUnit=MICROSECOND").unwrap();
         assert!(r.combined && r.micros);
         assert_eq!(r.streams.len(), 2);
         assert_eq!(
@@ -992,22 +953,13 @@ mod tests {
             StreamKind::BookTicker
         );
         assert!(route("/ws").unwrap().streams.is_empty());
-        assert_eq!(
-            route("/ws/BTCUSDT@trade").unwrap_err(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            route("/ws/btcusdt@depth").unwrap_err(),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(route("/ws/BTCUSDT@trade").unwrap_err(), StatusCode::BAD_REQUEST);
+        assert_eq!(route("/ws/btcusdt@depth").unwrap_err(), StatusCode::BAD_REQUEST);
         assert_eq!(
             route("/stream?streams=xrpusdt@trade").unwrap_err(),
             StatusCode::BAD_REQUEST
         );
-        assert_eq!(
-            route("/ws?timeUnit=NANOSECOND").unwrap_err(),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(route("/ws?timeUnit=NANOSECOND").unwrap_err(), StatusCode::BAD_REQUEST);
         assert_eq!(route("/api/v3/depth").unwrap_err(), StatusCode::NOT_FOUND);
     }
 
@@ -1028,17 +980,12 @@ mod tests {
 
     #[test]
     fn replies_keep_the_documented_key_order() {
-        assert_eq!(
-            ok_reply("null", &Value::from(1)),
-            r#"{"result":null,"id":1}"#
-        );
+        assert_eq!(ok_reply("null", &Value::from(1)), r#"{"result":null,"id":1}"#);
         assert_eq!(
             error_reply(2, "Invalid request: \"x\"", Some(&Value::from("ab"))),
             r#"{"code":2,"msg":"Invalid request: \"x\"","id":"ab"}"#
         );
-        assert!(
-            valid_id(&Value::Null) && valid_id(&Value::from(-5)) && valid_id(&Value::from("a1"))
-        );
+        assert!(valid_id(&Value::Null) && valid_id(&Value::from(-5)) && valid_id(&Value::from("a1")));
         assert!(!valid_id(&Value::from(1.5)) && !valid_id(&Value::from("a-b")));
         assert!(!valid_id(&Value::from(u64::MAX)) && !valid_id(&Value::from("x".repeat(37))));
     }

@@ -354,9 +354,7 @@ impl Book {
             .min(i64::MAX / tick_raw);
         let max_bid_ticks = ceil_ticks - MAX_SPREAD_TICKS;
         if max_bid_ticks <= floor_ticks || start > max_bid_ticks {
-            return Err(bad(
-                "start price too close to the largest representable price",
-            ));
+            return Err(bad("start price too close to the largest representable price"));
         }
         Ok(Self {
             tick_raw,
@@ -448,10 +446,7 @@ impl MarketGen {
         if events_per_sec == 0 {
             return Err(MarketError::ZeroRate);
         }
-        let books = symbols
-            .iter()
-            .map(Book::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let books = symbols.iter().map(Book::new).collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             rng: Rng::new(seed),
             books,
@@ -471,12 +466,7 @@ impl MarketGen {
     /// The next event. Offsets never decrease; events of one sweep share an offset.
     pub fn next_event(&mut self) -> SimEvent {
         if let Some(sweep) = self.sweep.take() {
-            return self.fill(
-                sweep.symbol,
-                sweep.buy,
-                sweep.remaining_lots,
-                sweep.levels_left,
-            );
+            return self.fill(sweep.symbol, sweep.buy, sweep.remaining_lots, sweep.levels_left);
         }
         if let Some(symbol) = self.pending_quote.take() {
             self.advance(self.mean_gap_ns / BURST_GAP_DIVISOR);
@@ -630,16 +620,8 @@ impl MarketGen {
             }
             let refresh_bid = moved || self.rng.coin();
             let refresh_ask = moved || !refresh_bid;
-            let bid_lots = if refresh_bid {
-                Some(self.level_lots())
-            } else {
-                None
-            };
-            let ask_lots = if refresh_ask {
-                Some(self.level_lots())
-            } else {
-                None
-            };
+            let bid_lots = if refresh_bid { Some(self.level_lots()) } else { None };
+            let ask_lots = if refresh_ask { Some(self.level_lots()) } else { None };
             let book = &mut self.books[symbol];
             book.bid = book.reflect((mid2 - spread).div_euclid(2));
             book.spread = spread;
@@ -795,9 +777,7 @@ mod tests {
                     assert!(t.price.raw() > 0 && t.qty.raw() > 0);
                     assert_eq!(t.price.raw() % syms[t.symbol].tick_size.raw(), 0);
                     assert_eq!(t.qty.raw() % syms[t.symbol].lot_size.raw(), 0);
-                    if prev_trade
-                        .is_some_and(|p| p.offset_ns == t.offset_ns && p.symbol == t.symbol)
-                    {
+                    if prev_trade.is_some_and(|p| p.offset_ns == t.offset_ns && p.symbol == t.symbol) {
                         sweeps += 1;
                     }
                     prev_trade = Some(t);
@@ -814,34 +794,19 @@ mod tests {
                 }
             }
         }
-        assert!(
-            trades > 50_000 && quotes > 100_000,
-            "{trades} trades, {quotes} quotes"
-        );
+        assert!(trades > 50_000 && quotes > 100_000, "{trades} trades, {quotes} quotes");
         assert!(sweeps > 100, "only {sweeps} sweep fills");
     }
 
     #[test]
     fn bad_configuration_is_refused() {
-        assert_eq!(
-            MarketGen::new(1, 10, &[]).unwrap_err(),
-            MarketError::NoSymbols
-        );
-        assert_eq!(
-            MarketGen::new(1, 0, &symbols()).unwrap_err(),
-            MarketError::ZeroRate
-        );
+        assert_eq!(MarketGen::new(1, 10, &[]).unwrap_err(), MarketError::NoSymbols);
+        assert_eq!(MarketGen::new(1, 0, &symbols()).unwrap_err(), MarketError::ZeroRate);
         let mut s = symbols();
         s[0].tick_size = Price::ZERO;
-        assert!(matches!(
-            MarketGen::new(1, 10, &s),
-            Err(MarketError::BadSymbol { .. })
-        ));
+        assert!(matches!(MarketGen::new(1, 10, &s), Err(MarketError::BadSymbol { .. })));
         let mut s = symbols();
         s[0].start_price = "0.001".parse().unwrap();
-        assert!(matches!(
-            MarketGen::new(1, 10, &s),
-            Err(MarketError::BadSymbol { .. })
-        ));
+        assert!(matches!(MarketGen::new(1, 10, &s), Err(MarketError::BadSymbol { .. })));
     }
 }

@@ -54,12 +54,7 @@ pub enum SkipKind {
 
 impl SkipKind {
     /// Every kind, in index order.
-    pub const ALL: [SkipKind; 4] = [
-        SkipKind::Depth,
-        SkipKind::AggTrade,
-        SkipKind::Snapshot,
-        SkipKind::Other,
-    ];
+    pub const ALL: [SkipKind; 4] = [SkipKind::Depth, SkipKind::AggTrade, SkipKind::Snapshot, SkipKind::Other];
     /// Number of kinds; sizes per-kind counters.
     pub const COUNT: usize = SkipKind::ALL.len();
 

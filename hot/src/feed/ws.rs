@@ -69,7 +69,10 @@ impl WsTarget {
         if authority.is_empty() {
             return Err(UrlError(format!("{url}: no host")));
         }
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             authority.to_string()
         } else {
             format!("{authority}:80")
@@ -79,12 +82,19 @@ impl WsTarget {
             .map_err(|e| UrlError(format!("{url}: cannot resolve {authority}: {e}")))?
             .next()
             .ok_or_else(|| UrlError(format!("{url}: {authority} resolves to no address")))?;
-        Ok(WsTarget { addr, authority: authority.to_string(), path: path.to_string() })
+        Ok(WsTarget {
+            addr,
+            authority: authority.to_string(),
+            path: path.to_string(),
+        })
     }
 
     /// The same server with another path.
     pub fn with_path(&self, path: &str) -> WsTarget {
-        WsTarget { path: path.to_string(), ..self.clone() }
+        WsTarget {
+            path: path.to_string(),
+            ..self.clone()
+        }
     }
 }
 
@@ -103,9 +113,16 @@ enum State {
     /// Not connected; the next attempt is due at this monotonic time.
     Down { retry_at: u64 },
     /// TCP connected or connecting, WebSocket handshake in progress.
-    Handshake { mid: MidHandshake<ClientHandshake<TcpStream>>, since: u64 },
+    Handshake {
+        mid: MidHandshake<ClientHandshake<TcpStream>>,
+        since: u64,
+    },
     /// Open.
-    Open { ws: Box<WebSocket<TcpStream>>, last_frame: u64, readable: bool },
+    Open {
+        ws: Box<WebSocket<TcpStream>>,
+        last_frame: u64,
+        readable: bool,
+    },
     /// Closed for good.
     Closed,
 }
@@ -128,13 +145,21 @@ pub struct WsFeed {
 
 impl std::fmt::Debug for WsFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsFeed").field("target", &self.target).field("attempt", &self.attempt).finish_non_exhaustive()
+        f.debug_struct("WsFeed")
+            .field("target", &self.target)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
     }
 }
 
 impl WsFeed {
     /// A feed that connects to `target` on first use and sends `subscribe` after each connect.
-    pub fn new(target: WsTarget, subscribe: Vec<String>, reconnect: Reconnect, stats: Arc<FeedStats>) -> io::Result<Self> {
+    pub fn new(
+        target: WsTarget,
+        subscribe: Vec<String>,
+        reconnect: Reconnect,
+        stats: Arc<FeedStats>,
+    ) -> io::Result<Self> {
         let jitter = 0x9E37_79B9_7F4A_7C15 ^ u64::from(target.addr.port());
         Ok(Self {
             target,
@@ -156,7 +181,9 @@ impl WsFeed {
     }
 
     fn config() -> WebSocketConfig {
-        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES))
+        WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES))
     }
 
     /// Drops the connection and schedules the next attempt with backoff and jitter.
@@ -173,7 +200,12 @@ impl WsFeed {
         self.jitter ^= self.jitter << 17;
         let jitter = if delay >= 4 { self.jitter % (delay / 4) } else { 0 };
         self.attempt = self.attempt.saturating_add(1);
-        let old = std::mem::replace(&mut self.state, State::Down { retry_at: now + delay + jitter });
+        let old = std::mem::replace(
+            &mut self.state,
+            State::Down {
+                retry_at: now + delay + jitter,
+            },
+        );
         if let State::Open { mut ws, .. } = old {
             let _ = self.poll.registry().deregister(ws.get_mut());
         } else if let State::Handshake { mut mid, .. } = old {
@@ -187,7 +219,12 @@ impl WsFeed {
             Err(_) => return self.down(now, false),
         };
         let _ = stream.set_nodelay(true);
-        if self.poll.registry().register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE).is_err() {
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
             return self.down(now, false);
         }
         let url = format!("ws://{}{}", self.target.authority, self.target.path);
@@ -210,7 +247,11 @@ impl WsFeed {
         }
         self.stats.connects.inc();
         self.attempt = 0;
-        self.state = State::Open { ws: Box::new(ws), last_frame: now, readable: true };
+        self.state = State::Open {
+            ws: Box::new(ws),
+            last_frame: now,
+            readable: true,
+        };
     }
 }
 
@@ -242,7 +283,9 @@ impl FrameSource for WsFeed {
                 }
                 return Next::Idle;
             }
-            State::Open { readable, last_frame, .. } => {
+            State::Open {
+                readable, last_frame, ..
+            } => {
                 if now.saturating_sub(*last_frame) > self.reconnect.stale_after.as_nanos() as u64 {
                     self.down(now, true);
                     return Next::Idle;
@@ -256,7 +299,14 @@ impl FrameSource for WsFeed {
                 }
             }
         }
-        let State::Open { ws, last_frame, readable } = &mut self.state else { return Next::Idle };
+        let State::Open {
+            ws,
+            last_frame,
+            readable,
+        } = &mut self.state
+        else {
+            return Next::Idle;
+        };
         match ws.read() {
             Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
                 *last_frame = now;
@@ -267,7 +317,13 @@ impl FrameSource for WsFeed {
                     Some(Message::Binary(b)) => b,
                     _ => &[],
                 };
-                Next::Frame(bytes, FrameMeta { recv_ns, stamp: Stamp(now) })
+                Next::Frame(
+                    bytes,
+                    FrameMeta {
+                        recv_ns,
+                        stamp: Stamp(now),
+                    },
+                )
             }
             Ok(Message::Close(_)) => {
                 self.down(now, true);

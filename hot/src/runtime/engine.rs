@@ -88,14 +88,31 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
     let mut feed_stats = Vec::new();
     for (input, ends) in feeds.into_iter().zip(wiring.feeds) {
         feed_stats.push(Arc::clone(&input.stats));
-        let task = FeedTask::new(input.source, input.decoder, Arc::clone(&spec.index), ends, input.stats, Arc::clone(&flags));
+        let task = FeedTask::new(
+            input.source,
+            input.decoder,
+            Arc::clone(&spec.index),
+            ends,
+            input.stats,
+            Arc::clone(&flags),
+        );
         tasks.push((StageName::MarketData(input.venue), AnyTask::Feed(task)));
     }
     let alpha_stats = Arc::new(AlphaStats::default());
     let risk_stats = Arc::new(RiskStats::new(spec.index.len()));
     let exec_stats = Arc::new(ExecStats::default());
-    let alpha = AlphaTask::new(Alpha::new(spec.alpha.clone()), wiring.alpha, Arc::clone(&alpha_stats), Arc::clone(&flags));
-    let risk = RiskTask::new(Risk::new(spec.limits.clone(), spec.kill), wiring.risk, Arc::clone(&risk_stats), Arc::clone(&flags));
+    let alpha = AlphaTask::new(
+        Alpha::new(spec.alpha.clone()),
+        wiring.alpha,
+        Arc::clone(&alpha_stats),
+        Arc::clone(&flags),
+    );
+    let risk = RiskTask::new(
+        Risk::new(spec.limits.clone(), spec.kill),
+        wiring.risk,
+        Arc::clone(&risk_stats),
+        Arc::clone(&flags),
+    );
     let exec = ExecTask::new(
         Exec::new(gateway),
         wiring.exec,
@@ -110,6 +127,11 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
         tasks,
         cold: wiring.cold,
         flags,
-        stats: EngineStats { feeds: feed_stats, alpha: alpha_stats, risk: risk_stats, exec: exec_stats },
+        stats: EngineStats {
+            feeds: feed_stats,
+            alpha: alpha_stats,
+            risk: risk_stats,
+            exec: exec_stats,
+        },
     }
 }

@@ -60,7 +60,11 @@ impl std::error::Error for PlanError {}
 /// The cores this process may run on. Read it once, at start, before anything is pinned: a
 /// pinned thread sees only its own core, and threads inherit their parent's mask.
 pub fn available_cores() -> Vec<usize> {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     ids.sort_unstable();
     ids
 }
@@ -85,19 +89,31 @@ pub fn plan(
         if available.contains(&core) {
             Ok(core)
         } else {
-            Err(PlanError(format!("hot.cores.{stage}: core {core} is not available to this process (available: {available:?})")))
+            Err(PlanError(format!(
+                "hot.cores.{stage}: core {core} is not available to this process (available: {available:?})"
+            )))
         }
     };
     let placement = match layout {
         Layout::Pinned => {
             let mut threads = Vec::new();
             for stage in stages {
-                let core = cores
-                    .get(stage)
-                    .ok_or_else(|| PlanError(format!("hot.cores.{stage}: missing; hot.layout: pinned needs a core for every stage")))?;
-                threads.push(ThreadPlan { name: stage.to_string(), core: Some(check(stage, *core)?), stages: vec![*stage] });
+                let core = cores.get(stage).ok_or_else(|| {
+                    PlanError(format!(
+                        "hot.cores.{stage}: missing; hot.layout: pinned needs a core for every stage"
+                    ))
+                })?;
+                threads.push(ThreadPlan {
+                    name: stage.to_string(),
+                    core: Some(check(stage, *core)?),
+                    stages: vec![*stage],
+                });
             }
-            Placement { layout, threads, cold_cores: Vec::new() }
+            Placement {
+                layout,
+                threads,
+                cold_cores: Vec::new(),
+            }
         }
         Layout::Fused => {
             let fallback = available.last().copied();
@@ -111,9 +127,17 @@ pub fn plan(
             }
             let threads = groups
                 .into_iter()
-                .map(|(core, stages)| ThreadPlan { name: fused_name(core, &stages), core, stages })
+                .map(|(core, stages)| ThreadPlan {
+                    name: fused_name(core, &stages),
+                    core,
+                    stages,
+                })
                 .collect();
-            Placement { layout, threads, cold_cores: Vec::new() }
+            Placement {
+                layout,
+                threads,
+                cold_cores: Vec::new(),
+            }
         }
         Layout::Auto => {
             if available.len() > stages.len() {
@@ -133,11 +157,27 @@ pub fn plan(
                         stages: vec![*stage],
                     })
                     .collect();
-                Placement { layout: Layout::Pinned, threads, cold_cores: Vec::new() }
+                Placement {
+                    layout: Layout::Pinned,
+                    threads,
+                    cold_cores: Vec::new(),
+                }
             } else {
-                let core = if available.len() >= 2 { available.last().copied() } else { None };
-                let threads = vec![ThreadPlan { name: fused_name(core, stages), core, stages: stages.to_vec() }];
-                Placement { layout: Layout::Fused, threads, cold_cores: Vec::new() }
+                let core = if available.len() >= 2 {
+                    available.last().copied()
+                } else {
+                    None
+                };
+                let threads = vec![ThreadPlan {
+                    name: fused_name(core, stages),
+                    core,
+                    stages: stages.to_vec(),
+                }];
+                Placement {
+                    layout: Layout::Fused,
+                    threads,
+                    cold_cores: Vec::new(),
+                }
             }
         }
     };
@@ -146,7 +186,10 @@ pub fn plan(
     if cold.is_empty() {
         cold = available.to_vec();
     }
-    Ok(Placement { cold_cores: cold, ..placement })
+    Ok(Placement {
+        cold_cores: cold,
+        ..placement
+    })
 }
 
 /// A fused thread is named after its single stage, or `hot-c<core>` when it runs several.
@@ -192,7 +235,11 @@ impl HotThreads {
                 failed.push(name);
             }
         }
-        if failed.is_empty() { Ok(()) } else { Err(format!("hot thread(s) panicked: {}", failed.join(", "))) }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("hot thread(s) panicked: {}", failed.join(", ")))
+        }
     }
 
     /// Whether every hot thread has finished.
@@ -268,10 +315,7 @@ impl<S: FrameSource, D: Decode, G: Gateway> WaitBody<()> for Loop<S, D, G> {
 ///
 /// Because each frame's consequences settle before the next frame is read, the outcome
 /// depends only on the input, never on timing: this is what makes replays byte-identical.
-pub fn run_lockstep<S: FrameSource, D: Decode, G: Gateway>(
-    tasks: &mut [AnyTask<S, D, G>],
-    mut drain: impl FnMut(),
-) {
+pub fn run_lockstep<S: FrameSource, D: Decode, G: Gateway>(tasks: &mut [AnyTask<S, D, G>], mut drain: impl FnMut()) {
     loop {
         let mut any = false;
         for t in tasks.iter_mut() {
@@ -311,7 +355,12 @@ mod tests {
     use crate::ids::Venue;
 
     fn stages() -> Vec<StageName> {
-        vec![StageName::MarketData(Venue::Binance), StageName::Alpha, StageName::Risk, StageName::Exec]
+        vec![
+            StageName::MarketData(Venue::Binance),
+            StageName::Alpha,
+            StageName::Risk,
+            StageName::Exec,
+        ]
     }
 
     #[test]
@@ -326,7 +375,15 @@ mod tests {
         let p = plan(Layout::Auto, &none, &stages(), &[0, 1, 2, 3, 4, 5]).unwrap();
         assert_eq!(p.layout, Layout::Pinned);
         let names: Vec<_> = p.threads.iter().map(|t| (t.name.as_str(), t.core)).collect();
-        assert_eq!(names, [("md-binance", Some(1)), ("alpha", Some(2)), ("risk", Some(3)), ("exec", Some(4))]);
+        assert_eq!(
+            names,
+            [
+                ("md-binance", Some(1)),
+                ("alpha", Some(2)),
+                ("risk", Some(3)),
+                ("exec", Some(4))
+            ]
+        );
         assert_eq!(p.cold_cores, vec![0, 5]);
         let p = plan(Layout::Auto, &none, &stages(), &[0]).unwrap();
         assert_eq!(p.threads[0].core, None);
@@ -337,14 +394,30 @@ mod tests {
         let cores: BTreeMap<_, _> = stages().into_iter().zip([0, 1, 1, 1]).collect();
         let p = plan(Layout::Pinned, &cores, &stages(), &[0, 1]).unwrap();
         assert_eq!(p.threads.len(), 4);
-        assert_eq!(p.threads[3], ThreadPlan { name: "exec".into(), core: Some(1), stages: vec![StageName::Exec] });
+        assert_eq!(
+            p.threads[3],
+            ThreadPlan {
+                name: "exec".into(),
+                core: Some(1),
+                stages: vec![StageName::Exec]
+            }
+        );
         let p = plan(Layout::Fused, &cores, &stages(), &[0, 1]).unwrap();
-        let names: Vec<_> = p.threads.iter().map(|t| (t.name.as_str(), t.core, t.stages.len())).collect();
+        let names: Vec<_> = p
+            .threads
+            .iter()
+            .map(|t| (t.name.as_str(), t.core, t.stages.len()))
+            .collect();
         assert_eq!(names, [("md-binance", Some(0), 1), ("hot-c1", Some(1), 3)]);
         let err = plan(Layout::Pinned, &cores, &stages(), &[0]).unwrap_err();
         assert!(err.0.contains("hot.cores.alpha: core 1 is not available"), "{err}");
         let mut partial = cores.clone();
         partial.remove(&StageName::Risk);
-        assert!(plan(Layout::Pinned, &partial, &stages(), &[0, 1]).unwrap_err().0.contains("hot.cores.risk: missing"));
+        assert!(
+            plan(Layout::Pinned, &partial, &stages(), &[0, 1])
+                .unwrap_err()
+                .0
+                .contains("hot.cores.risk: missing")
+        );
     }
 }

@@ -111,7 +111,10 @@ pub struct RiskStats {
 impl RiskStats {
     /// Zeroed counters for `instruments` instruments.
     pub fn new(instruments: usize) -> Self {
-        Self { position_raw: (0..instruments).map(|_| Counter::new()).collect(), ..Self::default() }
+        Self {
+            position_raw: (0..instruments).map(|_| Counter::new()).collect(),
+            ..Self::default()
+        }
     }
 
     /// Refusals, all reasons.

@@ -106,7 +106,18 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         stats: Arc<FeedStats>,
         flags: Arc<Flags>,
     ) -> Self {
-        Self { source, decoder, index, ends, stats, flags, pending: None, last_bad_sample: 0, closed: false, close_reported: false }
+        Self {
+            source,
+            decoder,
+            index,
+            ends,
+            stats,
+            flags,
+            pending: None,
+            last_bad_sample: 0,
+            closed: false,
+            close_reported: false,
+        }
     }
 
     /// Which venue.
@@ -176,7 +187,8 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             }
             Err(e) => {
                 self.stats.bad[e.reason.index()].inc();
-                if meta.recv_ns.saturating_sub(self.last_bad_sample) >= BAD_SAMPLE_EVERY_NS || self.last_bad_sample == 0 {
+                if meta.recv_ns.saturating_sub(self.last_bad_sample) >= BAD_SAMPLE_EVERY_NS || self.last_bad_sample == 0
+                {
                     self.last_bad_sample = meta.recv_ns.max(1);
                     let sample = BadFrame::new(self.ends.venue, e.reason.name(), e.field, meta.recv_ns, frame);
                     let _ = self.ends.bad.push(sample);
@@ -207,7 +219,15 @@ pub struct AlphaTask {
 impl AlphaTask {
     /// An Alpha task.
     pub fn new(alpha: Alpha, ends: AlphaEnds, stats: Arc<AlphaStats>, flags: Arc<Flags>) -> Self {
-        Self { alpha, ends, stats, flags, pending: None, next_input: 0, closed: false }
+        Self {
+            alpha,
+            ends,
+            stats,
+            flags,
+            pending: None,
+            next_input: 0,
+            closed: false,
+        }
     }
 
     /// Handles at most one command and one tick.
@@ -231,7 +251,12 @@ impl AlphaTask {
             let Ok(tick) = self.ends.ticks[i].pop() else { continue };
             self.next_input = (i + 1) % n;
             self.stats.ticks.inc();
-            let (tap, to_risk, stats, pending) = (&mut self.ends.tap, &mut self.ends.to_risk, &self.stats, &mut self.pending);
+            let (tap, to_risk, stats, pending) = (
+                &mut self.ends.tap,
+                &mut self.ends.to_risk,
+                &self.stats,
+                &mut self.pending,
+            );
             self.alpha.process(AlphaInput::Tick(tick), &mut |out| match out {
                 AlphaOut::Signal(s) => {
                     stats.signals.inc();
@@ -248,7 +273,12 @@ impl AlphaTask {
             });
             return true;
         }
-        if !busy && !self.closed && self.pending.is_none() && self.flags.feeds_closed() && self.ends.ticks.iter().all(|c| c.is_empty()) {
+        if !busy
+            && !self.closed
+            && self.pending.is_none()
+            && self.flags.feeds_closed()
+            && self.ends.ticks.iter().all(|c| c.is_empty())
+        {
             self.closed = true;
             Flags::close(&self.flags.alpha_closed);
         }
@@ -276,7 +306,15 @@ pub struct RiskTask {
 impl RiskTask {
     /// A Risk task.
     pub fn new(risk: Risk, ends: RiskEnds, stats: Arc<RiskStats>, flags: Arc<Flags>) -> Self {
-        Self { risk, ends, stats, flags, pending: None, closed: false, finished: false }
+        Self {
+            risk,
+            ends,
+            stats,
+            flags,
+            pending: None,
+            closed: false,
+            finished: false,
+        }
     }
 
     /// Drains every report, then handles at most one command and one intent.
@@ -319,7 +357,11 @@ impl RiskTask {
             }
             return true;
         }
-        if !self.closed && self.pending.is_none() && Flags::closed(&self.flags.alpha_closed) && self.ends.intents.is_empty() {
+        if !self.closed
+            && self.pending.is_none()
+            && Flags::closed(&self.flags.alpha_closed)
+            && self.ends.intents.is_empty()
+        {
             self.closed = true;
             Flags::close(&self.flags.risk_closed);
         }
@@ -357,7 +399,13 @@ pub struct ExecTask<G: Gateway> {
 
 impl<G: Gateway> ExecTask<G> {
     /// An Execution task handing its histogram over every `histogram_every_ns`.
-    pub fn new(exec: Exec<G>, ends: ExecEnds, stats: Arc<ExecStats>, flags: Arc<Flags>, histogram_every_ns: u64) -> Self {
+    pub fn new(
+        exec: Exec<G>,
+        ends: ExecEnds,
+        stats: Arc<ExecStats>,
+        flags: Arc<Flags>,
+        histogram_every_ns: u64,
+    ) -> Self {
         Self {
             exec,
             ends,
@@ -377,15 +425,17 @@ impl<G: Gateway> ExecTask<G> {
     pub fn poll(&mut self) -> bool {
         let (tap, to_risk, stats) = (&mut self.ends.tap, &mut self.ends.to_risk, &*self.stats);
         let mut busy = self.exec.poll(&mut |e| emit(tap, to_risk, stats, e));
-        if tap.slots() >= MAX_EVENTS_PER_ORDER && to_risk.slots() >= MAX_EVENTS_PER_ORDER {
-            if let Ok(order) = self.ends.orders.pop() {
-                stats.orders.inc();
-                self.exec.process(order, self.clock.stamp(), &mut |e| emit(tap, to_risk, stats, e));
-                busy = true;
-            }
+        if tap.slots() >= MAX_EVENTS_PER_ORDER
+            && to_risk.slots() >= MAX_EVENTS_PER_ORDER
+            && let Ok(order) = self.ends.orders.pop()
+        {
+            stats.orders.inc();
+            self.exec
+                .process(order, self.clock.stamp(), &mut |e| emit(tap, to_risk, stats, e));
+            busy = true;
         }
         self.passes = self.passes.wrapping_add(1);
-        if self.passes % 1024 == 0 || busy {
+        if self.passes.is_multiple_of(1024) || busy {
             self.maybe_hand_over_histogram(false);
         }
         if !busy && !self.closed && Flags::closed(&self.flags.risk_closed) && self.ends.orders.is_empty() {
@@ -431,7 +481,12 @@ impl<G: Gateway> ExecTask<G> {
 /// Neither push can fail: Execution takes an order only after counting
 /// [`MAX_EVENTS_PER_ORDER`] free slots in both rings, and it is their only producer.
 #[inline]
-fn emit(tap: &mut rtrb::Producer<ExecEvent>, to_risk: &mut rtrb::Producer<ExecReport>, stats: &ExecStats, e: ExecEvent) {
+fn emit(
+    tap: &mut rtrb::Producer<ExecEvent>,
+    to_risk: &mut rtrb::Producer<ExecReport>,
+    stats: &ExecStats,
+    e: ExecEvent,
+) {
     if let ExecEvent::Report(r) = e {
         match r {
             ExecReport::Fill(_) => stats.fills.inc(),

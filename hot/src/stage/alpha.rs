@@ -35,8 +35,12 @@ impl FamilyKind {
     /// Number of families.
     pub const COUNT: usize = 4;
     /// All families.
-    pub const ALL: [FamilyKind; 4] =
-        [FamilyKind::Momentum, FamilyKind::MeanRev, FamilyKind::Breakout, FamilyKind::Sentiment];
+    pub const ALL: [FamilyKind; 4] = [
+        FamilyKind::Momentum,
+        FamilyKind::MeanRev,
+        FamilyKind::Breakout,
+        FamilyKind::Sentiment,
+    ];
 
     /// The key used in `alpha.weights`.
     pub const fn name(self) -> &'static str {
@@ -104,7 +108,9 @@ impl Momentum {
 impl Family for Momentum {
     #[inline]
     fn on_tick(&mut self, tick: &Tick) {
-        let TickBody::Trade { price, .. } = tick.body else { return };
+        let TickBody::Trade { price, .. } = tick.body else {
+            return;
+        };
         // Work in whole quote units so the i64 integer part of I64F64 cannot overflow.
         let p = I64F64::from_num(price.raw()) / I64F64::from_num(crate::num::ONE);
         if self.seen == 0 {
@@ -180,7 +186,11 @@ pub struct Alpha {
 impl Alpha {
     /// Builds the stage for `params.order_qty.len()` instruments.
     pub fn new(params: AlphaParams) -> Self {
-        let one = Instrument { momentum: Momentum::new(params.momentum), touch: Touch::default(), target: 0 };
+        let one = Instrument {
+            momentum: Momentum::new(params.momentum),
+            touch: Touch::default(),
+            target: 0,
+        };
         let instruments = vec![one; params.order_qty.len()];
         Self { params, instruments }
     }
@@ -195,7 +205,9 @@ impl Alpha {
     }
 
     fn on_tick(&mut self, tick: &Tick, out: &mut impl FnMut(AlphaOut)) {
-        let Some(inst) = self.instruments.get_mut(tick.instrument.index()) else { return };
+        let Some(inst) = self.instruments.get_mut(tick.instrument.index()) else {
+            return;
+        };
         match tick.body {
             TickBody::Quote { bid, ask, .. } => {
                 inst.touch.bid = bid;
@@ -206,7 +218,9 @@ impl Alpha {
         }
         inst.momentum.on_tick(tick);
         let scores = [inst.momentum.score(), None, None, None];
-        let Some(score) = ensemble(&self.params.weights, &scores) else { return };
+        let Some(score) = ensemble(&self.params.weights, &scores) else {
+            return;
+        };
         let side = if score > Factor::ZERO {
             SignalSide::Buy
         } else if score < Factor::ZERO {
@@ -306,10 +320,19 @@ mod tests {
 
     fn params() -> AlphaParams {
         AlphaParams {
-            weights: [Factor::from_num(0.4), Factor::from_num(0.3), Factor::from_num(0.3), Factor::ZERO],
+            weights: [
+                Factor::from_num(0.4),
+                Factor::from_num(0.3),
+                Factor::from_num(0.3),
+                Factor::ZERO,
+            ],
             entry: Factor::from_num(0.5),
             exit: Factor::from_num(0.1),
-            momentum: MomentumParams { fast: 2, slow: 4, scale_bps: 10 },
+            momentum: MomentumParams {
+                fast: 2,
+                slow: 4,
+                scale_bps: 10,
+            },
             order_qty: vec!["0.01".parse().unwrap()],
         }
     }
@@ -321,16 +344,22 @@ mod tests {
         for (i, p) in [100, 100, 100, 100, 101, 102, 103].into_iter().enumerate() {
             alpha.process(AlphaInput::Tick(trade(p, i as u64)), &mut |o| out.push(o));
         }
-        let intents: Vec<_> = out.iter().filter_map(|o| match o {
-            AlphaOut::Intent(i) => Some(i.sizing),
-            AlphaOut::Signal(_) => None,
-        }).collect();
+        let intents: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                AlphaOut::Intent(i) => Some(i.sizing),
+                AlphaOut::Signal(_) => None,
+            })
+            .collect();
         assert_eq!(intents, vec![Sizing::Target("0.01".parse().unwrap())]);
         // Signals start after the slow warm-up (4 trades) and the last one is a strong buy.
-        let signals: Vec<_> = out.iter().filter_map(|o| match o {
-            AlphaOut::Signal(s) => Some(*s),
-            AlphaOut::Intent(_) => None,
-        }).collect();
+        let signals: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                AlphaOut::Signal(s) => Some(*s),
+                AlphaOut::Intent(_) => None,
+            })
+            .collect();
         assert_eq!(signals.len(), 4);
         assert_eq!(signals.last().unwrap().side, SignalSide::Buy);
         assert_eq!(signals.last().unwrap().score, Factor::ONE);
@@ -338,7 +367,10 @@ mod tests {
         for (i, p) in std::iter::repeat_n(103, 30).enumerate() {
             alpha.process(AlphaInput::Tick(trade(p, 100 + i as u64)), &mut |o| out.push(o));
         }
-        assert!(out.iter().any(|o| matches!(o, AlphaOut::Intent(i) if i.sizing == Sizing::Target(crate::num::SignedQty::ZERO))));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, AlphaOut::Intent(i) if i.sizing == Sizing::Target(crate::num::SignedQty::ZERO)))
+        );
     }
 
     #[test]
@@ -348,7 +380,12 @@ mod tests {
         assert_eq!(ensemble(&w, &[Some(half), None, None, None]), Some(half));
         assert_eq!(ensemble(&w, &[None, None, None, Some(half)]), None);
         // Weights 0.5 and 0.25 are exact in binary: (0.5 - 0.25) / 0.75 = 1/3, truncated.
-        let w = [Factor::from_num(0.5), Factor::from_num(0.25), Factor::from_num(0.25), Factor::ZERO];
+        let w = [
+            Factor::from_num(0.5),
+            Factor::from_num(0.25),
+            Factor::from_num(0.25),
+            Factor::ZERO,
+        ];
         let third = ensemble(&w, &[Some(Factor::ONE), Some(-Factor::ONE), None, None]).unwrap();
         assert!((third - Factor::from_num(1.0 / 3.0)).abs() <= Factor::DELTA, "{third}");
     }

@@ -40,7 +40,10 @@ pub struct PaperVenue {
 impl PaperVenue {
     /// A paper venue charging `taker_fee_bps_milli` thousandths of a basis point per fill.
     pub fn new(taker_fee_bps_milli: i64) -> Self {
-        Self { taker_fee_bps_milli, next_venue_order_id: 1 }
+        Self {
+            taker_fee_bps_milli,
+            next_venue_order_id: 1,
+        }
     }
 }
 
@@ -69,13 +72,15 @@ impl Gateway for PaperVenue {
                 touch
             }
         };
-        let Some(fee) = notional(price, order.qty).and_then(|n| fee(n, self.taker_fee_bps_milli))
-        else {
+        let Some(fee) = notional(price, order.qty).and_then(|n| fee(n, self.taker_fee_bps_milli)) else {
             return out(reject(RejectReason::Overflow));
         };
         let venue_order_id = self.next_venue_order_id;
         self.next_venue_order_id += 1;
-        out(ExecReport::Ack { order_id: order.id, venue_order_id });
+        out(ExecReport::Ack {
+            order_id: order.id,
+            venue_order_id,
+        });
         out(ExecReport::Fill(Fill {
             order_id: order.id,
             instrument: order.instrument,
@@ -123,13 +128,17 @@ pub struct Exec<G: Gateway> {
 impl<G: Gateway> Exec<G> {
     /// Wraps a gateway.
     pub fn new(gateway: G) -> Self {
-        Self { gateway, latency: Box::new(latency_histogram()) }
+        Self {
+            gateway,
+            latency: Box::new(latency_histogram()),
+        }
     }
 
     /// Sends one approved order; every record it causes goes through `out`.
     #[inline]
     pub fn process(&mut self, order: Order, now: Stamp, out: &mut impl FnMut(ExecEvent)) {
-        self.latency.saturating_record(now.0.saturating_sub(order.stamp.0).max(1));
+        self.latency
+            .saturating_record(now.0.saturating_sub(order.stamp.0).max(1));
         out(ExecEvent::Order(order));
         self.gateway.submit(&order, &mut |r| out(ExecEvent::Report(r)));
     }
@@ -184,7 +193,9 @@ mod tests {
         let mut out = Vec::new();
         exec.process(order(Side::Buy, OrderKind::Market), Stamp(350), &mut |e| out.push(e));
         assert_eq!(out.len(), MAX_EVENTS_PER_ORDER);
-        let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else { panic!("{out:?}") };
+        let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else {
+            panic!("{out:?}")
+        };
         assert_eq!(f.price.to_string(), "61837.64");
         // 0.02 * 61837.64 = 1236.7528; 7.5 bps = 0.9275646 exactly.
         assert_eq!(f.fee.to_string(), "0.9275646");
@@ -203,11 +214,16 @@ mod tests {
         exec.process(order(Side::Buy, limit), Stamp(101), &mut |e| out.push(e));
         assert!(matches!(
             out[1],
-            ExecEvent::Report(ExecReport::Reject { reason: RejectReason::VenueReject, .. })
+            ExecEvent::Report(ExecReport::Reject {
+                reason: RejectReason::VenueReject,
+                ..
+            })
         ));
         out.clear();
         exec.process(order(Side::Sell, limit), Stamp(101), &mut |e| out.push(e));
-        let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else { panic!("{out:?}") };
+        let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else {
+            panic!("{out:?}")
+        };
         assert_eq!(f.price.to_string(), "61837.63");
     }
 }

@@ -10,9 +10,7 @@
 //! the remaining market-access controls behind the same `check`.
 
 use crate::num::{Money, Qty, SignedQty, notional};
-use crate::records::{
-    ExecReport, Order, OrderId, OrderIntent, OrderKind, RejectReason, Side, Sizing,
-};
+use crate::records::{ExecReport, Order, OrderId, OrderIntent, OrderKind, RejectReason, Side, Sizing};
 
 /// Limits of one instrument (`symbols[*]` in config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +66,7 @@ pub struct Exposure {
 impl Exposure {
     /// Position plus open buys minus open sells: where we end up if everything open fills.
     fn net(&self) -> i128 {
-        i128::from(self.position.raw()) + i128::from(self.open_buy.raw())
-            - i128::from(self.open_sell.raw())
+        i128::from(self.position.raw()) + i128::from(self.open_buy.raw()) - i128::from(self.open_sell.raw())
     }
 }
 
@@ -86,12 +83,22 @@ impl Risk {
     /// Builds the gate with per-instrument limits (indexed by instrument id).
     pub fn new(limits: Vec<Limits>, kill: bool) -> Self {
         let exposure = vec![Exposure::default(); limits.len()];
-        Self { limits, exposure, kill, next_order_id: 1 }
+        Self {
+            limits,
+            exposure,
+            kill,
+            next_order_id: 1,
+        }
     }
 
     /// Decides about one intent.
     pub fn check(&mut self, intent: &OrderIntent) -> Decision {
-        let refuse = |reason| Decision::Refused(Refusal { intent: *intent, reason });
+        let refuse = |reason| {
+            Decision::Refused(Refusal {
+                intent: *intent,
+                reason,
+            })
+        };
         let i = intent.instrument.index();
         let (Some(limits), Some(exp)) = (self.limits.get(i), self.exposure.get(i)) else {
             return refuse(RejectReason::NotListed);
@@ -103,8 +110,7 @@ impl Risk {
                 if delta == 0 {
                     return Decision::Nothing;
                 }
-                let Some(qty) = i64::try_from(delta.unsigned_abs()).ok().and_then(Qty::from_raw)
-                else {
+                let Some(qty) = i64::try_from(delta.unsigned_abs()).ok().and_then(Qty::from_raw) else {
                     return refuse(RejectReason::Overflow);
                 };
                 (if delta > 0 { Side::Buy } else { Side::Sell }, qty)
@@ -130,12 +136,8 @@ impl Risk {
         }
         // Worst case on this side: position plus every open order on the same side plus this one.
         let worst = match side {
-            Side::Buy => {
-                i128::from(exp.position.raw()) + i128::from(exp.open_buy.raw()) + i128::from(qty.raw())
-            }
-            Side::Sell => {
-                i128::from(exp.position.raw()) - i128::from(exp.open_sell.raw()) - i128::from(qty.raw())
-            }
+            Side::Buy => i128::from(exp.position.raw()) + i128::from(exp.open_buy.raw()) + i128::from(qty.raw()),
+            Side::Sell => i128::from(exp.position.raw()) - i128::from(exp.open_sell.raw()) - i128::from(qty.raw()),
         };
         if worst.unsigned_abs() > limits.max_position.raw() as u128 {
             return refuse(RejectReason::MaxPosition);
@@ -171,7 +173,9 @@ impl Risk {
         match *report {
             ExecReport::Ack { .. } => {}
             ExecReport::Fill(fill) => {
-                let Some(exp) = self.exposure.get_mut(fill.instrument.index()) else { return };
+                let Some(exp) = self.exposure.get_mut(fill.instrument.index()) else {
+                    return;
+                };
                 let open = match fill.side {
                     Side::Buy => &mut exp.open_buy,
                     Side::Sell => &mut exp.open_sell,
@@ -180,8 +184,12 @@ impl Risk {
                 let signed = fill.qty.signed(fill.side == Side::Buy);
                 exp.position = exp.position.checked_add(signed).unwrap_or(exp.position);
             }
-            ExecReport::Reject { instrument, side, qty, .. } => {
-                let Some(exp) = self.exposure.get_mut(instrument.index()) else { return };
+            ExecReport::Reject {
+                instrument, side, qty, ..
+            } => {
+                let Some(exp) = self.exposure.get_mut(instrument.index()) else {
+                    return;
+                };
                 let open = match side {
                     Side::Buy => &mut exp.open_buy,
                     Side::Sell => &mut exp.open_sell,
@@ -236,7 +244,11 @@ mod tests {
             venue: Venue::Binance,
             sizing,
             limit: None,
-            touch: Touch { bid: "60000".parse().unwrap(), ask: "60001".parse().unwrap(), last: Price::ZERO },
+            touch: Touch {
+                bid: "60000".parse().unwrap(),
+                ask: "60001".parse().unwrap(),
+                last: Price::ZERO,
+            },
             origin: Origin::Alpha,
             client_id: 0,
             score: Factor::ZERO,
@@ -267,13 +279,20 @@ mod tests {
     #[test]
     fn targets_resolve_against_position_and_open_orders() {
         let mut r = risk();
-        let Decision::Approved(o1) = r.check(&target("0.02")) else { panic!() };
-        assert_eq!((o1.side, o1.qty.to_string(), o1.id), (Side::Buy, "0.02".into(), OrderId(1)));
+        let Decision::Approved(o1) = r.check(&target("0.02")) else {
+            panic!()
+        };
+        assert_eq!(
+            (o1.side, o1.qty.to_string(), o1.id),
+            (Side::Buy, "0.02".into(), OrderId(1))
+        );
         // Same target while the order is open: nothing to do.
         assert_eq!(r.check(&target("0.02")), Decision::Nothing);
         r.on_report(&fill(&o1));
         assert_eq!(r.exposure()[0].position.to_string(), "0.02");
-        let Decision::Approved(o2) = r.check(&target("-0.02")) else { panic!() };
+        let Decision::Approved(o2) = r.check(&target("-0.02")) else {
+            panic!()
+        };
         assert_eq!((o2.side, o2.qty.to_string()), (Side::Sell, "0.04".into()));
         // A venue reject releases the open quantity.
         r.on_report(&ExecReport::Reject {
@@ -302,20 +321,29 @@ mod tests {
         no_price.touch = Touch::default();
         assert_eq!(reason(r.check(&no_price)), Some(RejectReason::NoPrice));
         for _ in 0..2 {
-            assert!(matches!(r.check(&intent(Sizing::Delta(Side::Buy, "0.05".parse().unwrap()))), Decision::Approved(_)));
+            assert!(matches!(
+                r.check(&intent(Sizing::Delta(Side::Buy, "0.05".parse().unwrap()))),
+                Decision::Approved(_)
+            ));
         }
         assert_eq!(
             reason(r.check(&intent(Sizing::Delta(Side::Buy, "0.01".parse().unwrap())))),
             Some(RejectReason::MaxPosition)
         );
-        assert_eq!(reason(r.check(&intent(Sizing::Delta(Side::Buy, Qty::ZERO)))), Some(RejectReason::ZeroQty));
+        assert_eq!(
+            reason(r.check(&intent(Sizing::Delta(Side::Buy, Qty::ZERO)))),
+            Some(RejectReason::ZeroQty)
+        );
         r.on_command(RiskCommand::Kill);
         assert_eq!(
             reason(r.check(&intent(Sizing::Delta(Side::Sell, "0.01".parse().unwrap())))),
             Some(RejectReason::KillSwitch)
         );
         r.on_command(RiskCommand::Resume);
-        assert!(matches!(r.check(&intent(Sizing::Delta(Side::Sell, "0.01".parse().unwrap()))), Decision::Approved(_)));
+        assert!(matches!(
+            r.check(&intent(Sizing::Delta(Side::Sell, "0.01".parse().unwrap()))),
+            Decision::Approved(_)
+        ));
         let mut unknown = target("0.01");
         unknown.instrument = InstrumentId(9);
         assert_eq!(reason(r.check(&unknown)), Some(RejectReason::NotListed));

@@ -29,7 +29,12 @@ pub struct SynthSource {
 impl SynthSource {
     /// `limit` frames, or endless.
     pub fn new(limit: Option<u64>) -> Self {
-        Self { n: 0, limit, buf: Vec::with_capacity(512), closed: false }
+        Self {
+            n: 0,
+            limit,
+            buf: Vec::with_capacity(512),
+            closed: false,
+        }
     }
 }
 
@@ -49,7 +54,7 @@ impl FrameSource for SynthSource {
         let i = self.n / 2;
         let c = cents(i);
         self.buf.clear();
-        let r = if self.n % 2 == 0 {
+        let r = if self.n.is_multiple_of(2) {
             write!(
                 self.buf,
                 r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{},"s":"BTCUSDT","b":"{}.{:02}000000","B":"1.50000000","a":"{}.{:02}000000","A":"2.00000000"}}}}"#,
@@ -66,13 +71,19 @@ impl FrameSource for SynthSource {
                 i + 1,
                 c / 100,
                 c % 100,
-                i % 3 == 0
+                i.is_multiple_of(3)
             )
         };
         r.expect("formatting into a Vec cannot fail");
         self.n += 1;
         let now = mono_ns();
-        Next::Frame(&self.buf, FrameMeta { recv_ns: 1_723_161_254_000_000_000 + self.n, stamp: Stamp(now) })
+        Next::Frame(
+            &self.buf,
+            FrameMeta {
+                recv_ns: 1_723_161_254_000_000_000 + self.n,
+                stamp: Stamp(now),
+            },
+        )
     }
 
     fn close(&mut self) {
@@ -92,10 +103,19 @@ pub fn spec(capacities: Capacities) -> EngineSpec {
     EngineSpec {
         index: index(),
         alpha: AlphaParams {
-            weights: [Factor::from_num(0.4), Factor::from_num(0.3), Factor::from_num(0.3), Factor::ZERO],
+            weights: [
+                Factor::from_num(0.4),
+                Factor::from_num(0.3),
+                Factor::from_num(0.3),
+                Factor::ZERO,
+            ],
             entry: Factor::from_num(0.5),
             exit: Factor::from_num(0.1),
-            momentum: MomentumParams { fast: 5, slow: 20, scale_bps: 5 },
+            momentum: MomentumParams {
+                fast: 5,
+                slow: 20,
+                scale_bps: 5,
+            },
             order_qty: vec!["0.01".parse().unwrap()],
         },
         limits: vec![Limits {

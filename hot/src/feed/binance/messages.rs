@@ -205,10 +205,7 @@ mod tests {
         assert_eq!(EventType::from_wire(b"bookTicker"), EventType::BookTicker);
         assert_eq!(EventType::from_wire(b"depthUpdate"), EventType::DepthUpdate);
         assert_eq!(EventType::from_wire(b"aggTrade"), EventType::AggTrade);
-        assert_eq!(
-            EventType::from_wire(b"serverShutdown"),
-            EventType::ServerShutdown
-        );
+        assert_eq!(EventType::from_wire(b"serverShutdown"), EventType::ServerShutdown);
         assert_eq!(EventType::from_wire(b"kline"), EventType::Other);
         assert_eq!(EventType::from_wire(b"Trade"), EventType::Other);
     }

@@ -34,9 +34,7 @@ use core::fmt;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use super::messages::{EventType, Key};
-use crate::feed::{
-    Control, DecodeError, DecodeReason, Decoded, FrameMeta, MAX_FRAME_BYTES, SkipKind,
-};
+use crate::feed::{Control, DecodeError, DecodeReason, Decoded, FrameMeta, MAX_FRAME_BYTES, SkipKind};
 use crate::ids::{InstrumentId, InstrumentIndex, Venue};
 use crate::num::{Price, Qty};
 use crate::records::{Side, Tick, TickBody};
@@ -89,12 +87,7 @@ impl BinanceDecoder {
     /// invalid JSON or UTF-8, a frame over [`MAX_FRAME_BYTES`], a missing or mistyped field,
     /// a bad decimal, a zero or negative price, a zero trade quantity, a symbol the index does
     /// not list, or an object of no known shape.
-    pub fn decode(
-        &mut self,
-        frame: &[u8],
-        meta: FrameMeta,
-        index: &InstrumentIndex,
-    ) -> Result<Decoded, DecodeError> {
+    pub fn decode(&mut self, frame: &[u8], meta: FrameMeta, index: &InstrumentIndex) -> Result<Decoded, DecodeError> {
         if frame.len() > MAX_FRAME_BYTES {
             return Err(DecodeError::frame(DecodeReason::TooLarge));
         }
@@ -102,12 +95,7 @@ impl BinanceDecoder {
         self.input.extend_from_slice(frame);
         self.input.extend_from_slice(&[b' '; PADDING]);
         let mut tape = core::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
-        let decoded = match simd_json::fill_tape_padded(
-            &mut self.input,
-            frame.len(),
-            &mut self.buffers,
-            &mut tape,
-        ) {
+        let decoded = match simd_json::fill_tape_padded(&mut self.input, frame.len(), &mut self.buffers, &mut tape) {
             Ok(()) => read_frame(&tape.0, meta, index),
             Err(e) => Err(json_error(&e)),
         };
@@ -142,19 +130,14 @@ fn json_error(e: &simd_json::Error) -> DecodeError {
 }
 
 /// Reads a parsed frame: unwraps a combined frame, then reads the payload.
-fn read_frame(
-    tape: &[Node<'_>],
-    meta: FrameMeta,
-    index: &InstrumentIndex,
-) -> Result<Decoded, DecodeError> {
+fn read_frame(tape: &[Node<'_>], meta: FrameMeta, index: &InstrumentIndex) -> Result<Decoded, DecodeError> {
     let top = Fields::collect(tape, 0).ok_or(DecodeError::frame(DecodeReason::NotObject))?;
     let top = Object { tape, fields: top };
     if top.has(Key::Stream) {
         // The stream name is not needed: the payload says what it is. It must still be a name.
         top.str(Key::Stream)?;
         let data = top.required(Key::Data)?;
-        let fields = Fields::collect(tape, data)
-            .ok_or(DecodeError::at(DecodeReason::NotObject, Key::Data.wire()))?;
+        let fields = Fields::collect(tape, data).ok_or(DecodeError::at(DecodeReason::NotObject, Key::Data.wire()))?;
         read_payload(Object { tape, fields }, Framing::Combined, meta, index)
     } else {
         read_payload(top, Framing::Raw, meta, index)
@@ -200,9 +183,7 @@ fn read_payload(
         return Ok(Decoded::Skipped(kind));
     }
     if obj.has(Key::Result) {
-        return Ok(Decoded::Control(Control::Result {
-            id: obj.int(Key::Id)?,
-        }));
+        return Ok(Decoded::Control(Control::Result { id: obj.int(Key::Id)? }));
     }
     if obj.has(Key::Code) {
         return Ok(Decoded::Control(Control::Error {
@@ -213,11 +194,7 @@ fn read_payload(
 }
 
 /// Reads a `trade` payload.
-fn read_trade(
-    obj: &Object<'_, '_>,
-    meta: FrameMeta,
-    index: &InstrumentIndex,
-) -> Result<Tick, DecodeError> {
+fn read_trade(obj: &Object<'_, '_>, meta: FrameMeta, index: &InstrumentIndex) -> Result<Tick, DecodeError> {
     let instrument = obj.instrument(index)?;
     let seq = obj.uint(Key::TradeId)?;
     let price = obj.price(Key::Price)?;
@@ -235,11 +212,7 @@ fn read_trade(
     Ok(Tick {
         instrument,
         venue: Venue::Binance,
-        body: TickBody::Trade {
-            price,
-            qty,
-            aggressor,
-        },
+        body: TickBody::Trade { price, qty, aggressor },
         seq,
         exchange_ns,
         recv_ns: meta.recv_ns,
@@ -251,11 +224,7 @@ fn read_trade(
 ///
 /// A crossed or locked quote is passed on: the two sides of the book can cross for a moment
 /// and consumers decide what to make of it. Zero sizes are passed on too.
-fn read_quote(
-    obj: &Object<'_, '_>,
-    meta: FrameMeta,
-    index: &InstrumentIndex,
-) -> Result<Tick, DecodeError> {
+fn read_quote(obj: &Object<'_, '_>, meta: FrameMeta, index: &InstrumentIndex) -> Result<Tick, DecodeError> {
     let seq = obj.uint(Key::UpdateId)?;
     let instrument = obj.instrument(index)?;
     let bid = obj.price(Key::Bid)?;
@@ -311,9 +280,7 @@ impl Fields {
         let Some(&Node::Object { len, .. }) = tape.get(obj) else {
             return None;
         };
-        let mut fields = Fields {
-            at: [0; Key::COUNT],
-        };
+        let mut fields = Fields { at: [0; Key::COUNT] };
         let mut i = obj + 1;
         for _ in 0..len {
             let Some(Node::String(key)) = tape.get(i) else {
@@ -419,9 +386,7 @@ impl<'i> Object<'_, 'i> {
             Ok(p) if !p.is_zero() => Ok(p),
             Ok(_) => Err(DecodeError::at(DecodeReason::NonPositivePrice, key.wire())),
             // `Price` refuses any sign; a leading minus is a negative price, not a typo.
-            Err(_) if text.first() == Some(&b'-') => {
-                Err(DecodeError::at(DecodeReason::NonPositivePrice, key.wire()))
-            }
+            Err(_) if text.first() == Some(&b'-') => Err(DecodeError::at(DecodeReason::NonPositivePrice, key.wire())),
             Err(_) => Err(DecodeError::at(DecodeReason::BadDecimal, key.wire())),
         }
     }
@@ -429,8 +394,7 @@ impl<'i> Object<'_, 'i> {
     /// A non-negative quantity (zero allowed here; trades check it themselves).
     #[inline]
     fn qty(&self, key: Key) -> Result<Qty, DecodeError> {
-        Qty::parse_bytes(self.str(key)?.as_bytes())
-            .map_err(|_| DecodeError::at(DecodeReason::BadDecimal, key.wire()))
+        Qty::parse_bytes(self.str(key)?.as_bytes()).map_err(|_| DecodeError::at(DecodeReason::BadDecimal, key.wire()))
     }
 
     /// The instrument named by `s`, which Binance spells exactly as the index does.
@@ -439,10 +403,7 @@ impl<'i> Object<'_, 'i> {
         let symbol = self.str(Key::Symbol)?;
         index
             .by_venue_symbol(Venue::Binance, symbol.as_bytes())
-            .ok_or(DecodeError::at(
-                DecodeReason::UnknownSymbol,
-                Key::Symbol.wire(),
-            ))
+            .ok_or(DecodeError::at(DecodeReason::UnknownSymbol, Key::Symbol.wire()))
     }
 }
 
@@ -528,7 +489,8 @@ mod tests {
             panic!("not a tick")
         };
         assert_eq!(tick.exchange_ns, 1_568_014_460_891_000_000);
-        let only_event_time = r#"{"e":"bookTicker","u":5,"E":1568014460893,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4"}"#;
+        let only_event_time =
+            r#"{"e":"bookTicker","u":5,"E":1568014460893,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4"}"#;
         let Ok(Decoded::Tick(tick)) = decode(only_event_time) else {
             panic!("not a tick")
         };
@@ -585,32 +547,20 @@ mod tests {
         assert_eq!(decode(""), err(Json, ""));
         assert_eq!(decode(&TRADE[..TRADE.len() - 1]), err(Json, ""));
         assert_eq!(decode("[1]"), err(NotObject, ""));
-        assert_eq!(
-            decode(r#"{"stream":"a","data":[]}"#),
-            err(NotObject, "data")
-        );
+        assert_eq!(decode(r#"{"stream":"a","data":[]}"#), err(NotObject, "data"));
         assert_eq!(decode(r#"{"stream":"a"}"#), err(MissingField, "data"));
         assert_eq!(decode(r#"{"stream":1,"data":{}}"#), err(BadType, "stream"));
         assert_eq!(decode(r#"{"x":1}"#), err(UnknownMessage, ""));
         assert_eq!(decode(r#"{"e":1}"#), err(BadType, "e"));
         assert_eq!(decode(r#"{"result":null}"#), err(MissingField, "id"));
         assert_eq!(decode(r#"{"result":null,"id":"a"}"#), err(BadType, "id"));
-        assert_eq!(
-            decode(&TRADE.replace("BTCUSDT", "BTCUSDC")),
-            err(UnknownSymbol, "s")
-        );
-        assert_eq!(
-            decode(&TRADE.replace("BTCUSDT", "btcusdt")),
-            err(UnknownSymbol, "s")
-        );
+        assert_eq!(decode(&TRADE.replace("BTCUSDT", "BTCUSDC")), err(UnknownSymbol, "s"));
+        assert_eq!(decode(&TRADE.replace("BTCUSDT", "btcusdt")), err(UnknownSymbol, "s"));
         assert_eq!(
             decode(&TRADE.replace(r#""61837.63000000""#, "61837.63")),
             err(BadType, "p")
         );
-        assert_eq!(
-            decode(&TRADE.replace("61837.63000000", "6e4")),
-            err(BadDecimal, "p")
-        );
+        assert_eq!(decode(&TRADE.replace("61837.63000000", "6e4")), err(BadDecimal, "p"));
         assert_eq!(
             decode(&TRADE.replace("61837.63000000", "0.00")),
             err(NonPositivePrice, "p")
@@ -620,39 +570,21 @@ mod tests {
             err(NonPositivePrice, "p")
         );
         assert_eq!(decode(&TRADE.replace("0.02000000", "0")), err(ZeroQty, "q"));
-        assert_eq!(
-            decode(&TRADE.replace("0.02000000", "-1")),
-            err(BadDecimal, "q")
-        );
-        assert_eq!(
-            decode(&TRADE.replace("3735683259", "-1")),
-            err(OutOfRange, "t")
-        );
-        assert_eq!(
-            decode(&TRADE.replace("3735683259", "1.5")),
-            err(BadType, "t")
-        );
+        assert_eq!(decode(&TRADE.replace("0.02000000", "-1")), err(BadDecimal, "q"));
+        assert_eq!(decode(&TRADE.replace("3735683259", "-1")), err(OutOfRange, "t"));
+        assert_eq!(decode(&TRADE.replace("3735683259", "1.5")), err(BadType, "t"));
         assert_eq!(
             decode(&TRADE.replace("1723161255342", "18446744073709551615")),
             err(OutOfRange, "T")
         );
-        assert_eq!(
-            decode(&TRADE.replace(r#""m":true"#, r#""m":1"#)),
-            err(BadType, "m")
-        );
-        assert_eq!(
-            decode(&TRADE.replace(r#","m":true"#, "")),
-            err(MissingField, "m")
-        );
+        assert_eq!(decode(&TRADE.replace(r#""m":true"#, r#""m":1"#)), err(BadType, "m"));
+        assert_eq!(decode(&TRADE.replace(r#","m":true"#, "")), err(MissingField, "m"));
         assert_eq!(
             BinanceDecoder::new().decode(b"{\"e\":\"\xff\"}", META, &index()),
             err(Utf8, "")
         );
         let big = vec![b' '; MAX_FRAME_BYTES + 1];
-        assert_eq!(
-            BinanceDecoder::new().decode(&big, META, &index()),
-            err(TooLarge, "")
-        );
+        assert_eq!(BinanceDecoder::new().decode(&big, META, &index()), err(TooLarge, ""));
     }
 
     #[test]
@@ -661,11 +593,7 @@ mod tests {
         let index = index();
         for _ in 0..3 {
             assert!(decoder.decode(TRADE.as_bytes(), META, &index).is_ok());
-            assert!(
-                decoder
-                    .decode(&TRADE.as_bytes()[..40], META, &index)
-                    .is_err()
-            );
+            assert!(decoder.decode(&TRADE.as_bytes()[..40], META, &index).is_err());
             assert!(decoder.decode(b"{\"e\":\"trade\"}", META, &index).is_err());
         }
     }

@@ -39,7 +39,11 @@ impl StreamKind {
 pub fn stream_names(symbols: &[VenueSymbol], kinds: &[StreamKind]) -> Vec<String> {
     symbols
         .iter()
-        .flat_map(|s| kinds.iter().map(move |k| format!("{}@{}", s.as_str().to_ascii_lowercase(), k.name())))
+        .flat_map(|s| {
+            kinds
+                .iter()
+                .map(move |k| format!("{}@{}", s.as_str().to_ascii_lowercase(), k.name()))
+        })
         .collect()
 }
 
@@ -50,7 +54,13 @@ pub fn connection(streams: &[String], combined: bool) -> (String, Vec<String>) {
         (false, [one]) => (format!("/ws/{one}"), Vec::new()),
         (false, many) => {
             let params: Vec<String> = many.iter().map(|s| format!("\"{s}\"")).collect();
-            ("/ws".to_string(), vec![format!("{{\"method\":\"SUBSCRIBE\",\"params\":[{}],\"id\":1}}", params.join(","))])
+            (
+                "/ws".to_string(),
+                vec![format!(
+                    "{{\"method\":\"SUBSCRIBE\",\"params\":[{}],\"id\":1}}",
+                    params.join(",")
+                )],
+            )
         }
     }
 }
@@ -62,17 +72,34 @@ mod tests {
     #[test]
     fn paths_and_messages() {
         let names = stream_names(
-            &[VenueSymbol::new("BTCUSDT").unwrap(), VenueSymbol::new("ETHUSDT").unwrap()],
+            &[
+                VenueSymbol::new("BTCUSDT").unwrap(),
+                VenueSymbol::new("ETHUSDT").unwrap(),
+            ],
             &[StreamKind::Trade, StreamKind::BookTicker],
         );
-        assert_eq!(names, ["btcusdt@trade", "btcusdt@bookTicker", "ethusdt@trade", "ethusdt@bookTicker"]);
+        assert_eq!(
+            names,
+            [
+                "btcusdt@trade",
+                "btcusdt@bookTicker",
+                "ethusdt@trade",
+                "ethusdt@bookTicker"
+            ]
+        );
         assert_eq!(
             connection(&names, true).0,
             "/stream?streams=btcusdt@trade/btcusdt@bookTicker/ethusdt@trade/ethusdt@bookTicker"
         );
-        assert_eq!(connection(&names[..1], false), ("/ws/btcusdt@trade".to_string(), vec![]));
+        assert_eq!(
+            connection(&names[..1], false),
+            ("/ws/btcusdt@trade".to_string(), vec![])
+        );
         let (path, msgs) = connection(&names[..2], false);
         assert_eq!(path, "/ws");
-        assert_eq!(msgs, [r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","btcusdt@bookTicker"],"id":1}"#]);
+        assert_eq!(
+            msgs,
+            [r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","btcusdt@bookTicker"],"id":1}"#]
+        );
     }
 }

@@ -1,0 +1,369 @@
+//! The validated configuration: plain data built only by the walker in `validate.rs`.
+//!
+//! Every value here has already been checked, so components read limits and settings straight
+//! from these types and never re-parse text.
+//! Numbers use maxx-hot's exact types: money and sizes are decimal fixed point ([`Price`],
+//! [`Qty`], [`Money`]); weights, thresholds and percentages are deterministic [`Factor`]s;
+//! periods are [`Duration`]s. Maps whose order is visible use `BTreeMap`, so iteration order
+//! is the same on every run.
+//! Field names follow the YAML keys, minus the `_ms`/`_sec` suffix where the type carries the
+//! unit.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use maxx_hot::feed::binance::subscription::StreamKind;
+use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
+use maxx_hot::num::{Money, Price, Qty};
+use maxx_hot::records::Factor;
+use maxx_hot::topology::{Layout, StageName, WaitKind};
+
+use super::cron::Cron;
+
+/// A whole, validated `agent_config.yaml`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `market_data`: reconnect and resubscribe policy of the feeds.
+    pub market_data: MarketDataConfig,
+    /// `alpha`: ensemble weights, reweight schedule, thresholds, family parameters.
+    pub alpha: AlphaConfig,
+    /// `risk`: RiskSentinel's account-level limits.
+    pub risk: RiskConfig,
+    /// `exec`: execution tolerances and the paper venue.
+    pub exec: ExecConfig,
+    /// `symbols`: the instruments traded, in id order (see [`Config::instrument_index`]).
+    pub symbols: Vec<SymbolConfig>,
+    /// `feeds`: one market-data connection per venue.
+    pub feeds: BTreeMap<Venue, FeedConfig>,
+    /// `sim`: the built-in venue simulators, per venue.
+    pub sim: BTreeMap<Venue, SimConfig>,
+    /// `hot`: thread layout of the hot path.
+    pub hot: HotConfig,
+    /// `redis`: the Redis Streams bus.
+    pub redis: RedisConfig,
+    /// `http`: the HTTP API.
+    pub http: HttpConfig,
+    /// `grpc`: the gRPC ExecutionService.
+    pub grpc: GrpcConfig,
+    /// `telemetry`: metrics, traces and logs.
+    pub telemetry: TelemetryConfig,
+    /// `alerts`: where failure alerts are posted.
+    pub alerts: AlertsConfig,
+}
+
+impl Config {
+    /// The dense instrument table: ids follow the order of [`Config::symbols`].
+    ///
+    /// # Panics
+    /// Only if the config was edited after validation so that a symbol, or a venue symbol on
+    /// one venue, appears twice; validation refuses exactly those files.
+    pub fn instrument_index(&self) -> InstrumentIndex {
+        InstrumentIndex::new(self.symbols.iter().map(SymbolConfig::index_entry))
+            .expect("validated config has unique symbols and venue symbols")
+    }
+
+    /// The feeds that are switched on, in venue order.
+    pub fn enabled_feeds(&self) -> impl Iterator<Item = (Venue, &FeedConfig)> {
+        self.feeds.iter().filter(|(_, f)| f.enabled).map(|(v, f)| (*v, f))
+    }
+}
+
+/// `market_data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MarketDataConfig {
+    /// `retry_backoff_ms`: the first reconnect delay, doubled on each further attempt.
+    pub retry_backoff: Duration,
+    /// `resubscribe_sec`: planned resubscribe period.
+    pub resubscribe: Duration,
+    /// `stale_after_ms`: no tick for this long means the feed is dead and is reconnected.
+    pub stale_after: Duration,
+    /// `backoff_cap_ms`: the reconnect delay never grows past this (>= `retry_backoff`).
+    pub backoff_cap: Duration,
+    /// `capture_dir`: where raw frames are captured, or `None` for no capture.
+    pub capture_dir: Option<PathBuf>,
+}
+
+/// `alpha`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlphaConfig {
+    /// `weights`: the ensemble weights, summing to exactly 1.
+    pub weights: Weights,
+    /// `reweight_cron`: when the MetaGovernor re-weights the ensemble (UTC).
+    pub reweight_cron: Cron,
+    /// `entry_threshold`: |score| at or above which Alpha targets a position, in (0, 1].
+    pub entry_threshold: Factor,
+    /// `exit_threshold`: |score| below which Alpha targets flat, in [0, entry_threshold).
+    pub exit_threshold: Factor,
+    /// `momentum`: the momentum family's parameters.
+    pub momentum: MomentumConfig,
+}
+
+/// `alpha.weights`: one weight per signal family, each in [0, 1], summing to exactly 1 as
+/// written in decimal (the sum is checked before conversion to fixed point).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Weights {
+    /// Trend following.
+    pub momentum: Factor,
+    /// Mean reversion.
+    pub mean_rev: Factor,
+    /// Channel breakout.
+    pub breakout: Factor,
+    /// Externally supplied sentiment.
+    pub sentiment: Factor,
+}
+
+impl Weights {
+    /// The YAML keys, in family order.
+    pub const KEYS: [&'static str; 4] = ["momentum", "mean_rev", "breakout", "sentiment"];
+
+    /// The weights in family order (momentum, mean_rev, breakout, sentiment), which is the
+    /// order of the hot Alpha stage's `FamilyKind`.
+    pub fn to_array(&self) -> [Factor; 4] {
+        [self.momentum, self.mean_rev, self.breakout, self.sentiment]
+    }
+}
+
+/// `alpha.momentum`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MomentumConfig {
+    /// `fast`: fast EMA length in trades, >= 1 and < `slow`.
+    pub fast: u32,
+    /// `slow`: slow EMA length in trades; also the warm-up.
+    pub slow: u32,
+    /// `scale_bps`: relative EMA spread, in basis points, that maps to a full score of ±1.
+    pub scale_bps: u32,
+}
+
+/// `risk`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RiskConfig {
+    /// `max_trade_risk_pct`: largest risk of one trade, in percent of balance, in (0, 100].
+    pub max_trade_risk_pct: Factor,
+    /// `daily_drawdown_pct`: intraday drawdown, in percent, that halts risk-increasing trades.
+    pub daily_drawdown_pct: Factor,
+    /// `kill_switch`: start with the kill switch engaged (no new orders until lifted).
+    pub kill_switch: bool,
+}
+
+/// `exec`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecConfig {
+    /// `slip_tolerance_pct`: largest accepted slippage from the signal price, in percent.
+    pub slip_tolerance_pct: Factor,
+    /// `maker_rebate_threshold_bps`: expected edge, in basis points, below which a passive
+    /// (maker) order is preferred to earn the rebate.
+    pub maker_rebate_threshold_bps: Factor,
+    /// `paper`: the in-process paper venue.
+    pub paper: PaperConfig,
+}
+
+/// `exec.paper`: fees are integer thousandths of a basis point (7.5 bps = 7500), the unit
+/// `maxx_hot::num::fee` takes, so fractional fee tiers stay exact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaperConfig {
+    /// `taker_fee_bps`, in thousandths of a basis point; >= 0.
+    pub taker_fee_bps_milli: i64,
+    /// `maker_fee_bps`, in thousandths of a basis point; negative is a rebate.
+    pub maker_fee_bps_milli: i64,
+    /// `starting_balance`: quote-currency cash the paper account starts with; > 0.
+    pub starting_balance: Money,
+}
+
+/// One entry of `symbols`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SymbolConfig {
+    /// `symbol`: our canonical name.
+    pub symbol: Symbol,
+    /// `venues`: the venue's own name for it, per venue (at least one).
+    pub venues: BTreeMap<Venue, VenueSymbol>,
+    /// `order_qty`: the position Alpha targets at full signal; > 0, a multiple of `lot_size`.
+    pub order_qty: Qty,
+    /// `max_order_qty`: largest single order RiskSentinel lets through; >= `order_qty`.
+    pub max_order_qty: Qty,
+    /// `max_order_notional`: largest single order value in quote currency; > 0.
+    pub max_order_notional: Money,
+    /// `max_position`: largest absolute position; >= `order_qty`.
+    pub max_position: Qty,
+    /// `tick_size`: price increment (used by the simulator); > 0.
+    pub tick_size: Price,
+    /// `lot_size`: quantity increment; > 0.
+    pub lot_size: Qty,
+}
+
+impl SymbolConfig {
+    /// The `(symbol, per-venue names)` pair [`InstrumentIndex::new`] takes.
+    pub fn index_entry(&self) -> (Symbol, [Option<VenueSymbol>; Venue::COUNT]) {
+        let mut names = [None; Venue::COUNT];
+        for (venue, name) in &self.venues {
+            names[venue.index()] = Some(*name);
+        }
+        (self.symbol, names)
+    }
+}
+
+/// One entry of `feeds`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedConfig {
+    /// `enabled`: whether MarketData connects to this venue.
+    pub enabled: bool,
+    /// `url`: where to connect.
+    pub url: FeedUrl,
+    /// `streams`: which market-data streams to subscribe, in the order written, no duplicates.
+    pub streams: Vec<StreamKind>,
+    /// `combined`: use the combined-stream endpoint (`/stream?streams=...`).
+    pub combined: bool,
+}
+
+/// Where a feed connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedUrl {
+    /// `sim`: start the embedded simulator (`sim.<venue>`) and connect to it over loopback.
+    Sim,
+    /// A `ws://` URL, as written.
+    Ws(String),
+}
+
+/// One entry of `sim`: a built-in venue simulator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// `seed`: RNG seed; the same seed gives the same market.
+    pub seed: u64,
+    /// `events_per_sec`: market events generated per second, in [1, 1_000_000].
+    pub events_per_sec: u32,
+    /// `bind`: where the simulator listens (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// `start_prices`: first price per canonical symbol; each a multiple of its `tick_size`.
+    pub start_prices: BTreeMap<Symbol, Price>,
+}
+
+/// `hot`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HotConfig {
+    /// `layout`: how stages map to threads.
+    pub layout: Layout,
+    /// `wait`: what an idle hot thread does.
+    pub wait: WaitKind,
+    /// `cores`: core index per stage, for `pinned` and `fused`; availability is checked at run
+    /// time, not here.
+    pub cores: BTreeMap<StageName, usize>,
+    /// `histogram_interval_ms`: how often Execution hands its latency histogram to the cold side.
+    pub histogram_interval: Duration,
+    /// `status_interval_ms`: status line period of `maxx run`.
+    pub status_interval: Duration,
+}
+
+/// `redis`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `enabled`: publish taps to Redis Streams.
+    pub enabled: bool,
+    /// `url`: `redis://host:port[/db]` or `unix:///path`.
+    pub url: String,
+}
+
+/// `http`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `bind`: listen address of the HTTP API.
+    pub bind: SocketAddr,
+    /// `token_file`: file holding the bearer token; `None` means env `MAXX_API_TOKEN` only.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `grpc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcConfig {
+    /// `bind`: listen address of the gRPC server.
+    pub bind: SocketAddr,
+}
+
+/// `telemetry`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// `prometheus_bind`: listen address of `/metrics`.
+    pub prometheus_bind: SocketAddr,
+    /// `otlp_endpoint`: OTLP export target (`http://` or `https://`), or `None` for no export.
+    pub otlp_endpoint: Option<String>,
+    /// `log_level`: the least severe level logged.
+    pub log_level: LogLevel,
+    /// `log_format`: JSON lines or human-readable text.
+    pub log_format: LogFormat,
+}
+
+/// `telemetry.log_level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// `trace`
+    Trace,
+    /// `debug`
+    Debug,
+    /// `info`
+    Info,
+    /// `warn`
+    Warn,
+    /// `error`
+    Error,
+}
+
+impl LogLevel {
+    /// Every level, most verbose first.
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
+
+    /// The config spelling (also what `tracing`'s `EnvFilter` accepts).
+    pub const fn name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn from_name(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+/// `telemetry.log_format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `json`: one JSON object per line.
+    Json,
+    /// `text`: human-readable lines.
+    Text,
+}
+
+impl LogFormat {
+    /// The config spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn from_name(name: &str) -> Option<LogFormat> {
+        [LogFormat::Json, LogFormat::Text]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+}
+
+/// `alerts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// `webhook_url`: Slack-compatible webhook (`http://` or `https://`), or `None` for log and
+    /// metric only.
+    pub webhook_url: Option<String>,
+}

@@ -1,0 +1,119 @@
+//! From validated config to the parts of a running engine: the hot [`EngineSpec`], each feed's
+//! connection, and the embedded simulators.
+//!
+//! Limits and parameters reach the hot path only through here, and only from a validated
+//! [`Config`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use maxx_hot::feed::binance::subscription::{StreamKind, connection, stream_names};
+use maxx_hot::feed::ws::{Reconnect, UrlError, WsTarget};
+use maxx_hot::ids::{Venue, VenueSymbol};
+use maxx_hot::runtime::engine::EngineSpec;
+use maxx_hot::stage::alpha::{AlphaParams, MomentumParams};
+use maxx_hot::stage::risk::Limits;
+use maxx_hot::wiring::Capacities;
+
+use crate::config::{Config, FeedConfig, FeedUrl};
+use crate::sim::{BinanceSimConfig, SimSymbol};
+
+/// The hot stages' parameters.
+pub fn spec(config: &Config) -> EngineSpec {
+    let a = &config.alpha;
+    EngineSpec {
+        index: Arc::new(config.instrument_index()),
+        alpha: AlphaParams {
+            weights: a.weights.to_array(),
+            entry: a.entry_threshold,
+            exit: a.exit_threshold,
+            momentum: MomentumParams {
+                fast: a.momentum.fast,
+                slow: a.momentum.slow,
+                scale_bps: a.momentum.scale_bps,
+            },
+            order_qty: config.symbols.iter().map(|s| s.order_qty).collect(),
+        },
+        limits: config
+            .symbols
+            .iter()
+            .map(|s| Limits {
+                max_order_qty: s.max_order_qty,
+                max_order_notional: s.max_order_notional,
+                max_position: s.max_position,
+            })
+            .collect(),
+        kill: config.risk.kill_switch,
+        histogram_every: config.hot.histogram_interval,
+        capacities: Capacities::default(),
+    }
+}
+
+/// Reconnect settings of every feed.
+pub fn reconnect(config: &Config) -> Reconnect {
+    Reconnect {
+        initial: config.market_data.retry_backoff,
+        cap: config.market_data.backoff_cap,
+        stale_after: config.market_data.stale_after,
+    }
+}
+
+/// The venue symbols a feed subscribes to, in `symbols` order.
+pub fn venue_symbols(config: &Config, venue: Venue) -> Vec<VenueSymbol> {
+    config
+        .symbols
+        .iter()
+        .filter_map(|s| s.venues.get(&venue).copied())
+        .collect()
+}
+
+/// The embedded simulator for a venue, as configured under `sim.<venue>`.
+pub fn sim_config(config: &Config, venue: Venue) -> Option<(SocketAddr, BinanceSimConfig)> {
+    let sim = config.sim.get(&venue)?;
+    let symbols = config
+        .symbols
+        .iter()
+        .filter_map(|s| {
+            let venue_symbol = *s.venues.get(&venue)?;
+            let start_price = *sim.start_prices.get(&s.symbol)?;
+            Some(SimSymbol {
+                venue_symbol,
+                start_price,
+                tick_size: s.tick_size,
+                lot_size: s.lot_size,
+            })
+        })
+        .collect();
+    let mut cfg = BinanceSimConfig::new(sim.seed, symbols);
+    cfg.events_per_sec = sim.events_per_sec;
+    Some((sim.bind, cfg))
+}
+
+/// Where a feed connects and what it sends after connecting. `sim_addr` is the embedded
+/// simulator's address when the feed's url is `sim`.
+pub fn feed_target(
+    config: &Config,
+    venue: Venue,
+    feed: &FeedConfig,
+    sim_addr: Option<SocketAddr>,
+) -> Result<(WsTarget, Vec<String>), UrlError> {
+    let kinds: Vec<StreamKind> = feed
+        .streams
+        .iter()
+        .filter_map(|k| StreamKind::from_name(k.name()))
+        .collect();
+    let names = stream_names(&venue_symbols(config, venue), &kinds);
+    let (path, messages) = connection(&names, feed.combined);
+    let base = match (&feed.url, sim_addr) {
+        (FeedUrl::Sim, Some(addr)) => format!("ws://{addr}"),
+        (FeedUrl::Sim, None) => {
+            return Err(UrlError(format!(
+                "feeds.{venue}.url is `sim` but no simulator is running"
+            )));
+        }
+        (FeedUrl::Ws(url), _) => url.trim_end_matches('/').to_string(),
+    };
+    // A configured URL may already carry a path (`ws://host/ws`); the streams replace it.
+    let target = WsTarget::resolve(&base)?;
+    Ok((target.with_path(&path), messages))
+}

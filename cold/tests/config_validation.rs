@@ -1,0 +1,875 @@
+//! Config validation against the shipped `config/agent_config.yaml` and mutations of it.
+//!
+//! Most tests start from the real shipped file and change one line, so that what is tested is
+//! what operators run; every refusal is checked by the exact set of key paths it reports.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use maxx_cold::config::{self, Config, ConfigErrors, FeedUrl, LogFormat, LogLevel, StreamKind};
+use maxx_hot::ids::{InstrumentId, Symbol, Venue};
+use maxx_hot::num::{Money, Price, Qty};
+use maxx_hot::records::Factor;
+use maxx_hot::topology::{Layout, StageName, WaitKind};
+
+fn shipped_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/agent_config.yaml")
+}
+
+fn shipped() -> String {
+    std::fs::read_to_string(shipped_path()).expect("config/agent_config.yaml is readable")
+}
+
+/// The shipped file with the first occurrence of `old` replaced by `new`.
+fn edit(text: &str, old: &str, new: &str) -> String {
+    assert!(text.contains(old), "the shipped config no longer contains {old:?}");
+    text.replacen(old, new, 1)
+}
+
+fn errors(text: &str) -> ConfigErrors {
+    match config::parse(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+fn path_set(e: &ConfigErrors) -> BTreeSet<String> {
+    e.0.iter().map(|p| p.path.clone()).collect()
+}
+
+fn set(paths: &[&str]) -> BTreeSet<String> {
+    paths.iter().map(|p| p.to_string()).collect()
+}
+
+fn message_at<'e>(e: &'e ConfigErrors, path: &str) -> &'e str {
+    e.0.iter()
+        .find(|p| p.path == path)
+        .map(|p| p.message.as_str())
+        .unwrap_or_else(|| panic!("no problem at {path}: {e}"))
+}
+
+fn sym(s: &str) -> Symbol {
+    Symbol::new(s).unwrap()
+}
+
+#[test]
+fn shipped_config_validates() {
+    let c = config::load(&shipped_path()).unwrap_or_else(|e| panic!("shipped config refused:\n{e}"));
+    assert_eq!(c.market_data.retry_backoff, Duration::from_millis(500));
+    assert_eq!(c.market_data.resubscribe, Duration::from_secs(3600));
+    assert_eq!(c.market_data.stale_after, Duration::from_secs(5));
+    assert_eq!(c.market_data.backoff_cap, Duration::from_secs(30));
+    assert_eq!(c.market_data.capture_dir, None);
+    assert_eq!(c.alpha.weights.momentum, "0.4".parse::<Factor>().unwrap());
+    assert_eq!(c.alpha.weights.sentiment, Factor::ZERO);
+    assert_eq!(c.alpha.reweight_cron.as_str(), "10 0 * * *");
+    assert_eq!(c.alpha.entry_threshold, Factor::from_num(0.5));
+    assert_eq!(
+        (c.alpha.momentum.fast, c.alpha.momentum.slow, c.alpha.momentum.scale_bps),
+        (20, 100, 5)
+    );
+    assert_eq!(c.risk.max_trade_risk_pct, Factor::from_num(0.5));
+    assert_eq!(c.risk.daily_drawdown_pct, Factor::from_num(5));
+    assert!(!c.risk.kill_switch);
+    assert_eq!(c.exec.paper.taker_fee_bps_milli, 7_500);
+    assert_eq!(c.exec.paper.maker_fee_bps_milli, 2_500);
+    assert_eq!(c.exec.paper.starting_balance, Money::from_units(100_000).unwrap());
+    assert_eq!(c.symbols.len(), 2);
+    assert_eq!(c.symbols[0].order_qty, "0.01".parse::<Qty>().unwrap());
+    assert_eq!(c.symbols[1].tick_size, "0.01".parse::<Price>().unwrap());
+    assert_eq!(c.symbols[1].lot_size, "0.00001".parse::<Qty>().unwrap());
+    let feed = &c.feeds[&Venue::Binance];
+    assert!(feed.enabled && feed.combined);
+    assert_eq!(feed.url, FeedUrl::Sim);
+    assert_eq!(feed.streams, [StreamKind::Trade, StreamKind::BookTicker]);
+    let sim = &c.sim[&Venue::Binance];
+    assert_eq!((sim.seed, sim.events_per_sec), (7, 2000));
+    assert_eq!(sim.bind, "127.0.0.1:0".parse().unwrap());
+    assert_eq!(c.hot.layout, Layout::Auto);
+    assert_eq!(c.hot.wait, WaitKind::SpinYield);
+    assert_eq!(c.hot.cores[&StageName::MarketData(Venue::Binance)], 0);
+    assert_eq!(c.hot.cores[&StageName::Exec], 1);
+    assert_eq!(c.hot.cores.len(), 4);
+    assert!(!c.redis.enabled);
+    assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
+    assert_eq!(c.http.bind, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.http.token_file, None);
+    assert_eq!(c.grpc.bind, "127.0.0.1:50051".parse().unwrap());
+    assert_eq!(c.telemetry.prometheus_bind, "127.0.0.1:9100".parse().unwrap());
+    assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+    assert_eq!(
+        (c.telemetry.log_level, c.telemetry.log_format),
+        (LogLevel::Info, LogFormat::Json)
+    );
+    assert_eq!(c.alerts.webhook_url, None);
+    assert_eq!(config::check_file(&shipped_path()).unwrap(), c);
+}
+
+#[test]
+fn instrument_ids_follow_the_symbols_order() {
+    let c = config::parse(&shipped()).unwrap();
+    let index = c.instrument_index();
+    assert_eq!(index.len(), 2);
+    assert_eq!(index.by_symbol("BTCUSDT"), Some(InstrumentId(0)));
+    assert_eq!(index.by_symbol("ETHUSDT"), Some(InstrumentId(1)));
+    assert_eq!(index.by_venue_symbol(Venue::Binance, b"ETHUSDT"), Some(InstrumentId(1)));
+    assert_eq!(index.by_venue_symbol(Venue::Coinbase, b"ETHUSDT"), None);
+}
+
+/// The extension defaults are exactly the values the shipped file spells out.
+#[test]
+fn spec_keys_alone_give_the_shipped_config() {
+    let minimal = "
+market_data: {retry_backoff_ms: 500, resubscribe_sec: 3600}
+alpha:
+  weights: {momentum: 0.4, mean_rev: 0.3, breakout: 0.3, sentiment: 0.0}
+  reweight_cron: '10 0 * * *'
+risk: {max_trade_risk_pct: 0.5, daily_drawdown_pct: 5.0}
+exec: {slip_tolerance_pct: 0.05, maker_rebate_threshold_bps: 1.5}
+";
+    let defaults = config::parse(minimal).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(defaults, config::parse(&shipped()).unwrap());
+}
+
+#[test]
+fn money_values_keep_exactness() {
+    let c = config::parse(&shipped()).unwrap();
+    let btc = c.sim[&Venue::Binance].start_prices[&sym("BTCUSDT")];
+    assert_eq!(btc.to_string(), "61837.63");
+    assert_eq!(btc.raw(), 6_183_763_000_000);
+    // Quoted decimals are accepted for money and read the same way.
+    let quoted = edit(&shipped(), "BTCUSDT: 61837.63", "BTCUSDT: \"61837.63\"");
+    assert_eq!(
+        config::parse(&quoted).unwrap().sim[&Venue::Binance].start_prices[&sym("BTCUSDT")],
+        btc
+    );
+    // 19 significant digits: more than an f64 holds, exact here.
+    let wide = edit(
+        &shipped(),
+        "max_order_notional: 5000",
+        "max_order_notional: 12345678901.12345678",
+    );
+    let notional = config::parse(&wide).unwrap().symbols[0].max_order_notional;
+    assert_eq!(notional.raw(), 1_234_567_890_112_345_678);
+    assert_eq!(notional.to_string(), "12345678901.12345678");
+    // Trailing zeros are not significant; the value prints canonically.
+    let padded = edit(&shipped(), "ETHUSDT: 2680.51", "ETHUSDT: 2680.5100");
+    assert_eq!(
+        config::parse(&padded).unwrap().sim[&Venue::Binance].start_prices[&sym("ETHUSDT")].to_string(),
+        "2680.51"
+    );
+}
+
+#[test]
+fn weights_are_summed_exactly() {
+    // 0.1 + 0.2 + 0.3 + 0.4 is not 1 in binary floating point; in decimal it is.
+    let text = edit(
+        &shipped(),
+        "    momentum: 0.4\n    mean_rev: 0.3\n    breakout: 0.3\n    sentiment: 0.0",
+        "    momentum: 0.1\n    mean_rev: 0.2\n    breakout: 0.3\n    sentiment: 0.4",
+    );
+    config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn weights_not_summing_to_one_are_refused() {
+    let e = errors(&edit(&shipped(), "breakout: 0.3", "breakout: 0.2"));
+    assert_eq!(path_set(&e), set(&["alpha.weights"]));
+    assert_eq!(
+        message_at(&e, "alpha.weights"),
+        "weights must sum to exactly 1, got 0.9"
+    );
+    let e = errors(&edit(&shipped(), "sentiment: 0.0", "sentiment: 0.00000001"));
+    assert_eq!(
+        message_at(&e, "alpha.weights"),
+        "weights must sum to exactly 1, got 1.00000001"
+    );
+}
+
+#[test]
+fn missing_spec_keys_are_refused() {
+    let e = errors(&edit(&shipped(), "  daily_drawdown_pct: 5.0\n", ""));
+    assert_eq!(path_set(&e), set(&["risk.daily_drawdown_pct"]));
+    assert_eq!(e.to_string(), "risk.daily_drawdown_pct: missing required key");
+
+    let e = errors(&edit(&shipped(), "    breakout: 0.3\n", ""));
+    assert_eq!(path_set(&e), set(&["alpha.weights.breakout"]));
+
+    let text = shipped();
+    let start = text.find("\nexec:").unwrap();
+    let end = text[start..].find("\n# --- extensions").unwrap() + start;
+    let e = errors(&format!("{}{}", &text[..start], &text[end..]));
+    assert_eq!(path_set(&e), set(&["exec"]));
+    assert_eq!(message_at(&e, "exec"), "missing required key");
+}
+
+#[test]
+fn yaml_syntax_errors_give_line_and_column() {
+    let text = edit(&shipped(), "  kill_switch: false", "  kill_switch: [false");
+    let e = errors(&text);
+    assert_eq!(e.0.len(), 1, "{e}");
+    let p = &e.0[0];
+    assert!(p.path.starts_with("line ") && p.path.contains(" column "), "{p:?}");
+    assert!(p.message.starts_with("invalid YAML: "), "{p:?}");
+
+    let e = errors("risk: {a: 1\n");
+    assert_eq!(e.0.len(), 1);
+    assert!(e.0[0].path.starts_with("line "), "{e}");
+
+    let e = errors("risk: 1\nrisk: 2\n");
+    assert!(e.0[0].message.contains("duplicate"), "{e}");
+}
+
+#[test]
+fn a_document_that_is_not_a_mapping_is_refused() {
+    for text in ["", "~", "[1, 2]", "just text"] {
+        let e = errors(text);
+        assert_eq!(path_set(&e), set(&["(root)"]), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_at_every_level() {
+    let mut text = shipped();
+    for (anchor, indent) in [
+        ("market_data:\n", "  "),
+        ("alpha:\n", "  "),
+        ("  weights:\n", "    "),
+        ("  momentum:\n", "    "),
+        ("risk:\n", "  "),
+        ("exec:\n", "  "),
+        ("  paper:\n", "    "),
+        ("feeds:\n", "  "),
+        ("  binance:\n    enabled", "    "),
+        ("sim:\n", "  "),
+        ("  binance:\n    seed", "    "),
+        ("    start_prices:\n", "      "),
+        ("hot:\n", "  "),
+        ("redis:\n", "  "),
+        ("http:\n", "  "),
+        ("grpc:\n", "  "),
+        ("telemetry:\n", "  "),
+        ("alerts:\n", "  "),
+    ] {
+        let (head, tail) = anchor.split_once('\n').unwrap();
+        text = edit(&text, anchor, &format!("{head}\n{indent}bogus: 1\n{tail}"));
+    }
+    text = edit(&text, "  - symbol: ETHUSDT", "  - bogus: 1\n    symbol: ETHUSDT");
+    text = edit(&text, "cores: {md-binance: 0,", "cores: {bogus: 3, md-binance: 0,");
+    text = edit(
+        &text,
+        "venues: {binance: BTCUSDT}",
+        "venues: {binance: BTCUSDT, bogus: X}",
+    );
+    text.push_str("bogus: 1\n");
+
+    let e = errors(&text);
+    let expected = [
+        "market_data.bogus",
+        "alpha.bogus",
+        "alpha.weights.bogus",
+        "alpha.momentum.bogus",
+        "risk.bogus",
+        "exec.bogus",
+        "exec.paper.bogus",
+        "symbols[1].bogus",
+        "symbols[0].venues.bogus",
+        "feeds.bogus",
+        "feeds.binance.bogus",
+        "sim.bogus",
+        "sim.binance.bogus",
+        "sim.binance.start_prices.bogus",
+        "hot.bogus",
+        "hot.cores.bogus",
+        "redis.bogus",
+        "http.bogus",
+        "grpc.bogus",
+        "telemetry.bogus",
+        "alerts.bogus",
+        "bogus",
+    ];
+    assert_eq!(path_set(&e), set(&expected), "{e}");
+    assert_eq!(e.0.len(), expected.len(), "{e}");
+    assert_eq!(message_at(&e, "alpha.weights.bogus"), "unknown key");
+    assert_eq!(message_at(&e, "bogus"), "unknown key");
+    assert!(message_at(&e, "feeds.bogus").starts_with("unknown venue"));
+    assert!(message_at(&e, "symbols[0].venues.bogus").starts_with("unknown venue"));
+    assert!(message_at(&e, "hot.cores.bogus").starts_with("unknown stage"));
+    assert!(message_at(&e, "sim.binance.start_prices.bogus").starts_with("unknown symbol"));
+}
+
+#[test]
+fn many_errors_are_all_reported_with_their_paths() {
+    let text = r#"
+market_data:
+  retry_backoff_ms: 0
+  resubscribe_sec: 3600
+  stale_after_ms: null
+alpha:
+  weights: {momentum: 0.4, mean_rev: 0.3, breakout: 0.3, sentiment: 0.0, foo: 0.1}
+  reweight_cron: "10 0 * *"
+  exit_threshold: 0.9
+risk:
+  max_trade_risk_pct: 0.5
+  daily_drawdown_pct: abc
+exec:
+  slip_tolerance_pct: 0.05
+  maker_rebate_threshold_bps: 1.5
+  paper: {taker_fee_bps: 7.5001}
+symbols:
+  - symbol: BTCUSDT
+    venues: {binance: BTCUSDT}
+    order_qty: 0.01
+    max_order_qty: 0.05
+    max_order_notional: 5000
+    max_position: 0.1
+  - symbol: ETHUSDT
+    venues: {binance: ETHUSDT, kraken: ETH-USD}
+    order_qty: 0.1
+    max_order_qty: 0.05
+    max_order_notional: -1
+    max_position: 1
+feeds:
+  binance: {streams: [trade, depth]}
+hot:
+  layout: spread
+  cores: {md-binance: 0, gpu: 1}
+http: {bind: "localhost:8080"}
+telemetry: {log_level: loud}
+"#;
+    let e = errors(text);
+    let expected = set(&[
+        "market_data.retry_backoff_ms",
+        "market_data.stale_after_ms",
+        "alpha.weights.foo",
+        "alpha.reweight_cron",
+        "alpha.exit_threshold",
+        "risk.daily_drawdown_pct",
+        "exec.paper.taker_fee_bps",
+        "symbols[1].venues.kraken",
+        "symbols[1].max_order_qty",
+        "symbols[1].max_order_notional",
+        "feeds.binance.streams[1]",
+        "hot.layout",
+        "hot.cores.gpu",
+        "http.bind",
+        "telemetry.log_level",
+    ]);
+    assert_eq!(path_set(&e), expected, "{e}");
+    assert_eq!(e.0.len(), expected.len(), "{e}");
+    assert_eq!(
+        message_at(&e, "risk.daily_drawdown_pct"),
+        "must be a number greater than 0 and at most 100, got \"abc\""
+    );
+    assert_eq!(message_at(&e, "alpha.weights.foo"), "unknown key");
+    assert!(message_at(&e, "symbols[1].venues.kraken").starts_with("unknown venue"));
+    assert_eq!(
+        message_at(&e, "alpha.exit_threshold"),
+        "must be below entry_threshold (0.5), got 0.9"
+    );
+    assert_eq!(
+        message_at(&e, "symbols[1].max_order_qty"),
+        "must be >= order_qty (0.1), got 0.05"
+    );
+    assert!(message_at(&e, "alpha.reweight_cron").contains("5 fields"));
+    // Display: one `path: message` line per problem, in the order found.
+    let shown = e.to_string();
+    assert_eq!(shown.lines().count(), expected.len());
+    assert!(
+        shown
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("market_data.retry_backoff_ms: must be an integer >= 1, got 0")
+    );
+    for (line, p) in shown.lines().zip(&e.0) {
+        assert_eq!(line, format!("{}: {}", p.path, p.message));
+    }
+}
+
+/// One mutation of the shipped file per row: the old text, the new text, and the exact set of
+/// paths the refusal must name.
+const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
+    // market_data
+    (
+        "retry_backoff_ms: 500",
+        "retry_backoff_ms: 0",
+        &["market_data.retry_backoff_ms"],
+    ),
+    (
+        "retry_backoff_ms: 500",
+        "retry_backoff_ms: null",
+        &["market_data.retry_backoff_ms"],
+    ),
+    (
+        "resubscribe_sec: 3600",
+        "resubscribe_sec: -5",
+        &["market_data.resubscribe_sec"],
+    ),
+    (
+        "resubscribe_sec: 3600",
+        "resubscribe_sec: \"3600\"",
+        &["market_data.resubscribe_sec"],
+    ),
+    (
+        "stale_after_ms: 5000",
+        "stale_after_ms: fast",
+        &["market_data.stale_after_ms"],
+    ),
+    (
+        "stale_after_ms: 5000",
+        "stale_after_ms: 1.5",
+        &["market_data.stale_after_ms"],
+    ),
+    (
+        "backoff_cap_ms: 30000",
+        "backoff_cap_ms: 100",
+        &["market_data.backoff_cap_ms"],
+    ),
+    ("capture_dir: null", "capture_dir: 5", &["market_data.capture_dir"]),
+    ("capture_dir: null", "capture_dir: \"\"", &["market_data.capture_dir"]),
+    // alpha
+    ("momentum: 0.4", "momentum: 1.5", &["alpha.weights.momentum"]),
+    ("mean_rev: 0.3", "mean_rev: abc", &["alpha.weights.mean_rev"]),
+    ("sentiment: 0.0", "sentiment: -0.1", &["alpha.weights.sentiment"]),
+    ("breakout: 0.3", "breakout: 3e-1", &["alpha.weights.breakout"]),
+    (
+        "  weights:\n",
+        "  weights: [0.4, 0.6]\n  unused_weights:\n",
+        &["alpha.weights", "alpha.unused_weights"],
+    ),
+    (
+        "reweight_cron: \"10 0 * * *\"",
+        "reweight_cron: \"61 0 * * *\"",
+        &["alpha.reweight_cron"],
+    ),
+    (
+        "reweight_cron: \"10 0 * * *\"",
+        "reweight_cron: \"10 0 * * MON\"",
+        &["alpha.reweight_cron"],
+    ),
+    (
+        "reweight_cron: \"10 0 * * *\"",
+        "reweight_cron: \"0 0 31 2 *\"",
+        &["alpha.reweight_cron"],
+    ),
+    (
+        "reweight_cron: \"10 0 * * *\"",
+        "reweight_cron: 10",
+        &["alpha.reweight_cron"],
+    ),
+    ("entry_threshold: 0.5", "entry_threshold: 0", &["alpha.entry_threshold"]),
+    (
+        "entry_threshold: 0.5",
+        "entry_threshold: 1.01",
+        &["alpha.entry_threshold"],
+    ),
+    ("exit_threshold: 0.1", "exit_threshold: 0.7", &["alpha.exit_threshold"]),
+    ("exit_threshold: 0.1", "exit_threshold: -0.1", &["alpha.exit_threshold"]),
+    ("fast: 20", "fast: 0", &["alpha.momentum.fast"]),
+    ("slow: 100", "slow: 10", &["alpha.momentum.fast"]),
+    ("scale_bps: 5", "scale_bps: 0.5", &["alpha.momentum.scale_bps"]),
+    // risk
+    (
+        "max_trade_risk_pct: 0.5",
+        "max_trade_risk_pct: 101",
+        &["risk.max_trade_risk_pct"],
+    ),
+    (
+        "max_trade_risk_pct: 0.5",
+        "max_trade_risk_pct: 0",
+        &["risk.max_trade_risk_pct"],
+    ),
+    (
+        "daily_drawdown_pct: 5.0",
+        "daily_drawdown_pct: \"abc\"",
+        &["risk.daily_drawdown_pct"],
+    ),
+    ("kill_switch: false", "kill_switch: no", &["risk.kill_switch"]),
+    // exec
+    (
+        "slip_tolerance_pct: 0.05",
+        "slip_tolerance_pct: 100.5",
+        &["exec.slip_tolerance_pct"],
+    ),
+    (
+        "maker_rebate_threshold_bps: 1.5",
+        "maker_rebate_threshold_bps: -1",
+        &["exec.maker_rebate_threshold_bps"],
+    ),
+    (
+        "taker_fee_bps: 7.5",
+        "taker_fee_bps: 7.5001",
+        &["exec.paper.taker_fee_bps"],
+    ),
+    ("taker_fee_bps: 7.5", "taker_fee_bps: -1", &["exec.paper.taker_fee_bps"]),
+    (
+        "maker_fee_bps: 2.5",
+        "maker_fee_bps: 2.5.1",
+        &["exec.paper.maker_fee_bps"],
+    ),
+    (
+        "starting_balance: 100000",
+        "starting_balance: 0",
+        &["exec.paper.starting_balance"],
+    ),
+    (
+        "  paper:\n",
+        "  paper: 5\n  old_paper:\n",
+        &["exec.paper", "exec.old_paper"],
+    ),
+    // symbols
+    ("symbol: BTCUSDT", "symbol: \"BTC USDT\"", &["symbols[0].symbol"]),
+    (
+        "symbol: ETHUSDT",
+        "symbol: BTCUSDT",
+        &["symbols[1].symbol", "sim.binance.start_prices.ETHUSDT"],
+    ),
+    (
+        "venues: {binance: BTCUSDT}",
+        "venues: {kraken: BTCUSDT}",
+        &["symbols[0].venues.kraken"],
+    ),
+    ("venues: {binance: ETHUSDT}", "venues: {}", &["symbols[1].venues"]),
+    (
+        "venues: {binance: ETHUSDT}",
+        "venues: {binance: BTCUSDT}",
+        &["symbols[1].venues.binance"],
+    ),
+    (
+        "venues: {binance: BTCUSDT}",
+        "venues: {binance: 42}",
+        &["symbols[0].venues.binance"],
+    ),
+    ("order_qty: 0.01", "order_qty: 0.000001", &["symbols[0].order_qty"]),
+    ("order_qty: 0.01", "order_qty: 0", &["symbols[0].order_qty"]),
+    (
+        "max_order_qty: 0.05",
+        "max_order_qty: 0.001",
+        &["symbols[0].max_order_qty"],
+    ),
+    (
+        "max_order_notional: 5000",
+        "max_order_notional: []",
+        &["symbols[0].max_order_notional"],
+    ),
+    (
+        "max_position: 1\n",
+        "max_position: 0.05\n",
+        &["symbols[1].max_position"],
+    ),
+    ("tick_size: 0.01", "tick_size: 0", &["symbols[0].tick_size"]),
+    (
+        "tick_size: 0.01",
+        "tick_size: 0.007",
+        &["sim.binance.start_prices.BTCUSDT"],
+    ),
+    ("lot_size: 0.00001", "lot_size: 0.000000001", &["symbols[0].lot_size"]),
+    ("symbols:\n", "symbols: []\nold_symbols:\n", &["symbols", "old_symbols"]),
+    // feeds
+    ("enabled: true", "enabled: 1", &["feeds.binance.enabled"]),
+    ("enabled: true", "enabled: false", &["feeds"]),
+    ("url: sim", "url: wss://stream.binance.com:9443", &["feeds.binance.url"]),
+    ("url: sim", "url: http://example.com", &["feeds.binance.url"]),
+    ("url: sim", "url: ws://", &["feeds.binance.url"]),
+    ("url: sim", "url: simulator", &["feeds.binance.url"]),
+    (
+        "streams: [trade, bookTicker]",
+        "streams: [trade, trade]",
+        &["feeds.binance.streams[1]"],
+    ),
+    (
+        "streams: [trade, bookTicker]",
+        "streams: [depth]",
+        &["feeds.binance.streams[0]"],
+    ),
+    (
+        "streams: [trade, bookTicker]",
+        "streams: []",
+        &["feeds.binance.streams"],
+    ),
+    (
+        "streams: [trade, bookTicker]",
+        "streams: trade",
+        &["feeds.binance.streams"],
+    ),
+    ("combined: true", "combined: yes", &["feeds.binance.combined"]),
+    ("feeds:\n  binance:", "feeds:\n  kraken:", &["feeds.kraken", "feeds"]),
+    // sim
+    ("seed: 7", "seed: -7", &["sim.binance.seed"]),
+    (
+        "events_per_sec: 2000",
+        "events_per_sec: 0",
+        &["sim.binance.events_per_sec"],
+    ),
+    ("bind: \"127.0.0.1:0\"", "bind: localhost", &["sim.binance.bind"]),
+    (
+        "BTCUSDT: 61837.63",
+        "BTCUSDT: 61837.633",
+        &["sim.binance.start_prices.BTCUSDT"],
+    ),
+    ("BTCUSDT: 61837.63", "BTCUSDT: 0", &["sim.binance.start_prices.BTCUSDT"]),
+    (
+        "ETHUSDT: 2680.51",
+        "XRPUSDT: 0.5",
+        &["sim.binance.start_prices.XRPUSDT", "sim.binance.start_prices.ETHUSDT"],
+    ),
+    ("sim:\n  binance:", "sim:\n  bybit:", &["feeds.binance.url"]),
+    // hot
+    ("layout: auto", "layout: spread", &["hot.layout"]),
+    ("wait: spin_yield", "wait: sleep", &["hot.wait"]),
+    (
+        "cores: {md-binance: 0, alpha: 1, risk: 1, exec: 1}",
+        "cores: {md-kraken: 0, alpha: 1}",
+        &["hot.cores.md-kraken"],
+    ),
+    (
+        "cores: {md-binance: 0, alpha: 1, risk: 1, exec: 1}",
+        "cores: {alpha: 5000}",
+        &["hot.cores.alpha"],
+    ),
+    (
+        "cores: {md-binance: 0, alpha: 1, risk: 1, exec: 1}",
+        "cores: [0, 1]",
+        &["hot.cores"],
+    ),
+    (
+        "histogram_interval_ms: 1000",
+        "histogram_interval_ms: 0",
+        &["hot.histogram_interval_ms"],
+    ),
+    (
+        "status_interval_ms: 1000",
+        "status_interval_ms: 1.5",
+        &["hot.status_interval_ms"],
+    ),
+    // redis, http, grpc, telemetry, alerts
+    ("enabled: false", "enabled: maybe", &["redis.enabled"]),
+    (
+        "url: \"redis://127.0.0.1:6379\"",
+        "url: \"http://127.0.0.1:6379\"",
+        &["redis.url"],
+    ),
+    (
+        "url: \"redis://127.0.0.1:6379\"",
+        "url: \"rediss://127.0.0.1:6379\"",
+        &["redis.url"],
+    ),
+    ("bind: \"127.0.0.1:8080\"", "bind: \"127.0.0.1\"", &["http.bind"]),
+    ("token_file: null", "token_file: \"\"", &["http.token_file"]),
+    ("bind: \"127.0.0.1:50051\"", "bind: 50051", &["grpc.bind"]),
+    (
+        "prometheus_bind: \"127.0.0.1:9100\"",
+        "prometheus_bind: \"999.0.0.1:9100\"",
+        &["telemetry.prometheus_bind"],
+    ),
+    (
+        "otlp_endpoint: \"http://127.0.0.1:4317\"",
+        "otlp_endpoint: \"grpc://x\"",
+        &["telemetry.otlp_endpoint"],
+    ),
+    ("log_level: info", "log_level: verbose", &["telemetry.log_level"]),
+    ("log_format: json", "log_format: xml", &["telemetry.log_format"]),
+    ("webhook_url: null", "webhook_url: \"ftp://x\"", &["alerts.webhook_url"]),
+    ("alerts:\n", "alerts: null\nold_alerts:\n", &["alerts", "old_alerts"]),
+];
+
+#[test]
+fn each_bad_field_is_reported_at_its_own_path() {
+    let base = shipped();
+    let mut failures = Vec::new();
+    for (old, new, paths) in BAD_FIELDS {
+        let text = edit(&base, old, new);
+        match config::parse(&text) {
+            Ok(_) => failures.push(format!("{new:?}: accepted")),
+            Err(e) if path_set(&e) != set(paths) => failures.push(format!("{new:?}: expected {paths:?}, got\n{e}")),
+            Err(e) => {
+                // Every problem says what was expected; none is a bare internal error.
+                for p in &e.0 {
+                    assert!(!p.message.is_empty() && !p.message.contains("internal"), "{new:?}: {p}");
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} mutations misreported:\n{}",
+        failures.len(),
+        BAD_FIELDS.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn specific_messages() {
+    let base = shipped();
+    let cases = [
+        (
+            "url: sim",
+            "url: wss://stream.binance.com:9443",
+            "feeds.binance.url",
+            "wss:// is not supported yet",
+        ),
+        (
+            "taker_fee_bps: 7.5",
+            "taker_fee_bps: 7.5001",
+            "exec.paper.taker_fee_bps",
+            "at most 3 decimals",
+        ),
+        (
+            "backoff_cap_ms: 30000",
+            "backoff_cap_ms: 100",
+            "market_data.backoff_cap_ms",
+            "must be >= retry_backoff_ms (500), got 100",
+        ),
+        (
+            "slow: 100",
+            "slow: 10",
+            "alpha.momentum.fast",
+            "must be less than slow (10), got 20",
+        ),
+        (
+            "order_qty: 0.01",
+            "order_qty: 0.000001",
+            "symbols[0].order_qty",
+            "multiple of lot_size (0.00001)",
+        ),
+        (
+            "BTCUSDT: 61837.63",
+            "BTCUSDT: 61837.633",
+            "sim.binance.start_prices.BTCUSDT",
+            "multiple of tick_size (0.01)",
+        ),
+        (
+            "ETHUSDT: 2680.51",
+            "XRPUSDT: 0.5",
+            "sim.binance.start_prices.ETHUSDT",
+            "missing start price",
+        ),
+        (
+            "ETHUSDT: 2680.51",
+            "XRPUSDT: 0.5",
+            "sim.binance.start_prices.XRPUSDT",
+            "unknown symbol",
+        ),
+        (
+            "sim:\n  binance:",
+            "sim:\n  bybit:",
+            "feeds.binance.url",
+            "needs a sim.binance section",
+        ),
+        (
+            "enabled: true",
+            "enabled: false",
+            "feeds",
+            "at least one feed must be enabled",
+        ),
+        (
+            "lot_size: 0.00001",
+            "lot_size: 0.000000001",
+            "symbols[0].lot_size",
+            "more than 8 decimals",
+        ),
+        (
+            "reweight_cron: \"10 0 * * *\"",
+            "reweight_cron: \"61 0 * * *\"",
+            "alpha.reweight_cron",
+            "61 is out of range 0-59",
+        ),
+        (
+            "venues: {binance: ETHUSDT}",
+            "venues: {binance: BTCUSDT}",
+            "symbols[1].venues.binance",
+            "already mapped by symbols[0]",
+        ),
+        (
+            "symbol: ETHUSDT",
+            "symbol: BTCUSDT",
+            "symbols[1].symbol",
+            "duplicate symbol BTCUSDT",
+        ),
+        (
+            "layout: auto",
+            "layout: spread",
+            "hot.layout",
+            "must be one of auto, pinned, fused, got \"spread\"",
+        ),
+    ];
+    for (old, new, path, fragment) in cases {
+        let e = errors(&edit(&base, old, new));
+        let message = message_at(&e, path);
+        assert!(message.contains(fragment), "{path}: {message:?} lacks {fragment:?}");
+    }
+}
+
+#[test]
+fn feeds_need_symbols_on_their_venue() {
+    let text = edit(
+        &shipped(),
+        "feeds:\n",
+        "feeds:\n  coinbase: {url: \"ws://127.0.0.1:9000/ws\", streams: [trade]}\n",
+    );
+    let e = errors(&text);
+    assert_eq!(path_set(&e), set(&["feeds.coinbase"]));
+    assert!(message_at(&e, "feeds.coinbase").contains("no symbol is mapped on coinbase"));
+    // Disabled feeds are not checked; mapping a symbol there fixes an enabled one.
+    let disabled = edit(&text, "coinbase: {url", "coinbase: {enabled: false, url");
+    config::parse(&disabled).unwrap_or_else(|e| panic!("{e}"));
+    let mapped = edit(
+        &text,
+        "venues: {binance: ETHUSDT}",
+        "venues: {binance: ETHUSDT, coinbase: ETH-USD}",
+    );
+    let c = config::parse(&mapped).unwrap_or_else(|e| panic!("{e}"));
+    let coinbase = &c.feeds[&Venue::Coinbase];
+    assert_eq!(coinbase.url, FeedUrl::Ws("ws://127.0.0.1:9000/ws".to_owned()));
+    assert_eq!(coinbase.streams, [StreamKind::Trade]);
+    assert_eq!(
+        c.enabled_feeds().map(|(v, _)| v).collect::<Vec<_>>(),
+        [Venue::Binance, Venue::Coinbase]
+    );
+    assert_eq!(
+        c.instrument_index().by_venue_symbol(Venue::Coinbase, b"ETH-USD"),
+        Some(InstrumentId(1))
+    );
+}
+
+#[test]
+fn nullable_keys_accept_values() {
+    let text = edit(&shipped(), "capture_dir: null", "capture_dir: /var/lib/maxx/captures");
+    let text = edit(&text, "token_file: null", "token_file: /etc/maxx/token");
+    let text = edit(&text, "otlp_endpoint: \"http://127.0.0.1:4317\"", "otlp_endpoint: null");
+    let text = edit(
+        &text,
+        "webhook_url: null",
+        "webhook_url: \"https://hooks.example.com/T000/B000\"",
+    );
+    let text = edit(&text, "maker_fee_bps: 2.5", "maker_fee_bps: -0.125");
+    let c = config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.market_data.capture_dir, Some(PathBuf::from("/var/lib/maxx/captures")));
+    assert_eq!(c.http.token_file, Some(PathBuf::from("/etc/maxx/token")));
+    assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(
+        c.alerts.webhook_url.as_deref(),
+        Some("https://hooks.example.com/T000/B000")
+    );
+    assert_eq!(c.exec.paper.maker_fee_bps_milli, -125);
+}
+
+#[test]
+fn unreadable_file_is_one_problem_naming_it() {
+    let missing = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/no-such-config.yaml");
+    let e = config::load(&missing).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert_eq!(e.0[0].path, missing.display().to_string());
+    assert!(e.0[0].message.starts_with("cannot read file"), "{e}");
+}
+
+#[test]
+fn a_valid_config_round_trips_to_the_same_value() {
+    // Parsing is a pure function of the text: twice gives equal configs.
+    let a: Config = config::parse(&shipped()).unwrap();
+    let b: Config = config::parse(&shipped()).unwrap();
+    assert_eq!(a, b);
+}

@@ -1,0 +1,129 @@
+//! The smaller subcommands: `config check`, `replay` and `sim`, plus config loading and
+//! logging set-up shared by all of them.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use maxx_cold::config::{self, Config, LogFormat};
+use maxx_cold::emit::EmitKind;
+use maxx_cold::engine::{sim_config, spec};
+use maxx_cold::logging::JsonLines;
+use maxx_cold::replay::{ReplayOptions, replay};
+use maxx_hot::ids::Venue;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{ReplayArgs, SimArgs, Speed};
+
+/// Loads and validates a config, or explains every problem on stderr.
+pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprintln!("{}: {} problem(s):", path.display(), errors.0.len());
+        for p in &errors.0 {
+            eprintln!("  {}: {}", p.path, p.message);
+        }
+        ExitCode::from(1)
+    })
+}
+
+/// Installs the log subscriber: JSON lines (or text) on stderr at the configured level;
+/// `RUST_LOG` overrides the level.
+pub fn init_logging(config: &Config) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.telemetry.log_level.name()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.telemetry.log_format {
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// `maxx config check PATH`.
+pub fn config_check(path: &Path) -> ExitCode {
+    match load_config(path) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} symbol(s), {} enabled feed(s))",
+                path.display(),
+                c.symbols.len(),
+                c.enabled_feeds().count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn venue(name: &str) -> Result<Venue> {
+    Venue::from_name(name).with_context(|| {
+        let all: Vec<&str> = Venue::ALL.iter().map(|v| v.name()).collect();
+        format!("unknown venue {name:?} (known: {})", all.join(", "))
+    })
+}
+
+/// `maxx replay`.
+pub fn replay_cmd(args: &ReplayArgs, config: &Config) -> Result<()> {
+    let venue = venue(&args.venue)?;
+    let opts = ReplayOptions {
+        venue,
+        files: args.files.clone(),
+        speed: match args.speed {
+            Speed::Max => None,
+            Speed::Times(x) => Some(x),
+        },
+        emit: args.emit.as_deref().and_then(EmitKind::from_name),
+        taker_fee_bps_milli: config.exec.paper.taker_fee_bps_milli,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = replay(&spec(config), &opts, &mut out)?;
+    drop(out);
+    // With --emit the records own stdout; the summary goes to stderr so pipes stay clean.
+    let text = if args.json {
+        summary.to_json() + "\n"
+    } else {
+        summary.to_text()
+    };
+    if opts.emit.is_some() {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    std::io::stdout().flush().ok();
+    Ok(())
+}
+
+/// `maxx sim`.
+pub fn sim_cmd(args: &SimArgs, config: &Config) -> Result<()> {
+    let venue = venue(&args.venue)?;
+    if venue != Venue::Binance {
+        bail!("no {venue} simulator yet (this build simulates binance)");
+    }
+    let (bind, cfg) = sim_config(config, venue).with_context(|| format!("sim.{venue} is not configured"))?;
+    let bind = args.bind.unwrap_or(bind);
+    let handle = maxx_cold::sim::spawn(bind, cfg).with_context(|| format!("binding {bind}"))?;
+    println!("{venue} simulator listening on ws://{}", handle.local_addr());
+    println!(
+        "  combined: ws://{}/stream?streams=btcusdt@trade/btcusdt@bookTicker",
+        handle.local_addr()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let limit = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = limit => {}
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    handle.shutdown();
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Zero heap allocations on the hot threads after warm-up, while real frames flow: the Binance
+//! simulator streams over a loopback WebSocket into the real connector, decoder, Alpha, Risk and
+//! Execution running on their own threads; a counting global allocator counts every allocation
+//! made on a hot thread while armed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use maxx_cold::config;
+use maxx_cold::engine::{feed_target, reconnect, sim_config, spec};
+use maxx_cold::taps::TapDrain;
+use maxx_hot::feed::binance::parse::BinanceDecoder;
+use maxx_hot::feed::ws::WsFeed;
+use maxx_hot::ids::Venue;
+use maxx_hot::records::Factor;
+use maxx_hot::runtime::engine::{Engine, FeedInput, build};
+use maxx_hot::runtime::stats::FeedStats;
+use maxx_hot::runtime::{available_cores, plan, spawn};
+use maxx_hot::stage::exec::PaperVenue;
+use maxx_hot::topology::{Layout as HotLayout, StageName, WaitKind};
+
+struct Counting;
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static HOT_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static HOT: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the counting
+// around it touches only an atomic and a const-initialised thread-local `Cell<bool>`, neither of
+// which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; `ptr` came from `System` with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn count() {
+    if ARMED.load(Ordering::Relaxed) && HOT.with(Cell::get) {
+        HOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn mark_hot() {
+    HOT.with(|h| h.set(true));
+}
+
+fn wait_for(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn hot_threads_do_not_allocate_in_steady_state() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/agent_config.yaml");
+    let cfg = config::load(std::path::Path::new(path)).expect("shipped config is valid");
+    // Trade often so Risk and Execution are busy while we count.
+    let mut spec = spec(&cfg);
+    spec.alpha.entry = Factor::from_num(0.05);
+    spec.alpha.exit = Factor::from_num(0.01);
+    spec.alpha.momentum.fast = 2;
+    spec.alpha.momentum.slow = 8;
+    spec.alpha.momentum.scale_bps = 1;
+    spec.histogram_every = Duration::from_millis(5);
+
+    let (_, mut sim_cfg) = sim_config(&cfg, Venue::Binance).expect("sim.binance configured");
+    sim_cfg.events_per_sec = 20_000;
+    let sim = maxx_cold::sim::spawn("127.0.0.1:0".parse().unwrap(), sim_cfg).unwrap();
+    let feed_cfg = &cfg.feeds[&Venue::Binance];
+    let (target, subscribe) = feed_target(&cfg, Venue::Binance, feed_cfg, Some(sim.local_addr())).unwrap();
+    let stats = Arc::new(FeedStats::new(Venue::Binance));
+    let source = WsFeed::new(target, subscribe, reconnect(&cfg), Arc::clone(&stats)).unwrap();
+    let feed = FeedInput {
+        venue: Venue::Binance,
+        source,
+        decoder: BinanceDecoder::new(),
+        stats,
+    };
+    let Engine {
+        tasks,
+        mut cold,
+        flags,
+        stats,
+    } = build(&spec, vec![feed], PaperVenue::new(7_500));
+
+    let stages: Vec<StageName> = tasks.iter().map(|(s, _)| *s).collect();
+    let cores = available_cores();
+    let map = stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, cores[i % cores.len()]))
+        .collect();
+    let placement = plan(HotLayout::Pinned, &map, &stages, &cores).unwrap();
+    let threads = spawn(&placement.threads, tasks, WaitKind::SpinYield, mark_hot).unwrap();
+
+    let mut drain = TapDrain::new(&spec.index);
+    let mut pump = |drain: &mut TapDrain| {
+        drain.drain(&mut cold, &mut |_| {});
+    };
+    let ticks = || stats.feeds[0].trades.get() + stats.feeds[0].quotes.get();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Warm-up: connected, data flowing, orders filled, histograms swapped both ways.
+    wait_for("warm-up", deadline, || {
+        pump(&mut drain);
+        ticks() > 5_000 && stats.exec.orders.get() > 10 && drain.latency().len() > 5
+    });
+    let (ticks0, orders0, fills0) = (ticks(), stats.exec.orders.get(), drain.fills);
+    ARMED.store(true, Ordering::SeqCst);
+    wait_for("steady-state traffic", deadline, || {
+        pump(&mut drain);
+        ticks() > ticks0 + 30_000 && stats.exec.orders.get() > orders0 + 50
+    });
+    ARMED.store(false, Ordering::SeqCst);
+    let allocations = HOT_ALLOCS.load(Ordering::SeqCst);
+    let (ticks1, orders1, fills1) = (ticks(), stats.exec.orders.get(), drain.fills);
+
+    flags.request_stop();
+    wait_for("drain", deadline, || {
+        pump(&mut drain);
+        threads.is_finished()
+    });
+    threads.join().unwrap();
+    sim.shutdown();
+    assert!(fills1 > fills0, "fills flowed while armed");
+    assert_eq!(
+        allocations,
+        0,
+        "hot threads allocated {allocations} times while {} ticks and {} orders flowed",
+        ticks1 - ticks0,
+        orders1 - orders0
+    );
+    assert_eq!(stats.feeds[0].bad_total(), 0, "the simulator's frames all decode");
+}
