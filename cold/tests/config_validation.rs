@@ -67,7 +67,7 @@ fn shipped_config_validates() {
     assert_eq!(c.alpha.entry_threshold, Factor::from_num(0.5));
     assert_eq!(
         (c.alpha.momentum.fast, c.alpha.momentum.slow, c.alpha.momentum.scale_bps),
-        (20, 100, 5)
+        (10, 50, 1)
     );
     assert_eq!(c.risk.max_trade_risk_pct, Factor::from_num(0.5));
     assert_eq!(c.risk.daily_drawdown_pct, Factor::from_num(5));
@@ -467,9 +467,9 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
     ),
     ("exit_threshold: 0.1", "exit_threshold: 0.7", &["alpha.exit_threshold"]),
     ("exit_threshold: 0.1", "exit_threshold: -0.1", &["alpha.exit_threshold"]),
-    ("fast: 20", "fast: 0", &["alpha.momentum.fast"]),
-    ("slow: 100", "slow: 10", &["alpha.momentum.fast"]),
-    ("scale_bps: 5", "scale_bps: 0.5", &["alpha.momentum.scale_bps"]),
+    ("fast: 10", "fast: 0", &["alpha.momentum.fast"]),
+    ("slow: 50", "slow: 5", &["alpha.momentum.fast"]),
+    ("scale_bps: 1", "scale_bps: 0.5", &["alpha.momentum.scale_bps"]),
     // risk
     (
         "max_trade_risk_pct: 0.5",
@@ -724,10 +724,10 @@ fn specific_messages() {
             "must be >= retry_backoff_ms (500), got 100",
         ),
         (
-            "slow: 100",
-            "slow: 10",
+            "slow: 50",
+            "slow: 5",
             "alpha.momentum.fast",
-            "must be less than slow (10), got 20",
+            "must be less than slow (5), got 10",
         ),
         (
             "order_qty: 0.01",

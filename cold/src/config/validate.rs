@@ -267,9 +267,9 @@ fn weights(w: &mut Walker, node: &Node, path: &str) -> Option<Weights> {
 fn momentum(w: &mut Walker, node: &Node, path: &str) -> Option<MomentumConfig> {
     let mut f = Fields::open(w, node, path)?;
     let length = |w: &mut Walker, n: &Node, p: &str| w.int(n, p, 1, 1_000_000).map(|v| v as u32);
-    let fast = f.defaulted(w, "fast", "20", length);
-    let slow = f.defaulted(w, "slow", "100", length);
-    let scale_bps = f.defaulted(w, "scale_bps", "5", |w, n, p| {
+    let fast = f.defaulted(w, "fast", "10", length);
+    let slow = f.defaulted(w, "slow", "50", length);
+    let scale_bps = f.defaulted(w, "scale_bps", "1", |w, n, p| {
         w.int(n, p, 1, MAX_BPS as u64).map(|v| v as u32)
     });
     if let (Some(fast), Some(slow)) = (fast, slow)
