@@ -310,6 +310,9 @@ impl FrameSource for WsFeed {
         match ws.read() {
             Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
                 *last_frame = now;
+                // Stamp when the frame is in hand (after the read and the framing), so
+                // tick-to-order measures our own processing, not the wait for data.
+                let stamp = Stamp(mono_ns());
                 let recv_ns = wall_ns();
                 self.current = Some(msg);
                 let bytes: &[u8] = match &self.current {
@@ -317,13 +320,7 @@ impl FrameSource for WsFeed {
                     Some(Message::Binary(b)) => b,
                     _ => &[],
                 };
-                Next::Frame(
-                    bytes,
-                    FrameMeta {
-                        recv_ns,
-                        stamp: Stamp(now),
-                    },
-                )
+                Next::Frame(bytes, FrameMeta { recv_ns, stamp })
             }
             Ok(Message::Close(_)) => {
                 self.down(now, true);
