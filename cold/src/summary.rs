@@ -160,18 +160,7 @@ pub fn summarize(
 }
 
 fn reject_name(i: usize) -> &'static str {
-    const ALL: [RejectReason; RejectReason::COUNT] = [
-        RejectReason::KillSwitch,
-        RejectReason::MaxOrderQty,
-        RejectReason::MaxOrderNotional,
-        RejectReason::MaxPosition,
-        RejectReason::NoPrice,
-        RejectReason::ZeroQty,
-        RejectReason::Overflow,
-        RejectReason::VenueReject,
-        RejectReason::NotListed,
-    ];
-    ALL.get(i).map_or("unknown", |r| r.name())
+    RejectReason::ALL.get(i).map_or("unknown", |r| r.name())
 }
 
 impl Summary {

@@ -299,8 +299,20 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in index order.
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::KillSwitch,
+        RejectReason::MaxOrderQty,
+        RejectReason::MaxOrderNotional,
+        RejectReason::MaxPosition,
+        RejectReason::NoPrice,
+        RejectReason::ZeroQty,
+        RejectReason::Overflow,
+        RejectReason::VenueReject,
+        RejectReason::NotListed,
+    ];
     /// Number of reasons; sizes per-reason counters.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = RejectReason::ALL.len();
 
     /// Snake-case name used in metrics, logs and records.
     pub const fn name(self) -> &'static str {

@@ -128,11 +128,8 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
     /// Handles at most one frame.
     #[inline]
     pub fn poll(&mut self) -> bool {
-        if let Some(tick) = self.pending {
-            if self.ends.to_alpha.push(tick).is_err() {
-                return false;
-            }
-            self.pending = None;
+        if !flush(&mut self.pending, &mut self.ends.to_alpha) {
+            return false;
         }
         if self.closed {
             if !self.close_reported {
@@ -233,11 +230,8 @@ impl AlphaTask {
     /// Handles at most one command and one tick.
     #[inline]
     pub fn poll(&mut self) -> bool {
-        if let Some(intent) = self.pending {
-            if self.ends.to_risk.push(intent).is_err() {
-                return false;
-            }
-            self.pending = None;
+        if !flush(&mut self.pending, &mut self.ends.to_risk) {
+            return false;
         }
         let mut busy = false;
         if let Some(cmd) = self.ends.commands.pop() {
@@ -330,11 +324,8 @@ impl RiskTask {
             self.stats.killed.set(u64::from(self.risk.killed()));
             busy = true;
         }
-        if let Some(order) = self.pending {
-            if self.ends.to_exec.push(order).is_err() {
-                return busy;
-            }
-            self.pending = None;
+        if !flush(&mut self.pending, &mut self.ends.to_exec) {
+            return busy;
         }
         if let Ok(intent) = self.ends.intents.pop() {
             match self.risk.check(&intent) {
@@ -473,6 +464,21 @@ impl<G: Gateway> ExecTask<G> {
     /// Whether Execution has drained and closed.
     pub fn finished(&self) -> bool {
         self.closed
+    }
+}
+
+/// Pushes a record held back by a full ring; `true` when nothing is held back any more.
+#[inline]
+fn flush<T: Copy>(pending: &mut Option<T>, ring: &mut rtrb::Producer<T>) -> bool {
+    match *pending {
+        None => true,
+        Some(record) => {
+            let pushed = ring.push(record).is_ok();
+            if pushed {
+                *pending = None;
+            }
+            pushed
+        }
     }
 }
 
