@@ -30,7 +30,24 @@ const DRAIN_EVERY: Duration = Duration::from_millis(1);
 
 /// Runs every agent until stopped; returns after the summary is printed.
 pub fn run(args: &RunArgs, config: Config) -> Result<()> {
+    // Read the core list once, before anything is pinned, and place the stages first: the main
+    // thread then confines itself to the cold cores, so the simulators and tokio workers it
+    // starts stay off the hot cores, while each hot thread pins itself to its own.
     let cores = available_cores();
+    let mut stages: Vec<StageName> = config.enabled_feeds().map(|(v, _)| StageName::MarketData(v)).collect();
+    stages.extend([StageName::Alpha, StageName::Risk, StageName::Exec]);
+    let placement = plan(config.hot.layout, &config.hot.cores, &stages, &cores).map_err(anyhow::Error::msg)?;
+    for t in &placement.threads {
+        let stages: Vec<String> = t.stages.iter().map(ToString::to_string).collect();
+        info!(thread = %t.name, core = ?t.core, stages = %stages.join(","), "hot thread");
+    }
+    info!(
+        layout = placement.layout.name(),
+        wait = config.hot.wait.name(),
+        cold_cores = ?placement.cold_cores,
+        "hot path placed"
+    );
+    confine_current_thread(&placement.cold_cores);
     let spec = spec(&config);
     let mut sims: Vec<SimHandle> = Vec::new();
     let mut feeds = Vec::new();
@@ -67,21 +84,7 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         flags,
         stats,
     } = build(&spec, feeds, PaperVenue::new(config.exec.paper.taker_fee_bps_milli));
-    let stages: Vec<StageName> = tasks.iter().map(|(s, _)| *s).collect();
-    let placement = plan(config.hot.layout, &config.hot.cores, &stages, &cores).map_err(anyhow::Error::msg)?;
-    for t in &placement.threads {
-        let stages: Vec<String> = t.stages.iter().map(ToString::to_string).collect();
-        info!(thread = %t.name, core = ?t.core, stages = %stages.join(","), "hot thread");
-    }
-    info!(
-        layout = placement.layout.name(),
-        wait = config.hot.wait.name(),
-        cold_cores = ?placement.cold_cores,
-        "hot path placed"
-    );
     let threads = spawn(&placement.threads, tasks, config.hot.wait, || {}).context("spawning hot threads")?;
-    // Keep the cold side (and every thread it starts) off the hot cores.
-    confine_current_thread(&placement.cold_cores);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(placement.cold_cores.len().clamp(1, 4))
         .thread_name("cold")

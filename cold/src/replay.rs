@@ -42,7 +42,7 @@ pub struct ReplayOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// A capture file could not be read.
-    #[error("cannot read capture {path}: {source}")]
+    #[error("cannot read capture {path}")]
     Read {
         /// The file.
         path: PathBuf,

@@ -635,7 +635,7 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
         &["hot.cores"],
     ),
     (
-        "histogram_interval_ms: 1000",
+        "histogram_interval_ms: 100",
         "histogram_interval_ms: 0",
         &["hot.histogram_interval_ms"],
     ),

@@ -614,7 +614,7 @@ fn hot(w: &mut Walker, node: &Node, path: &str) -> Option<HotConfig> {
         w.name(n, p, &["spin", "spin_yield", "park"], WaitKind::from_name)
     });
     let cores = f.defaulted(w, "cores", DEFAULT_CORES, cores);
-    let histogram_interval = f.defaulted(w, "histogram_interval_ms", "1000", millis);
+    let histogram_interval = f.defaulted(w, "histogram_interval_ms", "100", millis);
     let status_interval = f.defaulted(w, "status_interval_ms", "1000", millis);
     f.finish(w);
     Some(HotConfig {

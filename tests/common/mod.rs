@@ -1,0 +1,167 @@
+//! Helpers shared by the end-to-end tests of the `maxx` binary (`tests/cli_*.rs`): running the
+//! binary from the package root, per-test temporary directories, copies of the shipped config
+//! with some lines replaced, the shared capture files, and checks on emitted values.
+//!
+//! Each test file compiles this module separately and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The package root: the working directory of every run, so `config/agent_config.yaml` (the
+/// binary's default config) resolves.
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The shipped config, relative to [`ROOT`].
+pub const SHIPPED_CONFIG: &str = "config/agent_config.yaml";
+
+/// A `maxx` command with [`ROOT`] as its working directory.
+pub fn maxx() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maxx"));
+    cmd.current_dir(ROOT);
+    cmd
+}
+
+/// Runs `maxx args...` to completion.
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    maxx()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_maxx")))
+}
+
+/// Stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+/// Stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Panics with both streams unless the process exited with `code`.
+pub fn assert_exit(o: &Output, code: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: expected exit code {code}, got {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A directory under the system temp dir, unique to one test, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `<tmp>/maxx-<tag>-<pid>-<nanos>-<n>`.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("maxx-{tag}-{}-{nanos}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` inside the directory and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The shipped config's text.
+pub fn shipped_config() -> String {
+    let p = Path::new(ROOT).join(SHIPPED_CONFIG);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// The shipped config with lines replaced: for each `(prefix, line)`, exactly one line of the
+/// file must start with `prefix`, and it becomes `line`. Panics otherwise, so a change in the
+/// shipped file's layout fails loudly instead of silently testing the defaults.
+pub fn config_with(replacements: &[(&str, &str)]) -> String {
+    let text = shipped_config();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for (prefix, new) in replacements {
+        let hits: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].starts_with(prefix)).collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "expected exactly one line of {SHIPPED_CONFIG} to start with {prefix:?}, found {}",
+            hits.len()
+        );
+        lines[hits[0]] = (*new).to_string();
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// A file under `../shared/data/`, or `None` (with a note on stderr) when it is absent, so the
+/// test that needs it can skip.
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(ROOT).join("../shared/data").join(rel);
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {} is absent", p.display());
+        None
+    }
+}
+
+/// Whether `s` is a canonical decimal as the engine prints money: optional `-`, no leading
+/// zeros, no trailing fractional zeros, no exponent, no `-0`.
+pub fn is_canonical_decimal(s: &str) -> bool {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (body, None),
+    };
+    let int_ok = !int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()) && (int == "0" || !int.starts_with('0'));
+    let frac_ok = frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) && !f.ends_with('0'));
+    let not_negative_zero = !(s.starts_with('-') && body == "0");
+    int_ok && frac_ok && not_negative_zero
+}
+
+/// Parses one emitted line as a JSON object.
+pub fn json_object(line: &str) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(serde_json::Value::Object(m)) => m,
+        Ok(other) => panic!("not a JSON object: {other} (line {line:?})"),
+        Err(e) => panic!("not JSON: {e} (line {line:?})"),
+    }
+}
+
+/// A string field of an emitted object.
+pub fn str_field<'a>(obj: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
+    obj.get(key)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_else(|| panic!("field {key:?} is not a string in {obj:?}"))
+}
+
+/// An unsigned integer field of an emitted object.
+pub fn u64_field(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> u64 {
+    obj.get(key)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("field {key:?} is not an unsigned integer in {obj:?}"))
+}
