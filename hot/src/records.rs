@@ -90,6 +90,24 @@ pub struct Tick {
     pub stamp: Stamp,
 }
 
+impl Tick {
+    /// A placeholder that fills unused slots of fixed-size buffers; never sent anywhere.
+    pub const EMPTY: Tick = Tick {
+        instrument: InstrumentId(0),
+        venue: Venue::Binance,
+        body: TickBody::Quote {
+            bid: Price::ZERO,
+            bid_qty: Qty::ZERO,
+            ask: Price::ZERO,
+            ask_qty: Qty::ZERO,
+        },
+        seq: 0,
+        exchange_ns: 0,
+        recv_ns: 0,
+        stamp: Stamp(0),
+    };
+}
+
 /// Direction of an ensemble signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignalSide {

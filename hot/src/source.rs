@@ -5,7 +5,7 @@
 
 use crate::capture::{Capture, Line};
 use crate::clock::mono_ns;
-use crate::feed::{DecodeError, Decoded, FrameMeta};
+use crate::feed::{DecodeError, Decoded, FrameMeta, TickBatch};
 use crate::ids::InstrumentIndex;
 use crate::records::Stamp;
 
@@ -31,14 +31,33 @@ pub trait FrameSource {
 }
 
 /// A venue's decoder, as the feed task uses it.
+///
+/// A decoder returns a single tick as [`Decoded::Tick`], or writes several to `out` and returns
+/// [`Decoded::Ticks`]; `out` arrives empty.
 pub trait Decode {
     /// Decodes one frame.
-    fn decode(&mut self, frame: &[u8], meta: FrameMeta, index: &InstrumentIndex) -> Result<Decoded, DecodeError>;
+    fn decode(
+        &mut self,
+        frame: &[u8],
+        meta: FrameMeta,
+        index: &InstrumentIndex,
+        out: &mut TickBatch,
+    ) -> Result<Decoded, DecodeError>;
+
+    /// Called when the source opens a new connection: per-connection state (sequence numbers)
+    /// starts over.
+    fn on_connect(&mut self) {}
 }
 
 impl Decode for crate::feed::binance::parse::BinanceDecoder {
     #[inline]
-    fn decode(&mut self, frame: &[u8], meta: FrameMeta, index: &InstrumentIndex) -> Result<Decoded, DecodeError> {
+    fn decode(
+        &mut self,
+        frame: &[u8],
+        meta: FrameMeta,
+        index: &InstrumentIndex,
+        _out: &mut TickBatch,
+    ) -> Result<Decoded, DecodeError> {
         crate::feed::binance::parse::BinanceDecoder::decode(self, frame, meta, index)
     }
 }

@@ -27,11 +27,86 @@ pub mod ws;
 /// about 64,050 bytes; stream frames are a few hundred bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
+/// Most ticks one frame may carry (a Coinbase `market_trades` batch, a Bybit `publicTrade`
+/// message, an OANDA price line). A frame with more is refused whole with
+/// [`DecodeReason::TooManyTicks`]: the cap keeps the batch a fixed-size array, so decoding never
+/// allocates.
+pub const MAX_TICKS_PER_FRAME: usize = 64;
+
+/// The ticks decoded from one frame, in wire order, plus what the decoder noticed on the way.
+///
+/// Owned by the feed task and reused for every frame; decoders that produce several ticks per
+/// frame write here and return [`Decoded::Ticks`].
+#[derive(Clone, Debug)]
+pub struct TickBatch {
+    ticks: [Tick; MAX_TICKS_PER_FRAME],
+    len: usize,
+    /// Sequence gaps the decoder detected in this frame (e.g. a Coinbase `sequence_num` jump).
+    pub gaps: u32,
+}
+
+impl Default for TickBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TickBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self {
+            ticks: [Tick::EMPTY; MAX_TICKS_PER_FRAME],
+            len: 0,
+            gaps: 0,
+        }
+    }
+
+    /// Empties the batch (ticks and gap count).
+    #[inline]
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.gaps = 0;
+    }
+
+    /// Appends a tick; hands it back if the batch is full.
+    #[inline]
+    pub fn push(&mut self, tick: Tick) -> Result<(), Tick> {
+        match self.ticks.get_mut(self.len) {
+            Some(slot) => {
+                *slot = tick;
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(tick),
+        }
+    }
+
+    /// The ticks, in order.
+    #[inline]
+    pub fn as_slice(&self) -> &[Tick] {
+        &self.ticks[..self.len]
+    }
+
+    /// Number of ticks.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` if there are no ticks.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// What one frame turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded {
     /// A normalised trade or quote, ready for the ring.
     Tick(Tick),
+    /// One or more ticks, written to the [`TickBatch`] passed to the decoder.
+    Ticks,
     /// A frame we recognise but do not use yet; the runtime counts these per kind.
     Skipped(SkipKind),
     /// A venue control message for the connector.
@@ -90,6 +165,12 @@ pub enum Control {
     },
     /// The server is about to go down for maintenance: reconnect now.
     ServerShutdown,
+    /// The venue confirmed our subscriptions (Coinbase `subscriptions`, Bybit `success: true`).
+    Subscribed,
+    /// The venue refused a subscription: the feed cannot work as configured.
+    SubscribeRejected,
+    /// A venue heartbeat (Coinbase `heartbeats`, OANDA `HEARTBEAT`) or the answer to our ping.
+    Heartbeat,
 }
 
 /// Why a frame was refused. Each reason has a counter and a stable name.
@@ -120,11 +201,13 @@ pub enum DecodeReason {
     TooLarge = 10,
     /// The frame is not UTF-8.
     Utf8 = 11,
+    /// More ticks in one frame than [`MAX_TICKS_PER_FRAME`].
+    TooManyTicks = 12,
 }
 
 impl DecodeReason {
     /// Every reason, in index order.
-    pub const ALL: [DecodeReason; 12] = [
+    pub const ALL: [DecodeReason; 13] = [
         DecodeReason::Json,
         DecodeReason::NotObject,
         DecodeReason::MissingField,
@@ -137,6 +220,7 @@ impl DecodeReason {
         DecodeReason::OutOfRange,
         DecodeReason::TooLarge,
         DecodeReason::Utf8,
+        DecodeReason::TooManyTicks,
     ];
     /// Number of reasons; sizes per-reason counters.
     pub const COUNT: usize = DecodeReason::ALL.len();
@@ -162,6 +246,7 @@ impl DecodeReason {
             DecodeReason::OutOfRange => "out_of_range",
             DecodeReason::TooLarge => "too_large",
             DecodeReason::Utf8 => "utf8",
+            DecodeReason::TooManyTicks => "too_many_ticks",
         }
     }
 }

@@ -28,6 +28,12 @@ pub struct FeedStats {
     pub control: Counter,
     /// Error replies from the venue.
     pub venue_errors: Counter,
+    /// Subscriptions the venue refused.
+    pub subscribe_rejected: Counter,
+    /// Venue heartbeats received.
+    pub heartbeats: Counter,
+    /// Sequence gaps detected (missed messages).
+    pub gaps: Counter,
     /// Frames refused by the decoder, per [`DecodeReason`].
     pub bad: [Counter; DecodeReason::COUNT],
     /// Capture lines without a `<recv_ns> ` prefix.
@@ -56,6 +62,9 @@ impl FeedStats {
             skipped_other: Counter::new(),
             control: Counter::new(),
             venue_errors: Counter::new(),
+            subscribe_rejected: Counter::new(),
+            heartbeats: Counter::new(),
+            gaps: Counter::new(),
             bad: std::array::from_fn(|_| Counter::new()),
             malformed_lines: Counter::new(),
             tap_dropped: Counter::new(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::{Clock, SystemClock, mono_ns};
-use crate::feed::{Control, Decoded, SkipKind};
+use crate::feed::{Control, Decoded, FrameMeta, SkipKind, TickBatch};
 use crate::ids::{InstrumentIndex, Venue};
 use crate::records::{ExecReport, Order, OrderIntent, TickBody};
 use crate::source::{Decode, FrameSource, Next};
@@ -87,7 +87,9 @@ pub struct FeedTask<S, D> {
     ends: FeedEnds,
     stats: Arc<FeedStats>,
     flags: Arc<Flags>,
-    pending: Option<crate::records::Tick>,
+    /// The ticks of the current frame; `next` is the first not yet handed to Alpha.
+    batch: TickBatch,
+    next: usize,
     last_bad_sample: u64,
     closed: bool,
     close_reported: bool,
@@ -113,7 +115,8 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             ends,
             stats,
             flags,
-            pending: None,
+            batch: TickBatch::new(),
+            next: 0,
             last_bad_sample: 0,
             closed: false,
             close_reported: false,
@@ -125,10 +128,40 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         self.ends.venue
     }
 
+    /// Hands the current frame's remaining ticks to Alpha; `false` if its ring is full.
+    #[inline]
+    fn flush_batch(&mut self) -> bool {
+        while let Some(tick) = self.batch.as_slice().get(self.next) {
+            if self.ends.to_alpha.push(*tick).is_err() {
+                return false;
+            }
+            self.next += 1;
+        }
+        true
+    }
+
+    /// Counts and taps a freshly decoded batch, then starts handing it to Alpha.
+    #[inline]
+    fn accept_batch(&mut self, meta: FrameMeta) {
+        for tick in self.batch.as_slice() {
+            match tick.body {
+                TickBody::Trade { .. } => self.stats.trades.inc(),
+                TickBody::Quote { .. } => self.stats.quotes.inc(),
+            }
+            if self.ends.tap.push(*tick).is_err() {
+                self.stats.tap_dropped.inc();
+            }
+        }
+        if !self.batch.is_empty() {
+            self.stats.last_tick_wall_ns.set(meta.recv_ns);
+        }
+        self.flush_batch();
+    }
+
     /// Handles at most one frame.
     #[inline]
     pub fn poll(&mut self) -> bool {
-        if !flush(&mut self.pending, &mut self.ends.to_alpha) {
+        if !self.flush_batch() {
             return false;
         }
         if self.closed {
@@ -156,20 +189,17 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             }
         };
         self.stats.frames.inc();
-        match self.decoder.decode(frame, meta, &self.index) {
+        self.batch.clear();
+        self.next = 0;
+        let decoded = self.decoder.decode(frame, meta, &self.index, &mut self.batch);
+        self.stats.gaps.add(u64::from(self.batch.gaps));
+        match decoded {
             Ok(Decoded::Tick(tick)) => {
-                match tick.body {
-                    TickBody::Trade { .. } => self.stats.trades.inc(),
-                    TickBody::Quote { .. } => self.stats.quotes.inc(),
-                }
-                self.stats.last_tick_wall_ns.set(meta.recv_ns);
-                if self.ends.tap.push(tick).is_err() {
-                    self.stats.tap_dropped.inc();
-                }
-                if self.ends.to_alpha.push(tick).is_err() {
-                    self.pending = Some(tick);
-                }
+                // An empty batch always has room for one.
+                let _ = self.batch.push(tick);
+                self.accept_batch(meta);
             }
+            Ok(Decoded::Ticks) => self.accept_batch(meta),
             Ok(Decoded::Skipped(kind)) => match kind {
                 SkipKind::Depth => self.stats.skipped_depth.inc(),
                 SkipKind::AggTrade => self.stats.skipped_agg_trade.inc(),
@@ -178,8 +208,11 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             },
             Ok(Decoded::Control(control)) => {
                 self.stats.control.inc();
-                if matches!(control, Control::Error { .. }) {
-                    self.stats.venue_errors.inc();
+                match control {
+                    Control::Error { .. } => self.stats.venue_errors.inc(),
+                    Control::SubscribeRejected => self.stats.subscribe_rejected.inc(),
+                    Control::Heartbeat => self.stats.heartbeats.inc(),
+                    Control::Result { .. } | Control::Subscribed | Control::ServerShutdown => {}
                 }
             }
             Err(e) => {
