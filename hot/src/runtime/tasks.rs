@@ -88,7 +88,7 @@ pub struct FeedTask<S, D> {
     stats: Arc<FeedStats>,
     flags: Arc<Flags>,
     /// The ticks of the current frame; `next` is the first not yet handed to Alpha.
-    batch: TickBatch,
+    batch: Box<TickBatch>,
     next: usize,
     last_bad_sample: u64,
     closed: bool,
@@ -115,7 +115,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             ends,
             stats,
             flags,
-            batch: TickBatch::new(),
+            batch: Box::new(TickBatch::new()),
             next: 0,
             last_bad_sample: 0,
             closed: false,
