@@ -10,7 +10,9 @@
 //! not have, and their pacing is easy to follow.
 
 pub mod binance;
+pub mod faults;
 pub mod market;
 
 pub use binance::{BinanceSimConfig, SimHandle, sample_symbols, spawn};
+pub use faults::{Due, Faults, Seen};
 pub use market::{MarketError, MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};
