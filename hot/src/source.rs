@@ -5,7 +5,7 @@
 
 use crate::capture::{Capture, Line};
 use crate::clock::mono_ns;
-use crate::feed::{DecodeError, Decoded, FrameMeta, TickBatch};
+use crate::feed::{DecodeError, Decoded, FrameMeta, Numbering, Sequencing, TickBatch};
 use crate::ids::InstrumentIndex;
 use crate::records::Stamp;
 
@@ -28,6 +28,26 @@ pub trait FrameSource {
     fn next(&mut self) -> Next<'_>;
     /// Stops the source (closes its connection); later calls return [`Next::Closed`].
     fn close(&mut self);
+
+    /// Like [`next`](FrameSource::next), plus the connection epoch of the frame: it changes
+    /// with every new connection, so per-connection decoder state can start over and the
+    /// frames of two overlapping connections can be told apart. Sources with one connection
+    /// at a time may keep this default (epoch 0).
+    fn next_tagged(&mut self) -> (Next<'_>, u32) {
+        (self.next(), 0)
+    }
+
+    /// While a make-before-break rotation has its new connection open: that connection's epoch.
+    fn rotating(&self) -> Option<u32> {
+        None
+    }
+
+    /// Starts a make-before-break rotation (a planned resubscribe, or a venue's maintenance
+    /// notice); sources that cannot rotate ignore it.
+    fn rotate(&mut self) {}
+
+    /// Ends a rotation: the old connection is closed and the new one carries on.
+    fn finish_rotation(&mut self) {}
 }
 
 /// A venue's decoder, as the feed task uses it.
@@ -44,9 +64,17 @@ pub trait Decode {
         out: &mut TickBatch,
     ) -> Result<Decoded, DecodeError>;
 
-    /// Called when the source opens a new connection: per-connection state (sequence numbers)
-    /// starts over.
+    /// Called when frames start coming from another connection: per-connection state
+    /// (sequence numbers) starts over.
     fn on_connect(&mut self) {}
+
+    /// How this venue numbers trades and quotes.
+    fn sequencing(&self) -> Sequencing {
+        Sequencing {
+            trades: Numbering::None,
+            quotes: Numbering::None,
+        }
+    }
 }
 
 impl Decode for crate::feed::binance::parse::BinanceDecoder {
@@ -59,6 +87,14 @@ impl Decode for crate::feed::binance::parse::BinanceDecoder {
         _out: &mut TickBatch,
     ) -> Result<Decoded, DecodeError> {
         crate::feed::binance::parse::BinanceDecoder::decode(self, frame, meta, index)
+    }
+
+    /// Trade ids are consecutive per symbol; `bookTicker` update ids only increase.
+    fn sequencing(&self) -> Sequencing {
+        Sequencing {
+            trades: Numbering::Consecutive,
+            quotes: Numbering::Increasing,
+        }
     }
 }
 

@@ -81,6 +81,19 @@ impl TickBatch {
         }
     }
 
+    /// Keeps only the ticks for which `keep` returns `true`, in order.
+    #[inline]
+    pub fn retain(&mut self, mut keep: impl FnMut(&Tick) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            if keep(&self.ticks[i]) {
+                self.ticks[kept] = self.ticks[i];
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
     /// The ticks, in order.
     #[inline]
     pub fn as_slice(&self) -> &[Tick] {
@@ -98,6 +111,26 @@ impl TickBatch {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// How a venue numbers its ticks, which decides how duplicates and gaps are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Numbering {
+    /// No usable order (hashed ids, local counters): no deduplication, no gap detection.
+    None,
+    /// Ids only increase (update ids): an id not above the last one is a duplicate.
+    Increasing,
+    /// Ids increase by exactly one (Binance trade ids per symbol): also detects gaps.
+    Consecutive,
+}
+
+/// A venue's numbering of trades and of quotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequencing {
+    /// Trade ids.
+    pub trades: Numbering,
+    /// Quote update ids.
+    pub quotes: Numbering,
 }
 
 /// What one frame turned out to be.

@@ -1,11 +1,19 @@
 //! A non-blocking WebSocket client for feed threads: mio sockets, tungstenite framing.
 //!
-//! [`WsFeed`] is a [`FrameSource`]: each call to `next` does at most one non-blocking step
-//! (start a connect, advance the handshake, or read one message) and never waits. It reconnects
-//! by itself with exponential backoff (`market_data.retry_backoff_ms` doubling up to a cap, with
-//! deterministic jitter), treats a connection that has been silent for `stale_after` as dead,
-//! answers pings (tungstenite queues the pong; the next read flushes it), and sends the venue's
-//! subscribe messages after every connect.
+//! [`WsFeed`] is a [`FrameSource`]: each call to `next` does at most one non-blocking step per
+//! connection (start a connect, advance the handshake, or read one message) and never waits.
+//! It reconnects by itself with exponential backoff (`market_data.retry_backoff_ms` doubling up
+//! to a cap, with deterministic jitter), treats a connection that has been silent for
+//! `stale_after` as dead, answers pings (tungstenite queues the pong; the next read flushes it),
+//! sends the venue's subscribe messages after every connect, and, where the venue wants it,
+//! sends its own keepalive message (Bybit's `{"op":"ping"}`).
+//!
+//! Planned resubscribes are make-before-break: [`FrameSource::rotate`] (or the
+//! `rotate_every` timer) opens a second connection while the first keeps delivering; frames of
+//! both arrive, each tagged with its connection's epoch, and the feed task drops the
+//! duplicates by trade and update id. When the feed task sees the new connection deliver data
+//! the old one has not, it calls [`FrameSource::finish_rotation`] and the old connection is
+//! closed. No trade is missed, none is doubled.
 //!
 //! Host names are resolved by the caller before the feed thread starts: the hot thread makes no
 //! DNS lookups. TLS (`wss://`) arrives with the MarketData issue.
@@ -109,6 +117,7 @@ pub struct Reconnect {
     pub stale_after: Duration,
 }
 
+/// One connection's state.
 enum State {
     /// Not connected; the next attempt is due at this monotonic time.
     Down { retry_at: u64 },
@@ -121,36 +130,232 @@ enum State {
     Open {
         ws: Box<WebSocket<TcpStream>>,
         last_frame: u64,
+        last_ping: u64,
         readable: bool,
     },
-    /// Closed for good.
-    Closed,
 }
 
-const SOCKET: Token = Token(0);
+/// One WebSocket connection and the epoch that tags its frames.
+struct Conn {
+    state: State,
+    epoch: u32,
+    token: Token,
+    /// Data frames received on this connection.
+    frames: u64,
+}
+
+/// What one step of a connection produced.
+enum Step {
+    /// A data frame (text or binary).
+    Frame(Message),
+    /// Nothing now.
+    Idle,
+    /// The connection failed or closed; `was_open` says whether it had been established.
+    Lost { was_open: bool },
+}
 
 /// A reconnecting WebSocket frame source.
 pub struct WsFeed {
     target: WsTarget,
     subscribe: Vec<String>,
+    keepalive: Option<(Duration, &'static str)>,
+    rotate_every: Option<Duration>,
     reconnect: Reconnect,
     stats: Arc<FeedStats>,
     poll: Poll,
     events: Events,
-    state: State,
+    primary: Conn,
+    /// The new connection of a make-before-break rotation.
+    secondary: Option<Conn>,
+    rotation_started: u64,
+    next_epoch: u32,
+    frame_epoch: u32,
+    primary_opened: u64,
+    closed: bool,
     current: Option<Message>,
     attempt: u32,
     jitter: u64,
+    turn: bool,
 }
 
 impl std::fmt::Debug for WsFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WsFeed")
             .field("target", &self.target)
+            .field("epoch", &self.primary.epoch)
+            .field("rotating", &self.secondary.is_some())
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
 }
+
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+impl Conn {
+    fn new(epoch: u32, token: Token, retry_at: u64) -> Self {
+        Self {
+            state: State::Down { retry_at },
+            epoch,
+            token,
+            frames: 0,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(self.state, State::Open { .. })
+    }
+
+    fn deregister(&mut self, poll: &Poll) {
+        match &mut self.state {
+            State::Open { ws, .. } => {
+                let _ = poll.registry().deregister(ws.get_mut());
+            }
+            State::Handshake { mid, .. } => {
+                let _ = poll.registry().deregister(mid.get_mut().get_mut());
+            }
+            State::Down { .. } => {}
+        }
+    }
+
+    /// Starts connecting; `Lost` if the attempt fails at once.
+    fn start(&mut self, target: &WsTarget, subscribe: &[String], poll: &Poll, now: u64) -> Step {
+        let Ok(mut stream) = TcpStream::connect(target.addr) else {
+            return Step::Lost { was_open: false };
+        };
+        let _ = stream.set_nodelay(true);
+        if poll
+            .registry()
+            .register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            return Step::Lost { was_open: false };
+        }
+        let Ok(request) = format!("ws://{}{}", target.authority, target.path).into_client_request() else {
+            return Step::Lost { was_open: false };
+        };
+        match tungstenite::client::client_with_config(request, stream, Some(config())) {
+            Ok((ws, _)) => self.opened(ws, subscribe, now),
+            Err(HandshakeError::Interrupted(mid)) => {
+                self.state = State::Handshake { mid, since: now };
+                Step::Idle
+            }
+            Err(HandshakeError::Failure(_)) => Step::Lost { was_open: false },
+        }
+    }
+
+    fn opened(&mut self, mut ws: WebSocket<TcpStream>, subscribe: &[String], now: u64) -> Step {
+        for msg in subscribe {
+            if ws.send(Message::text(msg.clone())).is_err() {
+                return Step::Lost { was_open: false };
+            }
+        }
+        self.state = State::Open {
+            ws: Box::new(ws),
+            last_frame: now,
+            last_ping: now,
+            readable: true,
+        };
+        self.frames = 0;
+        Step::Idle
+    }
+
+    /// One non-blocking step. `readable` tokens come from the feed's last poll.
+    fn step(&mut self, feed: &StepCtx<'_>, now: u64) -> Step {
+        match &mut self.state {
+            State::Down { retry_at } => {
+                if now >= *retry_at {
+                    return self.start(feed.target, feed.subscribe, feed.poll, now);
+                }
+                Step::Idle
+            }
+            State::Handshake { since, .. } => {
+                if now.saturating_sub(*since) > feed.stale_after_ns {
+                    return Step::Lost { was_open: false };
+                }
+                let State::Handshake { mid, .. } = std::mem::replace(&mut self.state, State::Down { retry_at: 0 })
+                else {
+                    return Step::Idle;
+                };
+                match mid.handshake() {
+                    Ok((ws, _)) => self.opened(ws, feed.subscribe, now),
+                    Err(HandshakeError::Interrupted(mid)) => {
+                        self.state = State::Handshake { mid, since: now };
+                        Step::Idle
+                    }
+                    Err(HandshakeError::Failure(_)) => Step::Lost { was_open: false },
+                }
+            }
+            State::Open {
+                ws,
+                last_frame,
+                last_ping,
+                readable,
+            } => {
+                if now.saturating_sub(*last_frame) > feed.stale_after_ns {
+                    return Step::Lost { was_open: true };
+                }
+                if let Some((every, ping)) = feed.keepalive
+                    && now.saturating_sub(*last_ping) >= every.as_nanos() as u64 {
+                        *last_ping = now;
+                        // A static payload: sending it allocates nothing.
+                        let msg = Message::Text(tungstenite::Utf8Bytes::from_static(ping));
+                        if let Err(e) = ws.send(msg)
+                            && !matches!(&e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::WouldBlock) {
+                                return Step::Lost { was_open: true };
+                            }
+                    }
+                if !*readable && !feed.ready.contains(&self.token) {
+                    return Step::Idle;
+                }
+                *readable = true;
+                match ws.read() {
+                    Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
+                        *last_frame = now;
+                        self.frames += 1;
+                        Step::Frame(msg)
+                    }
+                    Ok(Message::Close(_)) => Step::Lost { was_open: true },
+                    Ok(_) => {
+                        // Ping (pong queued and flushed on the next read), pong, or a raw frame.
+                        *last_frame = now;
+                        Step::Idle
+                    }
+                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                        *readable = false;
+                        Step::Idle
+                    }
+                    Err(_) => Step::Lost { was_open: true },
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, poll: &Poll) {
+        self.deregister(poll);
+        if let State::Open { ws, .. } = &mut self.state {
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        }
+        self.state = State::Down { retry_at: u64::MAX };
+    }
+}
+
+/// What a connection step needs from its feed.
+struct StepCtx<'a> {
+    target: &'a WsTarget,
+    subscribe: &'a [String],
+    poll: &'a Poll,
+    keepalive: Option<(Duration, &'static str)>,
+    stale_after_ns: u64,
+    /// Tokens reported readable by the last poll (at most two connections).
+    ready: [Token; 2],
+}
+
+const NOT_READY: Token = Token(usize::MAX);
 
 impl WsFeed {
     /// A feed that connects to `target` on first use and sends `subscribe` after each connect.
@@ -164,32 +369,59 @@ impl WsFeed {
         Ok(Self {
             target,
             subscribe,
+            keepalive: None,
+            rotate_every: None,
             reconnect,
             stats,
             poll: Poll::new()?,
             events: Events::with_capacity(8),
-            state: State::Down { retry_at: 0 },
+            primary: Conn::new(1, Token(0), 0),
+            secondary: None,
+            rotation_started: 0,
+            next_epoch: 2,
+            frame_epoch: 1,
+            primary_opened: 0,
+            closed: false,
             current: None,
             attempt: 0,
             jitter,
+            turn: false,
         })
     }
 
-    /// Whether the connection is open.
+    /// Sends `message` every `every` on each open connection (Bybit wants `{"op":"ping"}`
+    /// every 20 s; Binance and Coinbase need nothing).
+    pub fn with_keepalive(mut self, every: Duration, message: &'static str) -> Self {
+        self.keepalive = Some((every, message));
+        self
+    }
+
+    /// Rotates the connection make-before-break every `every` (`market_data.resubscribe_sec`).
+    pub fn with_rotation(mut self, every: Duration) -> Self {
+        self.rotate_every = Some(every);
+        self
+    }
+
+    /// Whether the primary connection is open.
     pub fn is_open(&self) -> bool {
-        matches!(self.state, State::Open { .. })
+        self.primary.is_open()
     }
 
-    fn config() -> WebSocketConfig {
-        WebSocketConfig::default()
-            .max_message_size(Some(MAX_FRAME_BYTES))
-            .max_frame_size(Some(MAX_FRAME_BYTES))
-    }
-
-    /// Drops the connection and schedules the next attempt with backoff and jitter.
-    fn down(&mut self, now: u64, was_open: bool) {
+    /// Schedules the primary's next attempt with backoff and jitter.
+    fn primary_down(&mut self, now: u64, was_open: bool) {
         if was_open {
             self.stats.disconnects.inc();
+        }
+        self.primary.deregister(&self.poll);
+        // A rotation in progress takes over at once if its connection is up.
+        if let Some(next) = self.secondary.take() {
+            if next.is_open() {
+                self.primary = next;
+                self.primary_opened = now;
+                return;
+            }
+            let mut next = next;
+            next.deregister(&self.poll);
         }
         let base = self.reconnect.initial.as_nanos() as u64;
         let cap = self.reconnect.cap.as_nanos() as u64;
@@ -200,155 +432,194 @@ impl WsFeed {
         self.jitter ^= self.jitter << 17;
         let jitter = if delay >= 4 { self.jitter % (delay / 4) } else { 0 };
         self.attempt = self.attempt.saturating_add(1);
-        let old = std::mem::replace(
-            &mut self.state,
-            State::Down {
-                retry_at: now + delay + jitter,
-            },
-        );
-        if let State::Open { mut ws, .. } = old {
-            let _ = self.poll.registry().deregister(ws.get_mut());
-        } else if let State::Handshake { mut mid, .. } = old {
-            let _ = self.poll.registry().deregister(mid.get_mut().get_mut());
+        let epoch = self.next_epoch;
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        let token = self.primary.token;
+        self.primary = Conn::new(epoch, token, now + delay + jitter);
+    }
+
+    fn ready(&self) -> [Token; 2] {
+        let mut ready = [NOT_READY; 2];
+        for (slot, e) in ready.iter_mut().zip(self.events.iter()) {
+            *slot = e.token();
+        }
+        ready
+    }
+
+    fn start_rotation(&mut self, now: u64) {
+        if self.secondary.is_some() || !self.primary.is_open() {
+            return;
+        }
+        let token = Token(1 - self.primary.token.0);
+        let epoch = self.next_epoch;
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        self.secondary = Some(Conn::new(epoch, token, now));
+        self.rotation_started = now;
+        self.stats.rotations.inc();
+    }
+
+    /// Keeps `msg` as the current frame and returns its receive times.
+    fn hold(&mut self, msg: Message, epoch: u32) -> FrameMeta {
+        // Stamp when the frame is in hand (after the read and the framing), so tick-to-order
+        // measures our own processing, not the wait for data.
+        let stamp = Stamp(mono_ns());
+        let recv_ns = wall_ns();
+        self.frame_epoch = epoch;
+        self.current = Some(msg);
+        FrameMeta { recv_ns, stamp }
+    }
+
+    /// The current frame's bytes.
+    fn view(&self, meta: Option<FrameMeta>) -> Next<'_> {
+        match (meta, &self.current) {
+            (Some(meta), Some(Message::Text(t))) => Next::Frame(t.as_bytes(), meta),
+            (Some(meta), Some(Message::Binary(b))) => Next::Frame(b, meta),
+            _ if self.closed => Next::Closed,
+            _ => Next::Idle,
         }
     }
 
-    fn start_connect(&mut self, now: u64) {
-        let mut stream = match TcpStream::connect(self.target.addr) {
-            Ok(s) => s,
-            Err(_) => return self.down(now, false),
-        };
-        let _ = stream.set_nodelay(true);
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
-            .is_err()
-        {
-            return self.down(now, false);
+    /// One step of the feed: `Some(meta)` when a frame is held in `self.current`.
+    fn advance(&mut self) -> Option<FrameMeta> {
+        self.current = None;
+        if self.closed {
+            return None;
         }
-        let url = format!("ws://{}{}", self.target.authority, self.target.path);
-        let request = match url.into_client_request() {
-            Ok(r) => r,
-            Err(_) => return self.down(now, false),
-        };
-        match tungstenite::client::client_with_config(request, stream, Some(Self::config())) {
-            Ok((ws, _)) => self.opened(ws, now),
-            Err(HandshakeError::Interrupted(mid)) => self.state = State::Handshake { mid, since: now },
-            Err(HandshakeError::Failure(_)) => self.down(now, false),
+        let now = mono_ns();
+        // Readiness: poll only when some connection is waiting for its socket.
+        let waiting = [Some(&self.primary), self.secondary.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|c| matches!(c.state, State::Open { readable: false, .. } | State::Handshake { .. }));
+        self.events.clear();
+        if waiting {
+            let _ = self.poll.poll(&mut self.events, Some(Duration::ZERO));
         }
-    }
-
-    fn opened(&mut self, mut ws: WebSocket<TcpStream>, now: u64) {
-        for msg in &self.subscribe {
-            if ws.send(Message::text(msg.clone())).is_err() {
-                return self.down(now, false);
+        if let Some(every) = self.rotate_every
+            && self.primary.is_open() && now.saturating_sub(self.primary_opened) >= every.as_nanos() as u64 {
+                self.primary_opened = now;
+                self.start_rotation(now);
             }
-        }
-        self.stats.connects.inc();
-        self.attempt = 0;
-        self.state = State::Open {
-            ws: Box::new(ws),
-            last_frame: now,
-            readable: true,
+        // Alternate which connection is read first, so an overlap drains both.
+        self.turn = !self.turn;
+        let got = if self.turn {
+            self.step_secondary(now).or_else(|| self.step_primary(now))
+        } else {
+            self.step_primary(now).or_else(|| self.step_secondary(now))
         };
+        got.map(|(msg, epoch)| self.hold(msg, epoch))
     }
 }
 
 impl FrameSource for WsFeed {
     fn next(&mut self) -> Next<'_> {
-        self.current = None;
-        let now = mono_ns();
-        match &mut self.state {
-            State::Closed => return Next::Closed,
-            State::Down { retry_at } => {
-                if now >= *retry_at {
-                    self.start_connect(now);
-                }
-                return Next::Idle;
-            }
-            State::Handshake { since, .. } => {
-                if now.saturating_sub(*since) > self.reconnect.stale_after.as_nanos() as u64 {
-                    self.down(now, false);
-                    return Next::Idle;
-                }
-                let _ = self.poll.poll(&mut self.events, Some(Duration::ZERO));
-                let State::Handshake { mid, .. } = std::mem::replace(&mut self.state, State::Closed) else {
-                    return Next::Idle;
-                };
-                match mid.handshake() {
-                    Ok((ws, _)) => self.opened(ws, now),
-                    Err(HandshakeError::Interrupted(mid)) => self.state = State::Handshake { mid, since: now },
-                    Err(HandshakeError::Failure(_)) => self.down(now, false),
-                }
-                return Next::Idle;
-            }
-            State::Open {
-                readable, last_frame, ..
-            } => {
-                if now.saturating_sub(*last_frame) > self.reconnect.stale_after.as_nanos() as u64 {
-                    self.down(now, true);
-                    return Next::Idle;
-                }
-                if !*readable {
-                    self.events.clear();
-                    if self.poll.poll(&mut self.events, Some(Duration::ZERO)).is_err() || self.events.is_empty() {
-                        return Next::Idle;
-                    }
-                    *readable = true;
-                }
-            }
+        let meta = self.advance();
+        self.view(meta)
+    }
+
+    fn next_tagged(&mut self) -> (Next<'_>, u32) {
+        let meta = self.advance();
+        let epoch = self.frame_epoch;
+        (self.view(meta), epoch)
+    }
+
+    fn close(&mut self) {
+        if !self.closed && self.primary.is_open() {
+            self.stats.disconnects.inc();
         }
-        let State::Open {
-            ws,
-            last_frame,
-            readable,
-        } = &mut self.state
-        else {
-            return Next::Idle;
+        self.primary.close(&self.poll);
+        if let Some(mut s) = self.secondary.take() {
+            s.close(&self.poll);
+        }
+        self.current = None;
+        self.closed = true;
+    }
+
+    fn rotating(&self) -> Option<u32> {
+        self.secondary.as_ref().filter(|s| s.is_open()).map(|s| s.epoch)
+    }
+
+    fn rotate(&mut self) {
+        self.start_rotation(mono_ns());
+    }
+
+    fn finish_rotation(&mut self) {
+        let Some(next) = self.secondary.take() else { return };
+        if !next.is_open() {
+            self.secondary = Some(next);
+            return;
+        }
+        let mut old = std::mem::replace(&mut self.primary, next);
+        old.close(&self.poll);
+        self.primary_opened = mono_ns();
+    }
+}
+
+impl WsFeed {
+    fn step_primary(&mut self, now: u64) -> Option<(Message, u32)> {
+        let was_open = self.primary.is_open();
+        let ctx = StepCtx {
+            target: &self.target,
+            subscribe: &self.subscribe,
+            poll: &self.poll,
+            keepalive: self.keepalive,
+            stale_after_ns: self.reconnect.stale_after.as_nanos() as u64,
+            ready: self.ready(),
         };
-        match ws.read() {
-            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
-                *last_frame = now;
-                // Stamp when the frame is in hand (after the read and the framing), so
-                // tick-to-order measures our own processing, not the wait for data.
-                let stamp = Stamp(mono_ns());
-                let recv_ns = wall_ns();
-                self.current = Some(msg);
-                let bytes: &[u8] = match &self.current {
-                    Some(Message::Text(t)) => t.as_bytes(),
-                    Some(Message::Binary(b)) => b,
-                    _ => &[],
-                };
-                Next::Frame(bytes, FrameMeta { recv_ns, stamp })
-            }
-            Ok(Message::Close(_)) => {
-                self.down(now, true);
-                Next::Idle
-            }
-            Ok(_) => {
-                // Ping (pong queued and flushed on the next read), pong, or a raw frame.
-                *last_frame = now;
-                Next::Idle
-            }
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                *readable = false;
-                Next::Idle
-            }
-            Err(_) => {
-                self.down(now, true);
-                Next::Idle
+        let step = self.primary.step(&ctx, now);
+        if !was_open && self.primary.is_open() {
+            self.stats.connects.inc();
+            self.attempt = 0;
+            self.primary_opened = now;
+        }
+        match step {
+            Step::Frame(msg) => Some((msg, self.primary.epoch)),
+            Step::Idle => None,
+            Step::Lost { was_open } => {
+                self.primary_down(now, was_open);
+                None
             }
         }
     }
 
-    fn close(&mut self) {
-        if let State::Open { ws, .. } = &mut self.state {
-            let _ = ws.close(None);
-            let _ = ws.flush();
-            self.stats.disconnects.inc();
+    fn step_secondary(&mut self, now: u64) -> Option<(Message, u32)> {
+        let ready = self.ready();
+        let ctx = StepCtx {
+            target: &self.target,
+            subscribe: &self.subscribe,
+            poll: &self.poll,
+            keepalive: self.keepalive,
+            stale_after_ns: self.reconnect.stale_after.as_nanos() as u64,
+            ready,
+        };
+        let secondary = self.secondary.as_mut()?;
+        let was_open = secondary.is_open();
+        let step = secondary.step(&ctx, now);
+        if !was_open && secondary.is_open() {
+            self.stats.connects.inc();
         }
-        self.current = None;
-        self.state = State::Closed;
+        let epoch = secondary.epoch;
+        // A rotation that never delivers is abandoned; the primary carries on.
+        let overdue = now.saturating_sub(self.rotation_started) > 2 * ctx.stale_after_ns;
+        match step {
+            Step::Frame(msg) => Some((msg, epoch)),
+            Step::Lost { .. } => {
+                if let Some(mut s) = self.secondary.take() {
+                    s.deregister(&self.poll);
+                }
+                None
+            }
+            Step::Idle if overdue => {
+                // The feed task did not finish the rotation in time (no sequenced data to
+                // compare): an open new connection takes over, a dead one is abandoned.
+                if self.secondary.as_ref().is_some_and(Conn::is_open) {
+                    self.finish_rotation();
+                } else if let Some(mut s) = self.secondary.take() {
+                    s.close(&self.poll);
+                }
+                None
+            }
+            Step::Idle => None,
+        }
     }
 }

@@ -34,6 +34,10 @@ pub struct FeedStats {
     pub heartbeats: Counter,
     /// Sequence gaps detected (missed messages).
     pub gaps: Counter,
+    /// Make-before-break rotations started.
+    pub rotations: Counter,
+    /// Ticks dropped as duplicates (the same trade or update seen on two connections).
+    pub duplicates: Counter,
     /// Frames refused by the decoder, per [`DecodeReason`].
     pub bad: [Counter; DecodeReason::COUNT],
     /// Capture lines without a `<recv_ns> ` prefix.
@@ -65,6 +69,8 @@ impl FeedStats {
             subscribe_rejected: Counter::new(),
             heartbeats: Counter::new(),
             gaps: Counter::new(),
+            rotations: Counter::new(),
+            duplicates: Counter::new(),
             bad: std::array::from_fn(|_| Counter::new()),
             malformed_lines: Counter::new(),
             tap_dropped: Counter::new(),

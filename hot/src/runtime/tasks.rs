@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::{Clock, SystemClock, mono_ns};
-use crate::feed::{Control, Decoded, FrameMeta, SkipKind, TickBatch};
+use crate::feed::{Control, Decoded, FrameMeta, Numbering, Sequencing, SkipKind, TickBatch};
 use crate::ids::{InstrumentIndex, Venue};
 use crate::records::{ExecReport, Order, OrderIntent, TickBody};
 use crate::source::{Decode, FrameSource, Next};
@@ -93,6 +93,47 @@ pub struct FeedTask<S, D> {
     last_bad_sample: u64,
     closed: bool,
     close_reported: bool,
+    /// Last trade and quote id per instrument, and the connection epoch that sent them.
+    seqs: Vec<SeqState>,
+    sequencing: Sequencing,
+    /// Epoch of the previous frame, to tell the decoder when the connection changes.
+    last_epoch: u32,
+}
+
+/// Where an instrument's numbering stands, for duplicate and gap detection.
+#[derive(Clone, Copy, Debug, Default)]
+struct SeqState {
+    trade: u64,
+    trade_epoch: u32,
+    quote: u64,
+    quote_epoch: u32,
+}
+
+/// What the numbering says about one tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// New data.
+    Fresh,
+    /// New data after a hole in consecutive ids.
+    AfterGap,
+    /// Already seen (on this or the other connection of a rotation).
+    Duplicate,
+}
+
+/// Judges `seq` against the last id seen. During a rotation every id not above the last is a
+/// duplicate; outside one, a lower id from a newer connection means the venue renumbered (a new
+/// session) and is accepted.
+fn judge(numbering: Numbering, last: &mut u64, last_epoch: &mut u32, seq: u64, epoch: u32, rotating: bool) -> Verdict {
+    if numbering == Numbering::None {
+        return Verdict::Fresh;
+    }
+    if *last != 0 && seq <= *last && (rotating || epoch == *last_epoch) {
+        return Verdict::Duplicate;
+    }
+    let gap = numbering == Numbering::Consecutive && *last != 0 && seq > *last + 1;
+    *last = seq;
+    *last_epoch = epoch;
+    if gap { Verdict::AfterGap } else { Verdict::Fresh }
 }
 
 /// Minimum spacing of bad-frame samples sent to the log, per feed.
@@ -108,6 +149,8 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         stats: Arc<FeedStats>,
         flags: Arc<Flags>,
     ) -> Self {
+        let seqs = vec![SeqState::default(); index.len()];
+        let sequencing = decoder.sequencing();
         Self {
             source,
             decoder,
@@ -120,6 +163,9 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             last_bad_sample: 0,
             closed: false,
             close_reported: false,
+            seqs,
+            sequencing,
+            last_epoch: 0,
         }
     }
 
@@ -140,9 +186,57 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         true
     }
 
-    /// Counts and taps a freshly decoded batch, then starts handing it to Alpha.
+    /// Drops duplicates, counts gaps, finishes a rotation once the new connection delivers
+    /// data the old one has not; then counts and taps the batch and starts handing it to Alpha.
     #[inline]
-    fn accept_batch(&mut self, meta: FrameMeta) {
+    fn accept_batch(&mut self, meta: FrameMeta, epoch: u32) {
+        let rotating = self.source.rotating();
+        let in_rotation = rotating.is_some();
+        let (seqs, sequencing, stats) = (&mut self.seqs, self.sequencing, &self.stats);
+        let mut new_data_on_new_conn = false;
+        self.batch.retain(|t| {
+            let Some(st) = seqs.get_mut(t.instrument.index()) else {
+                return true;
+            };
+            let verdict = match t.body {
+                TickBody::Trade { .. } => judge(
+                    sequencing.trades,
+                    &mut st.trade,
+                    &mut st.trade_epoch,
+                    t.seq,
+                    epoch,
+                    in_rotation,
+                ),
+                TickBody::Quote { .. } => judge(
+                    sequencing.quotes,
+                    &mut st.quote,
+                    &mut st.quote_epoch,
+                    t.seq,
+                    epoch,
+                    in_rotation,
+                ),
+            };
+            match verdict {
+                Verdict::Duplicate => {
+                    stats.duplicates.inc();
+                    false
+                }
+                Verdict::AfterGap => {
+                    stats.gaps.inc();
+                    new_data_on_new_conn |= rotating == Some(epoch);
+                    true
+                }
+                Verdict::Fresh => {
+                    new_data_on_new_conn |= rotating == Some(epoch);
+                    true
+                }
+            }
+        });
+        if new_data_on_new_conn {
+            // The new connection is level with (or ahead of) the old one: nothing can be
+            // missed by closing the old one now.
+            self.source.finish_rotation();
+        }
         for tick in self.batch.as_slice() {
             match tick.body {
                 TickBody::Trade { .. } => self.stats.trades.inc(),
@@ -174,7 +268,8 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         if self.flags.stop_requested() {
             self.source.close();
         }
-        let (frame, meta) = match self.source.next() {
+        let (next, epoch) = self.source.next_tagged();
+        let (frame, meta) = match next {
             Next::Frame(frame, meta) => (frame, meta),
             Next::Malformed => {
                 self.stats.frames.inc();
@@ -191,15 +286,19 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         self.stats.frames.inc();
         self.batch.clear();
         self.next = 0;
+        if epoch != self.last_epoch {
+            self.last_epoch = epoch;
+            self.decoder.on_connect();
+        }
         let decoded = self.decoder.decode(frame, meta, &self.index, &mut self.batch);
         self.stats.gaps.add(u64::from(self.batch.gaps));
         match decoded {
             Ok(Decoded::Tick(tick)) => {
                 // An empty batch always has room for one.
                 let _ = self.batch.push(tick);
-                self.accept_batch(meta);
+                self.accept_batch(meta, epoch);
             }
-            Ok(Decoded::Ticks) => self.accept_batch(meta),
+            Ok(Decoded::Ticks) => self.accept_batch(meta, epoch),
             Ok(Decoded::Skipped(kind)) => match kind {
                 SkipKind::Depth => self.stats.skipped_depth.inc(),
                 SkipKind::AggTrade => self.stats.skipped_agg_trade.inc(),
@@ -212,7 +311,9 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
                     Control::Error { .. } => self.stats.venue_errors.inc(),
                     Control::SubscribeRejected => self.stats.subscribe_rejected.inc(),
                     Control::Heartbeat => self.stats.heartbeats.inc(),
-                    Control::Result { .. } | Control::Subscribed | Control::ServerShutdown => {}
+                    // Maintenance ahead: move to a new connection before this one is cut.
+                    Control::ServerShutdown => self.source.rotate(),
+                    Control::Result { .. } | Control::Subscribed => {}
                 }
             }
             Err(e) => {
@@ -570,5 +671,44 @@ impl<S: FrameSource, D: Decode, G: Gateway> AnyTask<S, D, G> {
             AnyTask::Risk(t) => t.finished(),
             AnyTask::Exec(t) => t.finished(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judge_finds_duplicates_gaps_and_sessions() {
+        let (mut last, mut epoch) = (0u64, 0u32);
+        let mut j = |seq, e, rotating| judge(Numbering::Consecutive, &mut last, &mut epoch, seq, e, rotating);
+        assert_eq!(j(10, 1, false), Verdict::Fresh);
+        assert_eq!(j(11, 1, false), Verdict::Fresh);
+        assert_eq!(j(11, 1, false), Verdict::Duplicate, "same id twice on one connection");
+        assert_eq!(j(14, 1, false), Verdict::AfterGap, "12 and 13 were missed");
+        // A rotation: the new connection (epoch 2) repeats 13 and 14, then moves ahead.
+        assert_eq!(j(13, 2, true), Verdict::Duplicate);
+        assert_eq!(j(14, 2, true), Verdict::Duplicate);
+        assert_eq!(j(15, 2, true), Verdict::Fresh);
+        assert_eq!(j(15, 1, true), Verdict::Duplicate, "the old connection lags behind");
+        // After a plain reconnect to a venue that renumbered (a new session), ids start over.
+        assert_eq!(j(1, 3, false), Verdict::Fresh);
+        assert_eq!(j(2, 3, false), Verdict::Fresh);
+        let (mut l, mut e) = (0u64, 0u32);
+        assert_eq!(judge(Numbering::None, &mut l, &mut e, 5, 1, false), Verdict::Fresh);
+        assert_eq!(judge(Numbering::None, &mut l, &mut e, 5, 1, false), Verdict::Fresh);
+        assert_eq!(
+            judge(Numbering::Increasing, &mut l, &mut e, 5, 1, false),
+            Verdict::Fresh
+        );
+        assert_eq!(
+            judge(Numbering::Increasing, &mut l, &mut e, 9, 1, false),
+            Verdict::Fresh,
+            "increasing ids may skip"
+        );
+        assert_eq!(
+            judge(Numbering::Increasing, &mut l, &mut e, 9, 1, false),
+            Verdict::Duplicate
+        );
     }
 }
