@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook};
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::engine::{feed_target, reconnect, sim_config, spec};
 use maxx_cold::sim::{self, SimHandle};
@@ -27,6 +28,10 @@ use crate::cli::RunArgs;
 
 /// How often the cold side empties the taps.
 const DRAIN_EVERY: Duration = Duration::from_millis(1);
+/// How often feed health is checked for alerts.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// At most one webhook POST per feed and alert kind in this period (all are logged).
+const ALERT_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs every agent until stopped; returns after the summary is printed.
 pub fn run(args: &RunArgs, config: Config) -> Result<()> {
@@ -121,6 +126,13 @@ async fn cold_side(
     tokio::pin!(deadline);
     let mut last = Snapshot::default();
     let mut sink = |r: Record| log_record(index, r);
+    let webhook = match &config.alerts.webhook_url {
+        Some(url) => Some(Webhook::parse(url).map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?),
+        None => None,
+    };
+    let mut alerter = Alerter::new(webhook, ALERT_EVERY);
+    let mut watch = FeedWatch::new(stats.feeds.clone(), config.market_data.stale_after);
+    let mut watch_every = tokio::time::interval(WATCH_EVERY);
     let reason = loop {
         tokio::select! {
             _ = drain_every.tick() => {
@@ -130,7 +142,12 @@ async fn cold_side(
                 }
             }
             _ = status_every.tick() => {
-                last = status_line(config, stats, &mut drain, started, last);
+                last = status_line(config, stats, &watch, &mut drain, started, last);
+            }
+            _ = watch_every.tick() => {
+                for alert in watch.check() {
+                    alerter.raise(alert);
+                }
             }
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
@@ -164,6 +181,7 @@ struct Snapshot {
 fn status_line(
     config: &Config,
     stats: &EngineStats,
+    watch: &FeedWatch,
     drain: &mut TapDrain,
     started: Instant,
     last: Snapshot,
@@ -173,19 +191,16 @@ fn status_line(
     let secs = last.at.map_or(now - started, |t| now - t).as_secs_f64().max(1e-9);
     let rate = (ticks - last.ticks) as f64 / secs;
     let recent = Latency::of(&drain.take_recent_latency());
-    let feeds: Vec<String> = stats
-        .feeds
+    let feeds: Vec<String> = watch
+        .health()
         .iter()
-        .map(|f| {
-            format!(
-                "{}:{}",
-                f.venue,
-                if f.connects.get() > f.disconnects.get() {
-                    "up"
-                } else {
-                    "down"
-                }
-            )
+        .map(|h| {
+            let state = match h.state {
+                FeedState::Connected => "up",
+                FeedState::Stale => "stale",
+                FeedState::Reconnecting => "down",
+            };
+            format!("{}:{state}", h.venue)
         })
         .collect();
     println!(

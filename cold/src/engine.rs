@@ -46,6 +46,7 @@ pub fn spec(config: &Config) -> EngineSpec {
         kill: config.risk.kill_switch,
         histogram_every: config.hot.histogram_interval,
         capacities: Capacities::default(),
+        stale_after: Some(config.market_data.stale_after),
     }
 }
 

@@ -2,6 +2,7 @@
 //! telemetry).
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod config;
 pub mod emit;
 pub mod engine;

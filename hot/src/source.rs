@@ -48,6 +48,9 @@ pub trait FrameSource {
 
     /// Ends a rotation: the old connection is closed and the new one carries on.
     fn finish_rotation(&mut self) {}
+
+    /// Drops the connection and reconnects with backoff (the feed went stale).
+    fn restart(&mut self) {}
 }
 
 /// A venue's decoder, as the feed task uses it.

@@ -299,15 +299,17 @@ impl Conn {
                     return Step::Lost { was_open: true };
                 }
                 if let Some((every, ping)) = feed.keepalive
-                    && now.saturating_sub(*last_ping) >= every.as_nanos() as u64 {
-                        *last_ping = now;
-                        // A static payload: sending it allocates nothing.
-                        let msg = Message::Text(tungstenite::Utf8Bytes::from_static(ping));
-                        if let Err(e) = ws.send(msg)
-                            && !matches!(&e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::WouldBlock) {
-                                return Step::Lost { was_open: true };
-                            }
+                    && now.saturating_sub(*last_ping) >= every.as_nanos() as u64
+                {
+                    *last_ping = now;
+                    // A static payload: sending it allocates nothing.
+                    let msg = Message::Text(tungstenite::Utf8Bytes::from_static(ping));
+                    if let Err(e) = ws.send(msg)
+                        && !matches!(&e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::WouldBlock)
+                    {
+                        return Step::Lost { was_open: true };
                     }
+                }
                 if !*readable && !feed.ready.contains(&self.token) {
                     return Step::Idle;
                 }
@@ -496,10 +498,12 @@ impl WsFeed {
             let _ = self.poll.poll(&mut self.events, Some(Duration::ZERO));
         }
         if let Some(every) = self.rotate_every
-            && self.primary.is_open() && now.saturating_sub(self.primary_opened) >= every.as_nanos() as u64 {
-                self.primary_opened = now;
-                self.start_rotation(now);
-            }
+            && self.primary.is_open()
+            && now.saturating_sub(self.primary_opened) >= every.as_nanos() as u64
+        {
+            self.primary_opened = now;
+            self.start_rotation(now);
+        }
         // Alternate which connection is read first, so an overlap drains both.
         self.turn = !self.turn;
         let got = if self.turn {
@@ -541,6 +545,15 @@ impl FrameSource for WsFeed {
 
     fn rotate(&mut self) {
         self.start_rotation(mono_ns());
+    }
+
+    fn restart(&mut self) {
+        let was_open = self.primary.is_open();
+        if let Some(mut s) = self.secondary.take() {
+            s.close(&self.poll);
+        }
+        self.primary.close(&self.poll);
+        self.primary_down(mono_ns(), was_open);
     }
 
     fn finish_rotation(&mut self) {

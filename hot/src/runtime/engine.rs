@@ -34,6 +34,9 @@ pub struct EngineSpec {
     pub histogram_every: Duration,
     /// Ring capacities.
     pub capacities: Capacities,
+    /// No tick for this long restarts a live feed (`market_data.stale_after_ms`); `None` in
+    /// replay.
+    pub stale_after: Option<Duration>,
 }
 
 /// One feed's source, decoder and counters.
@@ -95,7 +98,8 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
             ends,
             input.stats,
             Arc::clone(&flags),
-        );
+        )
+        .with_stale_after(spec.stale_after.unwrap_or_default());
         tasks.push((StageName::MarketData(input.venue), AnyTask::Feed(task)));
     }
     let alpha_stats = Arc::new(AlphaStats::default());

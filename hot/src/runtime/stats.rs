@@ -36,6 +36,8 @@ pub struct FeedStats {
     pub gaps: Counter,
     /// Make-before-break rotations started.
     pub rotations: Counter,
+    /// Restarts because no tick arrived for `stale_after`.
+    pub stale_restarts: Counter,
     /// Ticks dropped as duplicates (the same trade or update seen on two connections).
     pub duplicates: Counter,
     /// Frames refused by the decoder, per [`DecodeReason`].
@@ -70,6 +72,7 @@ impl FeedStats {
             heartbeats: Counter::new(),
             gaps: Counter::new(),
             rotations: Counter::new(),
+            stale_restarts: Counter::new(),
             duplicates: Counter::new(),
             bad: std::array::from_fn(|_| Counter::new()),
             malformed_lines: Counter::new(),

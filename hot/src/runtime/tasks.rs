@@ -98,6 +98,11 @@ pub struct FeedTask<S, D> {
     sequencing: Sequencing,
     /// Epoch of the previous frame, to tell the decoder when the connection changes.
     last_epoch: u32,
+    /// No tick for this long (ns) restarts the source; 0 disables (replay).
+    stale_after_ns: u64,
+    /// Monotonic time of the last tick (or of the last restart).
+    last_tick_mono: u64,
+    idle_passes: u32,
 }
 
 /// Where an instrument's numbering stands, for duplicate and gap detection.
@@ -166,6 +171,32 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             seqs,
             sequencing,
             last_epoch: 0,
+            stale_after_ns: 0,
+            last_tick_mono: 0,
+            idle_passes: 0,
+        }
+    }
+
+    /// Restarts the source when no tick has arrived for `after` (spec section 8: 5 s).
+    pub fn with_stale_after(mut self, after: std::time::Duration) -> Self {
+        self.stale_after_ns = after.as_nanos() as u64;
+        self
+    }
+
+    /// Called on idle passes: a feed without ticks for `stale_after` is restarted.
+    #[inline]
+    fn check_stale(&mut self) {
+        self.idle_passes = self.idle_passes.wrapping_add(1);
+        if self.stale_after_ns == 0 || self.idle_passes % 256 != 0 {
+            return;
+        }
+        let now = mono_ns();
+        if self.last_tick_mono == 0 {
+            self.last_tick_mono = now;
+        } else if now.saturating_sub(self.last_tick_mono) > self.stale_after_ns {
+            self.stats.stale_restarts.inc();
+            self.last_tick_mono = now;
+            self.source.restart();
         }
     }
 
@@ -248,6 +279,9 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         }
         if !self.batch.is_empty() {
             self.stats.last_tick_wall_ns.set(meta.recv_ns);
+            if self.stale_after_ns != 0 {
+                self.last_tick_mono = meta.stamp.0;
+            }
         }
         self.flush_batch();
     }
@@ -276,7 +310,10 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
                 self.stats.malformed_lines.inc();
                 return true;
             }
-            Next::Idle => return false,
+            Next::Idle => {
+                self.check_stale();
+                return false;
+            }
             Next::Closed => {
                 // Reported to the flags on the next pass, once any pending tick is pushed.
                 self.closed = true;

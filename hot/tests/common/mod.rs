@@ -126,5 +126,6 @@ pub fn spec(capacities: Capacities) -> EngineSpec {
         kill: false,
         histogram_every: Duration::from_millis(10),
         capacities,
+        stale_after: None,
     }
 }

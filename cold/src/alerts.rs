@@ -1,0 +1,365 @@
+//! Feed health and alerts: the cold side watches the feeds' counters and raises alerts.
+//!
+//! [`FeedWatch`] turns the single-writer counters of each feed ([`FeedStats`]) into a health
+//! view (connected / stale / reconnecting, last tick age, reconnects, gaps) and into alert
+//! events: a feed drop, a stale feed, a refused subscription, a recovery. [`Alerter`] sends each
+//! alert as a Slack-compatible webhook POST (`{"text": …, "channel": "#feed"}`) to
+//! `alerts.webhook_url`, rate-limited per feed and kind, and always logs and counts it.
+//! Everything here runs on the cold side; the feed threads only bump counters, so an alert can
+//! never block or slow a feed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use maxx_hot::ids::Venue;
+use maxx_hot::runtime::stats::FeedStats;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::warn;
+
+/// A feed's health, as `/healthz` and metrics show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    /// Connected and ticks arriving.
+    Connected,
+    /// Connected, but no tick for longer than `stale_after`.
+    Stale,
+    /// Not connected; retrying with backoff.
+    Reconnecting,
+}
+
+/// One feed's health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeedHealth {
+    /// Venue name.
+    pub venue: &'static str,
+    /// State.
+    pub state: FeedState,
+    /// Milliseconds since the last tick (`None` before the first).
+    pub last_tick_age_ms: Option<u64>,
+    /// Connections made (the first one included).
+    pub connects: u64,
+    /// Reconnects: connections lost, or restarted because the feed went stale.
+    pub reconnects: u64,
+    /// Sequence gaps detected.
+    pub gaps: u64,
+    /// Duplicates dropped (rotations).
+    pub duplicates: u64,
+}
+
+/// What went wrong (or right again) with a feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlertKind {
+    /// The connection dropped.
+    Disconnected,
+    /// No tick for `stale_after`: the feed was restarted.
+    Stale,
+    /// The venue refused a subscription.
+    SubscribeRejected,
+    /// Ticks flow again after a drop or staleness.
+    Recovered,
+}
+
+impl AlertKind {
+    /// Snake-case name for logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AlertKind::Disconnected => "disconnected",
+            AlertKind::Stale => "stale",
+            AlertKind::SubscribeRejected => "subscribe_rejected",
+            AlertKind::Recovered => "recovered",
+        }
+    }
+}
+
+/// One alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// Which feed.
+    pub venue: Venue,
+    /// What happened.
+    pub kind: AlertKind,
+    /// Human-readable text (the webhook's `text`).
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    disconnects: u64,
+    stale_restarts: u64,
+    subscribe_rejected: u64,
+    trades_quotes: u64,
+    down: bool,
+}
+
+/// Watches every feed's counters and reports changes as alerts.
+#[derive(Debug)]
+pub struct FeedWatch {
+    feeds: Vec<Arc<FeedStats>>,
+    seen: Vec<Seen>,
+    stale_after: Duration,
+}
+
+impl FeedWatch {
+    /// Watches these feeds; `stale_after` is `market_data.stale_after_ms`.
+    pub fn new(feeds: Vec<Arc<FeedStats>>, stale_after: Duration) -> Self {
+        let seen = vec![Seen::default(); feeds.len()];
+        Self {
+            feeds,
+            seen,
+            stale_after,
+        }
+    }
+
+    /// Health of every feed now.
+    pub fn health(&self) -> Vec<FeedHealth> {
+        let now_ns = maxx_hot::clock::wall_ns();
+        self.feeds
+            .iter()
+            .map(|f| {
+                let last = f.last_tick_wall_ns.get();
+                let age = (last != 0).then(|| now_ns.saturating_sub(last) / 1_000_000);
+                let up = f.connects.get() > f.disconnects.get();
+                let state = match (up, age) {
+                    (false, _) => FeedState::Reconnecting,
+                    (true, Some(ms)) if ms > self.stale_after.as_millis() as u64 => FeedState::Stale,
+                    (true, _) => FeedState::Connected,
+                };
+                FeedHealth {
+                    venue: f.venue.name(),
+                    state,
+                    last_tick_age_ms: age,
+                    connects: f.connects.get(),
+                    reconnects: f.disconnects.get() + f.stale_restarts.get(),
+                    gaps: f.gaps.get(),
+                    duplicates: f.duplicates.get(),
+                }
+            })
+            .collect()
+    }
+
+    /// Alerts for everything that changed since the last call.
+    pub fn check(&mut self) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for (f, seen) in self.feeds.iter().zip(&mut self.seen) {
+            let venue = f.venue;
+            let now = Seen {
+                disconnects: f.disconnects.get(),
+                stale_restarts: f.stale_restarts.get(),
+                subscribe_rejected: f.subscribe_rejected.get(),
+                trades_quotes: f.trades.get() + f.quotes.get(),
+                down: seen.down,
+            };
+            let mut down = seen.down;
+            if now.disconnects > seen.disconnects {
+                down = true;
+                out.push(Alert {
+                    venue,
+                    kind: AlertKind::Disconnected,
+                    text: format!(
+                        "feed {venue}: connection lost ({} drop(s) so far); reconnecting with backoff",
+                        now.disconnects
+                    ),
+                });
+            }
+            if now.stale_restarts > seen.stale_restarts {
+                down = true;
+                out.push(Alert {
+                    venue,
+                    kind: AlertKind::Stale,
+                    text: format!(
+                        "feed {venue}: no tick for {} ms; connection restarted ({} time(s) so far)",
+                        self.stale_after.as_millis(),
+                        now.stale_restarts
+                    ),
+                });
+            }
+            if now.subscribe_rejected > seen.subscribe_rejected {
+                out.push(Alert {
+                    venue,
+                    kind: AlertKind::SubscribeRejected,
+                    text: format!("feed {venue}: the venue refused a subscription; check feeds.{venue} and symbols"),
+                });
+            }
+            let ticked = now.trades_quotes > seen.trades_quotes;
+            if down && ticked && now.disconnects == seen.disconnects && now.stale_restarts == seen.stale_restarts {
+                down = false;
+                out.push(Alert {
+                    venue,
+                    kind: AlertKind::Recovered,
+                    text: format!("feed {venue}: ticks flowing again"),
+                });
+            }
+            *seen = Seen { down, ..now };
+        }
+        out
+    }
+}
+
+/// Where alerts go: an `http://host[:port]/path` webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Webhook {
+    /// Parses a webhook URL; `https://` needs TLS, which the alert client does not speak yet.
+    pub fn parse(url: &str) -> Result<Webhook, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url}: only http:// webhooks are supported so far (https arrives with TLS)"))?;
+        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
+            None => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(format!("{url}: no host"));
+        }
+        Ok(Webhook {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+        })
+    }
+
+    /// POSTs a Slack-compatible JSON body; returns the HTTP status.
+    pub async fn post(&self, text: &str) -> std::io::Result<u16> {
+        let body = serde_json::json!({ "text": text, "channel": "#feed" }).to_string();
+        let request = format!(
+            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            self.path,
+            self.host,
+            self.port,
+            body.len(),
+            body
+        );
+        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).await?;
+        let status = std::str::from_utf8(&head[..n])
+            .ok()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line"))?;
+        Ok(status)
+    }
+}
+
+/// Counters of the alert path.
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    /// Alerts raised (logged), all kinds.
+    pub raised: AtomicU64,
+    /// Webhook POSTs answered with a 2xx status.
+    pub delivered: AtomicU64,
+    /// Webhook POSTs that failed (connect, I/O, non-2xx).
+    pub failed: AtomicU64,
+    /// Alerts not posted because of the rate limit (still logged and counted).
+    pub suppressed: AtomicU64,
+}
+
+/// Logs, counts and (rate-limited) posts alerts.
+#[derive(Debug)]
+pub struct Alerter {
+    webhook: Option<Webhook>,
+    every: Duration,
+    last: BTreeMap<(Venue, AlertKind), Instant>,
+    /// Counters.
+    pub stats: Arc<AlertStats>,
+}
+
+impl Alerter {
+    /// An alerter posting to `webhook` (if any) at most once per `every` per feed and kind.
+    pub fn new(webhook: Option<Webhook>, every: Duration) -> Self {
+        Self {
+            webhook,
+            every,
+            last: BTreeMap::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Raises one alert: logs it, counts it, and posts it from a separate task unless the rate
+    /// limit holds it back. Never waits for the webhook.
+    pub fn raise(&mut self, alert: Alert) {
+        self.stats.raised.fetch_add(1, Ordering::Relaxed);
+        warn!(venue = alert.venue.name(), alert = alert.kind.name(), "{}", alert.text);
+        let Some(hook) = self.webhook.clone() else { return };
+        let now = Instant::now();
+        let key = (alert.venue, alert.kind);
+        if self.last.get(&key).is_some_and(|t| now.duration_since(*t) < self.every) {
+            self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last.insert(key, now);
+        let stats = Arc::clone(&self.stats);
+        tokio::spawn(async move {
+            let outcome = tokio::time::timeout(Duration::from_secs(5), hook.post(&alert.text)).await;
+            match outcome {
+                Ok(Ok(status)) if (200..300).contains(&status) => {
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                other => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(alert = alert.kind.name(), outcome = ?other.map(|r| r.map_err(|e| e.to_string())), "alert webhook failed");
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls() {
+        assert_eq!(
+            Webhook::parse("http://127.0.0.1:9000/hooks/feed").unwrap(),
+            Webhook {
+                host: "127.0.0.1".into(),
+                port: 9000,
+                path: "/hooks/feed".into()
+            }
+        );
+        assert_eq!(Webhook::parse("http://alerts.local").unwrap().port, 80);
+        assert!(
+            Webhook::parse("https://hooks.slack.com/x")
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(Webhook::parse("http://:80/").is_err());
+    }
+
+    #[test]
+    fn watch_reports_drops_staleness_and_recovery_once() {
+        let f = Arc::new(FeedStats::new(Venue::Binance));
+        let mut w = FeedWatch::new(vec![Arc::clone(&f)], Duration::from_secs(5));
+        f.connects.inc();
+        f.trades.inc();
+        assert!(w.check().is_empty());
+        f.disconnects.inc();
+        let a = w.check();
+        assert_eq!(a.iter().map(|a| a.kind).collect::<Vec<_>>(), [AlertKind::Disconnected]);
+        assert!(w.check().is_empty(), "reported once");
+        f.connects.inc();
+        f.quotes.inc();
+        assert_eq!(
+            w.check().iter().map(|a| a.kind).collect::<Vec<_>>(),
+            [AlertKind::Recovered]
+        );
+        f.stale_restarts.inc();
+        f.subscribe_rejected.inc();
+        let kinds: Vec<_> = w.check().iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, [AlertKind::Stale, AlertKind::SubscribeRejected]);
+        assert_eq!(w.health()[0].reconnects, 2);
+    }
+}
