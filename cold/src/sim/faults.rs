@@ -116,7 +116,14 @@ mod tests {
         f.inject_garbage(2);
         f.drop_all();
         let mut b = f.seen_now();
-        assert_eq!(f.poll(&mut a), Due { drop: true, garbage: 2, shutdown: false });
+        assert_eq!(
+            f.poll(&mut a),
+            Due {
+                drop: true,
+                garbage: 2,
+                shutdown: false
+            }
+        );
         assert_eq!(f.poll(&mut a), Due::default());
         assert_eq!(f.poll(&mut b), Due::default());
         f.announce_shutdown();

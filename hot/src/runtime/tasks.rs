@@ -187,7 +187,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
     #[inline]
     fn check_stale(&mut self) {
         self.idle_passes = self.idle_passes.wrapping_add(1);
-        if self.stale_after_ns == 0 || self.idle_passes % 256 != 0 {
+        if self.stale_after_ns == 0 || !self.idle_passes.is_multiple_of(256) {
             return;
         }
         let now = mono_ns();
