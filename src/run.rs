@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook};
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::engine::{feed_target, reconnect, sim_config, spec};
+use maxx_cold::recorder;
 use maxx_cold::sim::{self, SimHandle};
 use maxx_cold::summary::{Latency, summarize};
 use maxx_cold::taps::{Record, TapDrain};
@@ -83,12 +84,17 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
             stats,
         });
     }
-    let Engine {
-        tasks,
-        cold,
-        flags,
-        stats,
-    } = build(&spec, feeds, PaperVenue::new(config.exec.paper.taker_fee_bps_milli));
+    let Engine { tasks, mut cold, flags, stats } =
+        build(&spec, feeds, PaperVenue::new(config.exec.paper.taker_fee_bps_milli));
+    let mut recorders = Vec::new();
+    if let Some(dir) = &config.market_data.capture_dir {
+        for (venue, ring) in std::mem::take(&mut cold.captures) {
+            let r = recorder::spawn(dir, venue, ring)
+                .with_context(|| format!("market_data.capture_dir: {}", dir.display()))?;
+            info!(venue = venue.name(), path = %r.path().display(), "capturing raw frames");
+            recorders.push(r);
+        }
+    }
     let threads = spawn(&placement.threads, tasks, config.hot.wait, || {}).context("spawning hot threads")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(placement.cold_cores.len().clamp(1, 4))
@@ -100,6 +106,13 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     let outcome = runtime.block_on(cold_side(args, &config, &index, cold, &stats, &flags, threads));
     for s in sims {
         s.shutdown();
+    }
+    for r in recorders {
+        let path = r.path().to_path_buf();
+        match r.finish() {
+            Ok(frames) => info!(path = %path.display(), frames, "capture closed"),
+            Err(e) => warn!(path = %path.display(), error = %e, "capture failed"),
+        }
     }
     outcome
 }

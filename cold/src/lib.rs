@@ -7,6 +7,7 @@ pub mod config;
 pub mod emit;
 pub mod engine;
 pub mod logging;
+pub mod recorder;
 pub mod replay;
 pub mod sim;
 pub mod summary;

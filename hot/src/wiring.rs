@@ -13,6 +13,7 @@
 //! | `tap_refusals` | `risk` → cold | [`Refusal`] | [`cap::TAP_REFUSALS`] | dropped and counted; per-reason counters stay exact |
 //! | `tap_exec` | `exec` → cold | [`ExecEvent`] (orders, acks, fills, rejects) | [`cap::TAP_EXEC`] | **never dropped**: Execution takes an order only when [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER) slots are free, so a stalled cold side stalls trading instead of losing a fill |
 //! | `tap_bad` | `md-<v>` → cold | [`BadFrame`] samples | [`cap::TAP_BAD`] | dropped (the per-reason counters are exact; samples are for the log) |
+//! | `capture[v]` | `md-<v>` → cold capture writer | raw frame bytes (`[len u32][recv_ns u64][frame]`) | `Capacities::capture` bytes (only with `market_data.capture_dir`) | the frame is not captured and `capture_dropped` counts it: a slow disk never stalls a feed |
 //! | `hist_out` / `hist_back` | `exec` ⇄ cold | boxed HdrHistogram | [`cap::HISTOGRAMS`] | two histograms circulate; Execution keeps recording into its current one until a spare comes back |
 
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub mod cap {
     /// Latency histograms in circulation.
     pub const HISTOGRAMS: usize = 4;
 }
+
+/// Bytes of the header before each captured frame: its length (u32 LE) and receive time (u64 LE).
+pub const CAPTURE_HEADER: usize = 12;
 
 /// Longest excerpt of a bad frame kept for the log.
 pub const BAD_SAMPLE_BYTES: usize = 240;
@@ -113,6 +117,8 @@ pub struct FeedEnds {
     pub tap: Producer<Tick>,
     /// Bad-frame samples.
     pub bad: Producer<BadFrame>,
+    /// Raw frames for the capture writer, when capturing.
+    pub capture: Option<Producer<u8>>,
 }
 
 /// The ends Alpha owns.
@@ -165,6 +171,8 @@ pub struct ColdEnds {
     pub ticks: Vec<(Venue, Consumer<Tick>)>,
     /// Bad-frame samples, one per feed.
     pub bad: Vec<(Venue, Consumer<BadFrame>)>,
+    /// Raw frames to capture, one per feed when capturing.
+    pub captures: Vec<(Venue, Consumer<u8>)>,
     /// Signal tap.
     pub signals: Consumer<Signal>,
     /// Refusal tap.
@@ -216,6 +224,8 @@ pub struct Capacities {
     pub tap_refusals: usize,
     /// `tap_exec`.
     pub tap_exec: usize,
+    /// `capture[v]` in bytes; 0 when not capturing.
+    pub capture: usize,
 }
 
 impl Default for Capacities {
@@ -229,6 +239,7 @@ impl Default for Capacities {
             tap_signals: cap::TAP_SIGNALS,
             tap_refusals: cap::TAP_REFUSALS,
             tap_exec: cap::TAP_EXEC,
+            capture: 0,
         }
     }
 }
@@ -249,15 +260,22 @@ pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
     let mut alpha_ticks = Vec::new();
     let mut cold_ticks = Vec::new();
     let mut cold_bad = Vec::new();
+    let mut cold_captures = Vec::new();
     for &venue in feeds {
         let (to_alpha, from_md) = RingBuffer::new(c.md_alpha);
         let (tap, tap_rx) = RingBuffer::new(c.tap_ticks);
         let (bad, bad_rx) = RingBuffer::new(cap::TAP_BAD);
+        let capture = (c.capture > 0).then(|| {
+            let (tx, rx) = RingBuffer::new(c.capture);
+            cold_captures.push((venue, rx));
+            tx
+        });
         feed_ends.push(FeedEnds {
             venue,
             to_alpha,
             tap,
             bad,
+            capture,
         });
         alpha_ticks.push(from_md);
         cold_ticks.push((venue, tap_rx));
@@ -300,6 +318,7 @@ pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
         cold: ColdEnds {
             ticks: cold_ticks,
             bad: cold_bad,
+            captures: cold_captures,
             signals,
             refusals,
             exec: exec_events,

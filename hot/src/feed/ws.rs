@@ -175,7 +175,6 @@ pub struct WsFeed {
     current: Option<Message>,
     attempt: u32,
     jitter: u64,
-    turn: bool,
 }
 
 impl std::fmt::Debug for WsFeed {
@@ -387,7 +386,6 @@ impl WsFeed {
             current: None,
             attempt: 0,
             jitter,
-            turn: false,
         })
     }
 
@@ -504,13 +502,10 @@ impl WsFeed {
             self.primary_opened = now;
             self.start_rotation(now);
         }
-        // Alternate which connection is read first, so an overlap drains both.
-        self.turn = !self.turn;
-        let got = if self.turn {
-            self.step_secondary(now).or_else(|| self.step_primary(now))
-        } else {
-            self.step_primary(now).or_else(|| self.step_secondary(now))
-        };
+        // The primary is always drained first: during a rotation it stays level with the
+        // network, so the new connection can only catch up with it, which is how the feed task
+        // proves the two streams overlap before the old one is closed.
+        let got = self.step_primary(now).or_else(|| self.step_secondary(now));
         got.map(|(msg, epoch)| self.hold(msg, epoch))
     }
 }

@@ -38,6 +38,8 @@ pub struct FeedStats {
     pub rotations: Counter,
     /// Restarts because no tick arrived for `stale_after`.
     pub stale_restarts: Counter,
+    /// Frames not captured because the capture ring was full.
+    pub capture_dropped: Counter,
     /// Ticks dropped as duplicates (the same trade or update seen on two connections).
     pub duplicates: Counter,
     /// Frames refused by the decoder, per [`DecodeReason`].
@@ -73,6 +75,7 @@ impl FeedStats {
             gaps: Counter::new(),
             rotations: Counter::new(),
             stale_restarts: Counter::new(),
+            capture_dropped: Counter::new(),
             duplicates: Counter::new(),
             bad: std::array::from_fn(|_| Counter::new()),
             malformed_lines: Counter::new(),

@@ -16,7 +16,7 @@ use crate::source::{Decode, FrameSource, Next};
 use crate::stage::alpha::{Alpha, AlphaInput, AlphaOut};
 use crate::stage::exec::{Exec, ExecEvent, Gateway, MAX_EVENTS_PER_ORDER, latency_histogram};
 use crate::stage::risk::{Decision, Risk};
-use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, ExecEnds, FeedEnds, RiskEnds};
+use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, RiskEnds};
 
 use super::stats::{AlphaStats, ExecStats, FeedStats, RiskStats};
 
@@ -112,6 +112,10 @@ struct SeqState {
     trade_epoch: u32,
     quote: u64,
     quote_epoch: u32,
+    /// During a rotation: the highest trade / quote id the new connection delivered ahead of
+    /// the old one (dropped, because the old connection still owes the ids before it).
+    ahead_trade: u64,
+    ahead_quote: u64,
 }
 
 /// What the numbering says about one tick.
@@ -217,56 +221,63 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         true
     }
 
-    /// Drops duplicates, counts gaps, finishes a rotation once the new connection delivers
-    /// data the old one has not; then counts and taps the batch and starts handing it to Alpha.
+    /// Drops duplicates and counts gaps, then counts and taps the batch and starts handing it
+    /// to Alpha.
+    ///
+    /// During a make-before-break rotation the old connection stays the one that counts: the
+    /// new connection's ticks are only compared against it, never passed on. As soon as the two
+    /// are seen to overlap — the new one delivers an id the old one already did, or the old one
+    /// reaches an id the new one delivered — the rotation finishes: the old connection is
+    /// closed and, from then on, the new one's ticks above the last id are passed on. Nothing
+    /// is missed (the old connection delivered everything up to the overlap) and nothing is
+    /// doubled (ids not above the last are dropped).
     #[inline]
     fn accept_batch(&mut self, meta: FrameMeta, epoch: u32) {
         let rotating = self.source.rotating();
-        let in_rotation = rotating.is_some();
+        let from_new = rotating == Some(epoch);
         let (seqs, sequencing, stats) = (&mut self.seqs, self.sequencing, &self.stats);
-        let mut new_data_on_new_conn = false;
+        let unnumbered = sequencing.trades == Numbering::None && sequencing.quotes == Numbering::None;
+        let mut overlap = from_new && unnumbered;
         self.batch.retain(|t| {
-            let Some(st) = seqs.get_mut(t.instrument.index()) else {
-                return true;
+            let Some(st) = seqs.get_mut(t.instrument.index()) else { return true };
+            let (numbering, last, last_epoch, ahead) = match t.body {
+                TickBody::Trade { .. } => (sequencing.trades, &mut st.trade, &mut st.trade_epoch, &mut st.ahead_trade),
+                TickBody::Quote { .. } => (sequencing.quotes, &mut st.quote, &mut st.quote_epoch, &mut st.ahead_quote),
             };
-            let verdict = match t.body {
-                TickBody::Trade { .. } => judge(
-                    sequencing.trades,
-                    &mut st.trade,
-                    &mut st.trade_epoch,
-                    t.seq,
-                    epoch,
-                    in_rotation,
-                ),
-                TickBody::Quote { .. } => judge(
-                    sequencing.quotes,
-                    &mut st.quote,
-                    &mut st.quote_epoch,
-                    t.seq,
-                    epoch,
-                    in_rotation,
-                ),
-            };
-            match verdict {
+            if from_new && numbering != Numbering::None {
+                if t.seq <= *last {
+                    stats.duplicates.inc();
+                    overlap = true;
+                } else {
+                    *ahead = (*ahead).max(t.seq);
+                }
+                return false;
+            }
+            if rotating.is_some() && *ahead != 0 && t.seq >= *ahead {
+                overlap = true;
+            }
+            match judge(numbering, last, last_epoch, t.seq, epoch, rotating.is_some()) {
                 Verdict::Duplicate => {
                     stats.duplicates.inc();
                     false
                 }
                 Verdict::AfterGap => {
                     stats.gaps.inc();
-                    new_data_on_new_conn |= rotating == Some(epoch);
                     true
                 }
-                Verdict::Fresh => {
-                    new_data_on_new_conn |= rotating == Some(epoch);
-                    true
-                }
+                Verdict::Fresh => true,
             }
         });
-        if new_data_on_new_conn {
-            // The new connection is level with (or ahead of) the old one: nothing can be
-            // missed by closing the old one now.
+        if let (true, Some(new_epoch)) = (overlap, rotating) {
             self.source.finish_rotation();
+            // The new connection inherits the numbering: its ids not above the last are
+            // duplicates, not a renumbered session.
+            for st in &mut self.seqs {
+                st.ahead_trade = 0;
+                st.ahead_quote = 0;
+                st.trade_epoch = new_epoch;
+                st.quote_epoch = new_epoch;
+            }
         }
         for tick in self.batch.as_slice() {
             match tick.body {
@@ -321,6 +332,11 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             }
         };
         self.stats.frames.inc();
+        if let Some(capture) = &mut self.ends.capture {
+            if !capture_frame(capture, meta.recv_ns, frame) {
+                self.stats.capture_dropped.inc();
+            }
+        }
         self.batch.clear();
         self.next = 0;
         if epoch != self.last_epoch {
@@ -651,6 +667,25 @@ fn flush<T: Copy>(pending: &mut Option<T>, ring: &mut rtrb::Producer<T>) -> bool
             pushed
         }
     }
+}
+
+/// Copies one raw frame into the capture ring as `[len u32 LE][recv_ns u64 LE][bytes]`;
+/// `false` (and nothing written) if the ring lacks room.
+#[inline]
+fn capture_frame(ring: &mut rtrb::Producer<u8>, recv_ns: u64, frame: &[u8]) -> bool {
+    let Ok(len) = u32::try_from(frame.len()) else { return false };
+    let Ok(mut chunk) = ring.write_chunk(CAPTURE_HEADER + frame.len()) else { return false };
+    let mut header = [0u8; CAPTURE_HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&recv_ns.to_le_bytes());
+    let (first, second) = chunk.as_mut_slices();
+    let mut bytes = header.iter().chain(frame.iter());
+    for slot in first.iter_mut().chain(second.iter_mut()) {
+        // The chunk has exactly header + frame slots.
+        *slot = bytes.next().copied().unwrap_or(0);
+    }
+    chunk.commit_all();
+    true
 }
 
 /// Sends one Execution record to Risk (reports only) and to the cold side.
