@@ -15,8 +15,12 @@
 //! the old one has not, it calls [`FrameSource::finish_rotation`] and the old connection is
 //! closed. No trade is missed, none is doubled.
 //!
+//! `wss://` runs TLS (rustls, ring provider) over the same non-blocking socket; the handshake
+//! advances step by step like the WebSocket one. Trust anchors are the Mozilla roots
+//! (webpki-roots) unless the caller supplies its own [`TlsConfig`].
+//!
 //! Host names are resolved by the caller before the feed thread starts: the hot thread makes no
-//! DNS lookups. TLS (`wss://`) arrives with the MarketData issue.
+//! DNS lookups.
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -46,6 +50,72 @@ pub struct WsTarget {
     pub authority: String,
     /// Request path and query, e.g. `/stream?streams=btcusdt@trade`.
     pub path: String,
+    /// `true` for `wss://`.
+    pub tls: bool,
+}
+
+/// TLS client settings shared by every connection of a process (built once, at start).
+#[derive(Clone, Debug)]
+pub struct TlsConfig(pub Arc<rustls::ClientConfig>);
+
+impl TlsConfig {
+    /// Trusts the Mozilla root certificates bundled with webpki-roots.
+    pub fn webpki_roots() -> TlsConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Self::with_roots(roots)
+    }
+
+    /// Trusts exactly these roots (a private venue gateway, a test certificate).
+    pub fn with_roots(roots: rustls::RootCertStore) -> TlsConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+            // The ring provider supports the default versions; this cannot fail.
+            .unwrap_or_else(|_| unreachable!("ring supports TLS 1.2 and 1.3"));
+        TlsConfig(Arc::new(config))
+    }
+}
+
+/// A plain or TLS socket.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&mut self) -> &mut TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &mut s.sock,
+        }
+    }
+}
+
+impl io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// Why a URL cannot be used.
@@ -61,14 +131,15 @@ impl std::fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl WsTarget {
-    /// Parses `ws://host[:port][/path]` and resolves the host. Call before the feed thread starts.
+    /// Parses `ws://` or `wss://host[:port][/path]` and resolves the host. Call before the feed
+    /// thread starts.
     pub fn resolve(url: &str) -> Result<WsTarget, UrlError> {
-        let rest = if let Some(rest) = url.strip_prefix("ws://") {
-            rest
-        } else if url.starts_with("wss://") {
-            return Err(UrlError(format!("{url}: wss:// (TLS) is not supported yet; use ws://")));
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("ws://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (rest, true)
         } else {
-            return Err(UrlError(format!("{url}: expected a ws:// URL")));
+            return Err(UrlError(format!("{url}: expected a ws:// or wss:// URL")));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -83,7 +154,7 @@ impl WsTarget {
         {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         };
         let addr = with_port
             .to_socket_addrs()
@@ -94,6 +165,7 @@ impl WsTarget {
             addr,
             authority: authority.to_string(),
             path: path.to_string(),
+            tls,
         })
     }
 
@@ -102,6 +174,14 @@ impl WsTarget {
         WsTarget {
             path: path.to_string(),
             ..self.clone()
+        }
+    }
+
+    /// The host name, for TLS server name indication and certificate checks.
+    pub fn host(&self) -> &str {
+        match self.authority.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_start_matches('[').trim_end_matches(']'),
+            _ => &self.authority,
         }
     }
 }
@@ -123,12 +203,12 @@ enum State {
     Down { retry_at: u64 },
     /// TCP connected or connecting, WebSocket handshake in progress.
     Handshake {
-        mid: MidHandshake<ClientHandshake<TcpStream>>,
+        mid: MidHandshake<ClientHandshake<Stream>>,
         since: u64,
     },
     /// Open.
     Open {
-        ws: Box<WebSocket<TcpStream>>,
+        ws: Box<WebSocket<Stream>>,
         last_frame: u64,
         last_ping: u64,
         readable: bool,
@@ -157,6 +237,7 @@ enum Step {
 /// A reconnecting WebSocket frame source.
 pub struct WsFeed {
     target: WsTarget,
+    tls: Option<TlsConfig>,
     subscribe: Vec<String>,
     keepalive: Option<(Duration, &'static str)>,
     rotate_every: Option<Duration>,
@@ -211,33 +292,50 @@ impl Conn {
     fn deregister(&mut self, poll: &Poll) {
         match &mut self.state {
             State::Open { ws, .. } => {
-                let _ = poll.registry().deregister(ws.get_mut());
+                let _ = poll.registry().deregister(ws.get_mut().tcp());
             }
             State::Handshake { mid, .. } => {
-                let _ = poll.registry().deregister(mid.get_mut().get_mut());
+                let _ = poll.registry().deregister(mid.get_mut().get_mut().tcp());
             }
             State::Down { .. } => {}
         }
     }
 
     /// Starts connecting; `Lost` if the attempt fails at once.
-    fn start(&mut self, target: &WsTarget, subscribe: &[String], poll: &Poll, now: u64) -> Step {
-        let Ok(mut stream) = TcpStream::connect(target.addr) else {
+    fn start(&mut self, feed: &StepCtx<'_>, now: u64) -> Step {
+        let target = feed.target;
+        let Ok(mut tcp) = TcpStream::connect(target.addr) else {
             return Step::Lost { was_open: false };
         };
-        let _ = stream.set_nodelay(true);
-        if poll
+        let _ = tcp.set_nodelay(true);
+        if feed
+            .poll
             .registry()
-            .register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE)
+            .register(&mut tcp, self.token, Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
             return Step::Lost { was_open: false };
         }
-        let Ok(request) = format!("ws://{}{}", target.authority, target.path).into_client_request() else {
+        let stream = if target.tls {
+            let Some(tls) = feed.tls else {
+                return Step::Lost { was_open: false };
+            };
+            let Ok(name) = rustls::pki_types::ServerName::try_from(target.host().to_string()) else {
+                return Step::Lost { was_open: false };
+            };
+            let Ok(conn) = rustls::ClientConnection::new(Arc::clone(&tls.0), name) else {
+                return Step::Lost { was_open: false };
+            };
+            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        } else {
+            Stream::Plain(tcp)
+        };
+        let scheme = if target.tls { "wss" } else { "ws" };
+        let Ok(request) = format!("{scheme}://{}{}", target.authority, target.path).into_client_request() else {
             return Step::Lost { was_open: false };
         };
         match tungstenite::client::client_with_config(request, stream, Some(config())) {
-            Ok((ws, _)) => self.opened(ws, subscribe, now),
+            Ok((ws, _)) => self.opened(ws, feed.subscribe, now),
             Err(HandshakeError::Interrupted(mid)) => {
                 self.state = State::Handshake { mid, since: now };
                 Step::Idle
@@ -246,7 +344,7 @@ impl Conn {
         }
     }
 
-    fn opened(&mut self, mut ws: WebSocket<TcpStream>, subscribe: &[String], now: u64) -> Step {
+    fn opened(&mut self, mut ws: WebSocket<Stream>, subscribe: &[String], now: u64) -> Step {
         for msg in subscribe {
             if ws.send(Message::text(msg.clone())).is_err() {
                 return Step::Lost { was_open: false };
@@ -267,7 +365,7 @@ impl Conn {
         match &mut self.state {
             State::Down { retry_at } => {
                 if now >= *retry_at {
-                    return self.start(feed.target, feed.subscribe, feed.poll, now);
+                    return self.start(feed, now);
                 }
                 Step::Idle
             }
@@ -348,6 +446,7 @@ impl Conn {
 /// What a connection step needs from its feed.
 struct StepCtx<'a> {
     target: &'a WsTarget,
+    tls: Option<&'a TlsConfig>,
     subscribe: &'a [String],
     poll: &'a Poll,
     keepalive: Option<(Duration, &'static str)>,
@@ -367,8 +466,10 @@ impl WsFeed {
         stats: Arc<FeedStats>,
     ) -> io::Result<Self> {
         let jitter = 0x9E37_79B9_7F4A_7C15 ^ u64::from(target.addr.port());
+        let tls = target.tls.then(TlsConfig::webpki_roots);
         Ok(Self {
             target,
+            tls,
             subscribe,
             keepalive: None,
             rotate_every: None,
@@ -393,6 +494,12 @@ impl WsFeed {
     /// every 20 s; Binance and Coinbase need nothing).
     pub fn with_keepalive(mut self, every: Duration, message: &'static str) -> Self {
         self.keepalive = Some((every, message));
+        self
+    }
+
+    /// Uses these TLS settings for `wss://` instead of the Mozilla roots.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -568,6 +675,7 @@ impl WsFeed {
         let was_open = self.primary.is_open();
         let ctx = StepCtx {
             target: &self.target,
+            tls: self.tls.as_ref(),
             subscribe: &self.subscribe,
             poll: &self.poll,
             keepalive: self.keepalive,
@@ -594,6 +702,7 @@ impl WsFeed {
         let ready = self.ready();
         let ctx = StepCtx {
             target: &self.target,
+            tls: self.tls.as_ref(),
             subscribe: &self.subscribe,
             poll: &self.poll,
             keepalive: self.keepalive,
