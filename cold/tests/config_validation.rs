@@ -570,7 +570,7 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
     // feeds
     ("enabled: true", "enabled: 1", &["feeds.binance.enabled"]),
     ("enabled: true", "enabled: false", &["feeds"]),
-    ("url: sim", "url: wss://stream.binance.com:9443", &["feeds.binance.url"]),
+    ("url: sim", "url: ftp://stream.binance.com:9443", &["feeds.binance.url"]),
     ("url: sim", "url: http://example.com", &["feeds.binance.url"]),
     ("url: sim", "url: ws://", &["feeds.binance.url"]),
     ("url: sim", "url: simulator", &["feeds.binance.url"]),
@@ -707,9 +707,9 @@ fn specific_messages() {
     let cases = [
         (
             "url: sim",
-            "url: wss://stream.binance.com:9443",
+            "url: https://stream.binance.com:9443",
             "feeds.binance.url",
-            "wss:// is not supported yet",
+            "binance streams over WebSocket: expected a ws:// or wss:// URL",
         ),
         (
             "taker_fee_bps: 7.5",

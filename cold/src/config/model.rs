@@ -214,6 +214,12 @@ pub struct FeedConfig {
     pub streams: Vec<StreamKind>,
     /// `combined`: use the combined-stream endpoint (`/stream?streams=...`).
     pub combined: bool,
+    /// `account_id`: the account whose pricing stream to open (OANDA); `None` for other venues
+    /// and for the simulator.
+    pub account_id: Option<String>,
+    /// `token_env`: the environment variable holding the venue's bearer token (OANDA); the token
+    /// itself is never written in the config or logged.
+    pub token_env: String,
 }
 
 /// Where a feed connects.
@@ -221,7 +227,8 @@ pub struct FeedConfig {
 pub enum FeedUrl {
     /// `sim`: start the embedded simulator (`sim.<venue>`) and connect to it over loopback.
     Sim,
-    /// A `ws://` URL, as written.
+    /// A `ws://` or `wss://` URL (or, for OANDA's HTTP stream, `http://` or `https://`), as
+    /// written.
     Ws(String),
 }
 
