@@ -239,10 +239,22 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         let unnumbered = sequencing.trades == Numbering::None && sequencing.quotes == Numbering::None;
         let mut overlap = from_new && unnumbered;
         self.batch.retain(|t| {
-            let Some(st) = seqs.get_mut(t.instrument.index()) else { return true };
+            let Some(st) = seqs.get_mut(t.instrument.index()) else {
+                return true;
+            };
             let (numbering, last, last_epoch, ahead) = match t.body {
-                TickBody::Trade { .. } => (sequencing.trades, &mut st.trade, &mut st.trade_epoch, &mut st.ahead_trade),
-                TickBody::Quote { .. } => (sequencing.quotes, &mut st.quote, &mut st.quote_epoch, &mut st.ahead_quote),
+                TickBody::Trade { .. } => (
+                    sequencing.trades,
+                    &mut st.trade,
+                    &mut st.trade_epoch,
+                    &mut st.ahead_trade,
+                ),
+                TickBody::Quote { .. } => (
+                    sequencing.quotes,
+                    &mut st.quote,
+                    &mut st.quote_epoch,
+                    &mut st.ahead_quote,
+                ),
             };
             if from_new && numbering != Numbering::None {
                 if t.seq <= *last {
@@ -332,10 +344,10 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             }
         };
         self.stats.frames.inc();
-        if let Some(capture) = &mut self.ends.capture {
-            if !capture_frame(capture, meta.recv_ns, frame) {
-                self.stats.capture_dropped.inc();
-            }
+        if let Some(capture) = &mut self.ends.capture
+            && !capture_frame(capture, meta.recv_ns, frame)
+        {
+            self.stats.capture_dropped.inc();
         }
         self.batch.clear();
         self.next = 0;
@@ -673,8 +685,12 @@ fn flush<T: Copy>(pending: &mut Option<T>, ring: &mut rtrb::Producer<T>) -> bool
 /// `false` (and nothing written) if the ring lacks room.
 #[inline]
 fn capture_frame(ring: &mut rtrb::Producer<u8>, recv_ns: u64, frame: &[u8]) -> bool {
-    let Ok(len) = u32::try_from(frame.len()) else { return false };
-    let Ok(mut chunk) = ring.write_chunk(CAPTURE_HEADER + frame.len()) else { return false };
+    let Ok(len) = u32::try_from(frame.len()) else {
+        return false;
+    };
+    let Ok(mut chunk) = ring.write_chunk(CAPTURE_HEADER + frame.len()) else {
+        return false;
+    };
     let mut header = [0u8; CAPTURE_HEADER];
     header[..4].copy_from_slice(&len.to_le_bytes());
     header[4..].copy_from_slice(&recv_ns.to_le_bytes());
