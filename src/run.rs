@@ -84,8 +84,12 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
             stats,
         });
     }
-    let Engine { tasks, mut cold, flags, stats } =
-        build(&spec, feeds, PaperVenue::new(config.exec.paper.taker_fee_bps_milli));
+    let Engine {
+        tasks,
+        mut cold,
+        flags,
+        stats,
+    } = build(&spec, feeds, PaperVenue::new(config.exec.paper.taker_fee_bps_milli));
     let mut recorders = Vec::new();
     if let Some(dir) = &config.market_data.capture_dir {
         for (venue, ring) in std::mem::take(&mut cold.captures) {

@@ -47,7 +47,11 @@ pub fn spec(config: &Config) -> EngineSpec {
         histogram_every: config.hot.histogram_interval,
         capacities: Capacities {
             // About a second of a very busy feed; a full ring skips capturing, never stalls.
-            capture: if config.market_data.capture_dir.is_some() { 8 << 20 } else { 0 },
+            capture: if config.market_data.capture_dir.is_some() {
+                8 << 20
+            } else {
+                0
+            },
             ..Capacities::default()
         },
         stale_after: Some(config.market_data.stale_after),

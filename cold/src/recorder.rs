@@ -35,7 +35,10 @@ pub fn spawn(dir: &Path, venue: Venue, ring: Consumer<u8>) -> io::Result<Recorde
     let stamp: String = started.chars().filter(char::is_ascii_digit).take(14).collect();
     let path = dir.join(format!("{venue}-{stamp}-{}.capture", std::process::id()));
     let mut file = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-    writeln!(file, "# maxx capture: venue={venue} started={started}; lines are <recv_ns> <raw frame>")?;
+    writeln!(
+        file,
+        "# maxx capture: venue={venue} started={started}; lines are <recv_ns> <raw frame>"
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let handle = std::thread::Builder::new().name(format!("capture-{venue}")).spawn({
         let stop = Arc::clone(&stop);
@@ -55,7 +58,9 @@ impl Recorder {
     pub fn finish(self) -> io::Result<u64> {
         // Release: pairs with the Acquire in `write_loop`.
         self.stop.store(true, Ordering::Release);
-        self.handle.join().map_err(|_| io::Error::other("capture writer panicked"))?
+        self.handle
+            .join()
+            .map_err(|_| io::Error::other("capture writer panicked"))?
     }
 }
 
@@ -99,7 +104,10 @@ fn write_records(pending: &mut Vec<u8>, out: &mut impl Write) -> io::Result<u64>
         if frame.iter().any(|&b| b == b'\n' || b == b'\r') {
             // A line per frame: line breaks inside a frame are JSON whitespace, so a space
             // keeps the frame's meaning.
-            let flat: Vec<u8> = frame.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect();
+            let flat: Vec<u8> = frame
+                .iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+                .collect();
             out.write_all(&flat)?;
         } else {
             out.write_all(frame)?;

@@ -7,13 +7,16 @@
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use maxx_cold::sim::faults::GARBAGE_TEXT;
 use maxx_cold::sim::{self, BinanceSimConfig, SimHandle};
 use maxx_hot::num::{Price, Qty};
 use serde_json::Value;
+use tungstenite::error::ProtocolError;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
+use tungstenite::{Bytes, Error as WsError, HandshakeError, Message, WebSocket};
 
 /// How long any condition may take before the test fails; far above what it needs.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -26,6 +29,14 @@ fn config(seed: u64) -> BinanceSimConfig {
     BinanceSimConfig {
         events_per_sec: 2_000,
         ..BinanceSimConfig::new(seed, sim::sample_symbols())
+    }
+}
+
+/// Every connection replays the seed from its start, instead of joining one shared market.
+fn private_config(seed: u64) -> BinanceSimConfig {
+    BinanceSimConfig {
+        shared_market: false,
+        ..config(seed)
     }
 }
 
@@ -213,8 +224,11 @@ fn combined_stream_carries_well_formed_trades_and_book_tickers() {
                 trades += 1;
                 let (symbol, t, _, _) = check_trade(&raw, data);
                 let i = usize::from(symbol == "ETHUSDT");
-                // Trade ids start at 1 on a fresh connection and rise by exactly 1.
-                assert_eq!(t, last_trade[i].map_or(1, |last| last + 1), "{raw}");
+                // The connection joins the shared market mid-stream; from there, trade ids
+                // rise by exactly 1.
+                if let Some(last) = last_trade[i] {
+                    assert_eq!(t, last + 1, "{raw}");
+                }
                 last_trade[i] = Some(t);
                 (symbol, i)
             }
@@ -239,8 +253,9 @@ fn raw_stream_sends_only_unwrapped_trades_and_counts_connections() {
     let mut ws = connect(&sim, "/ws/btcusdt@trade");
     assert!(sim.connections() >= 1);
     let trades = raw_trades(&mut ws, 50);
+    let first = trades[0].0;
     for (i, (t, _, _)) in trades.iter().enumerate() {
-        assert_eq!(*t, i as u64 + 1, "trade ids must be 1, 2, 3, ...");
+        assert_eq!(*t, first + i as u64, "trade ids must rise by exactly 1");
     }
     ws.close(None).unwrap();
     wait_for_connections(&sim, 0, || {
@@ -454,21 +469,58 @@ fn server_pings_and_drops_a_client_that_never_pongs() {
 }
 
 #[test]
-fn connections_with_the_same_seed_see_the_same_trades() {
-    let sim = start(config(11));
+fn private_markets_replay_the_seed_to_every_connection() {
+    let sim = start(private_config(11));
     let mut a = connect(&sim, "/ws/btcusdt@trade");
     let first = raw_trades(&mut a, 40);
+    assert_eq!(first[0].0, 1, "a private market starts at trade id 1");
     let mut b = connect(&sim, "/ws/btcusdt@trade");
     let second = raw_trades(&mut b, 40);
     assert_eq!(first, second);
 
-    let other = start(config(12));
+    let other = start(private_config(12));
     let mut c = connect(&other, "/ws/btcusdt@trade");
     assert_ne!(
         raw_trades(&mut c, 40),
         first,
         "a different seed should give different trades"
     );
+}
+
+/// Reads until the server's close: a `serverShutdown` event (wrapped as `!serverShutdown` on a
+/// combined connection) must come first, and the close code must be 1001 (going away).
+fn expect_shutdown_notice(ws: &mut Client, wrapped: bool) {
+    let until = deadline();
+    let mut announced = false;
+    loop {
+        assert!(Instant::now() < until, "the connection was never closed");
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                let event = if wrapped {
+                    if frame["stream"] != "!serverShutdown" {
+                        continue;
+                    }
+                    &frame["data"]
+                } else {
+                    &frame
+                };
+                if event["e"] == "serverShutdown" {
+                    assert_key_order(text.as_str(), &["e", "E"]);
+                    assert_ms(&event["E"]);
+                    announced = true;
+                }
+            }
+            Ok(Message::Close(frame)) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Away));
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    }
+    assert!(announced, "no serverShutdown event before the close");
 }
 
 #[test]
@@ -480,38 +532,8 @@ fn shutdown_announces_itself_and_closes_every_connection() {
     assert_eq!(sim.connections(), 2);
     sim.shutdown();
 
-    for (ws, wrapped) in [(&mut raw, false), (&mut combined, true)] {
-        let until = deadline();
-        let mut announced = false;
-        loop {
-            assert!(Instant::now() < until, "the connection was never closed");
-            match ws.read() {
-                Ok(Message::Text(text)) => {
-                    let frame: Value = serde_json::from_str(text.as_str()).unwrap();
-                    let event = if wrapped {
-                        if frame["stream"] != "!serverShutdown" {
-                            continue;
-                        }
-                        &frame["data"]
-                    } else {
-                        &frame
-                    };
-                    if event["e"] == "serverShutdown" {
-                        assert_ms(&event["E"]);
-                        announced = true;
-                    }
-                }
-                Ok(Message::Close(frame)) => {
-                    assert_eq!(frame.map(|f| f.code), Some(CloseCode::Away));
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) if timed_out(&e) => {}
-                Err(e) => panic!("expected a close frame, got {e}"),
-            }
-        }
-        assert!(announced, "no serverShutdown event before the close");
-    }
+    expect_shutdown_notice(&mut raw, false);
+    expect_shutdown_notice(&mut combined, true);
     assert!(
         TcpStream::connect(addr).is_err(),
         "the listener is still open after shutdown"
@@ -564,4 +586,380 @@ fn garbage_and_abrupt_disconnects_never_take_the_simulator_down() {
 
     let mut ws = connect(&sim, "/ws/btcusdt@trade");
     assert_eq!(raw_trades(&mut ws, 5).len(), 5);
+}
+
+/// Reads raw BTCUSDT trade frames until `n` have arrived; returns each with its trade id.
+fn raw_trade_frames(ws: &mut Client, n: usize) -> Vec<(u64, String)> {
+    let until = deadline();
+    let mut frames = Vec::with_capacity(n);
+    while frames.len() < n {
+        let raw = read_text(ws, until, "trades");
+        let data: Value = serde_json::from_str(&raw).unwrap();
+        let (symbol, t, _, _) = check_trade(&raw, &data);
+        assert_eq!(symbol, "BTCUSDT");
+        frames.push((t, raw));
+    }
+    frames
+}
+
+const ALL_STREAMS: &str = "/stream?streams=btcusdt@trade/btcusdt@bookTicker/ethusdt@trade/ethusdt@bookTicker";
+
+#[test]
+fn overlapping_connections_share_one_market_timeline() {
+    let sim = start(config(21));
+    let mut early = connect(&sim, "/ws/btcusdt@trade");
+    let mut seen = raw_trade_frames(&mut early, 30);
+    // The second connection joins while the first is live, as a make-before-break reconnect
+    // would: it starts at the live end, mid-stream, after everything the first one has read.
+    let mut late = connect(&sim, "/ws/btcusdt@trade");
+    let joined = raw_trade_frames(&mut late, 40);
+    let first = joined[0].0;
+    assert!(first > 1, "the later connection joined mid-stream, yet got trade id 1");
+    assert!(
+        first > seen[seen.len() - 1].0,
+        "the later connection saw a trade from before it joined"
+    );
+    for pair in joined.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "trade ids are contiguous on one connection");
+    }
+    // The first connection reads on past the second one's last trade.
+    let last = joined[joined.len() - 1].0;
+    while seen[seen.len() - 1].0 < last {
+        seen.extend(raw_trade_frames(&mut early, 1));
+    }
+    // Over the overlap both saw the same trades under the same ids, in identical frames (the
+    // event times are the trade's, not the moment each connection sent it).
+    let at = seen
+        .iter()
+        .position(|(t, _)| *t == first)
+        .expect("the first connection saw the later one's first trade");
+    assert_eq!(&seen[at..], &joined[..]);
+}
+
+#[test]
+fn a_reader_that_falls_behind_the_market_log_is_dropped() {
+    // A fast market and a short log: a connection whose client stops reading soon stalls on a
+    // full socket and falls more than 512 events behind.
+    let sim = start(BinanceSimConfig {
+        events_per_sec: 50_000,
+        market_log: 512,
+        ..config(5)
+    });
+    let mut slow = connect(&sim, ALL_STREAMS);
+    // The client reads nothing until the simulator has given up on it.
+    wait_for_connections(&sim, 0, std::thread::yield_now);
+    assert_eq!(sim.lagged(), 1, "the drop was for lagging, not for another reason");
+    // The client then finds what was sent before the drop, and the end of the connection (the
+    // close frame is best effort: it may not have fitted behind the unread data).
+    let until = deadline();
+    loop {
+        assert!(
+            Instant::now() < until,
+            "the slow client never saw the end of its connection"
+        );
+        match slow.read() {
+            Ok(Message::Close(frame)) => {
+                let frame = frame.expect("a close frame with a code");
+                assert_eq!(frame.code, CloseCode::Policy);
+                assert_eq!(frame.reason.as_str(), "slow consumer");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+#[test]
+fn a_silent_feed_sends_no_data_but_keeps_pinging() {
+    let sim = start(BinanceSimConfig {
+        ping_interval: Duration::from_millis(20),
+        ..config(7)
+    });
+    sim.faults().set_silent(true);
+    let mut ws = connect(&sim, "/ws/btcusdt@trade");
+    let until = deadline();
+    let mut pings = 0;
+    while pings < 5 {
+        assert!(Instant::now() < until, "only {pings} pings while silent");
+        match ws.read() {
+            Ok(Message::Ping(_)) => pings += 1,
+            Ok(Message::Text(text)) => panic!("a silent feed sent {text}"),
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("the silent feed dropped the connection: {e}"),
+        }
+    }
+    // Control requests are still answered, and the connection is kept.
+    let list = r#"{"method":"LIST_SUBSCRIPTIONS","id":1}"#;
+    assert_eq!(request(&mut ws, list, 1), r#"{"result":["btcusdt@trade"],"id":1}"#);
+    assert_eq!(sim.connections(), 1);
+
+    sim.faults().set_silent(false);
+    let trades = raw_trades(&mut ws, 3);
+    // The market moved on meanwhile (the first 100 ms of seed 7 hold BTCUSDT trades, and the
+    // feed was silent for five 20 ms ping intervals), so data resumes after a gap.
+    assert!(trades[0].0 > 1, "the market stood still while the feed was silent");
+}
+
+#[test]
+fn a_deaf_server_neither_pings_nor_answers_until_it_hears_again() {
+    let sim = start(BinanceSimConfig {
+        ping_interval: Duration::from_millis(20),
+        pong_timeout: Duration::from_millis(200),
+        ..config(7)
+    });
+    sim.faults().set_deaf(true);
+    let mut ws = connect(&sim, "/ws/btcusdt@trade");
+    ws.send(Message::Ping(Bytes::from_static(b"hello"))).unwrap();
+    send(&mut ws, r#"{"method":"LIST_SUBSCRIPTIONS","id":1}"#);
+    // 200 trades take about half a second at this rate: many ping intervals and more than the
+    // pong timeout, yet no ping, pong or reply may arrive, and the connection must survive.
+    let until = deadline();
+    let mut trades = 0;
+    while trades < 200 {
+        assert!(Instant::now() < until, "only {trades} trades while deaf");
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                let data: Value = serde_json::from_str(text.as_str()).unwrap();
+                assert!(data.get("id").is_none(), "a deaf server replied: {text}");
+                check_trade(text.as_str(), &data);
+                trades += 1;
+            }
+            Ok(Message::Ping(_)) => panic!("a deaf server pinged"),
+            Ok(Message::Pong(_)) => panic!("a deaf server answered a ping"),
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("the deaf server dropped the connection: {e}"),
+        }
+    }
+
+    // Hearing again, it handles what waited in the socket and resumes its pings.
+    sim.faults().set_deaf(false);
+    let until = deadline();
+    let (mut pong, mut reply, mut pinged) = (false, false, false);
+    while !(pong && reply && pinged) {
+        assert!(
+            Instant::now() < until,
+            "after deafness: pong {pong}, reply {reply}, ping {pinged}"
+        );
+        match ws.read() {
+            Ok(Message::Text(text)) if text.as_str().contains("\"id\"") => {
+                assert_eq!(text.as_str(), r#"{"result":["btcusdt@trade"],"id":1}"#);
+                reply = true;
+            }
+            Ok(Message::Pong(payload)) => {
+                assert_eq!(&payload[..], b"hello");
+                pong = true;
+            }
+            Ok(Message::Ping(_)) => pinged = true,
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("connection failed after deafness: {e}"),
+        }
+    }
+    assert_eq!(sim.connections(), 1);
+}
+
+/// Reads until the connection fails; panics if a close frame arrives first (a clean close is
+/// not what an abrupt drop looks like).
+fn expect_abrupt_end(ws: &mut Client) {
+    let until = deadline();
+    loop {
+        assert!(Instant::now() < until, "the connection was never dropped");
+        match ws.read() {
+            Ok(Message::Close(frame)) => panic!("expected an abrupt drop, got a close frame {frame:?}"),
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) | WsError::Io(_)) => return,
+            Err(e) => panic!("expected an abrupt drop, got {e}"),
+        }
+    }
+}
+
+#[test]
+fn drop_all_cuts_every_connection_without_a_close_frame() {
+    let sim = start(config(7));
+    let mut raw = connect(&sim, "/ws/btcusdt@trade");
+    let mut combined = connect(&sim, ALL_STREAMS);
+    // Data on both means both connections are being served, so the fault reaches them.
+    raw_trades(&mut raw, 1);
+    read_json(&mut combined, deadline(), "a combined frame");
+    sim.faults().drop_all();
+    expect_abrupt_end(&mut raw);
+    expect_abrupt_end(&mut combined);
+    wait_for_connections(&sim, 0, std::thread::yield_now);
+    // A connection made after the fault starts clean.
+    let mut fresh = connect(&sim, "/ws/btcusdt@trade");
+    assert_eq!(raw_trades(&mut fresh, 3).len(), 3);
+}
+
+#[test]
+fn injected_garbage_arrives_between_market_frames() {
+    let sim = start(config(7));
+    let mut ws = connect(&sim, "/ws/btcusdt@trade");
+    let mut ids: Vec<u64> = raw_trades(&mut ws, 3).iter().map(|t| t.0).collect();
+    sim.faults().inject_garbage(5);
+    let until = deadline();
+    let mut garbage = Vec::new();
+    loop {
+        assert!(Instant::now() < until, "garbage so far: {garbage:?}");
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                if let Some(g) = GARBAGE_TEXT.iter().find(|g| **g == text.as_str()) {
+                    garbage.push(*g);
+                    continue;
+                }
+                assert!(garbage.is_empty(), "a market frame inside the injection: {text}");
+                let data: Value = serde_json::from_str(text.as_str()).unwrap();
+                ids.push(check_trade(text.as_str(), &data).1);
+            }
+            Ok(Message::Binary(bytes)) => {
+                assert!(std::str::from_utf8(&bytes).is_err(), "the binary frame is valid UTF-8");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("the connection failed during the injection: {e}"),
+        }
+    }
+    // Five texts go through the list in turn, starting over after the last.
+    let expected: Vec<&str> = GARBAGE_TEXT.iter().cycle().take(5).copied().collect();
+    assert_eq!(garbage, expected);
+    // The market goes on around the garbage, and nothing is lost.
+    ids.extend(raw_trades(&mut ws, 3).iter().map(|t| t.0));
+    for pair in ids.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "trade ids around the garbage: {ids:?}");
+    }
+}
+
+#[test]
+fn announced_maintenance_closes_connections_but_not_the_venue() {
+    let sim = start(config(7));
+    let mut raw = connect(&sim, "/ws/btcusdt@trade");
+    let mut combined = connect(&sim, ALL_STREAMS);
+    raw_trades(&mut raw, 1);
+    read_json(&mut combined, deadline(), "a combined frame");
+    sim.faults().announce_shutdown();
+    expect_shutdown_notice(&mut raw, false);
+    expect_shutdown_notice(&mut combined, true);
+    wait_for_connections(&sim, 0, || {
+        let _ = raw.read();
+        let _ = combined.read();
+    });
+    // The venue is still up: a new connection is served as usual.
+    let mut fresh = connect(&sim, "/ws/btcusdt@trade");
+    assert_eq!(raw_trades(&mut fresh, 3).len(), 3);
+}
+
+#[test]
+fn shutdown_is_prompt_with_deaf_and_stalled_clients() {
+    let sim = start(BinanceSimConfig {
+        events_per_sec: 20_000,
+        ..config(7)
+    });
+    // One client stops reading after its first frame, the other is talking to a deaf server.
+    let mut stalled = connect(&sim, ALL_STREAMS);
+    read_json(&mut stalled, deadline(), "a combined frame");
+    let mut deaf = connect(&sim, "/ws/btcusdt@trade");
+    raw_trades(&mut deaf, 1);
+    sim.faults().set_deaf(true);
+    let stopper = std::thread::spawn(move || sim.shutdown());
+    let until = deadline();
+    while !stopper.is_finished() {
+        assert!(Instant::now() < until, "shutdown hangs");
+        let _ = deaf.read();
+    }
+    stopper.join().expect("shutdown does not panic");
+}
+
+/// A capture file in the test's temporary directory, removed when dropped.
+struct TempCapture(PathBuf);
+
+impl TempCapture {
+    fn new(name: &str, lines: &[&str]) -> Self {
+        let path = std::env::temp_dir().join(format!("maxx-sim-binance-{}-{name}.txt", std::process::id()));
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write the capture");
+        Self(path)
+    }
+}
+
+impl Drop for TempCapture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Reads `n` text frames.
+fn texts(ws: &mut Client, n: usize) -> Vec<String> {
+    let until = deadline();
+    (0..n).map(|_| read_text(ws, until, "replayed frames")).collect()
+}
+
+#[test]
+fn replay_serves_a_capture_in_each_connection_form() {
+    let trade_raw = r#"{"e":"trade","E":1700000000000,"s":"BTCUSDT","t":100,"p":"61000.10","q":"0.5","T":1700000000000,"m":false,"M":true}"#;
+    // Spaces inside the wrapper show that payloads are cut out byte for byte, not re-encoded.
+    let ticker_data = r#"{"u":7,"s":"ETHUSDT","b":"2600.00","B":"1.5","a":"2600.01","A":"2"}"#;
+    let ticker_combined = format!(r#"{{"stream":"ethusdt@bookTicker", "data" : {ticker_data}}}"#);
+    let trade_data = r#"{"e":"trade","E":1700000000002,"s":"BTCUSDT","t":101,"p":"61000.20","q":"0.25","T":1700000000002,"m":true,"M":true}"#;
+    let trade_combined = format!(r#"{{"stream":"btcusdt@trade","data":{trade_data}}}"#);
+    let ticker_raw = r#"{"u":8,"s":"ETHUSDT","b":"2600.01","B":"1","a":"2600.02","A":"3"}"#;
+    let eth_trade_raw = r#"{"e":"trade","E":1700000000003,"s":"ETHUSDT","t":55,"p":"2600.02","q":"1","T":1700000000003,"m":false,"M":true}"#;
+    let lines = [
+        "# written by the test".to_owned(),
+        format!("1000000000 {trade_raw}"),
+        format!("1000500000 {ticker_combined}"),
+        r#"1001000000 {"stream":"btcusdt@depth","data":{"e":"depthUpdate","s":"BTCUSDT"}}"#.to_owned(),
+        "not a capture line".to_owned(),
+        r#"1001500000 {"result":null,"id":1}"#.to_owned(),
+        r#"1001600000 {"e":"trade","s":"XRPUSDT","t":1}"#.to_owned(),
+        format!("1002000000 {trade_combined}"),
+        format!("1002500000 {ticker_raw}"),
+        format!("1003000000 {eth_trade_raw}"),
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let capture = TempCapture::new("replay", &lines);
+    let sim = start(BinanceSimConfig {
+        replay: Some(capture.0.clone()),
+        ..config(7)
+    });
+
+    // Raw connections get the event itself: as captured, or cut out of the combined wrapper.
+    let mut trades = connect(&sim, "/ws/btcusdt@trade");
+    assert_eq!(texts(&mut trades, 2), [trade_raw, trade_data]);
+    let mut tickers = connect(&sim, "/ws/ethusdt@bookTicker");
+    assert_eq!(texts(&mut tickers, 2), [ticker_data, ticker_raw]);
+    // A combined connection gets combined frames as captured and raw ones wrapped under the
+    // stream name derived from `s` and the event type, in capture order.
+    let mut combined = connect(&sim, "/stream?streams=btcusdt@trade/ethusdt@bookTicker/ethusdt@trade");
+    let wrap = |stream: &str, data: &str| format!(r#"{{"stream":"{stream}","data":{data}}}"#);
+    assert_eq!(
+        texts(&mut combined, 5),
+        [
+            wrap("btcusdt@trade", trade_raw),
+            ticker_combined.clone(),
+            trade_combined.clone(),
+            wrap("ethusdt@bookTicker", ticker_raw),
+            wrap("ethusdt@trade", eth_trade_raw),
+        ]
+    );
+    // The capture is over: nothing else was sent, and the connection is still served.
+    let list = r#"{"method":"LIST_SUBSCRIPTIONS","id":9}"#;
+    assert_eq!(
+        read_reply(&mut trades, list),
+        serde_json::json!({"result": ["btcusdt@trade"], "id": 9})
+    );
+
+    // A capture that cannot be read is refused at start.
+    let err = sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        BinanceSimConfig {
+            replay: Some(capture.0.with_extension("missing")),
+            ..config(7)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }

@@ -1,10 +1,10 @@
 //! Binance Spot market-data simulator: a WebSocket server on loopback that speaks the stream
-//! protocol of `venues.md` §1 and plays the seeded [`MarketGen`] sequence.
+//! protocol of `venues.md` §1 and plays the seeded [`MarketGen`] sequence (or a capture).
 //!
 //! It exists so that the Binance feed handler can be tested against the real wire format
 //! (URL forms, combined wrapper, JSON control messages and their errors, ping/pong keepalive,
 //! the `serverShutdown` event) without a network, with content that is reproducible from the
-//! seed.
+//! seed, and so that its failure handling can be tested against injected [`Faults`].
 //!
 //! What is served:
 //! `/ws/<stream>` (one raw stream, payload unwrapped), `/ws` (no stream until a `SUBSCRIBE`)
@@ -21,25 +21,67 @@
 //! Deliberately not enforced: the 5 incoming messages per second, the 1024 streams per
 //! connection and the 300 connections per 5 minutes limits, and the 24-hour disconnect.
 //!
-//! Threads: one acceptor (`sim-binance-acc`) and one thread per connection
-//! (`sim-binance-conn`). Each connection thread both paces its own copy of the market and reads
-//! the client's control frames, using socket timeouts so that it never waits longer than
-//! 20 ms (`POLL`) before checking the shared shutdown flag.
+//! Where the frames come from ([`BinanceSimConfig`]):
+//! - **Shared market** (`shared_market: true`, the default): one [`SharedMarket`] timeline per
+//!   simulator, paced in real time from [`spawn`], as on the real venue. A connection joins it
+//!   at the live end, so trade ids and update ids are global per symbol: two overlapping
+//!   connections see the same trade with the same id, which is what a feed handler's
+//!   make-before-break reconnect and deduplication need. `E` and `T` are the event's scheduled
+//!   time, the same on every connection. A connection that falls further behind than the
+//!   market log keeps (`market_log` events) is dropped as a slow consumer: it gets a best-effort
+//!   close frame 1008 `slow consumer`, and [`SimHandle::lagged`] counts it.
+//! - **Per-connection replay** (`shared_market: false`): every connection gets a fresh
+//!   generator with the seed, so all clients see the same sequence from trade id 1; only `E`
+//!   and `T` (the wall clock at send time) differ.
+//! - **Capture replay** (`replay: Some(path)`): frames are read from a capture file
+//!   (`maxx_hot::capture` format, gzip allowed) when the simulator starts, and every connection
+//!   replays it from its first line, paced by the `recv_ns` deltas from the moment it connected
+//!   (`shared_market` does not apply). Frames of `trade` and `bookTicker` streams of the listed
+//!   symbols are served: a combined frame is sent as captured to a combined connection and
+//!   unwrapped to its `data` (byte for byte) for a raw one; a raw frame is sent as captured to a
+//!   raw connection and wrapped for a combined one under the stream name derived from `s` and
+//!   the event type. Other lines (other streams, unlisted symbols, control replies,
+//!   `serverShutdown`, malformed lines) are skipped. Captured frames are never rewritten, so
+//!   `timeUnit` does not apply to them. When the capture ends the connection stays open and
+//!   keeps pinging, like a quiet market.
 //!
-//! Every connection gets a fresh generator with the configured seed, so all clients see the
-//! same sequence; only the event times `E`/`T` (the wall clock at send time) differ.
-//! Events of streams a connection has not subscribed to are generated and skipped, so a later
-//! `SUBSCRIBE` joins the sequence where it is, as on the real venue.
+//! Events of streams a connection has not subscribed to are skipped, so a later `SUBSCRIBE`
+//! joins the sequence where it is, as on the real venue.
+//!
+//! Faults ([`SimHandle::faults`]) act on every open connection:
+//! - `silent`: no market data is sent; the market moves on (a shared-market client that comes
+//!   back sees a gap in trade ids), control replies and keepalive pings continue, and the
+//!   connection stays open.
+//! - `deaf`: the connection stops reading from the client altogether, because tungstenite
+//!   answers a ping as soon as it reads it: client pings get no pong, and client pongs and
+//!   control messages wait unread in the socket until the switch is turned off, when they are
+//!   handled. Binance clients rarely ping, so a deaf server also stops sending its own pings,
+//!   and it forgets the pings still unanswered so that it does not drop the client for the
+//!   pongs it chose not to read. Market data keeps flowing.
+//! - `drop_all`: the TCP connection is closed at once, with no close frame.
+//! - `inject_garbage(n)`: `n` text frames from [`GARBAGE_TEXT`] in turn, then one binary frame
+//!   that is not valid UTF-8, between market frames.
+//! - `announce_shutdown`: the `serverShutdown` event in the connection's raw or combined form,
+//!   then a close frame 1001, as on [`SimHandle::shutdown`]; the simulator keeps accepting.
+//!
+//! Threads: one acceptor (`sim-binance-acc`), one generator in shared mode
+//! (`sim-binance-mkt`), and one thread per connection (`sim-binance-conn`). Each connection
+//! thread sends what is due and reads the client's control frames, using socket timeouts so
+//! that it never waits longer than 20 ms (`POLL`) before checking the shared shutdown flag and
+//! the faults.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use maxx_hot::capture::{Capture, Line};
 use maxx_hot::ids::VenueSymbol;
 use maxx_hot::num::ONE;
 use serde_json::Value;
@@ -50,6 +92,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Bytes, Error as WsError, HandshakeError, Message, WebSocket};
 
+use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
+use super::faults::{Due, Faults, GARBAGE_TEXT, Seen};
 use super::market::{MarketGen, SimEvent, SimSymbol};
 
 /// Longest a thread waits before looking at the shutdown flag again; bounds shutdown latency.
@@ -75,11 +119,14 @@ const MAX_KEEPALIVE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Most events sent in one loop turn, so that a connection far behind still reads control
 /// messages and pongs.
 const MAX_BATCH: usize = 256;
+/// The binary frame that follows injected garbage text: not valid UTF-8 (a truncated
+/// two-byte sequence, a lone continuation byte and bytes that never occur in UTF-8).
+const GARBAGE_BINARY: &[u8] = &[0xC3, 0x28, b'{', 0x80, 0xFE, 0xFF];
 
 /// What the Binance simulator serves and how it keeps connections alive.
 #[derive(Clone, Debug)]
 pub struct BinanceSimConfig {
-    /// Seed of the synthetic market; every connection replays the sequence of this seed.
+    /// Seed of the synthetic market.
     pub seed: u64,
     /// Mean rate of ordinary market events over all symbols; bursts add to it.
     pub events_per_sec: u32,
@@ -89,10 +136,20 @@ pub struct BinanceSimConfig {
     pub ping_interval: Duration,
     /// A connection whose oldest unanswered ping is older than this is dropped (Binance: 60 s).
     pub pong_timeout: Duration,
+    /// One market timeline for the whole simulator, joined at the live end by each connection
+    /// (`true`, as on the venue), or a private replay of the seed's sequence from its start for
+    /// every connection (`false`, so that all connections see identical frames).
+    pub shared_market: bool,
+    /// How many events the shared market keeps for connections that fall behind; one that
+    /// falls further behind is dropped as a slow consumer. At least 1.
+    pub market_log: usize,
+    /// Serve the frames of this capture file instead of the generator (see the module docs).
+    pub replay: Option<PathBuf>,
 }
 
 impl BinanceSimConfig {
-    /// A configuration with Binance's keepalive timings and 100 events per second.
+    /// A configuration with Binance's keepalive timings, 100 events per second and a shared
+    /// market.
     pub fn new(seed: u64, symbols: Vec<SimSymbol>) -> Self {
         Self {
             seed,
@@ -100,6 +157,9 @@ impl BinanceSimConfig {
             symbols,
             ping_interval: Duration::from_secs(20),
             pong_timeout: Duration::from_secs(60),
+            shared_market: true,
+            market_log: DEFAULT_LOG_CAPACITY,
+            replay: None,
         }
     }
 }
@@ -133,7 +193,8 @@ pub fn sample_symbols() -> Vec<SimSymbol> {
 /// # Errors
 /// `InvalidInput` if the configuration is unusable (no symbols, a zero rate, a keepalive
 /// setting outside 1 ms to 24 h, a bad price grid, two symbols with the same lower-case
-/// name); otherwise the error from binding the socket or starting the acceptor thread.
+/// name, a zero `market_log`); the error from reading the `replay` capture; otherwise the error
+/// from binding the socket or starting a thread.
 pub fn spawn(bind: SocketAddr, cfg: BinanceSimConfig) -> io::Result<SimHandle> {
     let invalid = |msg: String| io::Error::new(ErrorKind::InvalidInput, msg);
     let keepalive = Duration::from_millis(1)..=MAX_KEEPALIVE;
@@ -141,6 +202,9 @@ pub fn spawn(bind: SocketAddr, cfg: BinanceSimConfig) -> io::Result<SimHandle> {
         return Err(invalid(
             "ping_interval and pong_timeout must be between 1 ms and 24 h".into(),
         ));
+    }
+    if cfg.market_log == 0 {
+        return Err(invalid("market_log must keep at least one event".into()));
     }
     let market = MarketGen::new(cfg.seed, cfg.events_per_sec, &cfg.symbols).map_err(|e| invalid(e.to_string()))?;
     let mut listings: Vec<Listing> = Vec::with_capacity(cfg.symbols.len());
@@ -154,23 +218,43 @@ pub fn spawn(bind: SocketAddr, cfg: BinanceSimConfig) -> io::Result<SimHandle> {
             lower,
         });
     }
+    let replay = match &cfg.replay {
+        Some(path) => Some(load_replay(path, &listings)?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(bind)?;
     // Non-blocking so that the acceptor can notice shutdown without a wake-up connection.
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
+    // The shared market starts last, once nothing else can fail, so that its clock starts with
+    // the simulator.
+    let source = match replay {
+        Some(frames) => Source::Replay(frames),
+        None if cfg.shared_market => Source::Shared(SharedMarket::start(market, cfg.market_log, "sim-binance-mkt")?),
+        None => Source::PerConnection(market),
+    };
     let shared = Arc::new(Shared {
         listings,
-        market,
+        source,
         ping_interval: cfg.ping_interval,
         pong_timeout: cfg.pong_timeout,
+        faults: Arc::new(Faults::default()),
         stop: AtomicBool::new(false),
         open: AtomicUsize::new(0),
+        lagged: AtomicU64::new(0),
     });
     let acceptor = thread::Builder::new().name("sim-binance-acc".into()).spawn({
         let shared = Arc::clone(&shared);
         move || accept_loop(&listener, &shared)
-    })?;
+    });
+    let acceptor = match acceptor {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            shared.stop_market();
+            return Err(e);
+        }
+    };
     Ok(SimHandle {
         local_addr,
         shared,
@@ -201,6 +285,19 @@ impl SimHandle {
         self.shared.open.load(Ordering::Acquire)
     }
 
+    /// The fault switches, shared with every connection thread; see the module docs for what
+    /// each one does on this venue.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// How many connections have been dropped because they fell further behind the shared
+    /// market than its log keeps (always 0 without a shared market).
+    pub fn lagged(&self) -> u64 {
+        // Acquire pairs with the Release increment made before such a connection closes.
+        self.shared.lagged.load(Ordering::Acquire)
+    }
+
     /// Stops accepting, sends `serverShutdown` and a close frame on every connection, closes
     /// them and joins all threads. This takes about 100 ms at most: a 20 ms poll, a 50 ms wait
     /// for the clients' close frames, and 20 ms write timeouts towards clients that do not read.
@@ -216,6 +313,8 @@ impl SimHandle {
         {
             warn!("sim-binance acceptor thread panicked");
         }
+        // Every connection has ended, so nobody reads the market any more.
+        self.shared.stop_market();
     }
 }
 
@@ -225,17 +324,29 @@ impl Drop for SimHandle {
     }
 }
 
-/// State shared by the acceptor and every connection thread; read-only apart from the flag
-/// and the counter.
+/// Where a simulator's market frames come from.
+#[derive(Debug)]
+enum Source {
+    /// A fresh generator, cloned for every connection.
+    PerConnection(MarketGen),
+    /// One timeline that every connection joins.
+    Shared(SharedMarket),
+    /// Captured frames, replayed from the start for every connection.
+    Replay(Vec<ReplayFrame>),
+}
+
+/// State shared by the acceptor and every connection thread; read-only apart from the flag,
+/// the counters and the fault switches.
 #[derive(Debug)]
 struct Shared {
     listings: Vec<Listing>,
-    /// A fresh generator, cloned for every connection.
-    market: MarketGen,
+    source: Source,
     ping_interval: Duration,
     pong_timeout: Duration,
+    faults: Arc<Faults>,
     stop: AtomicBool,
     open: AtomicUsize,
+    lagged: AtomicU64,
 }
 
 impl Shared {
@@ -244,21 +355,32 @@ impl Shared {
         self.stop.load(Ordering::Acquire)
     }
 
+    fn stop_market(&self) {
+        if let Source::Shared(market) = &self.source {
+            market.shutdown();
+        }
+    }
+
     fn stream_name(&self, stream: StreamId) -> String {
         format!("{}@{}", self.listings[stream.symbol].lower, stream.kind.suffix())
     }
 
     /// Resolves a stream name such as `btcusdt@bookTicker`; the symbol must be lower case.
     fn parse_stream(&self, name: &str) -> Option<StreamId> {
-        let (symbol, suffix) = name.split_once('@')?;
-        let kind = match suffix {
-            "trade" => StreamKind::Trade,
-            "bookTicker" => StreamKind::BookTicker,
-            _ => return None,
-        };
-        let symbol = self.listings.iter().position(|l| l.lower == symbol)?;
-        Some(StreamId { symbol, kind })
+        parse_stream(&self.listings, name)
     }
+}
+
+/// Resolves a stream name such as `btcusdt@bookTicker` against the listings.
+fn parse_stream(listings: &[Listing], name: &str) -> Option<StreamId> {
+    let (symbol, suffix) = name.split_once('@')?;
+    let kind = match suffix {
+        "trade" => StreamKind::Trade,
+        "bookTicker" => StreamKind::BookTicker,
+        _ => return None,
+    };
+    let symbol = listings.iter().position(|l| l.lower == symbol)?;
+    Some(StreamId { symbol, kind })
 }
 
 /// One listed instrument: its payload name (`BTCUSDT`) and its stream-name form (`btcusdt`).
@@ -516,13 +638,189 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One captured frame the simulator can serve.
+#[derive(Debug)]
+struct ReplayFrame {
+    /// When to send it, from the start of the connection: its `recv_ns` minus the first
+    /// line's, never smaller than the previous frame's.
+    offset_ns: u64,
+    stream: StreamId,
+    /// The frame as captured.
+    text: String,
+    /// Where the event payload is in `text`: all of it for a raw frame, `data` for a combined
+    /// one.
+    payload: Range<usize>,
+    /// Whether it was captured in the combined form.
+    combined: bool,
+}
+
+/// Reads a capture and keeps the frames of streams the simulator lists.
+fn load_replay(path: &Path, listings: &[Listing]) -> io::Result<Vec<ReplayFrame>> {
+    let capture = Capture::load(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading the replay capture {}: {e}", path.display())))?;
+    let mut frames = Vec::new();
+    let mut first_ns = None;
+    let mut offset_ns = 0;
+    let mut skipped = 0usize;
+    for line in capture.lines() {
+        let Line::Frame { recv_ns, start, end } = *line else {
+            skipped += 1;
+            continue;
+        };
+        let first = *first_ns.get_or_insert(recv_ns);
+        // A capture whose clock stepped back sends the frame at once rather than reorder it.
+        offset_ns = offset_ns.max(recv_ns.saturating_sub(first));
+        let Ok(text) = std::str::from_utf8(capture.frame(start, end)) else {
+            skipped += 1;
+            continue;
+        };
+        match classify(text, listings) {
+            Some((stream, payload, combined)) => frames.push(ReplayFrame {
+                offset_ns,
+                stream,
+                text: text.to_owned(),
+                payload,
+                combined,
+            }),
+            None => skipped += 1,
+        }
+    }
+    if frames.is_empty() {
+        warn!(path = %path.display(), skipped, "sim-binance: the replay capture has no frame to serve");
+    } else {
+        debug!(path = %path.display(), frames = frames.len(), skipped, "sim-binance: replay capture loaded");
+    }
+    Ok(frames)
+}
+
+/// The stream of a captured frame, where its payload is, and whether it is in combined form;
+/// `None` for anything the simulator does not serve.
+fn classify(text: &str, listings: &[Listing]) -> Option<(StreamId, Range<usize>, bool)> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let object = value.as_object()?;
+    if let Some(stream) = object.get("stream") {
+        if !object.get("data").is_some_and(Value::is_object) {
+            return None;
+        }
+        let stream = parse_stream(listings, stream.as_str()?)?;
+        return Some((stream, top_level_value(text, "data")?, true));
+    }
+    let kind = match object.get("e").map(Value::as_str) {
+        Some(Some("trade")) => StreamKind::Trade,
+        // Spot's bookTicker has no event type; other Binance markets call it `bookTicker`.
+        Some(Some("bookTicker")) => StreamKind::BookTicker,
+        None if ["u", "b", "a"].iter().all(|k| object.contains_key(*k)) => StreamKind::BookTicker,
+        _ => return None,
+    };
+    let symbol = object.get("s")?.as_str()?.to_ascii_lowercase();
+    let symbol = listings.iter().position(|l| l.lower == symbol)?;
+    Some((StreamId { symbol, kind }, 0..text.len(), false))
+}
+
+/// The byte range of the value of `key` in the top-level object of `json`, found by scanning
+/// rather than parsing so that the value is served byte for byte as captured. `json` has
+/// already been parsed successfully; anything unexpected gives `None`.
+fn top_level_value(json: &str, key: &str) -> Option<Range<usize>> {
+    let b = json.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = skip_ws(b, i);
+        let key_start = i;
+        i = skip_string(b, i)?;
+        // Quotes are ASCII, so these are character boundaries.
+        let this_key = &json[key_start + 1..i - 1];
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let value_start = i;
+        i = skip_value(b, i)?;
+        if this_key == key {
+            return Some(value_start..i);
+        }
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b',') {
+            return None;
+        }
+        i += 1;
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the string starting at `i`.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// The index just past the value starting at `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let end = b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .map_or(b.len(), |n| i + n);
+            (end > i).then_some(end)
+        }
+    }
+}
+
 /// Why a connection loop ended.
 #[derive(Debug)]
 enum End {
     Shutdown,
+    /// The `announce_shutdown` fault: announce, then close as on shutdown.
+    Maintenance,
+    /// The `drop_all` fault: close the socket without a close frame.
+    Dropped,
     PongTimeout,
     ClientClosed,
     SlowConsumer,
+    /// Fell further behind the shared market than its log keeps.
+    Lagged(u64),
     Failed(WsError),
 }
 
@@ -540,14 +838,30 @@ fn would_block(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
-/// One client connection: its subscriptions, its copy of the market and its keepalive state.
+/// A connection's position in its source of market frames.
+enum Feed {
+    /// Its own generator, paced from the connection's start.
+    Own {
+        market: MarketGen,
+        /// The next event, generated ahead so its due time is known.
+        next: SimEvent,
+    },
+    /// A cursor into the simulator's shared market.
+    Shared(Cursor),
+    /// The index of the next captured frame, paced from the connection's start.
+    Replay { next: usize },
+}
+
+/// One client connection: its subscriptions, its place in the market, its keepalive state and
+/// the faults it has acted on.
 struct Session<'a> {
     ws: WebSocket<TcpStream>,
     shared: &'a Shared,
     peer: SocketAddr,
-    market: MarketGen,
-    /// The next market event, generated ahead so its due time is known.
-    next: SimEvent,
+    feed: Feed,
+    /// Events due in this turn; kept to reuse its allocation.
+    batch: Vec<SimEvent>,
+    /// When the connection started; per-connection and capture replays are paced from here.
     start: Instant,
     subs: Vec<StreamId>,
     combined: bool,
@@ -556,19 +870,30 @@ struct Session<'a> {
     pings: VecDeque<(Bytes, Instant)>,
     next_ping: Instant,
     last_ping_ms: u64,
+    /// The one-shot fault generations this connection has acted on.
+    seen: Seen,
+    /// How many garbage texts were sent, so that successive injections go on through the list.
+    garbage_sent: usize,
 }
 
 impl<'a> Session<'a> {
     fn new(ws: WebSocket<TcpStream>, route: Route, peer: SocketAddr, shared: &'a Shared) -> Self {
-        let mut market = shared.market.clone();
-        let next = market.next_event();
+        let feed = match &shared.source {
+            Source::PerConnection(market) => {
+                let mut market = market.clone();
+                let next = market.next_event();
+                Feed::Own { market, next }
+            }
+            Source::Shared(market) => Feed::Shared(market.cursor()),
+            Source::Replay(_) => Feed::Replay { next: 0 },
+        };
         let start = Instant::now();
         Self {
             ws,
             shared,
             peer,
-            market,
-            next,
+            feed,
+            batch: Vec::with_capacity(MAX_BATCH),
             start,
             subs: route.streams,
             combined: route.combined,
@@ -576,6 +901,9 @@ impl<'a> Session<'a> {
             pings: VecDeque::new(),
             next_ping: start + shared.ping_interval,
             last_ping_ms: 0,
+            // A fault raised before the connection opened is not for it.
+            seen: shared.faults.seen_now(),
+            garbage_sent: 0,
         }
     }
 
@@ -587,12 +915,16 @@ impl<'a> Session<'a> {
         };
         let peer = self.peer;
         match end {
-            End::Shutdown => {
+            End::Shutdown | End::Maintenance => {
                 let event = self.render_shutdown();
                 // Best effort: the client may already be gone.
                 let _ = self.ws.write(Message::text(event));
                 self.close(CloseCode::Away, "server shutdown");
-                debug!(%peer, "sim-binance: connection closed by shutdown");
+                debug!(%peer, maintenance = matches!(end, End::Maintenance), "sim-binance: connection closed by shutdown");
+            }
+            End::Dropped => {
+                // Dropping the socket without a close frame is the whole point of the fault.
+                debug!(%peer, "sim-binance: connection dropped by fault injection");
             }
             End::PongTimeout => {
                 debug!(%peer, "sim-binance: no pong in time, dropping the connection");
@@ -606,30 +938,51 @@ impl<'a> Session<'a> {
             End::SlowConsumer => {
                 warn!(%peer, "sim-binance: client does not read, dropping the connection");
             }
+            End::Lagged(missed) => {
+                // Release pairs with the Acquire load in `SimHandle::lagged`; counted before the
+                // close so that a test that sees the connection gone also sees the count.
+                self.shared.lagged.fetch_add(1, Ordering::Release);
+                warn!(%peer, missed, "sim-binance: client fell behind the market, dropping the connection");
+                // Best effort: the close frame queues behind everything the client has not read.
+                self.close(CloseCode::Policy, "slow consumer");
+            }
             End::Failed(e) => {
                 debug!(%peer, error = %e, "sim-binance: connection failed");
             }
         }
     }
 
-    /// One turn of the loop: send what is due, keep alive, then wait for the client until the
-    /// next thing is due.
+    /// One turn of the loop: act on faults, send what is due, keep alive, then wait for the
+    /// client until the next thing is due.
     fn turn(&mut self) -> Result<(), End> {
         if self.shared.stopping() {
             return Err(End::Shutdown);
         }
-        let now = Instant::now();
-        let elapsed_ns = now.duration_since(self.start).as_nanos();
-        for _ in 0..MAX_BATCH {
-            if u128::from(self.next.offset_ns()) > elapsed_ns {
-                break;
-            }
-            let event = std::mem::replace(&mut self.next, self.market.next_event());
-            if let Some(text) = self.render(&event) {
-                self.write(Message::text(text))?;
-            }
+        let shared = self.shared;
+        let faults = &*shared.faults;
+        let Due {
+            drop,
+            garbage,
+            shutdown,
+        } = faults.poll(&mut self.seen);
+        if drop {
+            return Err(End::Dropped);
         }
-        if now >= self.next_ping {
+        if garbage > 0 {
+            self.send_garbage(garbage)?;
+        }
+        if shutdown {
+            return Err(End::Maintenance);
+        }
+        let deaf = faults.deaf();
+        let now = Instant::now();
+        let next_due = self.send_due(now, faults.silent())?;
+        if deaf {
+            // Forget what the client could only have answered by being heard, and ping again
+            // one interval after the switch is turned off.
+            self.pings.clear();
+            self.next_ping = now + self.shared.ping_interval;
+        } else if now >= self.next_ping {
             self.ping(now)?;
         }
         let mut wake = now + POLL;
@@ -646,14 +999,90 @@ impl<'a> Session<'a> {
             Err(e) => return Err(End::Failed(e)),
         }
         wake = wake.min(self.next_ping);
-        if let Some(due) = self.start.checked_add(Duration::from_nanos(self.next.offset_ns())) {
+        if let Some(due) = next_due {
             wake = wake.min(due);
         }
         let wait = wake.saturating_duration_since(Instant::now()).max(MIN_WAIT);
+        if deaf {
+            // Reading would make tungstenite answer the client's pings, so a deaf connection
+            // does not read at all; it only waits for its next event.
+            thread::sleep(wait);
+            return Ok(());
+        }
         if let Err(e) = self.ws.get_ref().set_read_timeout(Some(wait)) {
             return Err(End::Failed(WsError::Io(e)));
         }
         self.read_one()
+    }
+
+    /// Sends the market frames that are due (at most `MAX_BATCH`), or only consumes them when
+    /// `silent`; returns when the next one is due, if anything more is expected.
+    fn send_due(&mut self, now: Instant, silent: bool) -> Result<Option<Instant>, End> {
+        let elapsed_ns = now.duration_since(self.start).as_nanos();
+        // Taken out of `self` so that rendering can borrow the session; given back at the end.
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        let next_due = match &mut self.feed {
+            Feed::Own { market, next } => {
+                while batch.len() < MAX_BATCH && u128::from(next.offset_ns()) <= elapsed_ns {
+                    batch.push(std::mem::replace(next, market.next_event()));
+                }
+                self.start.checked_add(Duration::from_nanos(next.offset_ns()))
+            }
+            Feed::Shared(cursor) => {
+                cursor
+                    .read_into(MAX_BATCH, &mut batch)
+                    .map_err(|lag| End::Lagged(lag.missed))?;
+                cursor.next_due()
+            }
+            Feed::Replay { .. } => return self.send_replay(elapsed_ns, silent),
+        };
+        if !silent {
+            for event in &batch {
+                if let Some(text) = self.render(event) {
+                    self.write(Message::text(text))?;
+                }
+            }
+        }
+        self.batch = batch;
+        Ok(next_due)
+    }
+
+    /// [`send_due`](Self::send_due) for a capture replay.
+    fn send_replay(&mut self, elapsed_ns: u128, silent: bool) -> Result<Option<Instant>, End> {
+        let shared = self.shared;
+        let (Source::Replay(frames), Feed::Replay { next }) = (&shared.source, &mut self.feed) else {
+            return Ok(None);
+        };
+        let from = *next;
+        let mut to = from;
+        while to < frames.len() && to - from < MAX_BATCH && u128::from(frames[to].offset_ns) <= elapsed_ns {
+            to += 1;
+        }
+        *next = to;
+        if !silent {
+            for frame in &frames[from..to] {
+                if self.subs.contains(&frame.stream) {
+                    let text = self.render_replay(frame);
+                    self.write(Message::text(text))?;
+                }
+            }
+        }
+        Ok(frames
+            .get(to)
+            .and_then(|f| self.start.checked_add(Duration::from_nanos(f.offset_ns))))
+    }
+
+    /// Sends `n` garbage texts, going on through [`GARBAGE_TEXT`] where the last injection
+    /// stopped, then one binary frame that is not UTF-8.
+    fn send_garbage(&mut self, n: u64) -> Result<(), End> {
+        debug!(peer = %self.peer, n, "sim-binance: injecting garbage frames");
+        for _ in 0..n {
+            let text = GARBAGE_TEXT[self.garbage_sent % GARBAGE_TEXT.len()];
+            self.garbage_sent = self.garbage_sent.wrapping_add(1);
+            self.write(Message::text(text))?;
+        }
+        self.write(Message::binary(Bytes::from_static(GARBAGE_BINARY)))
     }
 
     /// Waits for one message from the client (until the read timeout) and handles it.
@@ -723,8 +1152,13 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn event_time(&self) -> u64 {
-        let us = wall_clock_us();
+    /// `E`/`T` for an event due at `offset_ns`: its scheduled time on a shared market (the same
+    /// on every connection), the wall clock at send time on a private one.
+    fn event_time(&self, offset_ns: u64) -> u64 {
+        let us = match &self.feed {
+            Feed::Shared(cursor) => cursor.epoch_unix_ns().saturating_add(offset_ns) / 1000,
+            Feed::Own { .. } | Feed::Replay { .. } => wall_clock_us(),
+        };
         if self.micros { us } else { us / 1000 }
     }
 
@@ -744,7 +1178,7 @@ impl<'a> Session<'a> {
         let symbol = self.shared.listings[stream.symbol].symbol;
         let payload = match event {
             SimEvent::Trade(t) => {
-                let time = self.event_time();
+                let time = self.event_time(t.offset_ns);
                 format!(
                     r#"{{"e":"trade","E":{time},"s":"{symbol}","t":{},"p":"{}","q":"{}","T":{time},"m":{},"M":true}}"#,
                     t.trade_id,
@@ -765,8 +1199,23 @@ impl<'a> Session<'a> {
         Some(self.wrap(&self.shared.stream_name(stream), &payload))
     }
 
+    /// A captured frame in this connection's form: as captured when the forms agree,
+    /// unwrapped or wrapped otherwise.
+    fn render_replay(&self, frame: &ReplayFrame) -> String {
+        if frame.combined == self.combined {
+            frame.text.clone()
+        } else {
+            self.wrap(
+                &self.shared.stream_name(frame.stream),
+                &frame.text[frame.payload.clone()],
+            )
+        }
+    }
+
     fn render_shutdown(&self) -> String {
-        let payload = format!(r#"{{"e":"serverShutdown","E":{}}}"#, self.event_time());
+        let us = wall_clock_us();
+        let time = if self.micros { us } else { us / 1000 };
+        let payload = format!(r#"{{"e":"serverShutdown","E":{time}}}"#);
         self.wrap("!serverShutdown", &payload)
     }
 
@@ -912,21 +1361,26 @@ fn wall_clock_us() -> u64 {
 mod tests {
     use super::*;
 
+    fn listings() -> Vec<Listing> {
+        sample_symbols()
+            .iter()
+            .map(|s| Listing {
+                symbol: s.venue_symbol,
+                lower: s.venue_symbol.as_str().to_ascii_lowercase(),
+            })
+            .collect()
+    }
+
     fn shared() -> Shared {
-        let symbols = sample_symbols();
         Shared {
-            listings: symbols
-                .iter()
-                .map(|s| Listing {
-                    symbol: s.venue_symbol,
-                    lower: s.venue_symbol.as_str().to_ascii_lowercase(),
-                })
-                .collect(),
-            market: MarketGen::new(1, 10, &symbols).unwrap(),
+            listings: listings(),
+            source: Source::PerConnection(MarketGen::new(1, 10, &sample_symbols()).unwrap()),
             ping_interval: Duration::from_secs(20),
             pong_timeout: Duration::from_secs(60),
+            faults: Arc::new(Faults::default()),
             stop: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            lagged: AtomicU64::new(0),
         }
     }
 
@@ -988,5 +1442,47 @@ mod tests {
         assert!(valid_id(&Value::Null) && valid_id(&Value::from(-5)) && valid_id(&Value::from("a1")));
         assert!(!valid_id(&Value::from(1.5)) && !valid_id(&Value::from("a-b")));
         assert!(!valid_id(&Value::from(u64::MAX)) && !valid_id(&Value::from("x".repeat(37))));
+    }
+
+    #[test]
+    fn top_level_values_are_found_byte_for_byte() {
+        let json = r#"{ "stream" : "a\"}" , "x":[1,{"data":2}], "data" : {"p":"1.0","n":[1, 2]} , "z":null}"#;
+        let span = top_level_value(json, "data").unwrap();
+        assert_eq!(&json[span], r#"{"p":"1.0","n":[1, 2]}"#);
+        assert_eq!(&json[top_level_value(json, "z").unwrap()], "null");
+        assert_eq!(top_level_value(json, "missing"), None);
+        assert_eq!(top_level_value("[1]", "data"), None);
+        assert_eq!(top_level_value(r#"{"data":"#, "data"), None);
+    }
+
+    #[test]
+    fn captured_frames_are_classified_by_stream() {
+        let l = listings();
+        let trade = StreamId {
+            symbol: 0,
+            kind: StreamKind::Trade,
+        };
+        let ticker = StreamId {
+            symbol: 1,
+            kind: StreamKind::BookTicker,
+        };
+        let raw = r#"{"e":"trade","E":1,"s":"BTCUSDT","t":5,"p":"1.00","q":"2.00","T":1,"m":true,"M":true}"#;
+        assert_eq!(classify(raw, &l), Some((trade, 0..raw.len(), false)));
+        let raw = r#"{"u":9,"s":"ETHUSDT","b":"1.0","B":"1","a":"2.0","A":"1"}"#;
+        assert_eq!(classify(raw, &l), Some((ticker, 0..raw.len(), false)));
+        let wrapped = r#"{"stream":"ethusdt@bookTicker","data":{"u":9,"s":"ETHUSDT"}}"#;
+        let (stream, span, combined) = classify(wrapped, &l).unwrap();
+        assert_eq!((stream, combined), (ticker, true));
+        assert_eq!(&wrapped[span], r#"{"u":9,"s":"ETHUSDT"}"#);
+        for skipped in [
+            r#"{"stream":"btcusdt@depth","data":{"e":"depthUpdate"}}"#,
+            r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}"#,
+            r#"{"e":"aggTrade","s":"BTCUSDT"}"#,
+            r#"{"e":"trade","s":"XRPUSDT"}"#,
+            r#"{"result":null,"id":1}"#,
+            "not json",
+        ] {
+            assert_eq!(classify(skipped, &l), None, "{skipped}");
+        }
     }
 }

@@ -10,9 +10,11 @@
 //! not have, and their pacing is easy to follow.
 
 pub mod binance;
+pub mod broadcast;
 pub mod faults;
 pub mod market;
 
 pub use binance::{BinanceSimConfig, SimHandle, sample_symbols, spawn};
+pub use broadcast::{Cursor, Lagged, SharedMarket};
 pub use faults::{Due, Faults, Seen};
 pub use market::{MarketError, MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};

@@ -269,8 +269,16 @@ impl std::fmt::Debug for WsFeed {
     }
 }
 
+/// Read buffer of each connection. tungstenite's buffer (a `BytesMut`) reallocates when one
+/// read fills it while more of it is unread than already consumed; with a buffer far larger
+/// than one socket read (a loopback or NIC burst is at most a few hundred KiB), the space
+/// reclaimed from consumed frames always suffices and steady state never allocates
+/// (`tests/hot_alloc.rs`).
+pub const READ_BUFFER: usize = 4 << 20;
+
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
 }
