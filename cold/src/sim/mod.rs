@@ -11,10 +11,12 @@
 
 pub mod binance;
 pub mod broadcast;
+pub mod bybit;
 pub mod faults;
 pub mod market;
 
 pub use binance::{BinanceSimConfig, SimHandle, sample_symbols, spawn};
 pub use broadcast::{Cursor, Lagged, SharedMarket};
+pub use bybit::{BookUpdates, BybitSimConfig, BybitSimHandle};
 pub use faults::{Due, Faults, Seen};
 pub use market::{MarketError, MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};

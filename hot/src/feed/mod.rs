@@ -18,6 +18,7 @@ use core::fmt;
 use crate::records::{Stamp, Tick};
 
 pub mod binance;
+pub mod bybit;
 pub mod ws;
 
 /// Largest frame a decoder accepts; anything longer is refused with [`DecodeReason::TooLarge`]

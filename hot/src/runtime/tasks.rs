@@ -98,6 +98,8 @@ pub struct FeedTask<S, D> {
     sequencing: Sequencing,
     /// Epoch of the previous frame, to tell the decoder when the connection changes.
     last_epoch: u32,
+    /// During a rotation: the two connections were seen to overlap.
+    overlap_seen: bool,
     /// No tick for this long (ns) restarts the source; 0 disables (replay).
     stale_after_ns: u64,
     /// Monotonic time of the last tick (or of the last restart).
@@ -175,6 +177,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             seqs,
             sequencing,
             last_epoch: 0,
+            overlap_seen: false,
             stale_after_ns: 0,
             last_tick_mono: 0,
             idle_passes: 0,
@@ -225,12 +228,13 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
     /// to Alpha.
     ///
     /// During a make-before-break rotation the old connection stays the one that counts: the
-    /// new connection's ticks are only compared against it, never passed on. As soon as the two
-    /// are seen to overlap — the new one delivers an id the old one already did, or the old one
-    /// reaches an id the new one delivered — the rotation finishes: the old connection is
+    /// new connection's ticks are only compared against it, never passed on. The rotation
+    /// finishes once the two are seen to overlap (the new one delivers an id the old one already
+    /// did, or the old one reaches an id the new one delivered) and the old one has delivered
+    /// every id the new one has shown so far, on every instrument: then the old connection is
     /// closed and, from then on, the new one's ticks above the last id are passed on. Nothing
-    /// is missed (the old connection delivered everything up to the overlap) and nothing is
-    /// doubled (ids not above the last are dropped).
+    /// is missed (the old connection covered everything before the new one's position) and
+    /// nothing is doubled (ids not above the last are dropped).
     #[inline]
     fn accept_batch(&mut self, meta: FrameMeta, epoch: u32) {
         let rotating = self.source.rotating();
@@ -280,7 +284,12 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
                 Verdict::Fresh => true,
             }
         });
-        if let (true, Some(new_epoch)) = (overlap, rotating) {
+        self.overlap_seen |= overlap;
+        // Close the old connection only once it has delivered everything the new one has
+        // shown so far: every id the new connection delivered (and we dropped) is then covered.
+        let covered = self.seqs.iter().all(|st| st.ahead_trade <= st.trade && st.ahead_quote <= st.quote);
+        if let (true, true, Some(new_epoch)) = (self.overlap_seen, covered, rotating) {
+            self.overlap_seen = false;
             self.source.finish_rotation();
             // The new connection inherits the numbering: its ids not above the last are
             // duplicates, not a renumbered session.

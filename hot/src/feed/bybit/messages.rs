@@ -289,7 +289,16 @@ mod tests {
             assert_eq!(key as usize, i);
             assert_eq!(Key::from_wire(key.wire().as_bytes()), Some(key));
         }
-        for unread in [&b"seq"[..], b"L", b"BT", b"RPI", b"ret_msg", b"conn_id", b"lastPrice", b""] {
+        for unread in [
+            &b"seq"[..],
+            b"L",
+            b"BT",
+            b"RPI",
+            b"ret_msg",
+            b"conn_id",
+            b"lastPrice",
+            b"",
+        ] {
             assert_eq!(Key::from_wire(unread), None);
         }
     }

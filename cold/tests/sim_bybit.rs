@@ -1,0 +1,966 @@
+//! End-to-end tests of the Bybit v5 simulator over real loopback sockets with a real tungstenite
+//! client, checking the wire format against `venues.md` §3 and decoding every frame it sends
+//! with the engine's own [`BybitDecoder`].
+//!
+//! Nothing here sleeps to synchronise or asserts on timing: every wait reads the socket with a
+//! short timeout until the expected condition holds, and fails with a message at a generous
+//! deadline. The idle-cut tests keep a client busy (or quiet) for a few idle periods, which is
+//! the behaviour under test, not a measurement.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use maxx_cold::sim::bybit::{self, BookUpdates, BybitSimConfig, BybitSimHandle};
+use maxx_cold::sim::faults::GARBAGE_TEXT;
+use maxx_cold::sim::sample_symbols;
+use maxx_hot::feed::bybit::parse::BybitDecoder;
+use maxx_hot::feed::{Control, DecodeError, Decoded, FrameMeta, TickBatch};
+use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
+use maxx_hot::num::{Price, Qty};
+use maxx_hot::records::{Stamp, Tick, TickBody};
+use serde_json::Value;
+use tungstenite::error::ProtocolError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
+
+/// How long any condition may take before the test fails; far above what it needs.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// Client read timeout: how often a waiting loop re-checks its condition and deadline.
+const READ_POLL: Duration = Duration::from_millis(20);
+/// Idle cut used by the idle tests: short, so that a few periods pass quickly.
+const IDLE: Duration = Duration::from_millis(300);
+
+const SPOT: &str = "/v5/public/spot";
+const LINEAR: &str = "/v5/public/linear";
+
+type Client = WebSocket<TcpStream>;
+
+fn config(seed: u64) -> BybitSimConfig {
+    BybitSimConfig {
+        events_per_sec: 2_000,
+        ..BybitSimConfig::new(seed, sample_symbols())
+    }
+}
+
+fn start(cfg: BybitSimConfig) -> BybitSimHandle {
+    bybit::spawn("127.0.0.1:0".parse().unwrap(), cfg).expect("simulator starts")
+}
+
+fn connect(sim: &BybitSimHandle, path: &str) -> Client {
+    let stream = TcpStream::connect(sim.local_addr()).expect("tcp connect");
+    let url = format!("ws://{}{path}", sim.local_addr());
+    let (ws, _) = tungstenite::client(url.as_str(), stream).expect("websocket upgrade");
+    ws.get_ref().set_read_timeout(Some(READ_POLL)).unwrap();
+    ws
+}
+
+fn deadline() -> Instant {
+    Instant::now() + DEADLINE
+}
+
+fn timed_out(e: &WsError) -> bool {
+    matches!(e, WsError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+}
+
+/// The next text frame, skipping control frames.
+fn read_text(ws: &mut Client, until: Instant, what: &str) -> String {
+    loop {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        match ws.read() {
+            Ok(Message::Text(text)) => return text.as_str().to_owned(),
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("connection failed while waiting for {what}: {e}"),
+        }
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"))
+}
+
+fn send(ws: &mut Client, text: &str) {
+    ws.send(Message::text(text)).expect("send request");
+}
+
+/// Sends a request and returns the raw reply (the first frame that is not a push), with the
+/// pushes that arrived before it.
+fn request(ws: &mut Client, text: &str) -> (String, Vec<String>) {
+    send(ws, text);
+    let until = deadline();
+    let mut pushes = Vec::new();
+    loop {
+        let frame = read_text(ws, until, &format!("the reply to {text}"));
+        if json(&frame).get("topic").is_none() {
+            return (frame, pushes);
+        }
+        pushes.push(frame);
+    }
+}
+
+fn subscribe(ws: &mut Client, topics: &[&str]) -> String {
+    let args: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    let (reply, _) = request(
+        ws,
+        &format!(r#"{{"op":"subscribe","args":[{}],"req_id":"sub"}}"#, args.join(",")),
+    );
+    assert_eq!(json(&reply)["success"], true, "{reply}");
+    reply
+}
+
+/// Fails unless `keys` appear in `text` in this order.
+fn assert_key_order(text: &str, keys: &[&str]) {
+    let mut from = 0;
+    for key in keys {
+        let quoted = format!("\"{key}\":");
+        let at = text[from..]
+            .find(&quoted)
+            .unwrap_or_else(|| panic!("key {key} missing or out of order in {text}"));
+        from += at + quoted.len();
+    }
+}
+
+/// Plausible epoch milliseconds (after 2020, before 2100).
+fn assert_ms(v: &Value) {
+    let ms = v.as_u64().unwrap_or_else(|| panic!("{v} is not an integer time"));
+    assert!(
+        (1_577_836_800_000..4_102_444_800_000).contains(&ms),
+        "{ms} is not epoch ms"
+    );
+}
+
+/// A decimal string with exactly `places` decimals (none: no dot).
+fn decimal(v: &Value, places: usize) -> &str {
+    let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a string"));
+    match s.split_once('.') {
+        Some((int, frac)) => {
+            assert!(!int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()), "{s}");
+            assert!(
+                frac.len() == places && frac.bytes().all(|b| b.is_ascii_digit()),
+                "{s}: not {places} places"
+            );
+        }
+        None => assert!(places == 0 && s.bytes().all(|b| b.is_ascii_digit()), "{s}"),
+    }
+    s
+}
+
+/// Decimal places of prices and sizes in [`sample_symbols`]: ticks 0.01, lots 0.00001 / 0.0001.
+fn places(symbol: &str) -> (usize, usize) {
+    match symbol {
+        "BTCUSDT" => (2, 5),
+        "ETHUSDT" => (2, 4),
+        other => panic!("unexpected symbol {other}"),
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn index() -> InstrumentIndex {
+    InstrumentIndex::new(["BTCUSDT", "ETHUSDT"].map(|name| {
+        let mut venues = [None; Venue::COUNT];
+        venues[Venue::Bybit.index()] = Some(VenueSymbol::new(name).unwrap());
+        (Symbol::new(name).unwrap(), venues)
+    }))
+    .unwrap()
+}
+
+/// The engine's decoder, fed the frames a client receives.
+struct Decoder {
+    decoder: BybitDecoder,
+    index: InstrumentIndex,
+    out: TickBatch,
+    frames: u64,
+}
+
+impl Decoder {
+    fn new() -> Self {
+        let index = index();
+        Self {
+            decoder: BybitDecoder::new(index.len()),
+            index,
+            out: TickBatch::new(),
+            frames: 0,
+        }
+    }
+
+    /// Decodes one frame; the ticks are in `self.out`.
+    fn decode(&mut self, frame: &str) -> Result<Decoded, DecodeError> {
+        self.frames += 1;
+        self.out.clear();
+        let meta = FrameMeta {
+            recv_ns: self.frames,
+            stamp: Stamp(self.frames),
+        };
+        self.decoder.decode(frame.as_bytes(), meta, &self.index, &mut self.out)
+    }
+}
+
+fn wait_for_connections(sim: &BybitSimHandle, n: usize) {
+    let until = deadline();
+    while sim.connections() != n {
+        assert!(
+            Instant::now() < until,
+            "{} connections, expected {n}",
+            sim.connections()
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Reads until the server closes the connection; returns the close frame's code, if any.
+fn read_until_closed(ws: &mut Client, mut on_text: impl FnMut(&str)) -> Option<CloseCode> {
+    let until = deadline();
+    loop {
+        assert!(Instant::now() < until, "the connection was never closed");
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame.map(|f| f.code),
+            Ok(Message::Text(text)) => on_text(text.as_str()),
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests and acks.
+
+#[test]
+fn subscribe_is_acked_as_documented_on_both_markets() {
+    let sim = start(config(3));
+    let mut decoder = Decoder::new();
+
+    let mut spot = connect(&sim, SPOT);
+    let (ack, _) = request(
+        &mut spot,
+        r#"{"op":"subscribe","args":["publicTrade.BTCUSDT","orderbook.1.BTCUSDT"],"req_id":"10001"}"#,
+    );
+    assert_key_order(&ack, &["success", "ret_msg", "conn_id", "req_id", "op"]);
+    let v = json(&ack);
+    assert_eq!(
+        (&v["success"], &v["ret_msg"], &v["req_id"], &v["op"]),
+        (
+            &Value::from(true),
+            &Value::from("subscribe"),
+            &Value::from("10001"),
+            &Value::from("subscribe")
+        )
+    );
+    let spot_conn = v["conn_id"].as_str().unwrap().to_owned();
+    assert!(is_uuid(&spot_conn), "{spot_conn}");
+    assert_eq!(decoder.decode(&ack), Ok(Decoded::Control(Control::Subscribed)));
+
+    // Linear sends an empty `ret_msg`, and `req_id` is empty when the request had none.
+    let mut linear = connect(&sim, LINEAR);
+    let (ack, _) = request(&mut linear, r#"{"op":"subscribe","args":["orderbook.1.ETHUSDT"]}"#);
+    assert_key_order(&ack, &["success", "ret_msg", "conn_id", "req_id", "op"]);
+    let v = json(&ack);
+    assert_eq!((&v["ret_msg"], &v["req_id"]), (&Value::from(""), &Value::from("")));
+    assert_ne!(
+        v["conn_id"].as_str().unwrap(),
+        spot_conn,
+        "each connection has its own id"
+    );
+    assert_eq!(decoder.decode(&ack), Ok(Decoded::Control(Control::Subscribed)));
+
+    // Unsubscribing is acked the same way.
+    let (ack, _) = request(
+        &mut spot,
+        r#"{"op":"unsubscribe","args":["publicTrade.BTCUSDT"],"req_id":"7"}"#,
+    );
+    let v = json(&ack);
+    assert_eq!(
+        (&v["success"], &v["op"], &v["ret_msg"]),
+        (
+            &Value::from(true),
+            &Value::from("unsubscribe"),
+            &Value::from("unsubscribe")
+        )
+    );
+    assert_eq!(decoder.decode(&ack), Ok(Decoded::Control(Control::Result { id: 7 })));
+}
+
+#[test]
+fn bad_topics_and_oversized_requests_are_rejected_whole() {
+    let sim = start(config(3));
+    let mut decoder = Decoder::new();
+    let mut spot = connect(&sim, SPOT);
+    for args in [
+        r#"["orderbook.50.BTCUSDT"]"#,
+        r#"["publicTrade.XRPUSDT"]"#,
+        r#"["publicTrade.btcusdt"]"#,
+        r#"["tickers.BTCUSDT"]"#,
+        r#"["publicTrade.BTCUSDT","trade.BTCUSDT"]"#,
+        r#"[1]"#,
+        r#"[]"#,
+        r#""publicTrade.BTCUSDT""#,
+    ] {
+        let (ack, pushes) = request(
+            &mut spot,
+            &format!(r#"{{"op":"subscribe","args":{args},"req_id":"bad"}}"#),
+        );
+        assert!(pushes.is_empty(), "pushes without a subscription: {pushes:?}");
+        assert_key_order(&ack, &["success", "ret_msg", "conn_id", "req_id", "op"]);
+        let v = json(&ack);
+        assert_eq!(
+            (&v["success"], &v["req_id"], &v["op"]),
+            (&Value::from(false), &Value::from("bad"), &Value::from("subscribe")),
+            "{args}"
+        );
+        assert!(!v["ret_msg"].as_str().unwrap().is_empty(), "{ack}");
+        assert_eq!(
+            decoder.decode(&ack),
+            Ok(Decoded::Control(Control::SubscribeRejected)),
+            "{args}"
+        );
+    }
+    // Spot takes at most 10 args per request; linear states no such limit.
+    let eleven: Vec<&str> = ["\"publicTrade.BTCUSDT\""; 11].to_vec();
+    let eleven = format!(r#"{{"op":"subscribe","args":[{}]}}"#, eleven.join(","));
+    let (ack, _) = request(&mut spot, &eleven);
+    assert_eq!(json(&ack)["success"], false, "{ack}");
+    let mut linear = connect(&sim, LINEAR);
+    let (ack, _) = request(&mut linear, &eleven);
+    assert_eq!(json(&ack)["success"], true, "{ack}");
+    // Malformed requests get a refusal too, never a dropped connection.
+    for bad in ["not json", "[1]", r#"{"op":1}"#, r#"{"op":"auth","args":[]}"#] {
+        let (ack, _) = request(&mut spot, bad);
+        assert_eq!(json(&ack)["success"], false, "{bad}: {ack}");
+    }
+    // Nothing was subscribed on spot: a ping's pong comes with no push before it.
+    let (pong, pushes) = request(&mut spot, r#"{"op":"ping"}"#);
+    assert!(pushes.is_empty(), "{pushes:?}");
+    assert_eq!(json(&pong)["ret_msg"], "pong");
+}
+
+#[test]
+fn pong_answers_op_ping_in_each_markets_shape() {
+    let sim = start(config(3));
+    let mut decoder = Decoder::new();
+    let mut spot = connect(&sim, SPOT);
+    let conn_id = json(&subscribe(&mut spot, &["orderbook.1.BTCUSDT"]))["conn_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (pong, _) = request(&mut spot, r#"{"op":"ping"}"#);
+    assert_eq!(
+        pong,
+        format!(r#"{{"success":true,"ret_msg":"pong","conn_id":"{conn_id}","op":"ping"}}"#)
+    );
+    assert_eq!(decoder.decode(&pong), Ok(Decoded::Control(Control::Heartbeat)));
+    let (pong, _) = request(&mut spot, r#"{"req_id":"100001","op":"ping"}"#);
+    assert_eq!(
+        pong,
+        format!(r#"{{"success":true,"ret_msg":"pong","conn_id":"{conn_id}","req_id":"100001","op":"ping"}}"#)
+    );
+
+    let mut linear = connect(&sim, LINEAR);
+    let (pong, _) = request(&mut linear, r#"{"op":"ping"}"#);
+    assert_key_order(&pong, &["success", "ret_msg", "conn_id", "req_id", "op"]);
+    let v = json(&pong);
+    assert_eq!(
+        (&v["ret_msg"], &v["req_id"], &v["op"]),
+        (&Value::from("pong"), &Value::from(""), &Value::from("ping"))
+    );
+    assert_eq!(decoder.decode(&pong), Ok(Decoded::Control(Control::Heartbeat)));
+}
+
+#[test]
+fn unknown_paths_are_refused_with_404() {
+    let sim = start(config(3));
+    for path in ["/v5/public/option", "/v5/public/inverse", "/ws", "/v5/private"] {
+        let stream = TcpStream::connect(sim.local_addr()).unwrap();
+        let url = format!("ws://{}{path}", sim.local_addr());
+        match tungstenite::client(url.as_str(), stream) {
+            Err(HandshakeError::Failure(WsError::Http(response))) => {
+                assert_eq!(response.status().as_u16(), 404, "{path}");
+            }
+            Err(e) => panic!("{path}: expected HTTP 404, got {e}"),
+            Ok(_) => panic!("{path}: expected HTTP 404, got an upgrade"),
+        }
+    }
+    // A query string is ignored, as the public endpoints take none.
+    let mut ws = connect(&sim, "/v5/public/linear?max_active_time=60s");
+    subscribe(&mut ws, &["publicTrade.BTCUSDT"]);
+}
+
+#[test]
+fn unusable_configuration_is_refused_before_binding() {
+    let refused = |cfg: BybitSimConfig| {
+        let err = bybit::spawn("127.0.0.1:0".parse().unwrap(), cfg).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    };
+    refused(BybitSimConfig {
+        idle_timeout: Duration::ZERO,
+        ..config(1)
+    });
+    refused(BybitSimConfig {
+        events_per_sec: 0,
+        ..config(1)
+    });
+    refused(BybitSimConfig {
+        symbols: Vec::new(),
+        ..config(1)
+    });
+    let mut twice = sample_symbols();
+    twice.push(twice[0]);
+    refused(BybitSimConfig {
+        symbols: twice,
+        ..config(1)
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pushes.
+
+/// Checks one `publicTrade` push; returns its symbol and its trades' `i` values.
+fn check_trades(text: &str, linear: bool) -> (String, Vec<String>) {
+    assert_key_order(text, &["topic", "type", "ts", "data"]);
+    let v = json(text);
+    let topic = v["topic"].as_str().unwrap();
+    let symbol = topic.strip_prefix("publicTrade.").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(v["type"], "snapshot");
+    assert_ms(&v["ts"]);
+    let trades = v["data"].as_array().unwrap_or_else(|| panic!("{text}"));
+    assert!(!trades.is_empty() && trades.len() <= 1024, "{text}");
+    let (price_places, qty_places) = places(symbol);
+    let mut ids = Vec::new();
+    for trade in trades {
+        let keys: Vec<&str> = trade.as_object().unwrap().keys().map(String::as_str).collect();
+        let expected: &[&str] = if linear {
+            &["T", "s", "S", "v", "p", "L", "i", "BT", "seq"]
+        } else {
+            &["T", "s", "S", "v", "p", "i", "BT", "seq"]
+        };
+        assert_eq!(keys, expected, "{text}");
+        assert_ms(&trade["T"]);
+        assert_eq!(trade["s"], symbol);
+        assert!(trade["S"] == "Buy" || trade["S"] == "Sell", "{text}");
+        let qty: Qty = decimal(&trade["v"], qty_places).parse().unwrap();
+        let price: Price = decimal(&trade["p"], price_places).parse().unwrap();
+        assert!(qty > Qty::ZERO && price > Price::ZERO, "{text}");
+        if linear {
+            let l = trade["L"].as_str().unwrap();
+            assert!(
+                ["PlusTick", "ZeroPlusTick", "MinusTick", "ZeroMinusTick"].contains(&l),
+                "{l}"
+            );
+        }
+        assert_eq!(trade["BT"], false);
+        assert!(trade["seq"].as_u64().is_some(), "{text}");
+        ids.push(trade["i"].as_str().unwrap().to_owned());
+    }
+    (symbol.to_owned(), ids)
+}
+
+#[test]
+fn trades_carry_the_documented_fields_on_both_markets() {
+    let sim = start(config(5));
+    for linear in [false, true] {
+        let mut ws = connect(&sim, if linear { LINEAR } else { SPOT });
+        subscribe(&mut ws, &["publicTrade.BTCUSDT", "publicTrade.ETHUSDT"]);
+        let until = deadline();
+        let mut last_id = [None::<u64>; 2];
+        let mut ids = Vec::new();
+        let mut batched = 0;
+        while ids.len() < 300 {
+            let text = read_text(&mut ws, until, "trades");
+            let (symbol, trade_ids) = check_trades(&text, linear);
+            batched += usize::from(trade_ids.len() > 1);
+            for id in trade_ids {
+                if linear {
+                    assert!(is_uuid(&id), "{id}");
+                } else {
+                    // Spot ids are digits, consecutive per symbol: nothing is lost.
+                    let n: u64 = id.parse().unwrap_or_else(|_| panic!("spot id {id} is not a number"));
+                    let slot = &mut last_id[usize::from(symbol == "ETHUSDT")];
+                    if let Some(last) = *slot {
+                        assert_eq!(n, last + 1, "{symbol}");
+                    }
+                    *slot = Some(n);
+                }
+                ids.push((symbol.clone(), id));
+            }
+        }
+        // Sweeps through several levels come as one message.
+        assert!(batched > 0, "no message carried more than one trade");
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "trade ids repeat within a symbol");
+    }
+}
+
+/// The `[price, size]` entries of one side of a book push, as sent.
+type Entries = Vec<(String, String)>;
+
+/// Checks one `orderbook.1` push; returns its type, `u`, bid and ask entries.
+fn check_book(text: &str) -> (String, u64, Entries, Entries) {
+    // Level 1 puts `ts` before `type` on both markets.
+    assert_key_order(text, &["topic", "ts", "type", "data", "s", "b", "a", "u", "seq", "cts"]);
+    let v = json(text);
+    let symbol = v["topic"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("orderbook.1.")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_ms(&v["ts"]);
+    assert_ms(&v["cts"]);
+    let data = &v["data"];
+    assert_eq!(data["s"], symbol);
+    assert!(data["seq"].as_u64().is_some(), "{text}");
+    let (price_places, qty_places) = places(symbol);
+    let side = |levels: &Value| -> Entries {
+        levels
+            .as_array()
+            .unwrap_or_else(|| panic!("{text}"))
+            .iter()
+            .map(|l| {
+                let l = l.as_array().unwrap();
+                assert_eq!(l.len(), 2, "{text}");
+                let size = l[1].as_str().unwrap();
+                let size = if size == "0" { size } else { decimal(&l[1], qty_places) };
+                (decimal(&l[0], price_places).to_owned(), size.to_owned())
+            })
+            .collect()
+    };
+    (
+        v["type"].as_str().unwrap().to_owned(),
+        data["u"].as_u64().unwrap(),
+        side(&data["b"]),
+        side(&data["a"]),
+    )
+}
+
+#[test]
+fn level_one_books_are_snapshots_by_default() {
+    let sim = start(config(5));
+    let mut ws = connect(&sim, SPOT);
+    subscribe(&mut ws, &["orderbook.1.BTCUSDT"]);
+    let until = deadline();
+    let mut last_u = 0;
+    for _ in 0..200 {
+        let text = read_text(&mut ws, until, "book pushes");
+        let (kind, u, bids, asks) = check_book(&text);
+        assert_eq!(kind, "snapshot");
+        assert!(u > last_u, "u went from {last_u} to {u}");
+        last_u = u;
+        assert_eq!((bids.len(), asks.len()), (1, 1), "{text}");
+        let (bid, ask): (Price, Price) = (bids[0].0.parse().unwrap(), asks[0].0.parse().unwrap());
+        assert!(bid < ask, "{text}");
+    }
+}
+
+/// Reads `n` level-1 pushes for BTCUSDT and decodes them; returns the quotes by `u`.
+fn book_quotes(sim: &BybitSimHandle, n: usize, deltas: bool) -> Vec<(u64, TickBody)> {
+    let mut ws = connect(sim, LINEAR);
+    subscribe(&mut ws, &["orderbook.1.BTCUSDT"]);
+    let mut decoder = Decoder::new();
+    let until = deadline();
+    let mut quotes = Vec::new();
+    for i in 0..n {
+        let text = read_text(&mut ws, until, "book pushes");
+        let (kind, _, bids, asks) = check_book(&text);
+        // Quiet books are sent again as snapshots after 3 s; at this rate that never happens.
+        assert_eq!(kind == "snapshot", i == 0 || !deltas, "push {i} is a {kind}");
+        if kind == "delta" {
+            // A side that changed price carries the new level and the old one deleted.
+            for side in [&bids, &asks] {
+                assert!(side.len() <= 2, "{text}");
+                assert_eq!(
+                    side.iter().filter(|(_, size)| size == "0").count(),
+                    side.len() / 2,
+                    "{text}"
+                );
+            }
+        }
+        match decoder.decode(&text) {
+            Ok(Decoded::Tick(Tick { seq, body, .. })) => quotes.push((seq, body)),
+            other => panic!("{text} decoded to {other:?}"),
+        }
+        assert_eq!(decoder.out.gaps, 0, "{text}");
+    }
+    quotes
+}
+
+#[test]
+fn level_one_deltas_rebuild_exactly_the_snapshots() {
+    // Every connection replays the same market, so the same `u` is the same top of book.
+    let snapshots = start(BybitSimConfig {
+        book_updates: BookUpdates::Snapshots,
+        ..config(8)
+    });
+    let deltas = start(BybitSimConfig {
+        book_updates: BookUpdates::Deltas,
+        ..config(8)
+    });
+    let truth = book_quotes(&snapshots, 400, false);
+    let rebuilt = book_quotes(&deltas, 400, true);
+    let mut compared = 0;
+    for (u, quote) in &rebuilt {
+        if let Some((_, expected)) = truth.iter().find(|(t, _)| t == u) {
+            assert_eq!(quote, expected, "u {u}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "only {compared} updates in common");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every frame decodes.
+
+#[test]
+fn every_frame_the_simulator_sends_decodes_without_errors() {
+    for (path, updates) in [
+        (SPOT, BookUpdates::Snapshots),
+        (LINEAR, BookUpdates::Snapshots),
+        (SPOT, BookUpdates::Deltas),
+        (LINEAR, BookUpdates::Deltas),
+    ] {
+        let sim = start(BybitSimConfig {
+            book_updates: updates,
+            ..config(11)
+        });
+        let mut ws = connect(&sim, path);
+        let mut decoder = Decoder::new();
+        send(
+            &mut ws,
+            r#"{"op":"subscribe","args":["publicTrade.BTCUSDT","orderbook.1.BTCUSDT","publicTrade.ETHUSDT","orderbook.1.ETHUSDT"],"req_id":"1"}"#,
+        );
+        let until = deadline();
+        let (mut subscribed, mut heartbeats, mut trades, mut quotes, mut gaps) = (0, 0, 0, 0, 0);
+        let mut last_trade_seq = [None::<u64>; 2];
+        for n in 0..3_000 {
+            if n % 500 == 0 {
+                send(&mut ws, r#"{"op":"ping"}"#);
+            }
+            let text = read_text(&mut ws, until, "frames");
+            let decoded = decoder
+                .decode(&text)
+                .unwrap_or_else(|e| panic!("{path} {updates:?}: {e}: {text}"));
+            gaps += decoder.out.gaps;
+            match decoded {
+                Decoded::Control(Control::Subscribed) => subscribed += 1,
+                Decoded::Control(Control::Heartbeat) => heartbeats += 1,
+                Decoded::Tick(tick) => {
+                    assert!(
+                        matches!(tick.body, TickBody::Quote { bid, ask, .. } if bid < ask),
+                        "{text}"
+                    );
+                    quotes += 1;
+                }
+                Decoded::Ticks => {
+                    for tick in decoder.out.as_slice() {
+                        assert!(matches!(tick.body, TickBody::Trade { .. }));
+                        // Spot trade ids are numbers, consecutive per instrument.
+                        if path == SPOT {
+                            let last = &mut last_trade_seq[tick.instrument.index()];
+                            if let Some(last) = *last {
+                                assert_eq!(tick.seq, last + 1, "{text}");
+                            }
+                            *last = Some(tick.seq);
+                        }
+                        trades += 1;
+                    }
+                }
+                other => panic!("{path} {updates:?}: unexpected {other:?} from {text}"),
+            }
+        }
+        assert_eq!((subscribed, gaps), (1, 0), "{path} {updates:?}");
+        assert!(heartbeats >= 5, "{path} {updates:?}: {heartbeats} pongs");
+        assert!(
+            trades > 500 && quotes > 500,
+            "{path} {updates:?}: {trades} trades, {quotes} quotes"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle cut.
+
+#[test]
+fn a_client_that_neither_pings_nor_receives_is_cut_after_the_idle_timeout() {
+    let sim = start(BybitSimConfig {
+        idle_timeout: IDLE,
+        ..config(3)
+    });
+    let mut quiet = connect(&sim, LINEAR);
+    assert_eq!(
+        read_until_closed(&mut quiet, |t| panic!("unexpected {t}")),
+        Some(CloseCode::Normal)
+    );
+    wait_for_connections(&sim, 0);
+}
+
+#[test]
+fn pings_or_pushes_keep_a_connection_past_the_idle_timeout() {
+    // Longer than `IDLE`, so that a loaded machine pausing this thread between two pings for a
+    // moment does not look like an idle client.
+    let idle = Duration::from_secs(1);
+    let sim = start(BybitSimConfig {
+        idle_timeout: idle,
+        ..config(3)
+    });
+    // One client pings every 50 ms and subscribes to nothing; the other only receives pushes.
+    let mut pinging = connect(&sim, SPOT);
+    let mut receiving = connect(&sim, LINEAR);
+    subscribe(&mut receiving, &["publicTrade.BTCUSDT", "orderbook.1.BTCUSDT"]);
+    for ws in [&mut pinging, &mut receiving] {
+        ws.get_ref().set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    }
+    let begin = Instant::now();
+    let mut next_ping = begin;
+    let (mut pongs, mut pushes) = (0, 0);
+    while begin.elapsed() < 3 * idle {
+        if Instant::now() >= next_ping {
+            send(&mut pinging, r#"{"op":"ping"}"#);
+            next_ping += Duration::from_millis(50);
+        }
+        for (ws, count) in [(&mut pinging, &mut pongs), (&mut receiving, &mut pushes)] {
+            match ws.read() {
+                Ok(Message::Text(_)) => *count += 1,
+                Ok(Message::Close(frame)) => panic!("closed while active: {frame:?}"),
+                Ok(_) => {}
+                Err(e) if timed_out(&e) => {}
+                Err(e) => panic!("dropped while active: {e}"),
+            }
+        }
+    }
+    assert!(pongs > 0 && pushes > 0, "{pongs} pongs, {pushes} pushes");
+    assert_eq!(sim.connections(), 2);
+    // Once the pinging client stops, it is cut like any idle one.
+    pinging.get_ref().set_read_timeout(Some(READ_POLL)).unwrap();
+    assert_eq!(read_until_closed(&mut pinging, |_| {}), Some(CloseCode::Normal));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults and shutdown.
+
+/// Reads frames, decoding each, until `done` says so; it sees each result and its gap count.
+fn read_until(ws: &mut Client, decoder: &mut Decoder, what: &str, mut done: impl FnMut(&Decoded, u32) -> bool) {
+    let until = deadline();
+    loop {
+        let text = read_text(ws, until, what);
+        let decoded = decoder.decode(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        if done(&decoded, decoder.out.gaps) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_silent_feed_pushes_nothing_and_answers_no_ping_then_resumes_after_a_gap() {
+    let sim = start(BybitSimConfig {
+        book_updates: BookUpdates::Deltas,
+        ..config(9)
+    });
+    let mut ws = connect(&sim, LINEAR);
+    let mut decoder = Decoder::new();
+    send(
+        &mut ws,
+        r#"{"op":"subscribe","args":["orderbook.1.BTCUSDT","orderbook.1.ETHUSDT","publicTrade.BTCUSDT"],"req_id":"1"}"#,
+    );
+    let mut quotes = 0;
+    read_until(&mut ws, &mut decoder, "quotes", |d, _| {
+        quotes += usize::from(matches!(d, Decoded::Tick(_)));
+        quotes >= 20
+    });
+    sim.faults().set_silent(true);
+    // Frames queued before the switch may still arrive; the ack to a later request marks the
+    // point after which nothing but acks may come.
+    let (_, _) = request(
+        &mut ws,
+        r#"{"op":"subscribe","args":["publicTrade.ETHUSDT"],"req_id":"2"}"#,
+    );
+    send(&mut ws, r#"{"op":"ping"}"#);
+    // Hold the silence for a while (the market moves on meanwhile), reading everything.
+    let quiet_until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < quiet_until {
+        match ws.read() {
+            Ok(Message::Text(text)) => panic!("a silent feed sent {text}"),
+            Ok(Message::Close(frame)) => panic!("a silent feed closed the connection: {frame:?}"),
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("the silent feed dropped the connection: {e}"),
+        }
+    }
+    let (ack, _) = request(
+        &mut ws,
+        r#"{"op":"subscribe","args":["publicTrade.BTCUSDT"],"req_id":"3"}"#,
+    );
+    assert_eq!(json(&ack)["req_id"], "3", "acks still flow while silent: {ack}");
+
+    sim.faults().set_silent(false);
+    // Pushes resume; the level-1 deltas jump over the changes sent while silent: a gap.
+    let mut gaps = 0;
+    let mut pong = false;
+    send(&mut ws, r#"{"op":"ping"}"#);
+    read_until(&mut ws, &mut decoder, "pushes after the silence", |d, g| {
+        gaps += g;
+        pong |= matches!(d, Decoded::Control(Control::Heartbeat));
+        pong && gaps > 0
+    });
+    assert_eq!(sim.connections(), 1);
+}
+
+#[test]
+fn a_deaf_server_ignores_op_ping_but_keeps_pushing() {
+    let sim = start(config(9));
+    let mut ws = connect(&sim, SPOT);
+    subscribe(&mut ws, &["publicTrade.BTCUSDT"]);
+    sim.faults().set_deaf(true);
+    // Requests other than ping are still answered; that ack marks the switch.
+    subscribe(&mut ws, &["publicTrade.ETHUSDT"]);
+    send(&mut ws, r#"{"op":"ping"}"#);
+    let until = deadline();
+    let mut pushes = 0;
+    while pushes < 200 {
+        let text = read_text(&mut ws, until, "trades while deaf");
+        assert!(json(&text).get("topic").is_some(), "a deaf server replied: {text}");
+        pushes += 1;
+    }
+    sim.faults().set_deaf(false);
+    // The ignored ping stays unanswered; a new one gets its pong.
+    let (pong, _) = request(&mut ws, r#"{"op":"ping","req_id":"again"}"#);
+    assert_eq!(json(&pong)["req_id"], "again", "{pong}");
+}
+
+#[test]
+fn a_deaf_server_cuts_a_client_whose_pings_it_ignores() {
+    let sim = start(BybitSimConfig {
+        idle_timeout: IDLE,
+        ..config(9)
+    });
+    sim.faults().set_deaf(true);
+    let mut ws = connect(&sim, LINEAR);
+    let until = deadline();
+    let mut next_ping = Instant::now();
+    loop {
+        assert!(Instant::now() < until, "never cut");
+        if Instant::now() >= next_ping {
+            // The socket may already be closing; a failed send is the cut arriving.
+            let _ = ws.send(Message::text(r#"{"op":"ping"}"#));
+            next_ping += Duration::from_millis(50);
+        }
+        match ws.read() {
+            Ok(Message::Text(text)) => panic!("a deaf server answered: {text}"),
+            Ok(Message::Close(frame)) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Normal));
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Reads until the connection fails; panics if a close frame arrives first.
+fn expect_abrupt_end(ws: &mut Client) {
+    let until = deadline();
+    loop {
+        assert!(Instant::now() < until, "the connection was never dropped");
+        match ws.read() {
+            Ok(Message::Close(frame)) => panic!("expected an abrupt drop, got a close frame {frame:?}"),
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) | WsError::Io(_)) => return,
+            Err(e) => panic!("expected an abrupt drop, got {e}"),
+        }
+    }
+}
+
+#[test]
+fn drop_all_cuts_every_connection_without_a_close_frame() {
+    let sim = start(config(9));
+    let mut spot = connect(&sim, SPOT);
+    let mut linear = connect(&sim, LINEAR);
+    subscribe(&mut spot, &["publicTrade.BTCUSDT"]);
+    subscribe(&mut linear, &["orderbook.1.ETHUSDT"]);
+    sim.faults().drop_all();
+    expect_abrupt_end(&mut spot);
+    expect_abrupt_end(&mut linear);
+    wait_for_connections(&sim, 0);
+    // A connection made after the fault starts clean.
+    let mut fresh = connect(&sim, SPOT);
+    subscribe(&mut fresh, &["publicTrade.BTCUSDT"]);
+    read_text(&mut fresh, deadline(), "a trade after the drop");
+}
+
+#[test]
+fn injected_garbage_arrives_between_pushes_and_is_refused_by_the_decoder() {
+    let sim = start(config(9));
+    let mut ws = connect(&sim, SPOT);
+    let mut decoder = Decoder::new();
+    subscribe(&mut ws, &["publicTrade.BTCUSDT"]);
+    sim.faults().inject_garbage(6);
+    let until = deadline();
+    let mut garbage = Vec::new();
+    loop {
+        assert!(Instant::now() < until, "garbage so far: {garbage:?}");
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                let decoded = decoder.decode(text.as_str());
+                if let Some(g) = GARBAGE_TEXT.iter().find(|g| **g == text.as_str()) {
+                    assert!(decoded.is_err(), "garbage {g} decoded to {decoded:?}");
+                    garbage.push(*g);
+                    continue;
+                }
+                assert!(garbage.is_empty(), "a push inside the injection: {text}");
+                assert_eq!(decoded, Ok(Decoded::Ticks), "{text}");
+            }
+            Ok(Message::Binary(bytes)) => {
+                assert!(std::str::from_utf8(&bytes).is_err(), "the binary frame is valid UTF-8");
+                assert!(decoder.decode(&String::from_utf8_lossy(&bytes)).is_err());
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(e) => panic!("the connection failed during the injection: {e}"),
+        }
+    }
+    let expected: Vec<&str> = GARBAGE_TEXT.iter().cycle().take(6).copied().collect();
+    assert_eq!(garbage, expected);
+    // The pushes go on after the garbage.
+    let text = read_text(&mut ws, deadline(), "a trade after the garbage");
+    assert_eq!(decoder.decode(&text), Ok(Decoded::Ticks));
+}
+
+#[test]
+fn announced_maintenance_closes_connections_but_not_the_venue() {
+    let sim = start(config(9));
+    let mut spot = connect(&sim, SPOT);
+    let mut linear = connect(&sim, LINEAR);
+    subscribe(&mut spot, &["publicTrade.BTCUSDT"]);
+    subscribe(&mut linear, &["publicTrade.BTCUSDT"]);
+    sim.faults().announce_shutdown();
+    assert_eq!(read_until_closed(&mut spot, |_| {}), Some(CloseCode::Away));
+    assert_eq!(read_until_closed(&mut linear, |_| {}), Some(CloseCode::Away));
+    wait_for_connections(&sim, 0);
+    let mut fresh = connect(&sim, LINEAR);
+    subscribe(&mut fresh, &["publicTrade.ETHUSDT"]);
+    read_text(&mut fresh, deadline(), "a trade after the maintenance notice");
+}
+
+#[test]
+fn shutdown_closes_every_connection() {
+    let sim = start(config(9));
+    let addr = sim.local_addr();
+    let mut spot = connect(&sim, SPOT);
+    let mut linear = connect(&sim, LINEAR);
+    subscribe(&mut linear, &["orderbook.1.BTCUSDT"]);
+    assert_eq!(sim.connections(), 2);
+    sim.shutdown();
+    assert_eq!(read_until_closed(&mut spot, |_| {}), Some(CloseCode::Away));
+    assert_eq!(read_until_closed(&mut linear, |_| {}), Some(CloseCode::Away));
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the listener is still open after shutdown"
+    );
+}
