@@ -12,11 +12,13 @@
 pub mod binance;
 pub mod broadcast;
 pub mod bybit;
+pub mod coinbase;
 pub mod faults;
 pub mod market;
 
 pub use binance::{BinanceSimConfig, SimHandle, sample_symbols, spawn};
 pub use broadcast::{Cursor, Lagged, SharedMarket};
 pub use bybit::{BookUpdates, BybitSimConfig, BybitSimHandle};
+pub use coinbase::{CoinbaseSimConfig, CoinbaseSimHandle};
 pub use faults::{Due, Faults, Seen};
 pub use market::{MarketError, MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};

@@ -19,6 +19,7 @@ use crate::records::{Stamp, Tick};
 
 pub mod binance;
 pub mod bybit;
+pub mod coinbase;
 pub mod ws;
 
 /// Largest frame a decoder accepts; anything longer is refused with [`DecodeReason::TooLarge`]

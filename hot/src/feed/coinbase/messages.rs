@@ -313,7 +313,15 @@ mod tests {
             assert_eq!(key as usize, i);
             assert_eq!(Key::from_wire(key.wire().as_bytes()), Some(key));
         }
-        for unknown in ["", "client_id", "volume_24_h", "maker_order_id", "Type", "last_size", "current_time"] {
+        for unknown in [
+            "",
+            "client_id",
+            "volume_24_h",
+            "maker_order_id",
+            "Type",
+            "last_size",
+            "current_time",
+        ] {
             assert_eq!(Key::from_wire(unknown.as_bytes()), None, "{unknown}");
         }
     }
