@@ -6,12 +6,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use maxx_cold::config::{self, Config, LogFormat};
 use maxx_cold::emit::EmitKind;
-use maxx_cold::engine::{sim_config, spec};
+use maxx_cold::engine::spec;
 use maxx_cold::logging::JsonLines;
 use maxx_cold::replay::{ReplayOptions, replay};
+use maxx_cold::venues::start_sim;
 use maxx_hot::ids::Venue;
 use tracing_subscriber::EnvFilter;
 
@@ -100,17 +101,9 @@ pub fn replay_cmd(args: &ReplayArgs, config: &Config) -> Result<()> {
 /// `maxx sim`.
 pub fn sim_cmd(args: &SimArgs, config: &Config) -> Result<()> {
     let venue = venue(&args.venue)?;
-    if venue != Venue::Binance {
-        bail!("no {venue} simulator yet (this build simulates binance)");
-    }
-    let (bind, cfg) = sim_config(config, venue).with_context(|| format!("sim.{venue} is not configured"))?;
-    let bind = args.bind.unwrap_or(bind);
-    let handle = maxx_cold::sim::spawn(bind, cfg).with_context(|| format!("binding {bind}"))?;
-    println!("{venue} simulator listening on ws://{}", handle.local_addr());
-    println!(
-        "  combined: ws://{}/stream?streams=btcusdt@trade/btcusdt@bookTicker",
-        handle.local_addr()
-    );
+    let handle = start_sim(config, venue, args.bind).map_err(anyhow::Error::msg)?;
+    let scheme = if venue == Venue::Oanda { "http" } else { "ws" };
+    println!("{venue} simulator listening on {scheme}://{}", handle.local_addr());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};

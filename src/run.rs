@@ -4,17 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook};
 use maxx_cold::config::{Config, FeedUrl};
-use maxx_cold::engine::{feed_target, reconnect, sim_config, spec};
+use maxx_cold::engine::spec;
 use maxx_cold::recorder;
-use maxx_cold::sim::{self, SimHandle};
 use maxx_cold::summary::{Latency, summarize};
 use maxx_cold::taps::{Record, TapDrain};
-use maxx_hot::feed::binance::parse::BinanceDecoder;
-use maxx_hot::feed::ws::WsFeed;
-use maxx_hot::ids::{InstrumentIndex, Venue};
+use maxx_cold::venues::{RunningSim, feed_source, start_sim};
+use maxx_hot::ids::InstrumentIndex;
 use maxx_hot::num::Money;
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
@@ -55,32 +53,23 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     );
     confine_current_thread(&placement.cold_cores);
     let spec = spec(&config);
-    let mut sims: Vec<SimHandle> = Vec::new();
+    let mut sims: Vec<RunningSim> = Vec::new();
     let mut feeds = Vec::new();
     for (venue, feed) in config.enabled_feeds() {
-        if venue != Venue::Binance {
-            bail!("feeds.{venue}: no {venue} connector yet (this build connects to binance)");
-        }
-        let sim_addr = if feed.url == FeedUrl::Sim {
-            let (bind, cfg) = sim_config(&config, venue)
-                .with_context(|| format!("feeds.{venue}.url is `sim` but sim.{venue} is not configured"))?;
-            let handle = sim::spawn(bind, cfg).with_context(|| format!("starting the {venue} simulator on {bind}"))?;
+        let sim = if feed.url == FeedUrl::Sim {
+            let handle = start_sim(&config, venue, None).map_err(anyhow::Error::msg)?;
             info!(venue = venue.name(), addr = %handle.local_addr(), "simulator listening");
-            let addr = handle.local_addr();
             sims.push(handle);
-            Some(addr)
+            sims.last()
         } else {
             None
         };
-        let (target, subscribe) = feed_target(&config, venue, feed, sim_addr).map_err(anyhow::Error::msg)?;
-        info!(venue = venue.name(), addr = %target.addr, path = %target.path, "feed target");
         let stats = Arc::new(FeedStats::new(venue));
-        let source = WsFeed::new(target, subscribe, reconnect(&config), Arc::clone(&stats))
-            .context("creating the feed's poller")?;
+        let (source, decoder) = feed_source(&config, venue, feed, sim, &stats).map_err(anyhow::Error::msg)?;
         feeds.push(FeedInput {
             venue,
             source,
-            decoder: BinanceDecoder::new(),
+            decoder,
             stats,
         });
     }

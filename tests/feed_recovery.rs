@@ -74,10 +74,10 @@ impl Harness {
         let _guard = self._rt.enter();
         let trades = &mut self.trades;
         self.drain.drain(&mut self.cold, &mut |r| {
-            if let Record::Tick(t) = r {
-                if let TickBody::Trade { .. } = t.body {
-                    trades.entry(t.instrument.0).or_default().push(t.seq);
-                }
+            if let Record::Tick(t) = r
+                && let TickBody::Trade { .. } = t.body
+            {
+                trades.entry(t.instrument.0).or_default().push(t.seq);
             }
         });
         for alert in self.watch.check() {
@@ -95,7 +95,11 @@ impl Harness {
 }
 
 fn shipped() -> maxx_cold::config::Config {
-    config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/agent_config.yaml"))).unwrap()
+    config::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/agent_config.yaml"
+    )))
+    .unwrap()
 }
 
 /// Builds and starts an engine on the shipped config against `sim_addr`.
@@ -105,7 +109,12 @@ fn start(
     rotate_every: Option<Duration>,
     capture: bool,
     webhook: Option<Webhook>,
-) -> (Harness, Arc<FeedStats>, Arc<maxx_hot::runtime::Flags>, maxx_hot::runtime::HotThreads) {
+) -> (
+    Harness,
+    Arc<FeedStats>,
+    Arc<maxx_hot::runtime::Flags>,
+    maxx_hot::runtime::HotThreads,
+) {
     let cfg = shipped();
     let mut spec = spec(&cfg);
     spec.stale_after = Some(stale_after);
@@ -122,12 +131,32 @@ fn start(
     if let Some(every) = rotate_every {
         source = source.with_rotation(every);
     }
-    let feed = FeedInput { venue: Venue::Binance, source, decoder: BinanceDecoder::new(), stats: Arc::clone(&stats) };
-    let Engine { tasks, cold, flags, stats: engine_stats } = build(&spec, vec![feed], PaperVenue::new(7_500));
+    let feed = FeedInput {
+        venue: Venue::Binance,
+        source,
+        decoder: BinanceDecoder::new(),
+        stats: Arc::clone(&stats),
+    };
+    let Engine {
+        tasks,
+        cold,
+        flags,
+        stats: engine_stats,
+    } = build(&spec, vec![feed], PaperVenue::new(7_500));
     let stages: Vec<StageName> = tasks.iter().map(|(s, _)| *s).collect();
-    let placement = plan(Layout::Fused, &Default::default(), &stages, &maxx_hot::runtime::available_cores()).unwrap();
+    let placement = plan(
+        Layout::Fused,
+        &Default::default(),
+        &stages,
+        &maxx_hot::runtime::available_cores(),
+    )
+    .unwrap();
     let threads = spawn(&placement.threads, tasks, WaitKind::Park, || {}).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let harness = Harness {
         drain: TapDrain::new(&spec.index),
         cold,
@@ -197,7 +226,13 @@ fn drops_silence_and_garbage_are_survived_alerted_and_captured() {
     assert_eq!(stats.capture_dropped.get(), 0);
     assert_eq!(written, stats.frames.get(), "every frame received was captured");
     // The capture replays to the same decode counts.
-    let opts = ReplayOptions { venue: Venue::Binance, files: vec![path], speed: None, emit: None, taker_fee_bps_milli: 7_500 };
+    let opts = ReplayOptions {
+        venue: Venue::Binance,
+        files: vec![path],
+        speed: None,
+        emit: None,
+        taker_fee_bps_milli: 7_500,
+    };
     let summary = replay(&spec(&shipped()), &opts, &mut std::io::sink()).unwrap();
     assert_eq!(summary.frames, stats.frames.get());
     assert_eq!(summary.ticks.trade, stats.trades.get());
@@ -211,22 +246,40 @@ fn planned_resubscribes_miss_nothing_and_double_nothing() {
     let mut sim_cfg = sim_config(&shipped(), Venue::Binance).unwrap().1;
     sim_cfg.events_per_sec = 4_000;
     let sim = maxx_cold::sim::spawn("127.0.0.1:0".parse().unwrap(), sim_cfg).unwrap();
-    let (mut h, stats, flags, threads) =
-        start(sim.local_addr(), Duration::from_secs(5), Some(Duration::from_millis(150)), false, None);
+    let (mut h, stats, flags, threads) = start(
+        sim.local_addr(),
+        Duration::from_secs(5),
+        Some(Duration::from_millis(150)),
+        false,
+        None,
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
-    h.until("six completed rotations", deadline, |_| stats.rotations.get() >= 6 && stats.connects.get() >= 7);
+    h.until("six completed rotations", deadline, |_| {
+        stats.rotations.get() >= 6 && stats.connects.get() >= 7
+    });
     flags.request_stop();
     h.until("drain", deadline, |_| threads.is_finished());
     threads.join().unwrap();
     h.pump();
     sim.shutdown();
-    assert_eq!(stats.disconnects.get(), 1, "only the final close: rotations never broke the feed");
+    assert_eq!(
+        stats.disconnects.get(),
+        1,
+        "only the final close: rotations never broke the feed"
+    );
     assert_eq!(stats.gaps.get(), 0, "no trade id was missed");
     assert!(stats.duplicates.get() > 0, "the overlaps were seen and deduplicated");
     for (instrument, ids) in &h.trades {
-        assert!(ids.len() > 50, "instrument {instrument}: too few trades to prove anything");
+        assert!(
+            ids.len() > 50,
+            "instrument {instrument}: too few trades to prove anything"
+        );
         for pair in ids.windows(2) {
-            assert_eq!(pair[1], pair[0] + 1, "instrument {instrument}: trade ids must be consecutive, got {pair:?}");
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "instrument {instrument}: trade ids must be consecutive, got {pair:?}"
+            );
         }
     }
 }

@@ -12,3 +12,4 @@ pub mod replay;
 pub mod sim;
 pub mod summary;
 pub mod taps;
+pub mod venues;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use maxx_hot::capture::Capture;
-use maxx_hot::feed::binance::parse::BinanceDecoder;
+use maxx_hot::feed::any::{AnyDecoder, AnySource};
 use maxx_hot::ids::Venue;
 use maxx_hot::runtime::engine::{Engine, EngineSpec, FeedInput, build};
 use maxx_hot::runtime::run_lockstep;
@@ -49,9 +49,6 @@ pub enum ReplayError {
         /// The cause.
         source: io::Error,
     },
-    /// The venue has no decoder yet.
-    #[error("replay of {0} captures is not supported yet (supported: binance)")]
-    Venue(Venue),
     /// Writing the emitted records failed (e.g. a closed pipe).
     #[error("cannot write output: {0}")]
     Output(io::Error),
@@ -59,9 +56,6 @@ pub enum ReplayError {
 
 /// Replays the captures and returns the summary; emitted records go to `out`.
 pub fn replay(spec: &EngineSpec, opts: &ReplayOptions, out: &mut impl Write) -> Result<Summary, ReplayError> {
-    if opts.venue != Venue::Binance {
-        return Err(ReplayError::Venue(opts.venue));
-    }
     let mut captures = Vec::new();
     for path in &opts.files {
         captures.push(Capture::load(path).map_err(|source| ReplayError::Read {
@@ -72,8 +66,8 @@ pub fn replay(spec: &EngineSpec, opts: &ReplayOptions, out: &mut impl Write) -> 
     let stats = Arc::new(FeedStats::new(opts.venue));
     let feed = FeedInput {
         venue: opts.venue,
-        source: ReplaySource::new(captures, opts.speed),
-        decoder: BinanceDecoder::new(),
+        source: AnySource::Replay(Box::new(ReplaySource::new(captures, opts.speed))),
+        decoder: AnyDecoder::for_venue(opts.venue, spec.index.len()),
         stats,
     };
     let Engine {

@@ -507,16 +507,32 @@ fn venue_names(w: &mut Walker, node: &Node, path: &str) -> Option<BTreeMap<Venue
 fn feeds(w: &mut Walker, node: &Node, path: &str) -> Option<PerVenue<FeedConfig>> {
     let map = per_venue(w, node, path, feed)?;
     for (venue, f) in &map {
-        let Some(FeedConfig { url: FeedUrl::Ws(url), account_id, .. }) = f else { continue };
+        let Some(FeedConfig {
+            url: FeedUrl::Ws(url),
+            account_id,
+            ..
+        }) = f
+        else {
+            continue;
+        };
         let http = url.starts_with("http://") || url.starts_with("https://");
         let p = format!("{path}.{venue}.url");
         if *venue == Venue::Oanda && !http {
-            w.report(&p, format!("oanda streams prices over HTTP: expected an http:// or https:// URL, got {url:?}"));
+            w.report(
+                &p,
+                format!("oanda streams prices over HTTP: expected an http:// or https:// URL, got {url:?}"),
+            );
         } else if *venue != Venue::Oanda && http {
-            w.report(&p, format!("{venue} streams over WebSocket: expected a ws:// or wss:// URL, got {url:?}"));
+            w.report(
+                &p,
+                format!("{venue} streams over WebSocket: expected a ws:// or wss:// URL, got {url:?}"),
+            );
         }
         if *venue == Venue::Oanda && account_id.is_none() {
-            w.report(&format!("{path}.{venue}.account_id"), "required when oanda connects to a real endpoint");
+            w.report(
+                &format!("{path}.{venue}.account_id"),
+                "required when oanda connects to a real endpoint",
+            );
         }
     }
     let any_enabled = map.values().any(|f| f.as_ref().is_some_and(|f| f.enabled));
@@ -533,7 +549,8 @@ fn feed(w: &mut Walker, node: &Node, path: &str) -> Option<FeedConfig> {
     let streams = f.defaulted(w, "streams", "[trade, bookTicker]", streams);
     let combined = f.defaulted(w, "combined", "true", flag);
     let account_id = f.defaulted(w, "account_id", "null", |w, n, p| {
-        w.opt_string(n, p, "an account id or null").map(|o| o.map(str::to_string))
+        w.opt_string(n, p, "an account id or null")
+            .map(|o| o.map(str::to_string))
     });
     let token_env = f.defaulted(w, "token_env", "MAXX_FEED_TOKEN", |w, n, p| {
         w.string(n, p, "an environment variable name").map(str::to_string)
@@ -556,7 +573,11 @@ fn feed_url(w: &mut Walker, n: &Node, p: &str) -> Option<FeedUrl> {
     match n {
         Node::Str(s) if s.contains("://") => url(w, n, p, &["ws", "wss", "http", "https"], &[]).map(FeedUrl::Ws),
         _ => {
-            w.expected(p, "\"sim\" or a ws://, wss:// (or, for oanda, http:// or https://) URL", n);
+            w.expected(
+                p,
+                "\"sim\" or a ws://, wss:// (or, for oanda, http:// or https://) URL",
+                n,
+            );
             None
         }
     }

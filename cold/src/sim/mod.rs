@@ -15,6 +15,7 @@ pub mod bybit;
 pub mod coinbase;
 pub mod faults;
 pub mod market;
+pub mod oanda;
 
 pub use binance::{BinanceSimConfig, SimHandle, sample_symbols, spawn};
 pub use broadcast::{Cursor, Lagged, SharedMarket};
@@ -22,3 +23,4 @@ pub use bybit::{BookUpdates, BybitSimConfig, BybitSimHandle};
 pub use coinbase::{CoinbaseSimConfig, CoinbaseSimHandle};
 pub use faults::{Due, Faults, Seen};
 pub use market::{MarketError, MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};
+pub use oanda::{OandaSimConfig, OandaSimHandle, fx_symbols};

@@ -17,9 +17,12 @@ use core::fmt;
 
 use crate::records::{Stamp, Tick};
 
+pub mod any;
 pub mod binance;
 pub mod bybit;
 pub mod coinbase;
+pub mod http_stream;
+pub mod oanda;
 pub mod ws;
 
 /// Largest frame a decoder accepts; anything longer is refused with [`DecodeReason::TooLarge`]

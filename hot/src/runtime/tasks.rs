@@ -287,7 +287,10 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         self.overlap_seen |= overlap;
         // Close the old connection only once it has delivered everything the new one has
         // shown so far: every id the new connection delivered (and we dropped) is then covered.
-        let covered = self.seqs.iter().all(|st| st.ahead_trade <= st.trade && st.ahead_quote <= st.quote);
+        let covered = self
+            .seqs
+            .iter()
+            .all(|st| st.ahead_trade <= st.trade && st.ahead_quote <= st.quote);
         if let (true, true, Some(new_epoch)) = (self.overlap_seen, covered, rotating) {
             self.overlap_seen = false;
             self.source.finish_rotation();
