@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use maxx_hot::feed::ws::TlsConfig;
 use maxx_hot::ids::Venue;
 use maxx_hot::runtime::stats::FeedStats;
 use serde::Serialize;
@@ -200,24 +201,29 @@ impl FeedWatch {
     }
 }
 
-/// Where alerts go: an `http://host[:port]/path` webhook.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where alerts go: an `http://` or `https://` webhook (Slack's incoming webhooks are https).
+#[derive(Clone, Debug)]
 pub struct Webhook {
     host: String,
     port: u16,
     path: String,
+    tls: Option<TlsConfig>,
 }
 
 impl Webhook {
-    /// Parses a webhook URL; `https://` needs TLS, which the alert client does not speak yet.
+    /// Parses a webhook URL; `https://` trusts the Mozilla roots (see [`Webhook::with_tls`]).
     pub fn parse(url: &str) -> Result<Webhook, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http:// webhooks are supported so far (https arrives with TLS)"))?;
+        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, None, 80)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, Some(TlsConfig::webpki_roots()), 443)
+        } else {
+            return Err(format!("{url}: expected an http:// or https:// URL"));
+        };
         let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
-            None => (authority, 80),
+            None => (authority, default_port),
         };
         if host.is_empty() {
             return Err(format!("{url}: no host"));
@@ -226,31 +232,75 @@ impl Webhook {
             host: host.to_string(),
             port,
             path: path.to_string(),
+            tls,
         })
     }
 
-    /// POSTs a Slack-compatible JSON body; returns the HTTP status.
-    pub async fn post(&self, text: &str) -> std::io::Result<u16> {
+    /// Uses these TLS settings for an `https://` webhook (a private CA, a test certificate).
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        if self.tls.is_some() {
+            self.tls = Some(tls);
+        }
+        self
+    }
+
+    fn request(&self, text: &str) -> String {
         let body = serde_json::json!({ "text": text, "channel": "#feed" }).to_string();
-        let request = format!(
+        format!(
             "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
             self.path,
             self.host,
             self.port,
             body.len(),
             body
-        );
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut head = [0u8; 64];
-        let n = stream.read(&mut head).await?;
-        let status = std::str::from_utf8(&head[..n])
+        )
+    }
+
+    /// POSTs a Slack-compatible JSON body (`{"text": …, "channel": "#feed"}`); returns the HTTP
+    /// status.
+    pub async fn post(&self, text: &str) -> std::io::Result<u16> {
+        let request = self.request(text);
+        let head = match &self.tls {
+            None => {
+                let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+                stream.write_all(request.as_bytes()).await?;
+                let mut head = [0u8; 64];
+                let n = stream.read(&mut head).await?;
+                head[..n].to_vec()
+            }
+            Some(tls) => {
+                // rustls is synchronous here: run the short exchange on the blocking pool.
+                let (host, port, tls) = (self.host.clone(), self.port, tls.clone());
+                tokio::task::spawn_blocking(move || post_tls(&host, port, &tls, request.as_bytes()))
+                    .await
+                    .map_err(std::io::Error::other)??
+            }
+        };
+        std::str::from_utf8(&head)
             .ok()
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line"))?;
-        Ok(status)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line"))
     }
+}
+
+/// Sends `request` over TLS and returns the first bytes of the response.
+fn post_tls(host: &str, port: u16, tls: &TlsConfig, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read as _, Write as _};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
+    let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(Arc::clone(&tls.0), name).map_err(std::io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    stream.write_all(request)?;
+    stream.flush()?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    Ok(head[..n].to_vec())
 }
 
 /// Counters of the alert path.
@@ -322,21 +372,58 @@ mod tests {
 
     #[test]
     fn webhook_urls() {
+        let w = Webhook::parse("http://127.0.0.1:9000/hooks/feed").unwrap();
         assert_eq!(
-            Webhook::parse("http://127.0.0.1:9000/hooks/feed").unwrap(),
-            Webhook {
-                host: "127.0.0.1".into(),
-                port: 9000,
-                path: "/hooks/feed".into()
-            }
+            (w.host.as_str(), w.port, w.path.as_str(), w.tls.is_none()),
+            ("127.0.0.1", 9000, "/hooks/feed", true)
         );
         assert_eq!(Webhook::parse("http://alerts.local").unwrap().port, 80);
-        assert!(
-            Webhook::parse("https://hooks.slack.com/x")
-                .unwrap_err()
-                .contains("http://")
-        );
+        let s = Webhook::parse("https://hooks.slack.com/services/T/B/X").unwrap();
+        assert_eq!((s.port, s.tls.is_some()), (443, true));
+        assert!(Webhook::parse("ftp://x/").is_err());
         assert!(Webhook::parse("http://:80/").is_err());
+    }
+
+    #[tokio::test]
+    async fn https_webhooks_post_through_tls() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.cert.der().clone()], key)
+                .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            let (tcp, _) = listener.accept().unwrap();
+            let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(server).unwrap(), tcp);
+            let mut buf = vec![0u8; 4096];
+            let mut seen = Vec::new();
+            while !String::from_utf8_lossy(&seen).contains("#feed") {
+                let n = tls.read(&mut buf).unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+            tls.flush().unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let hook = Webhook::parse(&format!("https://localhost:{port}/hooks/feed"))
+            .unwrap()
+            .with_tls(TlsConfig::with_roots(roots));
+        assert_eq!(hook.post("feed binance: test").await.unwrap(), 200);
+        let request = got.join().unwrap();
+        assert!(request.starts_with("POST /hooks/feed HTTP/1.1"), "{request}");
+        assert!(
+            request.contains(r##"{"text":"feed binance: test","channel":"#feed"}"##),
+            "{request}"
+        );
     }
 
     #[test]
