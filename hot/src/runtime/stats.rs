@@ -5,6 +5,16 @@ use crate::ids::Venue;
 use crate::records::RejectReason;
 use crate::stats::Counter;
 
+/// Values of [`FeedStats::state`]: what the feed task knows about its data.
+pub mod feed_state {
+    /// No tick yet since start or since the last restart.
+    pub const WAITING: u64 = 0;
+    /// Ticks are arriving.
+    pub const LIVE: u64 = 1;
+    /// No tick for `stale_after`: the source was restarted and is reconnecting.
+    pub const STALE: u64 = 2;
+}
+
 /// Counters of one feed.
 #[derive(Debug)]
 pub struct FeedStats {
@@ -54,6 +64,9 @@ pub struct FeedStats {
     pub disconnects: Counter,
     /// Receive time of the last tick (ns since the epoch), a gauge.
     pub last_tick_wall_ns: Counter,
+    /// A [`feed_state`] value, a gauge any thread may read (Risk uses it to stop opening
+    /// positions on an instrument whose data is stale).
+    pub state: Counter,
 }
 
 impl FeedStats {
@@ -83,6 +96,7 @@ impl FeedStats {
             connects: Counter::new(),
             disconnects: Counter::new(),
             last_tick_wall_ns: Counter::new(),
+            state: Counter::new(),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::stage::exec::{Exec, ExecEvent, Gateway, MAX_EVENTS_PER_ORDER, latency
 use crate::stage::risk::{Decision, Risk};
 use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, RiskEnds};
 
-use super::stats::{AlphaStats, ExecStats, FeedStats, RiskStats};
+use super::stats::{AlphaStats, ExecStats, FeedStats, RiskStats, feed_state};
 
 /// Flags shared by every task of one engine, for stopping and draining in order.
 ///
@@ -202,6 +202,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             self.last_tick_mono = now;
         } else if now.saturating_sub(self.last_tick_mono) > self.stale_after_ns {
             self.stats.stale_restarts.inc();
+            self.stats.state.set(feed_state::STALE);
             self.last_tick_mono = now;
             self.source.restart();
         }
@@ -314,6 +315,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         }
         if !self.batch.is_empty() {
             self.stats.last_tick_wall_ns.set(meta.recv_ns);
+            self.stats.state.set(feed_state::LIVE);
             if self.stale_after_ns != 0 {
                 self.last_tick_mono = meta.stamp.0;
             }
