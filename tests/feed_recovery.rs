@@ -201,7 +201,11 @@ fn drops_silence_and_garbage_are_survived_alerted_and_captured() {
     sim.faults().set_silent(true);
     h.until("the stale alert", deadline, |_| posted(&bodies, "no tick for 600 ms"));
     assert!(stats.stale_restarts.get() >= 1);
-    assert_eq!(stats.state.get(), maxx_hot::runtime::stats::feed_state::STALE, "Risk can see the feed is stale");
+    assert_eq!(
+        stats.state.get(),
+        maxx_hot::runtime::stats::feed_state::STALE,
+        "Risk can see the feed is stale"
+    );
     sim.faults().set_silent(false);
     let before = ticks(&stats);
     h.until("recovery after silence", deadline, |_| ticks(&stats) > before + 300);
