@@ -63,6 +63,8 @@ pub enum AlertKind {
     SubscribeRejected,
     /// Ticks flow again after a drop or staleness.
     Recovered,
+    /// Sequence gaps: the venue's ids show missed messages.
+    Gaps,
 }
 
 impl AlertKind {
@@ -73,6 +75,7 @@ impl AlertKind {
             AlertKind::Stale => "stale",
             AlertKind::SubscribeRejected => "subscribe_rejected",
             AlertKind::Recovered => "recovered",
+            AlertKind::Gaps => "gaps",
         }
     }
 }
@@ -90,6 +93,7 @@ pub struct Alert {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Seen {
+    gaps: u64,
     disconnects: u64,
     stale_restarts: u64,
     subscribe_rejected: u64,
@@ -149,6 +153,7 @@ impl FeedWatch {
         for (f, seen) in self.feeds.iter().zip(&mut self.seen) {
             let venue = f.venue;
             let now = Seen {
+                gaps: f.gaps.get(),
                 disconnects: f.disconnects.get(),
                 stale_restarts: f.stale_restarts.get(),
                 subscribe_rejected: f.subscribe_rejected.get(),
@@ -184,6 +189,17 @@ impl FeedWatch {
                     venue,
                     kind: AlertKind::SubscribeRejected,
                     text: format!("feed {venue}: the venue refused a subscription; check feeds.{venue} and symbols"),
+                });
+            }
+            if now.gaps > seen.gaps {
+                out.push(Alert {
+                    venue,
+                    kind: AlertKind::Gaps,
+                    text: format!(
+                        "feed {venue}: {} sequence gap(s) since the last check ({} in all): messages were missed",
+                        now.gaps - seen.gaps,
+                        now.gaps
+                    ),
                 });
             }
             let ticked = now.trades_quotes > seen.trades_quotes;
@@ -445,8 +461,11 @@ mod tests {
         );
         f.stale_restarts.inc();
         f.subscribe_rejected.inc();
-        let kinds: Vec<_> = w.check().iter().map(|a| a.kind).collect();
-        assert_eq!(kinds, [AlertKind::Stale, AlertKind::SubscribeRejected]);
+        f.gaps.add(3);
+        let alerts = w.check();
+        let kinds: Vec<_> = alerts.iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, [AlertKind::Stale, AlertKind::SubscribeRejected, AlertKind::Gaps]);
+        assert!(alerts[2].text.contains("3 sequence gap(s)"));
         assert_eq!(w.health()[0].reconnects, 2);
     }
 }
