@@ -287,3 +287,8 @@ fn coinbase_resubscribes_without_gaps_or_duplicates() {
 fn binance_resubscribes_without_gaps_or_duplicates() {
     rotate_cleanly(Venue::Binance);
 }
+
+#[test]
+fn bybit_resubscribes_without_gaps_or_duplicates() {
+    rotate_cleanly(Venue::Bybit);
+}

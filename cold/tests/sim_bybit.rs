@@ -31,6 +31,9 @@ const READ_POLL: Duration = Duration::from_millis(20);
 /// Idle cut used by the idle tests: short, so that a few periods pass quickly.
 const IDLE: Duration = Duration::from_millis(300);
 
+/// `u` of each symbol's first top-of-book change in the simulator.
+const FIRST_U: u64 = 1_000_000;
+
 const SPOT: &str = "/v5/public/spot";
 const LINEAR: &str = "/v5/public/linear";
 
@@ -40,6 +43,14 @@ fn config(seed: u64) -> BybitSimConfig {
     BybitSimConfig {
         events_per_sec: 2_000,
         ..BybitSimConfig::new(seed, sample_symbols())
+    }
+}
+
+/// Every connection replays the seed from its start, instead of joining one shared market.
+fn private_config(seed: u64) -> BybitSimConfig {
+    BybitSimConfig {
+        shared_market: false,
+        ..config(seed)
     }
 }
 
@@ -186,6 +197,14 @@ impl Decoder {
             index,
             out: TickBatch::new(),
             frames: 0,
+        }
+    }
+
+    /// With the engine's own decoder for a spot connection, which takes only decimal trade ids.
+    fn spot() -> Self {
+        Self {
+            decoder: BybitDecoder::spot(2),
+            ..Self::new()
         }
     }
 
@@ -405,6 +424,10 @@ fn unusable_configuration_is_refused_before_binding() {
         ..config(1)
     });
     refused(BybitSimConfig {
+        market_log: 0,
+        ..config(1)
+    });
+    refused(BybitSimConfig {
         symbols: Vec::new(),
         ..config(1)
     });
@@ -591,14 +614,16 @@ fn book_quotes(sim: &BybitSimHandle, n: usize, deltas: bool) -> Vec<(u64, TickBo
 
 #[test]
 fn level_one_deltas_rebuild_exactly_the_snapshots() {
-    // Every connection replays the same market, so the same `u` is the same top of book.
+    // Two simulators of one seed, each replaying the market from its start to every connection,
+    // so the same `u` is the same top of book on both (shared markets would each have moved on
+    // by the time the second one is read).
     let snapshots = start(BybitSimConfig {
         book_updates: BookUpdates::Snapshots,
-        ..config(8)
+        ..private_config(8)
     });
     let deltas = start(BybitSimConfig {
         book_updates: BookUpdates::Deltas,
-        ..config(8)
+        ..private_config(8)
     });
     let truth = book_quotes(&snapshots, 400, false);
     let rebuilt = book_quotes(&deltas, 400, true);
@@ -610,6 +635,213 @@ fn level_one_deltas_rebuild_exactly_the_snapshots() {
         }
     }
     assert!(compared > 100, "only {compared} updates in common");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One market timeline.
+
+/// One BTCUSDT trade as a spot connection received it: everything but the message's `ts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SeenTrade {
+    id: u64,
+    time: u64,
+    side: String,
+    price: String,
+    size: String,
+    seq: u64,
+}
+
+/// One BTCUSDT level-1 push as received: type, `u`, `seq`, `cts` and the levels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SeenBook {
+    kind: String,
+    u: u64,
+    seq: u64,
+    cts: u64,
+    bids: Entries,
+    asks: Entries,
+}
+
+/// What one spot connection subscribed to BTCUSDT trades and level 1 has received.
+#[derive(Default)]
+struct Seen {
+    trades: Vec<SeenTrade>,
+    books: Vec<SeenBook>,
+}
+
+impl Seen {
+    /// Reads one push and records it.
+    fn read(&mut self, ws: &mut Client, until: Instant) {
+        let text = read_text(ws, until, "BTCUSDT pushes");
+        let v = json(&text);
+        if v["topic"] == "publicTrade.BTCUSDT" {
+            check_trades(&text, false);
+            for t in v["data"].as_array().unwrap() {
+                self.trades.push(SeenTrade {
+                    id: t["i"].as_str().unwrap().parse().unwrap(),
+                    time: t["T"].as_u64().unwrap(),
+                    side: t["S"].as_str().unwrap().to_owned(),
+                    price: t["p"].as_str().unwrap().to_owned(),
+                    size: t["v"].as_str().unwrap().to_owned(),
+                    seq: t["seq"].as_u64().unwrap(),
+                });
+            }
+        } else if v["topic"] == "orderbook.1.BTCUSDT" {
+            let (kind, u, bids, asks) = check_book(&text);
+            self.books.push(SeenBook {
+                kind,
+                u,
+                seq: v["data"]["seq"].as_u64().unwrap(),
+                cts: v["cts"].as_u64().unwrap(),
+                bids,
+                asks,
+            });
+        } else {
+            panic!("unexpected push {text}");
+        }
+    }
+
+    fn last_trade(&self) -> u64 {
+        self.trades.last().map_or(0, |t| t.id)
+    }
+
+    fn last_u(&self) -> u64 {
+        self.books.last().map_or(0, |b| b.u)
+    }
+}
+
+#[test]
+fn overlapping_connections_share_one_market_timeline() {
+    let sim = start(config(21));
+    let topics = ["publicTrade.BTCUSDT", "orderbook.1.BTCUSDT"];
+    let until = deadline();
+    let mut early = connect(&sim, SPOT);
+    subscribe(&mut early, &topics);
+    let mut first = Seen::default();
+    while first.trades.len() < 30 || first.books.len() < 30 {
+        first.read(&mut early, until);
+    }
+    let read_before = first.last_trade();
+    // The second connection joins while the first is live, as a make-before-break resubscribe
+    // would: at the live end, mid-stream, after everything the first one has read.
+    let mut late = connect(&sim, SPOT);
+    subscribe(&mut late, &topics);
+    let mut second = Seen::default();
+    while second.trades.len() < 40 || second.books.len() < 40 {
+        second.read(&mut late, until);
+    }
+    let joined = second.trades[0].id;
+    assert!(joined > 1, "the later connection joined mid-stream, yet got trade id 1");
+    assert!(
+        joined > read_before,
+        "the later connection saw a trade from before it joined"
+    );
+    for pair in second.trades.windows(2) {
+        assert_eq!(
+            pair[1].id,
+            pair[0].id + 1,
+            "trade ids are consecutive on one connection"
+        );
+    }
+    // Its first book push is a snapshot of the book as it stood, under the current `u`: nothing
+    // about it says the connection is new.
+    assert_eq!(second.books[0].kind, "snapshot");
+    assert!(
+        second.books[0].u > FIRST_U,
+        "the later connection's book starts from the market's `u`, not the first one"
+    );
+    // The first connection reads on past everything the second one has seen.
+    while first.last_trade() < second.last_trade() || first.last_u() < second.last_u() {
+        first.read(&mut early, until);
+    }
+    // Over the overlap both saw the same trades under the same ids, with the same times and
+    // cross sequences (the event's, not the moment each connection sent it).
+    let at = first
+        .trades
+        .iter()
+        .position(|t| t.id == joined)
+        .expect("the first connection saw the later one's first trade");
+    assert_eq!(&first.trades[at..at + second.trades.len()], &second.trades[..]);
+    // And the same book under the same `u`, the later connection's opening snapshot included.
+    for book in &second.books {
+        let same = first
+            .books
+            .iter()
+            .find(|b| b.u == book.u)
+            .unwrap_or_else(|| panic!("the first connection never saw u {}", book.u));
+        assert_eq!(
+            (same.seq, same.cts, &same.bids, &same.asks),
+            (book.seq, book.cts, &book.bids, &book.asks),
+            "u {}",
+            book.u
+        );
+    }
+}
+
+#[test]
+fn private_markets_replay_the_seed_to_every_connection() {
+    let sim = start(private_config(21));
+    let topics = ["publicTrade.BTCUSDT", "orderbook.1.BTCUSDT"];
+    let until = deadline();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut ws = connect(&sim, SPOT);
+        subscribe(&mut ws, &topics);
+        let mut seen = Seen::default();
+        while seen.trades.len() < 30 {
+            seen.read(&mut ws, until);
+        }
+        runs.push(seen);
+    }
+    // Each connection starts from trade id 1; only the times differ between them.
+    let content = |seen: &Seen| -> Vec<(u64, String, String, String, u64)> {
+        seen.trades
+            .iter()
+            .take(30)
+            .map(|t| (t.id, t.side.clone(), t.price.clone(), t.size.clone(), t.seq))
+            .collect()
+    };
+    assert_eq!(runs[0].trades[0].id, 1, "a private market starts at trade id 1");
+    assert_eq!(content(&runs[0]), content(&runs[1]));
+}
+
+#[test]
+fn a_reader_that_falls_behind_the_market_log_is_dropped() {
+    // A fast market and a short log: a connection whose client stops reading soon stalls on a
+    // full socket and falls more than 512 events behind.
+    let sim = start(BybitSimConfig {
+        events_per_sec: 50_000,
+        market_log: 512,
+        ..config(5)
+    });
+    let mut slow = connect(&sim, SPOT);
+    send(
+        &mut slow,
+        r#"{"op":"subscribe","args":["publicTrade.BTCUSDT","orderbook.1.BTCUSDT","publicTrade.ETHUSDT","orderbook.1.ETHUSDT"]}"#,
+    );
+    // The client reads nothing until the simulator has given up on it.
+    wait_for_connections(&sim, 0);
+    assert_eq!(sim.lagged(), 1, "the drop was for lagging, not for another reason");
+    // The client then finds what was sent before the drop, and the end of the connection (the
+    // close frame is best effort: it may not have fitted behind the unread data).
+    let until = deadline();
+    loop {
+        assert!(
+            Instant::now() < until,
+            "the slow client never saw the end of its connection"
+        );
+        match slow.read() {
+            Ok(Message::Close(frame)) => {
+                let frame = frame.expect("a close frame with a code");
+                assert_eq!(frame.code, CloseCode::Policy);
+                assert_eq!(frame.reason.as_str(), "slow consumer");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(_) => break,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,7 +860,7 @@ fn every_frame_the_simulator_sends_decodes_without_errors() {
             ..config(11)
         });
         let mut ws = connect(&sim, path);
-        let mut decoder = Decoder::new();
+        let mut decoder = if path == SPOT { Decoder::spot() } else { Decoder::new() };
         send(
             &mut ws,
             r#"{"op":"subscribe","args":["publicTrade.BTCUSDT","orderbook.1.BTCUSDT","publicTrade.ETHUSDT","orderbook.1.ETHUSDT"],"req_id":"1"}"#,

@@ -13,6 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;
 
+use maxx_hot::feed::any::AnyDecoder;
 use maxx_hot::feed::bybit::parse::{BybitDecoder, trade_seq};
 use maxx_hot::feed::{
     Control, DecodeError, DecodeReason, Decoded, FrameMeta, MAX_FRAME_BYTES, MAX_TICKS_PER_FRAME, Numbering,
@@ -126,6 +127,15 @@ impl Harness {
     fn new(index: InstrumentIndex) -> Self {
         Self {
             decoder: BybitDecoder::new(index.len()),
+            index,
+            out: TickBatch::new(),
+        }
+    }
+
+    /// With the spot decoder.
+    fn spot(index: InstrumentIndex) -> Self {
+        Self {
+            decoder: BybitDecoder::spot(index.len()),
             index,
             out: TickBatch::new(),
         }
@@ -775,9 +785,9 @@ impl Rng {
     }
 }
 
-/// Real-format frames: trade batches (spot and linear ids), level-1 snapshots and deltas,
-/// linear tickers and pongs, in proportions like a live feed's.
-fn realistic_frames(count: usize, seed: u64) -> Vec<Vec<u8>> {
+/// Real-format frames: trade batches (spot and linear ids, or only spot ids when `spot`),
+/// level-1 snapshots and deltas, linear tickers and pongs, in proportions like a live feed's.
+fn realistic_frames(count: usize, seed: u64, spot: bool) -> Vec<Vec<u8>> {
     let mut rng = Rng(seed);
     let mut trade_id = 2_290_000_000_061_666_327u64;
     let mut u = [18_521_288u64, 7_000_000];
@@ -793,7 +803,11 @@ fn realistic_frames(count: usize, seed: u64) -> Vec<Vec<u8>> {
                     let trades: Vec<String> = (0..n)
                         .map(|_| {
                             trade_id += 1;
-                            let id = if i.is_multiple_of(2) { trade_id.to_string() } else { rng.uuid() };
+                            let id = if spot || i.is_multiple_of(2) {
+                                trade_id.to_string()
+                            } else {
+                                rng.uuid()
+                            };
                             format!(
                                 r#"{{"T":{time_ms},"s":"{sym}","S":"{}","v":"{}","p":"{}","L":"PlusTick","i":"{id}","BT":false,"seq":{}}}"#,
                                 if rng.next().is_multiple_of(2) { "Buy" } else { "Sell" },
@@ -875,12 +889,24 @@ fn the_counting_allocator_sees_this_threads_allocations() {
 
 #[test]
 fn steady_state_decoding_does_not_allocate() {
-    let warm_up = realistic_frames(1_000, 0x9e37_79b9_7f4a_7c15);
-    let measured = realistic_frames(10_000, 0xdead_beef_cafe_f00d);
+    let warm_up = realistic_frames(1_000, 0x9e37_79b9_7f4a_7c15, false);
+    let measured = realistic_frames(10_000, 0xdead_beef_cafe_f00d, false);
     let mut h = Harness::new(index());
     allocations_while_decoding(&mut h, &warm_up);
     assert_eq!(allocations_while_decoding(&mut h, &measured), 0);
     // Reconnecting resets the state in place.
+    let before = allocations();
+    h.decoder.on_connect();
+    assert_eq!(allocations() - before, 0);
+}
+
+#[test]
+fn steady_state_spot_decoding_does_not_allocate() {
+    let warm_up = realistic_frames(1_000, 0x9e37_79b9_7f4a_7c15, true);
+    let measured = realistic_frames(10_000, 0xdead_beef_cafe_f00d, true);
+    let mut h = Harness::spot(index());
+    allocations_while_decoding(&mut h, &warm_up);
+    assert_eq!(allocations_while_decoding(&mut h, &measured), 0);
     let before = allocations();
     h.decoder.on_connect();
     assert_eq!(allocations() - before, 0);
@@ -905,6 +931,117 @@ fn the_decode_trait_reaches_the_same_decoder() {
             quotes: Numbering::None
         }
     );
+    assert!(!decoder.is_spot());
+    // Spot trade ids only increase; quotes stay unjudged (a subscribe snapshot's `u` predates
+    // the connection). The engine's decoder is the spot one.
+    let spot_numbering = Sequencing {
+        trades: Numbering::Increasing,
+        quotes: Numbering::None,
+    };
+    let spot = BybitDecoder::spot(2);
+    assert!(spot.is_spot());
+    assert_eq!(Decode::sequencing(&spot), spot_numbering);
+    assert_eq!(spot.sequencing(), spot_numbering);
+    assert_eq!(AnyDecoder::for_venue(Venue::Bybit, 2).sequencing(), spot_numbering);
+}
+
+/// A spot `publicTrade` push of BTCUSDT trades with these ids.
+fn spot_trades(ids: &[&str]) -> String {
+    let trades: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            format!(
+                r#"{{"T":1700000000000,"s":"BTCUSDT","S":"Buy","v":"0.01","p":"100.5","i":"{id}","BT":false,"seq":1}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1700000000001,"data":[{}]}}"#,
+        trades.join(",")
+    )
+}
+
+/// A BTCUSDT level-1 push.
+fn level_one(kind: &str, u: u64, bid: &str, ask: &str) -> String {
+    format!(
+        r#"{{"topic":"orderbook.1.BTCUSDT","ts":1700000000002,"type":"{kind}","data":{{"s":"BTCUSDT","b":[["{bid}","1"]],"a":[["{ask}","2"]],"u":{u},"seq":5}},"cts":1700000000001}}"#
+    )
+}
+
+#[test]
+fn spot_trade_ids_must_be_decimal_numbers() {
+    let mut spot = Harness::spot(index());
+    assert_eq!(
+        spot.decode_str(&spot_trades(&["2290000000061666327", "2290000000061666328"])),
+        Ok(Decoded::Ticks)
+    );
+    let seqs: Vec<u64> = spot.ticks().iter().map(|t| t.seq).collect();
+    assert_eq!(seqs, [2_290_000_000_061_666_327, 2_290_000_000_061_666_328]);
+    assert_eq!(
+        spot.decode_str(&spot_trades(&["0", "18446744073709551615"])),
+        Ok(Decoded::Ticks)
+    );
+    assert_eq!(spot.ticks()[1].seq, u64::MAX);
+    // A hash among increasing ids would pass for the newest trade: the message is refused whole.
+    for (ids, reason) in [
+        (
+            &["7", "20f43950-d8dd-5b31-9112-a178eb6023af"][..],
+            DecodeReason::BadDecimal,
+        ),
+        (&["-1"][..], DecodeReason::BadDecimal),
+        (&["1.5"][..], DecodeReason::BadDecimal),
+        (&[" 1"][..], DecodeReason::BadDecimal),
+        (&["7", "18446744073709551616"][..], DecodeReason::OutOfRange),
+        (&["100000000000000000000"][..], DecodeReason::OutOfRange),
+    ] {
+        assert_eq!(spot.decode_str(&spot_trades(ids)), err(reason, "i"), "{ids:?}");
+        assert!(spot.out.is_empty(), "{ids:?}");
+    }
+    assert_eq!(
+        spot.decode_str(&spot_trades(&[""])),
+        err(DecodeReason::MissingField, "i")
+    );
+    // The docs' only trade sample is linear, with a UUID: the generic decoder hashes it.
+    assert_eq!(
+        spot.decode_str(PUBLIC_TRADE_LINEAR_JSON),
+        err(DecodeReason::BadDecimal, "i")
+    );
+    let mut generic = Harness::new(index());
+    assert_eq!(generic.decode_str(PUBLIC_TRADE_LINEAR_JSON), Ok(Decoded::Ticks));
+    assert_eq!(generic.ticks(), [fixture_trade()]);
+}
+
+#[test]
+fn spot_quotes_follow_the_same_rules_as_generic_ones() {
+    // Only trade ids differ between the flavours: quotes are numbered by `u` (or `cs`) on both,
+    // a quiet book re-sent under the same `u` is a quote again, a venue restart (`u` from 1) is
+    // no gap, and a linear-shaped ticker still gives a quote.
+    let frames = [
+        level_one("snapshot", 10, "100", "101"),
+        level_one("snapshot", 10, "100", "101"),
+        level_one("snapshot", 12, "100.5", "101"),
+        level_one("snapshot", 1, "99", "100"),
+        level_one("delta", 2, "99.5", "100"),
+        TICKERS_SPOT_JSON.to_string(),
+        TICKERS_LINEAR_PERPETUAL_JSON.to_string(),
+    ];
+    let mut spot = Harness::spot(fixture_index());
+    let mut generic = Harness::new(fixture_index());
+    let mut seqs = Vec::new();
+    for frame in &frames {
+        let expected = generic.decode_str(frame);
+        assert_eq!(spot.decode_str(frame), expected, "{frame}");
+        assert_eq!(
+            (spot.out.gaps, spot.ticks()),
+            (generic.out.gaps, generic.ticks()),
+            "{frame}"
+        );
+        if let Ok(Decoded::Tick(t)) = expected {
+            seqs.push(t.seq);
+        }
+        assert_eq!(spot.out.gaps, 0, "{frame}");
+    }
+    assert_eq!(seqs, [10, 10, 12, 1, 2, 9_532_239_429]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1090,6 +1227,9 @@ fn assert_sane(result: &Result<Decoded, DecodeError>, out: &TickBatch) {
 fn decode_sane(frame: &[u8]) {
     let (result, out) = decode_once(frame);
     assert_sane(&result, &out);
+    let mut out = TickBatch::new();
+    let result = BybitDecoder::spot(2).decode(frame, META, &index(), &mut out);
+    assert_sane(&result, &out);
 }
 
 /// A level as raw 10^-8 counts: price and size.
@@ -1179,6 +1319,26 @@ proptest! {
         prop_assert_eq!(result, Ok(Decoded::Ticks));
         prop_assert_eq!(out.as_slice(), ticks.as_slice());
         prop_assert_eq!(out.gaps, 0);
+    }
+
+    #[test]
+    fn the_spot_decoder_takes_decimal_ids_and_refuses_the_rest(
+        (frame, ticks) in trade_frame(1..=MAX_TICKS_PER_FRAME),
+    ) {
+        let numeric = frame.trades.iter().all(|trade| {
+            trade.iter().any(|(key, _, value)| {
+                *key == "i" && value.trim_matches('"').bytes().all(|b| b.is_ascii_digit())
+            })
+        });
+        let mut out = TickBatch::new();
+        let result = BybitDecoder::spot(2).decode(frame.text().as_bytes(), META, &index(), &mut out);
+        if numeric {
+            prop_assert_eq!(result, Ok(Decoded::Ticks));
+            prop_assert_eq!(out.as_slice(), ticks.as_slice());
+        } else {
+            prop_assert_eq!(result, err(DecodeReason::BadDecimal, "i"));
+            prop_assert!(out.is_empty());
+        }
     }
 
     #[test]

@@ -32,19 +32,41 @@
 //!   is sent on linear only, as documented; `i` is the generator's trade id in digits on spot and
 //!   a UUID derived from it on linear. Consecutive trades of one symbol that are due together
 //!   (a sweep through several levels, or a burst when the connection runs behind) share one
-//!   message, at most 1024 as on the venue. `seq` is a per-symbol cross sequence that advances
-//!   with every market event.
+//!   message, at most 1024 as on the venue (and never more than one loop turn handles). `seq` is
+//!   a per-symbol cross sequence that advances with every market event.
 //! - `orderbook.1.<SYMBOL>`: `{"topic","ts","type","data":{"s","b","a","u","seq"},"cts"}`, with
 //!   `ts` before `type` as the docs say level-1 pushes have it. `u` advances by one with every
 //!   top-of-book change of the symbol, so it is the same on every connection for the same
-//!   change. The first push after subscribing is a `snapshot` (sent as soon as the symbol's top
-//!   is known). After that, [`BookUpdates::Snapshots`] (the default) sends every change as a
-//!   snapshot, as the docs say level 1 does; [`BookUpdates::Deltas`] sends `delta`s in the
-//!   deeper books' form: a changed side carries the new level and, if its price moved, the old
-//!   price with size `"0"`; an unchanged side is `[]`. Either way, if nothing changes for
+//!   change; `seq` is the symbol's cross sequence at that change. The first push after
+//!   subscribing is a `snapshot` of the current book (sent at once, or as soon as the symbol has
+//!   a top of book at all). After that, [`BookUpdates::Snapshots`] (the default) sends every
+//!   change as a snapshot, as the docs say level 1 does; [`BookUpdates::Deltas`] sends `delta`s
+//!   in the deeper books' form: a changed side carries the new level and, if its price moved, the
+//!   old price with size `"0"`; an unchanged side is `[]`. Either way, if nothing changes for
 //!   3 seconds the last snapshot is sent again with the same `u`, as documented.
+//! - Times: `T` and `cts` are the event's own time and `ts` the wall clock when the message is
+//!   written, all in ms since the epoch.
 //! - Prices and sizes are printed with as many decimals as the symbol's tick and lot size have
 //!   (`"61837.60"`, `"0.00123"`), like Bybit.
+//!
+//! Where the events come from ([`BybitSimConfig`]):
+//! - **Shared market** (`shared_market: true`, the default): one [`SharedMarket`] timeline per
+//!   simulator, paced in real time from [`spawn`], as on the real venue. A connection joins it at
+//!   the live end, so trade ids, `u` and `seq` are global per symbol: two overlapping
+//!   connections carry the same trade under the same id, and the same top of book under the same
+//!   `u`, which is what a feed handler's make-before-break resubscribe needs. `T` and `cts` are
+//!   the event's scheduled time, the same on every connection. A joining connection learns the
+//!   market as it stands (the book, `u`, `seq`, the last trade price for `L`) from a checkpoint:
+//!   a second copy of the seeded generator, kept at most a few milliseconds behind the live end
+//!   by the acceptor thread and moved on to the exact event where the connection joins, so its
+//!   first `orderbook.1` push is the current book under the current `u`, exactly as a connection
+//!   that had been open all along would see it. A connection that falls further behind than the
+//!   market log keeps (`market_log` events) is dropped with a close frame 1008
+//!   `slow consumer`, counted by [`BybitSimHandle::lagged`].
+//! - **Per-connection replay** (`shared_market: false`): every connection gets a fresh generator
+//!   with the seed and replays the sequence from its start (trade ids from 1, `u` from
+//!   1,000,000), so all connections see identical content at identical offsets from their
+//!   start; `T` and `cts` are then the wall clock at send time.
 //!
 //! Faults ([`BybitSimHandle::faults`]) act on every open connection:
 //! - `silent`: no pushes and no pongs (Bybit's only heartbeat); acks are still sent and the
@@ -63,18 +85,18 @@
 //! Deliberately not modelled: the 500 connections per 5 minutes and 1000 connections per IP
 //! limits, options and inverse markets, `tickers` and deeper books.
 //!
-//! Threads: one acceptor (`sim-bybit-acc`) and one thread per connection (`sim-bybit-conn`),
-//! each pacing its own copy of the market (every connection replays the seed's sequence from
-//! the start, so trade ids and `u` values name the same events on every connection; only the
-//! times differ) and reading the client with socket timeouts of at most 20 ms (`POLL`), so it
+//! Threads: one acceptor (`sim-bybit-acc`), which also keeps the shared market's checkpoint
+//! current; one generator in shared mode (`sim-bybit-mkt`); and one thread per connection
+//! (`sim-bybit-conn`), reading the client with socket timeouts of at most 20 ms (`POLL`), so it
 //! notices shutdown and faults promptly. Events of topics a connection has not subscribed to are
-//! generated and skipped, so a later subscription joins the sequence where it is.
+//! read and skipped (its view of every symbol still moves on), so a later subscription joins the
+//! sequence where it is.
 
 use std::fmt::Write as _;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -89,6 +111,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Bytes, Error as WsError, HandshakeError, Message, WebSocket};
 
+use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
 use super::faults::{Due, Faults, GARBAGE_TEXT, Seen};
 use super::market::{MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};
 
@@ -138,7 +161,7 @@ pub enum BookUpdates {
 /// What the Bybit simulator serves and when it cuts idle connections.
 #[derive(Clone, Debug)]
 pub struct BybitSimConfig {
-    /// Seed of the synthetic market; every connection replays the sequence of this seed.
+    /// Seed of the synthetic market.
     pub seed: u64,
     /// Mean rate of ordinary market events over all symbols; bursts add to it.
     pub events_per_sec: u32,
@@ -148,10 +171,18 @@ pub struct BybitSimConfig {
     pub idle_timeout: Duration,
     /// How `orderbook.1` changes are sent after the first snapshot.
     pub book_updates: BookUpdates,
+    /// One market timeline for the whole simulator, joined at the live end by each connection
+    /// (`true`, as on the venue), or a private replay of the seed's sequence from its start for
+    /// every connection (`false`, so that all connections see identical content).
+    pub shared_market: bool,
+    /// How many events the shared market keeps for connections that fall behind; one that
+    /// falls further behind is dropped as a slow consumer. At least 1.
+    pub market_log: usize,
 }
 
 impl BybitSimConfig {
-    /// A configuration with Bybit's idle cut, 100 events per second and snapshot-only level 1.
+    /// A configuration with Bybit's idle cut, 100 events per second, snapshot-only level 1 and
+    /// a shared market.
     pub fn new(seed: u64, symbols: Vec<SimSymbol>) -> Self {
         Self {
             seed,
@@ -159,6 +190,8 @@ impl BybitSimConfig {
             symbols,
             idle_timeout: SERVER_IDLE_TIMEOUT,
             book_updates: BookUpdates::Snapshots,
+            shared_market: true,
+            market_log: DEFAULT_LOG_CAPACITY,
         }
     }
 }
@@ -174,12 +207,15 @@ impl Default for BybitSimConfig {
 ///
 /// # Errors
 /// `InvalidInput` if the configuration is unusable (no symbols, a zero rate, an idle timeout
-/// outside 1 ms to 24 h, a bad price grid, a symbol listed twice); otherwise the error from
-/// binding the socket or starting the acceptor thread.
+/// outside 1 ms to 24 h, a bad price grid, a symbol listed twice, a zero `market_log`);
+/// otherwise the error from binding the socket or starting a thread.
 pub fn spawn(bind: SocketAddr, cfg: BybitSimConfig) -> io::Result<BybitSimHandle> {
     let invalid = |msg: String| io::Error::new(ErrorKind::InvalidInput, msg);
     if !(MIN_IDLE..=MAX_IDLE).contains(&cfg.idle_timeout) {
         return Err(invalid("idle_timeout must be between 1 ms and 24 h".into()));
+    }
+    if cfg.market_log == 0 {
+        return Err(invalid("market_log must keep at least one event".into()));
     }
     let market = MarketGen::new(cfg.seed, cfg.events_per_sec, &cfg.symbols).map_err(|e| invalid(e.to_string()))?;
     let mut listings: Vec<Listing> = Vec::with_capacity(cfg.symbols.len());
@@ -198,9 +234,24 @@ pub fn spawn(bind: SocketAddr, cfg: BybitSimConfig) -> io::Result<BybitSimHandle
     // Non-blocking so that the acceptor can notice shutdown without a wake-up connection.
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
+    // The shared market starts last, once nothing else can fail, so that its clock starts with
+    // the simulator.
+    let source = if cfg.shared_market {
+        let checkpoint = Checkpoint {
+            symbols: vec![SymbolState::new(); listings.len()],
+            market: market.clone(),
+            position: 0,
+        };
+        Source::Shared {
+            market: SharedMarket::start(market, cfg.market_log, "sim-bybit-mkt")?,
+            checkpoint: Mutex::new(checkpoint),
+        }
+    } else {
+        Source::PerConnection(market)
+    };
     let shared = Arc::new(Shared {
         listings,
-        market,
+        source,
         seed: cfg.seed,
         idle_timeout: cfg.idle_timeout,
         book_updates: cfg.book_updates,
@@ -208,11 +259,19 @@ pub fn spawn(bind: SocketAddr, cfg: BybitSimConfig) -> io::Result<BybitSimHandle
         stop: AtomicBool::new(false),
         open: AtomicUsize::new(0),
         accepted: AtomicU64::new(0),
+        lagged: AtomicU64::new(0),
     });
     let acceptor = thread::Builder::new().name("sim-bybit-acc".into()).spawn({
         let shared = Arc::clone(&shared);
         move || accept_loop(&listener, &shared)
-    })?;
+    });
+    let acceptor = match acceptor {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            shared.stop_market();
+            return Err(e);
+        }
+    };
     Ok(BybitSimHandle {
         local_addr,
         shared,
@@ -248,6 +307,13 @@ impl BybitSimHandle {
         self.shared.open.load(Ordering::Acquire)
     }
 
+    /// How many connections have been dropped because they fell further behind the shared
+    /// market than its log keeps (always 0 without a shared market).
+    pub fn lagged(&self) -> u64 {
+        // Acquire pairs with the Release increment made before such a connection closes.
+        self.shared.lagged.load(Ordering::Acquire)
+    }
+
     /// Stops accepting, sends a close frame 1001 on every connection, closes them and joins all
     /// threads; about 100 ms at most (a 20 ms poll, a 50 ms wait for the clients' close
     /// frames, 20 ms write timeouts towards clients that do not read).
@@ -263,6 +329,8 @@ impl BybitSimHandle {
         {
             warn!("sim-bybit acceptor thread panicked");
         }
+        // Every connection has ended, so nobody reads the market any more.
+        self.shared.stop_market();
     }
 }
 
@@ -272,13 +340,47 @@ impl Drop for BybitSimHandle {
     }
 }
 
+/// Where a simulator's market events come from.
+#[derive(Debug)]
+enum Source {
+    /// A fresh generator, cloned for every connection.
+    PerConnection(MarketGen),
+    /// One timeline that every connection joins, and what a joining connection needs to know
+    /// about the market as it stands.
+    Shared {
+        market: SharedMarket,
+        checkpoint: Mutex<Checkpoint>,
+    },
+}
+
+/// Every symbol's state as of one event of the shared timeline, computed by replaying the seed
+/// on a generator of its own: the event at index `i` is the `i`-th event of a fresh generator,
+/// so this is exactly what a connection open since the start would know at that point.
+#[derive(Debug)]
+struct Checkpoint {
+    /// Positioned at `position`: its next event is the timeline's event `position`.
+    market: MarketGen,
+    position: u64,
+    symbols: Vec<SymbolState>,
+}
+
+impl Checkpoint {
+    /// Applies events until the checkpoint stands at `target` (never backwards).
+    fn advance_to(&mut self, target: u64) {
+        while self.position < target {
+            let event = self.market.next_event();
+            apply(&mut self.symbols, &event);
+            self.position += 1;
+        }
+    }
+}
+
 /// State shared by the acceptor and every connection thread; read-only apart from the flag,
-/// the counters and the fault switches.
+/// the counters, the fault switches and the shared market's checkpoint.
 #[derive(Debug)]
 struct Shared {
     listings: Vec<Listing>,
-    /// A fresh generator, cloned for every connection.
-    market: MarketGen,
+    source: Source,
     seed: u64,
     idle_timeout: Duration,
     book_updates: BookUpdates,
@@ -287,12 +389,29 @@ struct Shared {
     open: AtomicUsize,
     /// Connections accepted so far; numbers each connection's `conn_id`.
     accepted: AtomicU64,
+    /// Connections dropped for falling behind the shared market.
+    lagged: AtomicU64,
 }
 
 impl Shared {
     fn stopping(&self) -> bool {
         // Acquire pairs with the Release store in `BybitSimHandle::stop_and_join`.
         self.stop.load(Ordering::Acquire)
+    }
+
+    fn stop_market(&self) {
+        if let Source::Shared { market, .. } = &self.source {
+            market.shutdown();
+        }
+    }
+
+    /// Moves the shared market's checkpoint up to everything published so far, so that a
+    /// connection joining later only replays the last few milliseconds.
+    fn refresh_checkpoint(&self) {
+        if let Source::Shared { market, checkpoint } = &self.source {
+            let published = market.published();
+            lock(checkpoint).advance_to(published);
+        }
     }
 
     /// Resolves a topic this simulator serves.
@@ -382,7 +501,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                     Err(e) => warn!(%peer, error = %e, "sim-bybit: cannot start a connection thread"),
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                shared.refresh_checkpoint();
+                thread::sleep(ACCEPT_POLL);
+            }
             Err(e) => {
                 // Typically out of file descriptors; back off rather than spin.
                 warn!(error = %e, "sim-bybit: accept failed");
@@ -511,7 +633,15 @@ enum End {
     Idle,
     ClientClosed,
     SlowConsumer,
+    /// Fell further behind the shared market than its log keeps.
+    Lagged(u64),
     Failed(WsError),
+}
+
+/// Locks the checkpoint. Nothing panics while holding it (advancing only generates events and
+/// applies them to in-range symbols), so a poisoned lock is still safe to use.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -525,7 +655,8 @@ fn wall_clock_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// What one connection knows about one symbol's market, whatever it subscribes to.
+/// What one connection (or the shared market's checkpoint) knows about one symbol's market,
+/// whatever it subscribes to.
 #[derive(Clone, Copy, Debug)]
 struct SymbolState {
     /// The latest top of book, once there has been one.
@@ -534,9 +665,78 @@ struct SymbolState {
     u: u64,
     /// Cross sequence: advances with every event of the symbol.
     cross_seq: u64,
+    /// The cross sequence of the latest top-of-book change, which every push of that book
+    /// carries (a snapshot on subscribing and a quiet-book resend included).
+    book_seq: u64,
     /// Price of the last trade and whether the last price change was upward, for `L`.
     last_trade: Option<Price>,
     last_move_up: bool,
+}
+
+impl SymbolState {
+    /// Before the market's first event.
+    fn new() -> Self {
+        Self {
+            top: None,
+            u: FIRST_UPDATE_ID - 1,
+            cross_seq: 0,
+            book_seq: 0,
+            last_trade: None,
+            last_move_up: true,
+        }
+    }
+
+    /// Records a trade at `price`; returns its tick direction (`L`).
+    fn trade(&mut self, price: Price) -> &'static str {
+        self.cross_seq += 1;
+        let direction = match self.last_trade {
+            Some(last) if price > last => {
+                self.last_move_up = true;
+                "PlusTick"
+            }
+            Some(last) if price < last => {
+                self.last_move_up = false;
+                "MinusTick"
+            }
+            _ if self.last_move_up => "ZeroPlusTick",
+            _ => "ZeroMinusTick",
+        };
+        self.last_trade = Some(price);
+        direction
+    }
+
+    /// Records a top-of-book change.
+    fn book(&mut self, top: SimBookTicker) {
+        self.top = Some(top);
+        self.u += 1;
+        self.cross_seq += 1;
+        self.book_seq = self.cross_seq;
+    }
+}
+
+/// Applies one market event to the state of its symbol.
+fn apply(symbols: &mut [SymbolState], event: &SimEvent) {
+    let Some(state) = symbols.get_mut(event.symbol()) else {
+        return;
+    };
+    match event {
+        SimEvent::Trade(trade) => {
+            state.trade(trade.price);
+        }
+        SimEvent::BookTicker(top) => state.book(*top),
+    }
+}
+
+/// A connection's market: its own replay of the seed, or a cursor into the shared timeline.
+enum Timeline {
+    /// Its own generator, paced from the connection's start.
+    Private {
+        market: MarketGen,
+        /// The next event, generated ahead so its due time is known.
+        next: SimEvent,
+    },
+    /// A cursor into the simulator's shared market.
+    Shared(Cursor),
 }
 
 /// One subscribed topic and, for a book, what the client has been sent.
@@ -552,16 +752,17 @@ struct Sub {
 /// A `subscribe` or `unsubscribe` request's verdict: the ack's `success` and `ret_msg`.
 type Verdict = Result<(), String>;
 
-/// One client connection: its market, subscriptions, copy of the generator and idle timer.
+/// One client connection: its market, subscriptions, place in the market and idle timer.
 struct Session<'a> {
     ws: WebSocket<TcpStream>,
     shared: &'a Shared,
     peer: SocketAddr,
     market_kind: Market,
     conn_id: String,
-    market: MarketGen,
-    /// The next market event, generated ahead so its due time is known.
-    next: SimEvent,
+    timeline: Timeline,
+    /// Events due in this turn; kept to reuse its allocation.
+    events: Vec<SimEvent>,
+    /// When the connection started; a private replay is paced from here.
     start: Instant,
     symbols: Vec<SymbolState>,
     subs: Vec<Sub>,
@@ -583,26 +784,34 @@ impl<'a> Session<'a> {
         seen: Seen,
         shared: &'a Shared,
     ) -> Self {
-        let mut market = shared.market.clone();
-        let next = market.next_event();
+        let (timeline, symbols) = match &shared.source {
+            Source::PerConnection(market) => {
+                let mut market = market.clone();
+                let next = market.next_event();
+                (
+                    Timeline::Private { market, next },
+                    vec![SymbolState::new(); shared.listings.len()],
+                )
+            }
+            Source::Shared { market, checkpoint } => {
+                // The cursor is taken under the checkpoint's lock, so no later join can have
+                // moved the checkpoint past this one's position; the checkpoint then catches up
+                // to exactly that position, and the connection starts from what it knows.
+                let mut checkpoint = lock(checkpoint);
+                let cursor = market.cursor();
+                checkpoint.advance_to(cursor.position());
+                (Timeline::Shared(cursor), checkpoint.symbols.clone())
+            }
+        };
         let start = Instant::now();
-        let symbols = (0..shared.listings.len())
-            .map(|_| SymbolState {
-                top: None,
-                u: FIRST_UPDATE_ID - 1,
-                cross_seq: 0,
-                last_trade: None,
-                last_move_up: true,
-            })
-            .collect();
         Self {
             ws,
             shared,
             peer,
             market_kind,
             conn_id,
-            market,
-            next,
+            timeline,
+            events: Vec::with_capacity(MAX_BATCH),
             start,
             symbols,
             subs: Vec::new(),
@@ -644,6 +853,14 @@ impl<'a> Session<'a> {
                 debug!(%peer, "sim-bybit: client closed the connection");
             }
             End::SlowConsumer => warn!(%peer, "sim-bybit: client does not read, dropping the connection"),
+            End::Lagged(missed) => {
+                // Release pairs with the Acquire load in `BybitSimHandle::lagged`; counted before
+                // the close so that a test that sees the connection gone also sees the count.
+                self.shared.lagged.fetch_add(1, Ordering::Release);
+                warn!(%peer, missed, "sim-bybit: client fell behind the market, dropping the connection");
+                // Best effort: the close frame queues behind everything the client has not read.
+                self.close(CloseCode::Policy, "slow consumer");
+            }
             End::Failed(e) => debug!(%peer, error = %e, "sim-bybit: connection failed"),
         }
     }
@@ -665,27 +882,7 @@ impl<'a> Session<'a> {
             return Err(End::Maintenance);
         }
         let now = Instant::now();
-        let elapsed_ns = now.duration_since(self.start).as_nanos();
-        let mut handled = 0;
-        while handled < MAX_BATCH && u128::from(self.next.offset_ns()) <= elapsed_ns {
-            let event = std::mem::replace(&mut self.next, self.market.next_event());
-            handled += 1;
-            match event {
-                SimEvent::Trade(first) => {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_TRADES_PER_MESSAGE
-                        && u128::from(self.next.offset_ns()) <= elapsed_ns
-                        && matches!(self.next, SimEvent::Trade(t) if t.symbol == first.symbol)
-                    {
-                        if let SimEvent::Trade(t) = std::mem::replace(&mut self.next, self.market.next_event()) {
-                            batch.push(t);
-                        }
-                    }
-                    self.on_trades(&batch, now)?;
-                }
-                SimEvent::BookTicker(top) => self.on_book(top, now)?,
-            }
-        }
+        let next_due = self.pump_market(now)?;
         self.resend_quiet_books(now)?;
         if now.duration_since(self.last_activity) >= self.shared.idle_timeout {
             // A ping that arrived while this thread was not running still counts: read what is
@@ -704,7 +901,7 @@ impl<'a> Session<'a> {
             Err(e) => return Err(End::Failed(e)),
         }
         let mut wake = now + POLL;
-        if let Some(due) = self.start.checked_add(Duration::from_nanos(self.next.offset_ns())) {
+        if let Some(due) = next_due {
             wake = wake.min(due);
         }
         wake = wake.min(self.last_activity + self.shared.idle_timeout);
@@ -715,9 +912,71 @@ impl<'a> Session<'a> {
         self.read_one().map(drop)
     }
 
+    /// Handles the market events that are due (at most `MAX_BATCH`): every event moves this
+    /// connection's view of its symbol on, and subscribed ones are pushed. Returns when the next
+    /// event is due, if one is expected.
+    fn pump_market(&mut self, now: Instant) -> Result<Option<Instant>, End> {
+        // Taken out of `self` so that handling can borrow the session; given back at the end.
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let next_due = match &mut self.timeline {
+            Timeline::Private { market, next } => {
+                let elapsed_ns = now.duration_since(self.start).as_nanos();
+                while events.len() < MAX_BATCH && u128::from(next.offset_ns()) <= elapsed_ns {
+                    events.push(std::mem::replace(next, market.next_event()));
+                }
+                self.start.checked_add(Duration::from_nanos(next.offset_ns()))
+            }
+            Timeline::Shared(cursor) => {
+                cursor
+                    .read_into(MAX_BATCH, &mut events)
+                    .map_err(|lag| End::Lagged(lag.missed))?;
+                cursor.next_due()
+            }
+        };
+        let mut result = Ok(());
+        let mut trades: Vec<SimTrade> = Vec::new();
+        let mut at = 0;
+        while at < events.len() && result.is_ok() {
+            result = match events[at] {
+                SimEvent::Trade(first) => {
+                    // Consecutive trades of one symbol that are due together share a message.
+                    trades.clear();
+                    while let Some(&SimEvent::Trade(t)) = events.get(at)
+                        && t.symbol == first.symbol
+                        && trades.len() < MAX_TRADES_PER_MESSAGE
+                    {
+                        trades.push(t);
+                        at += 1;
+                    }
+                    self.on_trades(&trades, now)
+                }
+                SimEvent::BookTicker(top) => {
+                    at += 1;
+                    self.on_book(top, now)
+                }
+            };
+        }
+        self.events = events;
+        result.map(|()| next_due)
+    }
+
+    /// The time, in ms since the epoch, of an event due at `offset_ns`: its scheduled time on a
+    /// shared market (the same on every connection), the wall clock at send time on a private
+    /// replay.
+    fn event_ms(&self, offset_ns: u64) -> u64 {
+        match &self.timeline {
+            Timeline::Shared(cursor) => cursor.epoch_unix_ns().saturating_add(offset_ns) / 1_000_000,
+            Timeline::Private { .. } => wall_clock_ms(),
+        }
+    }
+
     /// Records a batch of trades of one symbol and pushes them to a subscriber.
     fn on_trades(&mut self, batch: &[SimTrade], now: Instant) -> Result<(), End> {
-        let symbol = batch[0].symbol;
+        let Some(first) = batch.first() else {
+            return Ok(());
+        };
+        let symbol = first.symbol;
         let topic = Topic {
             symbol,
             kind: TopicKind::Trade,
@@ -727,24 +986,9 @@ impl<'a> Session<'a> {
         let shared = self.shared;
         let listing = &shared.listings[symbol];
         let linear = self.market_kind == Market::Linear;
-        let ms = wall_clock_ms();
         let mut data = String::new();
-        let state = &mut self.symbols[symbol];
         for trade in batch {
-            state.cross_seq += 1;
-            let direction = match state.last_trade {
-                Some(last) if trade.price > last => {
-                    state.last_move_up = true;
-                    "PlusTick"
-                }
-                Some(last) if trade.price < last => {
-                    state.last_move_up = false;
-                    "MinusTick"
-                }
-                _ if state.last_move_up => "ZeroPlusTick",
-                _ => "ZeroMinusTick",
-            };
-            state.last_trade = Some(trade.price);
+            let direction = self.symbols[symbol].trade(trade.price);
             if !send {
                 continue;
             }
@@ -753,9 +997,10 @@ impl<'a> Session<'a> {
             }
             // `S` is the taker's side: the buyer was the maker when the seller took.
             let side = if trade.buyer_is_maker { "Sell" } else { "Buy" };
+            let time = self.event_ms(trade.offset_ns);
             let _ = write!(
                 data,
-                r#"{{"T":{ms},"s":"{}","S":"{side}","v":"{}","p":"{}","#,
+                r#"{{"T":{time},"s":"{}","S":"{side}","v":"{}","p":"{}","#,
                 listing.symbol,
                 decimal(trade.qty.raw(), listing.qty_places),
                 decimal(trade.price.raw(), listing.price_places),
@@ -768,24 +1013,26 @@ impl<'a> Session<'a> {
             } else {
                 trade.trade_id.to_string()
             };
-            let _ = write!(data, r#""i":"{id}","BT":false,"seq":{}}}"#, state.cross_seq);
+            let _ = write!(
+                data,
+                r#""i":"{id}","BT":false,"seq":{}}}"#,
+                self.symbols[symbol].cross_seq
+            );
         }
         if !send {
             return Ok(());
         }
         let text = format!(
-            r#"{{"topic":"publicTrade.{}","type":"snapshot","ts":{ms},"data":[{data}]}}"#,
-            listing.symbol
+            r#"{{"topic":"publicTrade.{}","type":"snapshot","ts":{},"data":[{data}]}}"#,
+            listing.symbol,
+            wall_clock_ms()
         );
         self.push(text, now)
     }
 
     /// Records a top-of-book change and pushes it to a subscriber.
     fn on_book(&mut self, top: SimBookTicker, now: Instant) -> Result<(), End> {
-        let state = &mut self.symbols[top.symbol];
-        state.top = Some(top);
-        state.u += 1;
-        state.cross_seq += 1;
+        self.symbols[top.symbol].book(top);
         self.push_book(top.symbol, now, false)
     }
 
@@ -848,11 +1095,11 @@ impl<'a> Session<'a> {
                 )
             }
         };
-        let ms = wall_clock_ms();
+        let (ts, cts) = (wall_clock_ms(), self.event_ms(top.offset_ns));
         let kind = if delta.is_some() { "delta" } else { "snapshot" };
         let text = format!(
-            r#"{{"topic":"orderbook.1.{}","ts":{ms},"type":"{kind}","data":{{"s":"{}","b":[{bids}],"a":[{asks}],"u":{},"seq":{}}},"cts":{ms}}}"#,
-            listing.symbol, listing.symbol, state.u, state.cross_seq,
+            r#"{{"topic":"orderbook.1.{}","ts":{ts},"type":"{kind}","data":{{"s":"{}","b":[{bids}],"a":[{asks}],"u":{},"seq":{}}},"cts":{cts}}}"#,
+            listing.symbol, listing.symbol, state.u, state.book_seq,
         );
         self.subs[at].sent = Some(top);
         self.subs[at].last_push = now;

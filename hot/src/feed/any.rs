@@ -30,7 +30,7 @@ impl AnyDecoder {
         match venue {
             Venue::Binance => AnyDecoder::Binance(Box::default()),
             Venue::Coinbase => AnyDecoder::Coinbase(Box::default()),
-            Venue::Bybit => AnyDecoder::Bybit(Box::new(BybitDecoder::new(instruments))),
+            Venue::Bybit => AnyDecoder::Bybit(Box::new(BybitDecoder::spot(instruments))),
             Venue::Oanda => AnyDecoder::Oanda(Box::default()),
         }
     }

@@ -247,6 +247,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             let Some(st) = seqs.get_mut(t.instrument.index()) else {
                 return true;
             };
+            let is_trade = matches!(t.body, TickBody::Trade { .. });
             let (numbering, last, last_epoch, ahead) = match t.body {
                 TickBody::Trade { .. } => (
                     sequencing.trades,
@@ -261,17 +262,21 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
                     &mut st.ahead_quote,
                 ),
             };
+            // Only trades prove an overlap when trades are numbered: a venue may open a new
+            // connection with a book snapshot from before the join (Bybit), which would
+            // "overlap" the old connection's quotes while trades made since are still owed.
+            let evidence = is_trade || sequencing.trades == Numbering::None;
             if from_new && numbering != Numbering::None {
                 if t.seq <= *last {
                     stats.duplicates.inc();
-                    overlap = true;
+                    overlap |= evidence;
                 } else {
                     *ahead = (*ahead).max(t.seq);
                 }
                 return false;
             }
             if rotating.is_some() && *ahead != 0 && t.seq >= *ahead {
-                overlap = true;
+                overlap |= evidence;
             }
             match judge(numbering, last, last_epoch, t.seq, epoch, rotating.is_some()) {
                 Verdict::Duplicate => {

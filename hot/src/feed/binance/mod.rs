@@ -5,6 +5,7 @@
 //! connection itself is the venue-neutral [`crate::feed::ws::WsFeed`]. The decoder depends on
 //! neither, so it is tested against docs fixtures and real captures on its own.
 
+pub mod fast;
 pub mod messages;
 pub mod parse;
 pub mod subscription;

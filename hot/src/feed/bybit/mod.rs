@@ -9,6 +9,11 @@
 //! Unlike Binance, Bybit keeps top-of-book state on our side: `orderbook.1` deltas and linear
 //! `tickers` deltas leave out what did not change, so [`parse::BybitDecoder`] holds the last
 //! known best bid and ask of every instrument in `Vec`s sized when it is built.
+//!
+//! The decoder comes in two flavours: [`parse::BybitDecoder::spot`] for a spot connection (the
+//! one the engine opens), whose trade ids only increase, so the feed task can deduplicate the
+//! trades of a make-before-break resubscribe; and [`parse::BybitDecoder::new`], which takes
+//! linear frames too (hashed UUID trade ids) but gives the feed task no numbering to judge.
 
 pub mod messages;
 pub mod parse;
