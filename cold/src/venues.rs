@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use maxx_hot::feed::any::{AnyDecoder, AnySource};
+use maxx_hot::feed::binance::parse::BinanceDecoder;
 use maxx_hot::feed::binance::subscription::StreamKind;
 use maxx_hot::feed::bybit::subscription as bybit;
 use maxx_hot::feed::coinbase::subscription as coinbase;
@@ -125,7 +126,13 @@ pub fn feed_source(
     sim: Option<&RunningSim>,
     stats: &Arc<FeedStats>,
 ) -> Result<(AnySource, AnyDecoder), String> {
-    let decoder = AnyDecoder::for_venue(venue, config.symbols.len());
+    let decoder = match venue {
+        // A feed subscribed to aggTrade (instead of trade) decodes aggregate trades as trades.
+        Venue::Binance if feed.streams.contains(&StreamKind::AggTrade) => {
+            AnyDecoder::Binance(Box::new(BinanceDecoder::new().with_agg_trades()))
+        }
+        _ => AnyDecoder::for_venue(venue, config.symbols.len()),
+    };
     let symbols: Vec<VenueSymbol> = venue_symbols(config, venue);
     let base = match (&feed.url, sim) {
         (FeedUrl::Sim, Some(s)) => match venue {
@@ -153,7 +160,7 @@ pub fn feed_source(
                 .streams
                 .iter()
                 .map(|k| match k {
-                    StreamKind::Trade => coinbase::ChannelKind::MarketTrades,
+                    StreamKind::Trade | StreamKind::AggTrade => coinbase::ChannelKind::MarketTrades,
                     StreamKind::BookTicker => coinbase::ChannelKind::Ticker,
                 })
                 .collect();
@@ -165,7 +172,7 @@ pub fn feed_source(
                 .streams
                 .iter()
                 .map(|k| match k {
-                    StreamKind::Trade => bybit::TopicKind::PublicTrade,
+                    StreamKind::Trade | StreamKind::AggTrade => bybit::TopicKind::PublicTrade,
                     StreamKind::BookTicker => bybit::TopicKind::OrderBook1,
                 })
                 .collect();

@@ -873,3 +873,18 @@ fn a_valid_config_round_trips_to_the_same_value() {
     let b: Config = config::parse(&shipped()).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn aggregate_trades_are_binance_only_and_exclusive_with_trades() {
+    let base = std::fs::read_to_string(shipped_path()).unwrap();
+    let both = base.replace("streams: [trade, bookTicker]", "streams: [trade, aggTrade]");
+    let e = config::parse(&both).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("feeds.binance.streams: trade and aggTrade both carry every trade"),
+        "{e}"
+    );
+    let agg = base.replace("streams: [trade, bookTicker]", "streams: [aggTrade, bookTicker]");
+    let c = config::parse(&agg).unwrap();
+    assert_eq!(c.feeds[&maxx_hot::ids::Venue::Binance].streams.len(), 2);
+}

@@ -874,3 +874,274 @@ fn unusable_configuration_is_refused_before_binding() {
         ..config(1)
     });
 }
+
+/// A capture written by a test, plain and gzip-compressed, removed when dropped.
+struct TempCapture {
+    plain: std::path::PathBuf,
+    gzip: std::path::PathBuf,
+}
+
+impl TempCapture {
+    fn new(name: &str, lines: &[String]) -> Self {
+        let base = format!("maxx-sim-coinbase-{}-{name}", std::process::id());
+        let plain = std::env::temp_dir().join(format!("{base}.txt"));
+        let gzip = std::env::temp_dir().join(format!("{base}.txt.gz"));
+        let text = lines.join("\n") + "\n";
+        std::fs::write(&plain, &text).expect("write the capture");
+        std::fs::write(&gzip, gzip_stored(text.as_bytes())).expect("write the gzip capture");
+        Self { plain, gzip }
+    }
+}
+
+impl Drop for TempCapture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.plain);
+        let _ = std::fs::remove_file(&self.gzip);
+    }
+}
+
+/// `data` as one gzip member (RFC 1952) of stored, uncompressed deflate blocks (RFC 1951
+/// §3.2.4): a valid gzip file without a compressor, since cold's tests do not depend on one.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut rest = data;
+    loop {
+        let (block, after) = rest.split_at(rest.len().min(0xFFFF));
+        let len = u16::try_from(block.len()).unwrap();
+        out.push(u8::from(after.is_empty()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+        rest = after;
+        if rest.is_empty() {
+            break;
+        }
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+    out
+}
+
+/// An Advanced Trade envelope as the venue prints it.
+fn captured(channel: &str, sequence_num: u64, events: &str) -> String {
+    format!(
+        r#"{{"channel":"{channel}","client_id":"","timestamp":"2023-02-09T20:19:35.{sequence_num:09}Z","sequence_num":{sequence_num},"events":{events}}}"#
+    )
+}
+
+/// Connects, sends one subscribe message, and returns its ack and the `n` text frames after it.
+fn replayed(sim: &CoinbaseSimHandle, subscribe: &str, n: usize) -> (Client, String, Vec<String>) {
+    let mut ws = connect(sim);
+    send(&mut ws, subscribe);
+    let until = deadline();
+    let ack = read_text(&mut ws, until, "the ack");
+    assert_eq!(json(&ack)["channel"], "subscriptions", "{ack}");
+    let frames = (0..n).map(|_| read_text(&mut ws, until, "replayed frames")).collect();
+    (ws, ack, frames)
+}
+
+#[test]
+fn replay_serves_captured_frames_by_channel_and_product_byte_for_byte() {
+    let trade = |id: u32, product: &str| {
+        format!(
+            r#"{{"trade_id":"{id}","product_id":"{product}","price":"21921.3","size":"0.3","side":"BUY","time":"2023-02-09T20:19:35.1Z"}}"#
+        )
+    };
+    let ticker = |product: &str| {
+        format!(
+            r#"{{"type":"ticker","product_id":"{product}","price":"21932.98","volume_24_h":"16038.28770938","low_24_h":"21835.29","high_24_h":"23011.18","low_52_w":"15460","high_52_w":"48240","price_percent_chg_24_h":"-4.15775596190603","best_bid":"21931.98","best_bid_quantity":"8000.21","best_ask":"21933.98","best_ask_quantity":"8038.07770938"}}"#
+        )
+    };
+    let beat = |counter: u32| {
+        format!(
+            r#"[{{"current_time":"2023-06-23 20:31:56.121961769 +0000 UTC m=+91717.525857105","heartbeat_counter":"{counter}"}}]"#
+        )
+    };
+    let btc_trades = captured(
+        "market_trades",
+        1,
+        &format!(r#"[{{"type":"snapshot","trades":[{}]}}]"#, trade(1, "BTC-USD")),
+    );
+    let both_tickers = captured(
+        "ticker",
+        2,
+        &format!(
+            r#"[{{"type":"snapshot","tickers":[{},{}]}}]"#,
+            ticker("BTC-USD"),
+            ticker("ETH-USD")
+        ),
+    );
+    let first_beat = captured("heartbeats", 3, &beat(3049));
+    // Spaces show that frames are sent as captured, not re-encoded.
+    let btc_book = r#"{"channel": "l2_data", "client_id": "", "timestamp": "2023-02-09T20:32:50.714964855Z", "sequence_num": 6, "events": [{"type": "snapshot", "product_id": "BTC-USD", "updates": [{"side": "bid", "event_time": "1970-01-01T00:00:00Z", "price_level": "21921.73", "new_quantity": "0.06317902"}]}]}"#.to_owned();
+    // One frame with trades of both products reaches a subscriber of either, whole.
+    let mixed_trades = captured(
+        "market_trades",
+        9,
+        &format!(
+            r#"[{{"type":"update","trades":[{},{}]}}]"#,
+            trade(2, "ETH-USD"),
+            trade(3, "BTC-USD")
+        ),
+    );
+    let eth_ticker = captured(
+        "ticker",
+        10,
+        &format!(r#"[{{"type":"update","tickers":[{}]}}]"#, ticker("ETH-USD")),
+    );
+    let last_beat = captured("heartbeats", 11, &beat(3050));
+    let eth_book = captured(
+        "l2_data",
+        12,
+        r#"[{"type":"update","product_id":"ETH-USD","updates":[{"side":"offer","event_time":"2023-02-09T20:32:51.1Z","price_level":"1260.02","new_quantity":"0"}]}]"#,
+    );
+    // Each connection's last frame comes after every line it must not get, so receiving it
+    // proves that those were skipped.
+    let lines: Vec<String> = [
+        "# Advanced Trade capture written by the test".to_owned(),
+        format!(
+            "1000000000 {}",
+            captured(
+                "subscriptions",
+                0,
+                r#"[{"subscriptions":{"market_trades":["BTC-USD"]}}]"#
+            )
+        ),
+        format!("1001000000 {btc_trades}"),
+        format!("1002000000 {both_tickers}"),
+        format!("1003000000 {first_beat}"),
+        format!(
+            "1004000000 {}",
+            captured(
+                "market_trades",
+                4,
+                &format!(r#"[{{"type":"update","trades":[{}]}}]"#, trade(1, "ETH-USD"))
+            )
+        ),
+        format!(
+            "1004500000 {}",
+            captured(
+                "ticker",
+                5,
+                &format!(r#"[{{"type":"update","tickers":[{}]}}]"#, ticker("BTC-USD"))
+            )
+        ),
+        format!("1005000000 {btc_book}"),
+        "not a capture line".to_owned(),
+        format!(
+            "1006000000 {}",
+            captured(
+                "market_trades",
+                7,
+                &format!(r#"[{{"type":"update","trades":[{}]}}]"#, trade(9, "XRP-USD"))
+            )
+        ),
+        format!(
+            "1007000000 {}",
+            captured(
+                "ticker_batch",
+                8,
+                &format!(r#"[{{"type":"update","tickers":[{}]}}]"#, ticker("BTC-USD"))
+            )
+        ),
+        r#"1008000000 {"type":"match","trade_id":10,"product_id":"BTC-USD","price":"21921.3","size":"1","side":"sell"}"#
+            .to_owned(),
+        r#"1008500000 {"type":"error","message":"Failed to subscribe","reason":"test"}"#.to_owned(),
+        format!("1009000000 {mixed_trades}"),
+        format!("1010000000 {eth_ticker}"),
+        format!("1011000000 {last_beat}"),
+        format!("1012000000 {eth_book}"),
+    ]
+    .into();
+    let capture = TempCapture::new("replay", &lines);
+    let replay_config = |path: &std::path::Path| CoinbaseSimConfig {
+        replay: Some(path.to_owned()),
+        // Generated heartbeats would show up between the captured frames.
+        heartbeat_interval: Duration::from_millis(1),
+        ..config(7)
+    };
+    let sim = start(replay_config(&capture.plain));
+
+    // Trades of BTC-USD only: the snapshot, then the mixed update; the engine's decoder sees the
+    // captured numbers, so the frames the connection did not subscribe to show as a gap.
+    let subscribe_trades = r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"market_trades"}"#;
+    let (mut trades, ack, frames) = replayed(&sim, subscribe_trades, 2);
+    assert_eq!(frames, [btc_trades.clone(), mixed_trades.clone()]);
+    assert_eq!(
+        json(&ack)["events"][0]["subscriptions"],
+        serde_json::json!({"market_trades": ["BTC-USD"]})
+    );
+    let index = index();
+    let mut decoder = CoinbaseDecoder::new();
+    let mut gaps = |text: &str| {
+        let mut out = TickBatch::new();
+        let decoded = decoder
+            .decode(text.as_bytes(), FrameMeta::default(), &index, &mut out)
+            .unwrap_or_else(|e| panic!("{e} in {text}"));
+        (decoded, out.gaps)
+    };
+    // The ack comes just before the first captured number, so that number is no gap.
+    assert_eq!(json(&ack)["sequence_num"], 0);
+    assert_eq!(gaps(&ack), (Decoded::Control(Control::Subscribed), 0));
+    assert_eq!(gaps(&frames[0]), (Decoded::Ticks, 0));
+    assert_eq!(gaps(&frames[1]), (Decoded::Ticks, 1), "sequence 1 to 9 is a gap");
+    // Later acks repeat the last captured number, which is no gap either.
+    send(&mut trades, r#"{"type":"subscribe","channel":"heartbeats"}"#);
+    let ack = read_text(&mut trades, deadline(), "the heartbeats ack");
+    assert_eq!(json(&ack)["sequence_num"], 9, "{ack}");
+    assert_eq!(
+        json(&ack)["events"][0]["subscriptions"],
+        serde_json::json!({"heartbeats": [], "market_trades": ["BTC-USD"]})
+    );
+    assert_eq!(gaps(&ack), (Decoded::Control(Control::Subscribed), 0));
+
+    // Tickers of ETH-USD: the snapshot that names it among others, then its update.
+    let (_, _, frames) = replayed(
+        &sim,
+        r#"{"type":"subscribe","product_ids":["ETH-USD"],"channel":"ticker"}"#,
+        2,
+    );
+    assert_eq!(frames, [both_tickers, eth_ticker]);
+    // Heartbeats: every captured one, and none of the simulator's own.
+    let (_, ack, frames) = replayed(&sim, r#"{"type":"subscribe","channel":"heartbeats"}"#, 2);
+    assert_eq!(frames, [first_beat, last_beat]);
+    assert_eq!(
+        json(&ack)["events"][0]["subscriptions"],
+        serde_json::json!({"heartbeats": []})
+    );
+    // A replaying simulator serves `level2` from the captured `l2_data` frames.
+    let (_, ack, frames) = replayed(
+        &sim,
+        r#"{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"level2"}"#,
+        2,
+    );
+    assert_eq!(frames, [btc_book, eth_book]);
+    let ack = json(&ack);
+    assert_eq!(
+        ack["events"][0]["subscriptions"],
+        serde_json::json!({"level2": ["BTC-USD", "ETH-USD"]})
+    );
+    assert_eq!(ack["sequence_num"], 0);
+
+    // The gzip copy replays the same frames.
+    let gz = start(replay_config(&capture.gzip));
+    let (_, _, frames) = replayed(&gz, subscribe_trades, 2);
+    assert_eq!(frames, [btc_trades, mixed_trades]);
+
+    // A capture that cannot be read is refused at start, naming the file.
+    let missing = capture.plain.with_extension("missing");
+    let err = coinbase::spawn("127.0.0.1:0".parse().unwrap(), replay_config(&missing)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+}

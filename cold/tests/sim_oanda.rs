@@ -756,3 +756,136 @@ fn bad_configurations_are_refused() {
     };
     assert!(!format!("{cfg:?}").contains("s3cr3t"));
 }
+
+/// A capture written by a test, plain and gzip-compressed, removed when dropped.
+struct TempCapture {
+    plain: std::path::PathBuf,
+    gzip: std::path::PathBuf,
+}
+
+impl TempCapture {
+    fn new(name: &str, lines: &[String]) -> Self {
+        let base = format!("maxx-sim-oanda-{}-{name}", std::process::id());
+        let plain = std::env::temp_dir().join(format!("{base}.txt"));
+        let gzip = std::env::temp_dir().join(format!("{base}.txt.gz"));
+        let text = lines.join("\n") + "\n";
+        std::fs::write(&plain, &text).expect("write the capture");
+        std::fs::write(&gzip, gzip_stored(text.as_bytes())).expect("write the gzip capture");
+        Self { plain, gzip }
+    }
+}
+
+impl Drop for TempCapture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.plain);
+        let _ = std::fs::remove_file(&self.gzip);
+    }
+}
+
+/// `data` as one gzip member (RFC 1952) of stored, uncompressed deflate blocks (RFC 1951
+/// §3.2.4): a valid gzip file without a compressor, since cold's tests do not depend on one.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut rest = data;
+    loop {
+        let (block, after) = rest.split_at(rest.len().min(0xFFFF));
+        let len = u16::try_from(block.len()).unwrap();
+        out.push(u8::from(after.is_empty()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+        rest = after;
+        if rest.is_empty() {
+            break;
+        }
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+    out
+}
+
+/// Reads `n` body lines.
+fn lines(client: &mut Client, n: usize) -> Vec<String> {
+    let until = deadline();
+    (0..n)
+        .map(|_| {
+            let line = client.next_line(until).expect("a line before the stream ended");
+            String::from_utf8(line).expect("lines are UTF-8")
+        })
+        .collect()
+}
+
+#[test]
+fn replay_serves_captured_prices_and_heartbeats_byte_for_byte() {
+    // The docs' sample shape (no `type`), with its odd spacing kept.
+    let eur = r#"{"asks":[{"liquidity":10000000,"price":"1.11704"},{"liquidity":10000000,"price":"1.11706"}],"bids":                        [{"liquidity":10000000,"price":"1.11690"},{"liquidity":10000000,"price":"1.11688"}],"closeoutAsk":"1.11708","closeoutBid":"1.11686","instrument":"EUR_USD","status":"tradeable","time":"2016-09-20T15:05:47.960449532Z"}"#;
+    // The live stream's shape.
+    let jpy = r#"{"asks":[{"liquidity":1000000,"price":"151.240"}],"bids":[{"liquidity":1000000,"price":"151.230"}],"closeoutAsk":"151.240","closeoutBid":"151.230","instrument":"USD_JPY","status":"tradeable","time":"2016-09-20T15:05:48.157162748Z","tradeable":true,"type":"PRICE"}"#;
+    let eur_later = r#"{ "asks" : [{"liquidity":10000000,"price":"1.11705"}], "bids" : [{"liquidity":10000000,"price":"1.11691"}], "closeoutAsk" : "1.11705", "closeoutBid" : "1.11691", "instrument" : "EUR_USD", "status" : "tradeable", "time" : "2016-09-20T15:05:48.2Z" }"#;
+    let jpy_later = r#"{"asks":[{"liquidity":2000000,"price":"151.241"}],"bids":[{"liquidity":2000000,"price":"151.231"}],"closeoutAsk":"151.241","closeoutBid":"151.231","instrument":"USD_JPY","status":"tradeable","time":"2016-09-20T15:05:49.1Z","tradeable":true,"type":"PRICE"}"#;
+    let beat = r#"{"time":"2016-09-20T15:05:50.163791738Z","type":"HEARTBEAT"}"#;
+    let last_beat = r#"{"time":"2016-09-20T15:05:55.163791738Z","type":"HEARTBEAT"}"#;
+    // Every connection's last line is the capture's last, so receiving it proves that every
+    // line it must not get was skipped.
+    let capture_lines: Vec<String> = [
+        "# OANDA pricing stream written by the test".to_owned(),
+        format!("1000000000 {eur}"),
+        format!("1001000000 {beat}"),
+        format!("1002000000 {jpy}"),
+        r#"1003000000 {"asks":[{"liquidity":1000000,"price":"1.32149"}],"bids":[{"liquidity":1000000,"price":"1.32128"}],"closeoutAsk":"1.32153","closeoutBid":"1.32124","instrument":"USD_CAD","status":"tradeable","time":"2016-09-20T15:05:48.3Z"}"#.to_owned(),
+        "not a capture line".to_owned(),
+        r#"1004000000 {"instrument":"EUR_USD","type":"PRICE_BUCKET"}"#.to_owned(),
+        r#"1005000000 {"errorMessage":"Insufficient authorization to perform request."}"#.to_owned(),
+        r#"1005500000 {"asks":[{"liquidity":1"#.to_owned(),
+        format!("1006000000 {eur_later}"),
+        format!("1007000000 {jpy_later}"),
+        format!("1008000000 {last_beat}"),
+    ]
+    .into();
+    let capture = TempCapture::new("replay", &capture_lines);
+    let replay_config = |path: &std::path::Path| OandaSimConfig {
+        replay: Some(path.to_owned()),
+        // Neither generated heartbeats nor conflation may touch a captured stream.
+        heartbeat_interval: Duration::from_millis(1),
+        conflation: Duration::from_millis(250),
+        ..config()
+    };
+    let sim = start(replay_config(&capture.plain));
+
+    let mut euro = open(&sim, "EUR_USD", &[]);
+    assert_eq!(lines(&mut euro, 4), [eur, beat, eur_later, last_beat]);
+    // Captured lines are never rewritten: a UNIX time format changes nothing.
+    let mut both = open(&sim, "USD_JPY%2CEUR_USD", &[("Accept-Datetime-Format", "UNIX")]);
+    assert_eq!(lines(&mut both, 6), [eur, beat, jpy, eur_later, jpy_later, last_beat]);
+    // The capture is over, and both streams stay open.
+    assert!(!euro.ended && !both.ended);
+    assert_eq!(sim.connections(), 2);
+
+    // The gzip copy replays the same lines, here through chunks smaller than a line.
+    let gz = start(OandaSimConfig {
+        max_chunk_bytes: 16,
+        ..replay_config(&capture.gzip)
+    });
+    let mut yen = open(&gz, "USD_JPY", &[]);
+    assert_eq!(lines(&mut yen, 4), [beat, jpy, jpy_later, last_beat]);
+    assert!(yen.chunk_sizes.iter().all(|&n| n <= 16), "{:?}", yen.chunk_sizes);
+
+    // A capture that cannot be read is refused at start, naming the file.
+    let missing = capture.plain.with_extension("missing");
+    let err = oanda::spawn("127.0.0.1:0".parse().unwrap(), replay_config(&missing)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+    sim.shutdown();
+    gz.shutdown();
+}

@@ -124,3 +124,47 @@ fn cryptofeed_binance_ws_recording_decodes_without_errors() {
         }
     );
 }
+
+#[test]
+fn aggregate_trades_decode_as_trades_when_subscribed() {
+    let docs = br#"{"e":"aggTrade","E":1672515782136,"s":"BNBBTC","a":12345,"p":"0.001","q":"100","f":100,"l":105,"T":1672515782136,"m":true,"M":true}"#;
+    let index = index_for(&["\"s\":\"BNBBTC\""]);
+    let mut batch = TickBatch::new();
+    let mut plain = BinanceDecoder::new();
+    assert_eq!(
+        Decode::decode(&mut plain, docs, FrameMeta::default(), &index, &mut batch),
+        Ok(Decoded::Skipped(SkipKind::AggTrade))
+    );
+    let mut agg = BinanceDecoder::new().with_agg_trades();
+    let Ok(Decoded::Tick(t)) = Decode::decode(&mut agg, docs, FrameMeta::default(), &index, &mut batch) else {
+        panic!("an aggTrade is a trade when subscribed");
+    };
+    assert_eq!(t.seq, 12345, "the aggregate trade id");
+    assert_eq!(t.exchange_ns, 1_672_515_782_136_000_000);
+    let TickBody::Trade { price, qty, aggressor } = t.body else {
+        panic!()
+    };
+    assert_eq!(
+        (price.to_string(), qty.to_string(), aggressor),
+        ("0.001".into(), "100".into(), maxx_hot::records::Side::Sell)
+    );
+    // Every aggregate trade of the real recording decodes.
+    let path = format!(
+        "{}/../shared/data/cryptofeed/BINANCE-b38f7c.0",
+        env!("CARGO_MANIFEST_DIR").trim_end_matches("/hot")
+    );
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let frames = frames(&text);
+    let index = index_for(&frames);
+    let mut trades = 0;
+    for f in frames.iter().filter(|f| f.contains("@aggTrade")) {
+        batch.clear();
+        match Decode::decode(&mut agg, f.as_bytes(), FrameMeta::default(), &index, &mut batch) {
+            Ok(Decoded::Tick(_)) => trades += 1,
+            other => panic!("{other:?} for {f}"),
+        }
+    }
+    assert_eq!(trades, 1_240);
+}

@@ -507,6 +507,17 @@ fn venue_names(w: &mut Walker, node: &Node, path: &str) -> Option<BTreeMap<Venue
 fn feeds(w: &mut Walker, node: &Node, path: &str) -> Option<PerVenue<FeedConfig>> {
     let map = per_venue(w, node, path, feed)?;
     for (venue, f) in &map {
+        if let Some(f) = f {
+            let streams = format!("{path}.{venue}.streams");
+            if f.streams.contains(&StreamKind::AggTrade) && *venue != Venue::Binance {
+                w.report(&streams, "aggTrade is a Binance stream; use trade");
+            } else if f.streams.contains(&StreamKind::AggTrade) && f.streams.contains(&StreamKind::Trade) {
+                w.report(
+                    &streams,
+                    "trade and aggTrade both carry every trade: subscribe one of them",
+                );
+            }
+        }
         let Some(FeedConfig {
             url: FeedUrl::Ws(url),
             account_id,
@@ -589,7 +600,11 @@ fn streams(w: &mut Walker, node: &Node, path: &str) -> Option<Vec<StreamKind>> {
         w.report(path, "must list at least one stream");
         return None;
     }
-    let names = [StreamKind::Trade.name(), StreamKind::BookTicker.name()];
+    let names = [
+        StreamKind::Trade.name(),
+        StreamKind::BookTicker.name(),
+        StreamKind::AggTrade.name(),
+    ];
     let mut out: Vec<StreamKind> = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {

@@ -1,5 +1,5 @@
 //! Coinbase Advanced Trade market-data simulator: a WebSocket server on loopback that speaks the
-//! protocol of `venues.md` §2.1–2.8 and plays the seeded [`MarketGen`] sequence.
+//! protocol of `venues.md` §2.1–2.8 and plays the seeded [`MarketGen`] sequence (or a capture).
 //!
 //! It exists so that the Coinbase feed handler can be tested against the real wire format (the
 //! envelope, per-channel subscriptions and their acks, the 5-second subscribe deadline,
@@ -26,7 +26,8 @@
 //!
 //! Every message is an envelope `{"channel","client_id":"","timestamp","sequence_num","events"}`
 //! in the docs' key order; `timestamp` is the send time in RFC 3339 with nine fractional digits,
-//! and `sequence_num` counts this connection's messages from 0, one by one.
+//! and `sequence_num` counts this connection's messages from 0, one by one (a capture replay
+//! keeps the captured numbers instead; see below).
 //! - `market_trades`: the first message after subscribing is a `snapshot` of the products' most
 //!   recent trades this connection has seen (at most 50, possibly none); then the trades of each
 //!   250 ms window (`trade_batch`, aligned to the market's clock) go out together as one
@@ -56,6 +57,29 @@
 //!   with a close frame 1008 `slow consumer`, counted by [`CoinbaseSimHandle::lagged`].
 //! - **Per-connection replay** (`shared_market: false`): every connection gets a fresh
 //!   generator with the seed, so each starts at trade id 1; times count from the connection.
+//! - **Capture replay** (`replay: Some(path)`): envelope frames are read from a capture file
+//!   (`maxx_hot::capture` format, gzip allowed) when the simulator starts, and every connection
+//!   replays it from its first line, paced by the `recv_ns` deltas from the moment its first
+//!   subscription is accepted (on the venue nothing flows before one, so a capture's time zero
+//!   is its recorder's subscription; `shared_market` does not apply). A frame is sent, byte for
+//!   byte as captured, when the connection subscribes to its channel and, except for
+//!   `heartbeats`, to one of the listed products named by a `product_id` anywhere inside its
+//!   `events`. A frame is never cut: one that names a subscribed product among others is sent
+//!   whole. Besides `market_trades`, `ticker` and `heartbeats`, a replaying simulator accepts
+//!   `level2` subscriptions and serves the capture's `l2_data` frames to them. Skipped when
+//!   loading: `subscriptions` acks (the simulator sends its own), frames of other channels
+//!   (`ticker_batch`, `candles`, `status`, ...), frames naming no listed product, legacy
+//!   Exchange messages, error replies and malformed lines.
+//!   Nothing is generated: no snapshots on subscribing (the capture's own snapshots are what a
+//!   client gets, if it subscribed before their time) and no heartbeats (the captured ones
+//!   are served to `heartbeats` subscribers). Captured frames keep the venue's `sequence_num`,
+//!   `timestamp` and `heartbeat_counter`, so a client's gap detection sees the original
+//!   sequence, and frames of channels or products it did not subscribe to leave gaps in it.
+//!   The simulator's own acks repeat the `sequence_num` of the last captured frame sent on the
+//!   connection (or, before any, one less than the next captured frame's), which the venue's
+//!   rule treats as a late message, so they neither open nor hide a gap. When the capture ends
+//!   the connection stays open and quiet (the venue would close an idle channel after 60–90 s;
+//!   the simulator does not).
 //!
 //! Faults ([`CoinbaseSimHandle::faults`]) act on every open connection:
 //! - `silent`: no market data (snapshots included) and no heartbeats (the heartbeat counter and
@@ -73,9 +97,9 @@
 //!   with a close frame 1001 `going away`, as on [`CoinbaseSimHandle::shutdown`]; the simulator
 //!   keeps accepting.
 //!
-//! Deliberately not modelled: the `level2`, `ticker_batch`, `candles`, `status` and private
-//! channels (refused as not served), JWTs, the 8 messages per second and 8 connections per
-//! second limits, and the 60–90 s idle close of quiet channels.
+//! Deliberately not modelled: the `level2` (except from a capture), `ticker_batch`, `candles`,
+//! `status` and private channels (refused as not served), JWTs, the 8 messages per second and
+//! 8 connections per second limits, and the 60–90 s idle close of quiet channels.
 //!
 //! Threads: one acceptor (`sim-coinbase-acc`), one generator in shared mode
 //! (`sim-coinbase-mkt`), and one thread per connection (`sim-coinbase-conn`) that sends what
@@ -86,11 +110,13 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use maxx_hot::capture::{Capture, Line};
 use maxx_hot::ids::VenueSymbol;
 use maxx_hot::num::{Money, ONE, Price, Qty};
 use serde_json::Value;
@@ -99,7 +125,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::http::{HeaderValue, StatusCode, header};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
+use tungstenite::{Error as WsError, HandshakeError, Message, Utf8Bytes, WebSocket};
 
 use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
 use super::faults::{Faults, GARBAGE_TEXT, Seen};
@@ -159,6 +185,8 @@ pub struct CoinbaseSimConfig {
     pub shared_market: bool,
     /// How many events the shared market keeps for connections that fall behind. At least 1.
     pub market_log: usize,
+    /// Serve the frames of this capture file instead of the generator (see the module docs).
+    pub replay: Option<PathBuf>,
 }
 
 impl CoinbaseSimConfig {
@@ -175,6 +203,7 @@ impl CoinbaseSimConfig {
             max_trades_per_message: 50,
             shared_market: true,
             market_log: DEFAULT_LOG_CAPACITY,
+            replay: None,
         }
     }
 }
@@ -209,8 +238,9 @@ pub fn sample_symbols() -> Vec<SimSymbol> {
 /// # Errors
 /// `InvalidInput` if the configuration is unusable (no symbols, a zero rate, a timing setting
 /// outside 1 ms to 24 h, a bad price grid, a product listed twice, a zero
-/// `max_trades_per_message` or `market_log`); otherwise the error from binding the socket or
-/// starting a thread.
+/// `max_trades_per_message` or `market_log`); the error from reading the `replay` capture
+/// (with its kind, naming the file); otherwise the error from binding the socket or starting a
+/// thread.
 pub fn spawn(bind: SocketAddr, cfg: CoinbaseSimConfig) -> io::Result<CoinbaseSimHandle> {
     let invalid = |msg: String| io::Error::new(ErrorKind::InvalidInput, msg);
     let timing = Duration::from_millis(1)..=MAX_SETTING;
@@ -237,6 +267,10 @@ pub fn spawn(bind: SocketAddr, cfg: CoinbaseSimConfig) -> io::Result<CoinbaseSim
         }
         products.push(*sym);
     }
+    let replay = match &cfg.replay {
+        Some(path) => Some(load_replay(path, &products)?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(bind)?;
     // Non-blocking so that the acceptor can notice shutdown without a wake-up connection.
@@ -244,10 +278,10 @@ pub fn spawn(bind: SocketAddr, cfg: CoinbaseSimConfig) -> io::Result<CoinbaseSim
     let local_addr = listener.local_addr()?;
     // The shared market starts last, once nothing else can fail, so that its clock starts with
     // the simulator.
-    let source = if cfg.shared_market {
-        Source::Shared(SharedMarket::start(market, cfg.market_log, "sim-coinbase-mkt")?)
-    } else {
-        Source::PerConnection(market)
+    let source = match replay {
+        Some(frames) => Source::Replay(frames),
+        None if cfg.shared_market => Source::Shared(SharedMarket::start(market, cfg.market_log, "sim-coinbase-mkt")?),
+        None => Source::PerConnection(market),
     };
     let shared = Arc::new(Shared {
         products,
@@ -348,6 +382,8 @@ enum Source {
     PerConnection(MarketGen),
     /// One timeline that every connection joins.
     Shared(SharedMarket),
+    /// Captured frames, replayed from the start for every connection.
+    Replay(Vec<ReplayFrame>),
 }
 
 /// State shared by the acceptor and every connection thread; read-only apart from the flag,
@@ -385,7 +421,118 @@ impl Shared {
     }
 
     fn product_index(&self, name: &str) -> Option<usize> {
-        self.products.iter().position(|p| p.venue_symbol.as_str() == name)
+        product_index(&self.products, name)
+    }
+
+    fn replaying(&self) -> bool {
+        matches!(self.source, Source::Replay(_))
+    }
+}
+
+fn product_index(products: &[SimSymbol], name: &str) -> Option<usize> {
+    products.iter().position(|p| p.venue_symbol.as_str() == name)
+}
+
+/// One captured frame the simulator can serve.
+#[derive(Debug)]
+struct ReplayFrame {
+    /// When to send it, from the connection's first subscription: its `recv_ns` minus the first
+    /// line's, never smaller than the previous frame's.
+    offset_ns: u64,
+    channel: Channel,
+    /// The listed products its events name, as indexes, sorted; empty for `heartbeats`.
+    products: Vec<usize>,
+    /// Its envelope's `sequence_num`, if it has a valid one.
+    sequence_num: Option<u64>,
+    /// The frame as captured; cloning it shares the bytes.
+    text: Utf8Bytes,
+}
+
+/// Reads a capture and keeps the frames of channels the simulator serves that name a listed
+/// product (or need none).
+fn load_replay(path: &Path, products: &[SimSymbol]) -> io::Result<Vec<ReplayFrame>> {
+    let capture = Capture::load(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading the replay capture {}: {e}", path.display())))?;
+    let mut frames = Vec::new();
+    let mut first_ns = None;
+    let mut offset_ns = 0;
+    let mut skipped = 0usize;
+    for line in capture.lines() {
+        let Line::Frame { recv_ns, start, end } = *line else {
+            skipped += 1;
+            continue;
+        };
+        let first = *first_ns.get_or_insert(recv_ns);
+        // A capture whose clock stepped back sends the frame at once rather than reorder it.
+        offset_ns = offset_ns.max(recv_ns.saturating_sub(first));
+        let Ok(text) = std::str::from_utf8(capture.frame(start, end)) else {
+            skipped += 1;
+            continue;
+        };
+        match classify(text, products) {
+            Some((channel, products, sequence_num)) => frames.push(ReplayFrame {
+                offset_ns,
+                channel,
+                products,
+                sequence_num,
+                text: Utf8Bytes::from(text.to_owned()),
+            }),
+            None => skipped += 1,
+        }
+    }
+    if frames.is_empty() {
+        warn!(path = %path.display(), skipped, "sim-coinbase: the replay capture has no frame to serve");
+    } else {
+        debug!(path = %path.display(), frames = frames.len(), skipped, "sim-coinbase: replay capture loaded");
+    }
+    Ok(frames)
+}
+
+/// The channel of a captured envelope, the listed products its events name and its
+/// `sequence_num`; `None` for anything the simulator does not serve.
+fn classify(text: &str, products: &[SimSymbol]) -> Option<(Channel, Vec<usize>, Option<u64>)> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let envelope = value.as_object()?;
+    let channel = match envelope.get("channel")?.as_str()? {
+        "market_trades" => Channel::MarketTrades,
+        "ticker" => Channel::Ticker,
+        // The `level2` channel's data arrives under this name (`venues.md` §2.3).
+        "l2_data" => Channel::Level2,
+        "heartbeats" => Channel::Heartbeats,
+        // `subscriptions` acks are the simulator's own to send; other channels are not served.
+        _ => return None,
+    };
+    let events = envelope.get("events")?.as_array()?;
+    let sequence_num = envelope.get("sequence_num").and_then(Value::as_u64);
+    let mut found = Vec::new();
+    if channel != Channel::Heartbeats {
+        for event in events {
+            collect_products(event, products, &mut found);
+        }
+        if found.is_empty() {
+            return None;
+        }
+        found.sort_unstable();
+        found.dedup();
+    }
+    Some((channel, found, sequence_num))
+}
+
+/// Adds the listed products named by `product_id` keys anywhere in `value`. The recursion is
+/// bounded by serde_json's nesting limit of 128.
+fn collect_products(value: &Value, products: &[SimSymbol], found: &mut Vec<usize>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "product_id" {
+                    found.extend(value.as_str().and_then(|name| product_index(products, name)));
+                } else {
+                    collect_products(value, products, found);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_products(item, products, found)),
+        _ => {}
     }
 }
 
@@ -664,10 +811,23 @@ enum End {
     Failed(WsError),
 }
 
-/// A connection's market: its own replay of the seed, or a cursor into the shared timeline.
+/// A connection's market: its own replay of the seed, a cursor into the shared timeline, or
+/// its place in a capture.
 enum Timeline {
-    Private { market: MarketGen, next: SimEvent },
+    Private {
+        market: MarketGen,
+        next: SimEvent,
+    },
     Shared(Cursor),
+    Replay {
+        /// The index of the next captured frame.
+        next: usize,
+        /// When the first subscription was accepted: the capture's time zero.
+        start: Option<Instant>,
+        /// The `sequence_num` of the last captured frame sent, which the simulator's own acks
+        /// repeat.
+        last_sequence_num: Option<u64>,
+    },
 }
 
 /// What one connection has seen of a product.
@@ -695,10 +855,15 @@ struct Session<'a> {
     epoch_ns: u64,
     /// Until a subscription is accepted: when the client is disconnected.
     subscribe_by: Option<Instant>,
-    /// The next envelope's `sequence_num`.
+    /// The next envelope's `sequence_num` (not used in a capture replay).
     sequence_num: u64,
+    /// Per product: the subscriptions of each channel.
     trades: Vec<bool>,
     tickers: Vec<bool>,
+    /// Only ever set in a capture replay.
+    level2: Vec<bool>,
+    heartbeats: bool,
+    /// When the next generated heartbeat is due, while subscribed (never in a capture replay).
     next_heartbeat: Option<Instant>,
     heartbeat_counter: u64,
     products: Vec<ProductView>,
@@ -727,6 +892,16 @@ impl<'a> Session<'a> {
                 let age = Duration::from_nanos(wall_clock_ns().saturating_sub(epoch_ns));
                 (Timeline::Shared(cursor), now.checked_sub(age).unwrap_or(now), epoch_ns)
             }
+            // A capture has its own clock, started by the first subscription.
+            Source::Replay(_) => (
+                Timeline::Replay {
+                    next: 0,
+                    start: None,
+                    last_sequence_num: None,
+                },
+                now,
+                wall_clock_ns(),
+            ),
         };
         let batch = shared.trade_batch_ns;
         let elapsed = u64::try_from(now.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX);
@@ -754,6 +929,8 @@ impl<'a> Session<'a> {
             sequence_num: 0,
             trades: vec![false; shared.products.len()],
             tickers: vec![false; shared.products.len()],
+            level2: vec![false; shared.products.len()],
+            heartbeats: false,
             next_heartbeat: None,
             heartbeat_counter: 0,
             products,
@@ -853,17 +1030,28 @@ impl<'a> Session<'a> {
         self.read_one(now)
     }
 
-    /// When the next market event is due, if one is known.
+    /// When the next market event (or captured frame) is due, if one is known.
     fn next_event_due(&self) -> Option<Instant> {
         match &self.timeline {
             Timeline::Private { next, .. } => self.start.checked_add(Duration::from_nanos(next.offset_ns())),
             Timeline::Shared(cursor) => cursor.next_due(),
+            Timeline::Replay { next, start, .. } => {
+                let Source::Replay(frames) = &self.shared.source else {
+                    return None;
+                };
+                start
+                    .as_ref()?
+                    .checked_add(Duration::from_nanos(frames.get(*next)?.offset_ns))
+            }
         }
     }
 
     /// Handles every due market event (up to `MAX_BATCH`), then closes the trade window if its
     /// time has passed.
     fn pump_market(&mut self, now: Instant) -> Result<(), End> {
+        if let Timeline::Replay { .. } = self.timeline {
+            return self.pump_replay(now);
+        }
         let elapsed_ns = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
         let mut events = std::mem::take(&mut self.events);
         events.clear();
@@ -878,6 +1066,7 @@ impl<'a> Session<'a> {
                     .read_into(MAX_BATCH, &mut events)
                     .map_err(|lag| End::Lagged(lag.missed))?;
             }
+            Timeline::Replay { .. } => {}
         }
         let mut result = Ok(());
         for event in &events {
@@ -906,6 +1095,57 @@ impl<'a> Session<'a> {
             }
         }
         Ok(())
+    }
+
+    /// [`pump_market`](Self::pump_market) for a capture replay: sends the captured frames that
+    /// are due (at most `MAX_BATCH`) and that this connection subscribes to, as captured, or
+    /// only passes over them while silent.
+    fn pump_replay(&mut self, now: Instant) -> Result<(), End> {
+        let shared = self.shared;
+        let Source::Replay(frames) = &shared.source else {
+            return Ok(());
+        };
+        let Timeline::Replay {
+            next,
+            start: Some(start),
+            ..
+        } = &mut self.timeline
+        else {
+            // Nothing is due before the first subscription.
+            return Ok(());
+        };
+        let elapsed_ns = now.saturating_duration_since(*start).as_nanos();
+        let from = *next;
+        let mut to = from;
+        while to < frames.len() && to - from < MAX_BATCH && u128::from(frames[to].offset_ns) <= elapsed_ns {
+            to += 1;
+        }
+        *next = to;
+        if shared.faults.silent() {
+            return Ok(());
+        }
+        for frame in &frames[from..to] {
+            if !self.wants(frame) {
+                continue;
+            }
+            if let (Some(n), Timeline::Replay { last_sequence_num, .. }) = (frame.sequence_num, &mut self.timeline) {
+                *last_sequence_num = Some(n);
+            }
+            self.write(Message::Text(frame.text.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether this connection subscribes to a captured frame's channel and, unless it is a
+    /// heartbeat, to one of its products.
+    fn wants(&self, frame: &ReplayFrame) -> bool {
+        let flags = match frame.channel {
+            Channel::Heartbeats => return self.heartbeats,
+            Channel::MarketTrades => &self.trades,
+            Channel::Ticker => &self.tickers,
+            Channel::Level2 => &self.level2,
+        };
+        frame.products.iter().any(|&p| flags[p])
     }
 
     /// The end of the trade window that holds market offset `offset_ns`.
@@ -1004,14 +1244,37 @@ impl<'a> Session<'a> {
     }
 
     /// An envelope for `channel` around `events` (a JSON array), with the next sequence number
-    /// and the send time.
+    /// (in a capture replay, the captured number it repeats) and the send time.
     fn envelope(&mut self, channel: &str, events: &str) -> String {
-        let sequence_num = self.sequence_num;
-        self.sequence_num += 1;
+        let sequence_num = match &self.timeline {
+            Timeline::Replay {
+                next,
+                last_sequence_num,
+                ..
+            } => last_sequence_num.unwrap_or_else(|| self.first_replay_sequence(*next)),
+            Timeline::Private { .. } | Timeline::Shared(_) => {
+                let n = self.sequence_num;
+                self.sequence_num += 1;
+                n
+            }
+        };
         format!(
             r#"{{"channel":"{channel}","client_id":"","timestamp":"{}","sequence_num":{sequence_num},"events":{events}}}"#,
             rfc3339(wall_clock_ns())
         )
+    }
+
+    /// Before any captured frame is sent, the number an ack carries: one less than that of the
+    /// next captured frame from `next` on, so that the first one sent is no gap if it is that
+    /// frame; 0 if none is numbered.
+    fn first_replay_sequence(&self, next: usize) -> u64 {
+        let Source::Replay(frames) = &self.shared.source else {
+            return 0;
+        };
+        frames
+            .get(next..)
+            .and_then(|rest| rest.iter().find_map(|f| f.sequence_num))
+            .map_or(0, |n| n.saturating_sub(1))
     }
 
     /// Trades as a comma-separated list of JSON objects, in the docs' key order.
@@ -1138,10 +1401,13 @@ impl<'a> Session<'a> {
             Some(_) => return vec![error_reply(failed, "channel must be a string")],
             None => return vec![error_reply(failed, "a channel is required, one per message")],
         };
+        let replaying = self.shared.replaying();
         let channel = match channel {
             "market_trades" => Channel::MarketTrades,
             "ticker" => Channel::Ticker,
             "heartbeats" => Channel::Heartbeats,
+            // Only a capture has book data to serve.
+            "level2" if replaying => Channel::Level2,
             other => {
                 let reason = format!("channel {other} is not served by the simulator");
                 return vec![error_reply(failed, &reason)];
@@ -1164,7 +1430,9 @@ impl<'a> Session<'a> {
 
         let flags = match channel {
             Channel::Heartbeats => {
-                self.next_heartbeat = match (subscribe, self.next_heartbeat) {
+                self.heartbeats = subscribe;
+                // A capture replay serves the captured heartbeats instead of its own.
+                self.next_heartbeat = match (subscribe && !replaying, self.next_heartbeat) {
                     (true, None) => Some(now + self.shared.heartbeat_interval),
                     (true, kept) => kept,
                     (false, _) => None,
@@ -1173,6 +1441,7 @@ impl<'a> Session<'a> {
             }
             Channel::MarketTrades => Some(&mut self.trades),
             Channel::Ticker => Some(&mut self.tickers),
+            Channel::Level2 => Some(&mut self.level2),
         };
         if let Some(flags) = flags {
             match (subscribe, products.as_deref()) {
@@ -1184,15 +1453,23 @@ impl<'a> Session<'a> {
         }
         if subscribe {
             self.subscribe_by = None;
+            if let Timeline::Replay {
+                start: start @ None, ..
+            } = &mut self.timeline
+            {
+                // The capture's clock starts now, not at the start of this turn.
+                *start = Some(Instant::now());
+            }
         }
 
         let mut replies = vec![self.subscriptions_ack()];
-        if subscribe && !self.shared.faults.silent() {
+        // A capture replay sends the captured snapshots, when their time comes.
+        if subscribe && !replaying && !self.shared.faults.silent() {
             let products = products.unwrap_or_default();
             match channel {
                 Channel::MarketTrades => replies.push(self.trades_snapshot(&products)),
                 Channel::Ticker => replies.push(self.ticker_snapshot(&products)),
-                Channel::Heartbeats => {}
+                Channel::Heartbeats | Channel::Level2 => {}
             }
         }
         replies
@@ -1201,10 +1478,14 @@ impl<'a> Session<'a> {
     /// The `subscriptions` message listing what is active now.
     fn subscriptions_ack(&mut self) -> String {
         let mut lists = Vec::new();
-        if self.next_heartbeat.is_some() {
+        if self.heartbeats {
             lists.push(r#""heartbeats":[]"#.to_string());
         }
-        for (name, flags) in [("market_trades", &self.trades), ("ticker", &self.tickers)] {
+        for (name, flags) in [
+            ("level2", &self.level2),
+            ("market_trades", &self.trades),
+            ("ticker", &self.tickers),
+        ] {
             let names: Vec<String> = flags
                 .iter()
                 .enumerate()
@@ -1245,12 +1526,13 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The channels the simulator serves.
+/// The channels the simulator serves; `Level2` only from a capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Channel {
     MarketTrades,
     Ticker,
     Heartbeats,
+    Level2,
 }
 
 fn error_reply(message: &str, reason: &str) -> String {
@@ -1340,6 +1622,55 @@ mod tests {
         assert_eq!(percent_change(p("100"), p("101.5")).to_string(), "1.5");
         assert_eq!(percent_change(p("22880.5"), p("21932.98")).to_string(), "-4.14116824");
         assert_eq!(percent_change(p("3"), p("4")).to_string(), "33.33333333");
+    }
+
+    #[test]
+    fn captured_frames_are_classified_by_channel_and_product() {
+        let products = sample_symbols();
+        let envelope = |channel: &str, seq: &str, events: &str| {
+            format!(
+                r#"{{"channel":"{channel}","client_id":"","timestamp":"2023-02-09T20:19:35.39625135Z","sequence_num":{seq},"events":{events}}}"#
+            )
+        };
+        let classify = |text: &str| classify(text, &products);
+        let trades = r#"[{"type":"update","trades":[{"trade_id":"1","product_id":"ETH-USD"},{"trade_id":"2","product_id":"BTC-USD"},{"trade_id":"3","product_id":"XRP-USD"},{"product_id":"ETH-USD"}]}]"#;
+        assert_eq!(
+            classify(&envelope("market_trades", "7", trades)),
+            Some((Channel::MarketTrades, vec![0, 1], Some(7)))
+        );
+        let tickers = r#"[{"type":"snapshot","tickers":[{"type":"ticker","product_id":"BTC-USD"}]}]"#;
+        assert_eq!(
+            classify(&envelope("ticker", "0", tickers)),
+            Some((Channel::Ticker, vec![0], Some(0)))
+        );
+        let book = r#"[{"type":"update","product_id":"ETH-USD","updates":[]}]"#;
+        assert_eq!(
+            classify(&envelope("l2_data", "\"x\"", book)),
+            Some((Channel::Level2, vec![1], None))
+        );
+        let beat = r#"[{"current_time":"2023-06-23 20:31:56.121961769 +0000 UTC m=+1.5","heartbeat_counter":3}]"#;
+        assert_eq!(
+            classify(&envelope("heartbeats", "3", beat)),
+            Some((Channel::Heartbeats, vec![], Some(3)))
+        );
+        for skipped in [
+            envelope("subscriptions", "0", r#"[{"subscriptions":{"ticker":["BTC-USD"]}}]"#),
+            envelope("ticker_batch", "1", tickers),
+            envelope(
+                "candles",
+                "1",
+                r#"[{"type":"update","candles":[{"product_id":"BTC-USD"}]}]"#,
+            ),
+            envelope("market_trades", "1", r#"[{"type":"snapshot","trades":[]}]"#),
+            envelope("market_trades", "1", r#"[{"trades":[{"product_id":"XRP-USD"}]}]"#),
+            envelope("ticker", "1", r#"{"product_id":"BTC-USD"}"#),
+            r#"{"type":"match","product_id":"BTC-USD","trade_id":1}"#.to_string(),
+            r#"{"type":"error","message":"Failed to subscribe"}"#.to_string(),
+            "[1]".to_string(),
+            "not json".to_string(),
+        ] {
+            assert_eq!(classify(&skipped), None, "{skipped}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! OANDA v20 pricing-stream simulator: an HTTP/1.1 server on loopback that speaks the stream
-//! protocol of `venues.md` §4 and plays the seeded [`MarketGen`] sequence as dealer quotes.
+//! protocol of `venues.md` §4 and plays the seeded [`MarketGen`] sequence as dealer quotes (or
+//! the lines of a capture).
 //!
 //! It exists so that the OANDA connector (the HTTP streaming transport and the decoder) can be
 //! tested against the real wire format without a network or an account: the request line and
@@ -47,6 +48,20 @@
 //! A connection that falls further behind the shared market than its log keeps is cut without
 //! the last chunk, and [`OandaSimHandle::lagged`] counts it.
 //!
+//! **Capture replay** (`replay: Some(path)`): the stream's lines are read from a capture file
+//! (`maxx_hot::capture` format, gzip allowed) when the simulator starts, and every connection
+//! replays it from its first line, paced by the `recv_ns` deltas from the moment its request was
+//! accepted (`shared_market` does not apply). Served, each as one line of the chunked body, byte
+//! for byte as captured: the price lines (`"type":"PRICE"`, or no `type` with an `instrument`
+//! and `bids` or `asks`, as in the docs' samples) of the instruments the request asked for, and
+//! every `HEARTBEAT` line. Skipped when loading: prices of instruments the simulator does not
+//! list, other message types and malformed lines. Nothing is generated: no snapshot (the
+//! capture's first prices play that part), no heartbeats of the simulator's own, no conflation
+//! (a captured stream was conflated by the venue), and since captured lines are never
+//! rewritten, `Accept-Datetime-Format`, `levels` and `live_fields` do not apply to them. When
+//! the capture ends the stream stays open and quiet, so a client's staleness watch will
+//! reconnect and get the capture again from its start.
+//!
 //! Faults ([`OandaSimHandle::faults`]) act on every open connection:
 //! - `silent`: no prices and no heartbeats; the market moves on and the connection stays open.
 //! - `deaf`: not applicable. OANDA clients send nothing after the request (there is no ping to
@@ -67,13 +82,16 @@
 use std::fmt::{self, Write as _};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use maxx_hot::capture::{Capture, Line};
 use maxx_hot::ids::VenueSymbol;
 use maxx_hot::num::ONE;
+use serde_json::Value;
 use tracing::{debug, warn};
 
 use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
@@ -152,6 +170,8 @@ pub struct OandaSimConfig {
     pub shared_market: bool,
     /// How many events the shared market keeps for connections that fall behind. At least 1.
     pub market_log: usize,
+    /// Serve the lines of this capture file instead of the generator (see the module docs).
+    pub replay: Option<PathBuf>,
 }
 
 impl fmt::Debug for OandaSimConfig {
@@ -169,6 +189,7 @@ impl fmt::Debug for OandaSimConfig {
             .field("live_fields", &self.live_fields)
             .field("shared_market", &self.shared_market)
             .field("market_log", &self.market_log)
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
@@ -190,6 +211,7 @@ impl OandaSimConfig {
             live_fields: false,
             shared_market: true,
             market_log: DEFAULT_LOG_CAPACITY,
+            replay: None,
         }
     }
 }
@@ -225,8 +247,9 @@ pub fn fx_symbols() -> Vec<SimSymbol> {
 /// `InvalidInput` if the configuration is unusable (no symbols, a zero rate, a bad price grid,
 /// a symbol listed twice, a heartbeat interval outside 1 ms to 24 h, a conflation window over
 /// 24 h, levels outside 1 to [`MAX_LEVELS`], a zero chunk size or market log, an empty account
-/// or token, or a token that cannot be a header value); otherwise the error from binding the
-/// socket or starting a thread.
+/// or token, or a token that cannot be a header value); the error from reading the `replay`
+/// capture (with its kind, naming the file); otherwise the error from binding the socket or
+/// starting a thread.
 pub fn spawn(bind: SocketAddr, cfg: OandaSimConfig) -> io::Result<OandaSimHandle> {
     let invalid = |msg: String| io::Error::new(ErrorKind::InvalidInput, msg);
     if !(Duration::from_millis(1)..=MAX_INTERVAL).contains(&cfg.heartbeat_interval) {
@@ -259,6 +282,10 @@ pub fn spawn(bind: SocketAddr, cfg: OandaSimConfig) -> io::Result<OandaSimHandle
             decimals: decimals_of(sym.tick_size.raw()),
         });
     }
+    let replay = match &cfg.replay {
+        Some(path) => Some(load_replay(path, &listings)?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(bind)?;
     // Non-blocking so that the acceptor can notice shutdown without a wake-up connection.
@@ -266,7 +293,9 @@ pub fn spawn(bind: SocketAddr, cfg: OandaSimConfig) -> io::Result<OandaSimHandle
     let local_addr = listener.local_addr()?;
     // The shared market starts last, once nothing else can fail, so that its clock starts with
     // the simulator.
-    let source = if cfg.shared_market {
+    let source = if let Some(lines) = replay {
+        Source::Replay(lines)
+    } else if cfg.shared_market {
         let shared = SharedMarket::start(market, cfg.market_log, "sim-oanda-mkt")?;
         let tracker = Tracker {
             cursor: shared.cursor(),
@@ -402,6 +431,72 @@ enum Source {
         market: SharedMarket,
         tracker: Mutex<Tracker>,
     },
+    /// Captured lines, replayed from the start for every connection.
+    Replay(Vec<ReplayLine>),
+}
+
+/// One captured line the simulator can serve.
+#[derive(Debug)]
+struct ReplayLine {
+    /// When to send it, from the start of the connection: its `recv_ns` minus the first line's,
+    /// never smaller than the previous line's.
+    offset_ns: u64,
+    /// The instrument of a price, as an index into the listings; `None` for a heartbeat.
+    instrument: Option<usize>,
+    /// The line as captured, without its newline.
+    text: Box<[u8]>,
+}
+
+/// Reads a capture and keeps the heartbeats and the prices of listed instruments.
+fn load_replay(path: &Path, listings: &[Listing]) -> io::Result<Vec<ReplayLine>> {
+    let capture = Capture::load(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading the replay capture {}: {e}", path.display())))?;
+    let mut lines = Vec::new();
+    let mut first_ns = None;
+    let mut offset_ns = 0;
+    let mut skipped = 0usize;
+    for line in capture.lines() {
+        let Line::Frame { recv_ns, start, end } = *line else {
+            skipped += 1;
+            continue;
+        };
+        let first = *first_ns.get_or_insert(recv_ns);
+        // A capture whose clock stepped back sends the line at once rather than reorder it.
+        offset_ns = offset_ns.max(recv_ns.saturating_sub(first));
+        let text = capture.frame(start, end);
+        match classify(text, listings) {
+            Some(instrument) => lines.push(ReplayLine {
+                offset_ns,
+                instrument,
+                text: text.into(),
+            }),
+            None => skipped += 1,
+        }
+    }
+    if lines.is_empty() {
+        warn!(path = %path.display(), skipped, "sim-oanda: the replay capture has no line to serve");
+    } else {
+        debug!(path = %path.display(), lines = lines.len(), skipped, "sim-oanda: replay capture loaded");
+    }
+    Ok(lines)
+}
+
+/// `Some(None)` for a heartbeat line, `Some(Some(i))` for a price of listing `i`, `None` for
+/// anything the simulator does not serve. Prices are told apart as `venues.md` §4.2 says: the
+/// live stream's carry `"type":"PRICE"`, the docs' samples no `type` but an `instrument` and
+/// their levels.
+fn classify(line: &[u8], listings: &[Listing]) -> Option<Option<usize>> {
+    let value: Value = serde_json::from_slice(line).ok()?;
+    let object = value.as_object()?;
+    match object.get("type") {
+        Some(Value::String(t)) if t == "HEARTBEAT" => return Some(None),
+        Some(Value::String(t)) if t == "PRICE" => {}
+        None if object.contains_key("bids") || object.contains_key("asks") => {}
+        _ => return None,
+    }
+    let name = object.get("instrument")?.as_str()?;
+    let i = listings.iter().position(|l| l.symbol.as_str() == name)?;
+    Some(Some(i))
 }
 
 /// State shared by the acceptor and every connection thread; read-only apart from the flag,
@@ -850,6 +945,8 @@ enum Feed {
     },
     /// A cursor into the simulator's shared market.
     Shared(Cursor),
+    /// The index of the next captured line, paced from the connection's start.
+    Replay { next: usize },
 }
 
 impl Feed {
@@ -860,6 +957,8 @@ impl Feed {
                 base_ns, start_unix_ns, ..
             } => start_unix_ns.saturating_add(offset_ns.saturating_sub(*base_ns)),
             Feed::Shared(cursor) => cursor.epoch_unix_ns().saturating_add(offset_ns),
+            // Captured lines keep their own times; nothing generated is timed on a replay.
+            Feed::Replay { .. } => wall_clock_ns(),
         }
     }
 }
@@ -880,7 +979,8 @@ struct Session<'a> {
     /// Per listing: the newest price of the current conflation window, not yet sent.
     pending: Vec<Option<SimBookTicker>>,
     window_end: Instant,
-    next_heartbeat: Instant,
+    /// When the next generated heartbeat is due (never in a capture replay).
+    next_heartbeat: Option<Instant>,
     /// Lines of this turn, before chunking.
     lines: Vec<u8>,
     /// Chunked bytes not yet written; `out[sent..]` is what is left.
@@ -911,6 +1011,13 @@ impl<'a> Session<'a> {
                 catch_up(&mut tracker, cursor.position());
                 (Feed::Shared(cursor), tracker.last.clone())
             }
+            // The capture's first prices play the snapshot's part.
+            Source::Replay(_) => (Feed::Replay { next: 0 }, vec![None; n]),
+        };
+        // A capture replay serves the captured heartbeats instead of its own.
+        let next_heartbeat = match feed {
+            Feed::Replay { .. } => None,
+            Feed::Own { .. } | Feed::Shared(_) => Some(start + shared.heartbeat_interval),
         };
         let mut session = Self {
             stream,
@@ -923,7 +1030,7 @@ impl<'a> Session<'a> {
             unix: route.unix,
             pending: vec![None; n],
             window_end: start + shared.conflation,
-            next_heartbeat: start + shared.heartbeat_interval,
+            next_heartbeat,
             lines: Vec::with_capacity(4096),
             out: Vec::with_capacity(4096),
             sent: 0,
@@ -941,7 +1048,7 @@ impl<'a> Session<'a> {
                     let time = match session.feed {
                         // A private generator's clock starts now.
                         Feed::Own { .. } => snapshot_time,
-                        Feed::Shared(_) => session.feed.time_ns(quote.offset_ns),
+                        Feed::Shared(_) | Feed::Replay { .. } => session.feed.time_ns(quote.offset_ns),
                     };
                     session.render_price(&quote, time);
                 }
@@ -1022,16 +1129,21 @@ impl<'a> Session<'a> {
                 self.window_end += self.shared.conflation;
             }
         }
-        if now >= self.next_heartbeat {
+        if let Some(at) = self.next_heartbeat
+            && now >= at
+        {
             if !silent {
                 self.render_heartbeat();
             }
-            self.next_heartbeat = now + self.shared.heartbeat_interval;
+            self.next_heartbeat = Some(now + self.shared.heartbeat_interval);
         }
         self.frame_chunks();
         self.flush()?;
 
-        let mut wake = (now + POLL).min(self.next_heartbeat);
+        let mut wake = now + POLL;
+        if let Some(at) = self.next_heartbeat {
+            wake = wake.min(at);
+        }
         if let Some(due) = next_due {
             wake = wake.min(due);
         }
@@ -1079,6 +1191,10 @@ impl<'a> Session<'a> {
                     .map_err(|lag| End::Lagged(lag.missed))?;
                 cursor.next_due()
             }
+            Feed::Replay { .. } => {
+                self.batch = batch;
+                return Ok(self.take_replay(silent));
+            }
         };
         if silent {
             self.pending.iter_mut().for_each(|p| *p = None);
@@ -1098,6 +1214,34 @@ impl<'a> Session<'a> {
         }
         self.batch = batch;
         Ok(next_due)
+    }
+
+    /// [`take_due`](Self::take_due) for a capture replay: queues the captured lines that are due
+    /// (at most `MAX_BATCH`) and that this connection asked for, as captured, or only passes
+    /// over them while `silent`; returns when the next one is due.
+    fn take_replay(&mut self, silent: bool) -> Option<Instant> {
+        let shared = self.shared;
+        let (Source::Replay(lines), Feed::Replay { next }) = (&shared.source, &mut self.feed) else {
+            return None;
+        };
+        let elapsed_ns = self.start.elapsed().as_nanos();
+        let from = *next;
+        let mut to = from;
+        while to < lines.len() && to - from < MAX_BATCH && u128::from(lines[to].offset_ns) <= elapsed_ns {
+            to += 1;
+        }
+        *next = to;
+        if !silent {
+            for line in &lines[from..to] {
+                if line.instrument.is_none_or(|i| self.subscribed[i]) {
+                    self.lines.extend_from_slice(&line.text);
+                    self.lines.push(b'\n');
+                }
+            }
+        }
+        lines
+            .get(to)
+            .and_then(|line| self.start.checked_add(Duration::from_nanos(line.offset_ns)))
     }
 
     /// Queues `n` garbage lines, going on through [`GARBAGE_TEXT`] where the last injection
@@ -1401,6 +1545,38 @@ mod tests {
         assert_eq!(percent_decode("EUR_USD%2CUSD_JPY"), "EUR_USD,USD_JPY");
         assert_eq!(percent_decode("%2"), "%2");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn captured_lines_are_classified_by_type_and_instrument() {
+        let listings = shared().listings;
+        let classify = |line: &str| classify(line.as_bytes(), &listings);
+        assert_eq!(
+            classify(r#"{"time":"2016-09-20T15:05:50.163791738Z","type":"HEARTBEAT"}"#),
+            Some(None)
+        );
+        // The docs' sample shape (no `type`) and the live stream's (`"type":"PRICE"`).
+        assert_eq!(
+            classify(r#"{"asks":[],"bids":[],"instrument":"USD_JPY","time":"1"}"#),
+            Some(Some(1))
+        );
+        assert_eq!(
+            classify(r#"{"instrument":"EUR_USD","tradeable":false,"type":"PRICE"}"#),
+            Some(Some(0))
+        );
+        for skipped in [
+            r#"{"asks":[],"bids":[],"instrument":"USD_CAD","time":"1"}"#,
+            r#"{"instrument":"EUR_USD","time":"1"}"#,
+            r#"{"asks":[],"instrument":"EUR_USD","type":"PRICE_BUCKET"}"#,
+            r#"{"type":"PRICE","bids":[]}"#,
+            r#"{"errorMessage":"Insufficient authorization to perform request."}"#,
+            r#"{"type":7}"#,
+            "[1]",
+            "not json",
+        ] {
+            assert_eq!(classify(skipped), None, "{skipped}");
+        }
+        assert_eq!(super::classify(&[0xC3, 0x28], &listings), None, "not UTF-8");
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct BinanceDecoder {
     buffers: Buffers,
     /// The node `Vec`, always empty between frames.
     tape: Tape<'static>,
+    /// Decode `aggTrade` frames as trades (the feed subscribed `aggTrade` instead of `trade`);
+    /// otherwise they are skipped.
+    agg_trades: bool,
 }
 
 impl BinanceDecoder {
@@ -83,7 +86,15 @@ impl BinanceDecoder {
             input: Vec::with_capacity(INITIAL_FRAME_BYTES + PADDING),
             buffers: Buffers::with_max_depth(INITIAL_FRAME_BYTES, MAX_DEPTH),
             tape: Tape(Vec::with_capacity(INITIAL_FRAME_BYTES / 8)),
+            agg_trades: false,
         }
+    }
+
+    /// Decodes `aggTrade` frames as trades instead of skipping them: for feeds configured with
+    /// the `aggTrade` stream instead of `trade`.
+    pub fn with_agg_trades(mut self) -> Self {
+        self.agg_trades = true;
+        self
     }
 
     /// Decodes one frame.
@@ -128,7 +139,7 @@ impl BinanceDecoder {
         self.input.extend_from_slice(&[b' '; PADDING]);
         let mut tape = core::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let decoded = match simd_json::fill_tape_padded(&mut self.input, frame.len(), &mut self.buffers, &mut tape) {
-            Ok(()) => read_frame(&tape.0, meta, index),
+            Ok(()) => read_frame(&tape.0, meta, index, self.agg_trades),
             Err(e) => Err(json_error(&e)),
         };
         // Clearing the tape ends its borrow of `input`, so it can be kept for the next frame.
@@ -162,7 +173,12 @@ fn json_error(e: &simd_json::Error) -> DecodeError {
 }
 
 /// Reads a parsed frame: unwraps a combined frame, then reads the payload.
-fn read_frame(tape: &[Node<'_>], meta: FrameMeta, index: &InstrumentIndex) -> Result<Decoded, DecodeError> {
+fn read_frame(
+    tape: &[Node<'_>],
+    meta: FrameMeta,
+    index: &InstrumentIndex,
+    agg_trades: bool,
+) -> Result<Decoded, DecodeError> {
     let top = Fields::collect(tape, 0).ok_or(DecodeError::frame(DecodeReason::NotObject))?;
     let top = Object { tape, fields: top };
     if top.has(Key::Stream) {
@@ -170,9 +186,9 @@ fn read_frame(tape: &[Node<'_>], meta: FrameMeta, index: &InstrumentIndex) -> Re
         top.str(Key::Stream)?;
         let data = top.required(Key::Data)?;
         let fields = Fields::collect(tape, data).ok_or(DecodeError::at(DecodeReason::NotObject, Key::Data.wire()))?;
-        read_payload(Object { tape, fields }, Framing::Combined, meta, index)
+        read_payload(Object { tape, fields }, Framing::Combined, meta, index, agg_trades)
     } else {
-        read_payload(top, Framing::Raw, meta, index)
+        read_payload(top, Framing::Raw, meta, index, agg_trades)
     }
 }
 
@@ -189,6 +205,7 @@ fn read_payload(
     framing: Framing,
     meta: FrameMeta,
     index: &InstrumentIndex,
+    agg_trades: bool,
 ) -> Result<Decoded, DecodeError> {
     if obj.has(Key::EventType) {
         let event = EventType::from_wire(obj.str(Key::EventType)?.as_bytes());
@@ -196,6 +213,7 @@ fn read_payload(
             EventType::Trade => read_trade(&obj, meta, index).map(Decoded::Tick),
             EventType::BookTicker => read_quote(&obj, meta, index).map(Decoded::Tick),
             EventType::DepthUpdate => Ok(Decoded::Skipped(SkipKind::Depth)),
+            EventType::AggTrade if agg_trades => read_agg_trade(&obj, meta, index).map(Decoded::Tick),
             EventType::AggTrade => Ok(Decoded::Skipped(SkipKind::AggTrade)),
             EventType::ServerShutdown => Ok(Decoded::Control(Control::ServerShutdown)),
             EventType::Other => Ok(Decoded::Skipped(SkipKind::Other)),
@@ -236,6 +254,34 @@ fn read_trade(obj: &Object<'_, '_>, meta: FrameMeta, index: &InstrumentIndex) ->
     }
     let exchange_ns = obj.time_ns(Key::TradeTime)?;
     // `m`: the buyer's order was resting, so the seller took liquidity.
+    let aggressor = if obj.flag(Key::BuyerIsMaker)? {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    Ok(Tick {
+        instrument,
+        venue: Venue::Binance,
+        body: TickBody::Trade { price, qty, aggressor },
+        seq,
+        exchange_ns,
+        recv_ns: meta.recv_ns,
+        stamp: meta.stamp,
+    })
+}
+
+/// Reads an `aggTrade` payload (one taker order's fills at one price) as a trade whose id is
+/// the aggregate trade id `a`, which is consecutive per symbol like trade ids.
+fn read_agg_trade(obj: &Object<'_, '_>, meta: FrameMeta, index: &InstrumentIndex) -> Result<Tick, DecodeError> {
+    let instrument = obj.instrument(index)?;
+    // `a` is the aggregate trade id here (in bookTicker the same letter is the ask).
+    let seq = obj.uint(Key::Ask)?;
+    let price = obj.price(Key::Price)?;
+    let qty = obj.qty(Key::Qty)?;
+    if qty.is_zero() {
+        return Err(DecodeError::at(DecodeReason::ZeroQty, Key::Qty.wire()));
+    }
+    let exchange_ns = obj.time_ns(Key::TradeTime)?;
     let aggressor = if obj.flag(Key::BuyerIsMaker)? {
         Side::Sell
     } else {

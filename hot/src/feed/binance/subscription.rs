@@ -14,6 +14,8 @@ pub enum StreamKind {
     Trade,
     /// `<symbol>@bookTicker`: every best bid/ask change.
     BookTicker,
+    /// `<symbol>@aggTrade`: one message per taker order (Binance only); use instead of `trade`.
+    AggTrade,
 }
 
 impl StreamKind {
@@ -22,6 +24,7 @@ impl StreamKind {
         match self {
             StreamKind::Trade => "trade",
             StreamKind::BookTicker => "bookTicker",
+            StreamKind::AggTrade => "aggTrade",
         }
     }
 
@@ -30,6 +33,7 @@ impl StreamKind {
         match name {
             "trade" => Some(StreamKind::Trade),
             "bookTicker" => Some(StreamKind::BookTicker),
+            "aggTrade" => Some(StreamKind::AggTrade),
             _ => None,
         }
     }
