@@ -1196,3 +1196,174 @@ fn shutdown_closes_every_connection() {
         "the listener is still open after shutdown"
     );
 }
+
+/// A capture written by a test, plain and gzip-compressed, removed when dropped.
+struct TempCapture {
+    plain: std::path::PathBuf,
+    gzip: std::path::PathBuf,
+}
+
+impl TempCapture {
+    fn new(name: &str, lines: &[String]) -> Self {
+        let base = format!("maxx-sim-bybit-{}-{name}", std::process::id());
+        let plain = std::env::temp_dir().join(format!("{base}.txt"));
+        let gzip = std::env::temp_dir().join(format!("{base}.txt.gz"));
+        let text = lines.join("\n") + "\n";
+        std::fs::write(&plain, &text).expect("write the capture");
+        std::fs::write(&gzip, gzip_stored(text.as_bytes())).expect("write the gzip capture");
+        Self { plain, gzip }
+    }
+}
+
+impl Drop for TempCapture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.plain);
+        let _ = std::fs::remove_file(&self.gzip);
+    }
+}
+
+/// `data` as one gzip member (RFC 1952) of stored, uncompressed deflate blocks (RFC 1951
+/// §3.2.4): a valid gzip file without a compressor, since cold's tests do not depend on one.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut rest = data;
+    loop {
+        let (block, after) = rest.split_at(rest.len().min(0xFFFF));
+        let len = u16::try_from(block.len()).unwrap();
+        out.push(u8::from(after.is_empty()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+        rest = after;
+        if rest.is_empty() {
+            break;
+        }
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+    out
+}
+
+/// Connects to `path`, subscribes to `topics` and returns the ack and the `n` pushes after it.
+fn replayed(sim: &BybitSimHandle, path: &str, topics: &[&str], n: usize) -> (Client, String, Vec<String>) {
+    let mut ws = connect(sim, path);
+    let args: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    let (ack, early) = request(
+        &mut ws,
+        &format!(r#"{{"op":"subscribe","args":[{}],"req_id":"replay"}}"#, args.join(",")),
+    );
+    assert_eq!(json(&ack)["success"], true, "{ack}");
+    assert!(early.is_empty(), "pushes before the ack: {early:?}");
+    let until = deadline();
+    let frames = (0..n).map(|_| read_text(&mut ws, until, "replayed pushes")).collect();
+    (ws, ack, frames)
+}
+
+#[test]
+fn replay_serves_captured_frames_by_topic_byte_for_byte() {
+    let trade = |symbol: &str, id: &str, seq: u64| {
+        format!(
+            r#"{{"topic":"publicTrade.{symbol}","type":"snapshot","ts":1672304486868,"data":[{{"T":1672304486865,"s":"{symbol}","S":"Buy","v":"0.001","p":"16578.50","L":"PlusTick","i":"{id}","BT":false,"seq":{seq}}}]}}"#
+        )
+    };
+    let level1 = |symbol: &str, u: u64| {
+        format!(
+            r#"{{"topic":"orderbook.1.{symbol}","ts":1672304484978,"type":"snapshot","data":{{"s":"{symbol}","b":[["16493.50","0.006"]],"a":[["16611.00","0.029"]],"u":{u},"seq":7961638724}},"cts":1672304484976}}"#
+        )
+    };
+    // Spaces show that frames are sent as captured, not re-encoded.
+    let btc_trade = r#"{"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1672304486868, "data": [{"T": 1672304486865, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "16578.50", "i": "2290000000067897133", "BT": false, "seq": 1}]}"#.to_owned();
+    let btc_book = level1("BTCUSDT", 18521288);
+    let eth_trade = trade("ETHUSDT", "20f43950-d8dd-5b31-9112-a178eb6023af", 2);
+    let btc_depth = r#"{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1687940967466,"data":{"s":"BTCUSDT","b":[["30247.20","30.028"]],"a":[["30248.70","0"]],"u":177400507,"seq":66544703342},"cts":1687940967464}"#.to_owned();
+    let eth_ticker = r#"{"topic":"tickers.ETHUSDT","ts":1673853746003,"type":"snapshot","cs":2588407389,"data":{"symbol":"ETHUSDT","lastPrice":"1546.42","highPrice24h":"1569.97","lowPrice24h":"1515.82","prevPrice24h":"1524.95","volume24h":"158006.7339","turnover24h":"245069018.28","price24hPcnt":"0.0141","usdIndexPrice":"1546.47"}}"#.to_owned();
+    let btc_trade_2 = trade("BTCUSDT", "2290000000067897134", 3);
+    let eth_book = level1("ETHUSDT", 3);
+    let btc_book_2 = level1("BTCUSDT", 18521289);
+    // Each connection's last push comes after every line it must not get, so receiving it
+    // proves that those were skipped.
+    let lines: Vec<String> = [
+        "# Bybit v5 capture written by the test".to_owned(),
+        r#"1000000000 {"success":true,"ret_msg":"subscribe","conn_id":"cfbe0e3c","req_id":"1","op":"subscribe"}"#
+            .to_owned(),
+        format!("1001000000 {btc_trade}"),
+        format!("1002000000 {btc_book}"),
+        format!("1003000000 {eth_trade}"),
+        r#"1003500000 {"success":true,"ret_msg":"pong","conn_id":"cfbe0e3c","op":"ping"}"#.to_owned(),
+        // A push-shaped `op` reply is still a reply.
+        r#"1003600000 {"op":"subscribe","topic":"publicTrade.BTCUSDT","data":[]}"#.to_owned(),
+        "not a capture line".to_owned(),
+        r#"1004000000 {"topic":"publicTrade.BTCUSDT","data":["#.to_owned(),
+        r#"1004200000 {"topic":"publicTrade.BTCUSDT"}"#.to_owned(),
+        format!("1004500000 {}", trade("XRPUSDT", "1", 4)),
+        format!("1005000000 {btc_depth}"),
+        format!("1005500000 {eth_ticker}"),
+        r#"1006000000 {"topic":"kline.1.BTCUSDT","data":[{"start":1672324800000}],"ts":1672324988882,"type":"snapshot"}"#
+            .to_owned(),
+        format!("1006500000 {}", btc_book.replace("orderbook.1.", "orderbook.7.")),
+        format!("1007000000 {btc_trade_2}"),
+        format!("1008000000 {eth_book}"),
+        format!("1009000000 {btc_book_2}"),
+    ]
+    .into();
+    let capture = TempCapture::new("replay", &lines);
+    let replay_config = |path: &std::path::Path| BybitSimConfig {
+        replay: Some(path.to_owned()),
+        ..config(7)
+    };
+    let sim = start(replay_config(&capture.plain));
+
+    // Spot, BTC trades and level 1: exactly the captured frames, in order, nothing generated.
+    let btc_topics = ["publicTrade.BTCUSDT", "orderbook.1.BTCUSDT"];
+    let (mut spot, ack, frames) = replayed(&sim, SPOT, &btc_topics, 4);
+    assert_eq!(
+        frames,
+        [
+            btc_trade.clone(),
+            btc_book.clone(),
+            btc_trade_2.clone(),
+            btc_book_2.clone()
+        ]
+    );
+    let conn_id = json(&ack)["conn_id"].as_str().unwrap().to_owned();
+    // The simulator still answers pings itself, in the spot shape.
+    let (pong, pushes) = request(&mut spot, r#"{"op":"ping"}"#);
+    assert_eq!(
+        pong,
+        format!(r#"{{"success":true,"ret_msg":"pong","conn_id":"{conn_id}","op":"ping"}}"#)
+    );
+    assert!(pushes.is_empty(), "{pushes:?}");
+
+    // A later connection replays from the first line; a replaying simulator also serves the
+    // captured deeper books and tickers.
+    let eth_topics = [
+        "publicTrade.ETHUSDT",
+        "orderbook.50.BTCUSDT",
+        "tickers.ETHUSDT",
+        "orderbook.1.ETHUSDT",
+    ];
+    let (_, _, frames) = replayed(&sim, LINEAR, &eth_topics, 4);
+    assert_eq!(frames, [eth_trade, btc_depth, eth_ticker, eth_book]);
+
+    // The gzip copy replays the same frames.
+    let gz = start(replay_config(&capture.gzip));
+    let (_, _, frames) = replayed(&gz, SPOT, &btc_topics, 4);
+    assert_eq!(frames, [btc_trade, btc_book, btc_trade_2, btc_book_2]);
+
+    // A capture that cannot be read is refused at start, naming the file.
+    let missing = capture.plain.with_extension("missing");
+    let err = bybit::spawn("127.0.0.1:0".parse().unwrap(), replay_config(&missing)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+}

@@ -1,5 +1,6 @@
 //! Bybit v5 public market-data simulator: a WebSocket server on loopback that speaks the
-//! protocol of `venues.md` §3 (spot and linear) and plays the seeded [`MarketGen`] sequence.
+//! protocol of `venues.md` §3 (spot and linear) and plays the seeded [`MarketGen`] sequence (or
+//! a capture).
 //!
 //! It exists so that the Bybit feed handler can be tested against the real wire format
 //! (one endpoint per market, `op` requests and their acks, the JSON ping and its pong, the idle
@@ -67,6 +68,23 @@
 //!   with the seed and replays the sequence from its start (trade ids from 1, `u` from
 //!   1,000,000), so all connections see identical content at identical offsets from their
 //!   start; `T` and `cts` are then the wall clock at send time.
+//! - **Capture replay** (`replay: Some(path)`): pushes are read from a capture file
+//!   (`maxx_hot::capture` format, gzip allowed) when the simulator starts, and every connection
+//!   replays it from its first line, paced by the `recv_ns` deltas from the moment its first
+//!   subscription is accepted (nothing flows on the venue before one, so a capture's time zero
+//!   is its recorder's subscription; `shared_market` does not apply). A frame is sent, byte for
+//!   byte as captured, when the connection subscribes to its `topic`. Kept when loading: pushes
+//!   whose `topic` is `publicTrade.<SYMBOL>`, `orderbook.<DEPTH>.<SYMBOL>` (depth 1, 50, 200,
+//!   500 or 1000) or `tickers.<SYMBOL>` for a listed symbol; a replaying simulator accepts
+//!   subscriptions to the deeper books and to `tickers` too, so that their captured pushes can
+//!   be served. Skipped when loading: `op` replies (acks and pongs; the simulator sends its
+//!   own), topics of unlisted symbols or of kinds not served, lines that are not a JSON object
+//!   with a `topic` and `data`, and malformed lines. A capture does not say which endpoint it
+//!   came from, so both paths serve the same frames. Nothing is generated: no first snapshot on
+//!   subscribing and no 3-second resend (a client gets the capture's own snapshots, if it
+//!   subscribed before their time). Pongs, acks and every fault work as in the other modes;
+//!   while `silent`, due frames are passed over unsent. When the capture ends the connection
+//!   stays open, and is cut when idle like any other.
 //!
 //! Faults ([`BybitSimHandle::faults`]) act on every open connection:
 //! - `silent`: no pushes and no pongs (Bybit's only heartbeat); acks are still sent and the
@@ -83,7 +101,7 @@
 //!   simulator keeps accepting.
 //!
 //! Deliberately not modelled: the 500 connections per 5 minutes and 1000 connections per IP
-//! limits, options and inverse markets, `tickers` and deeper books.
+//! limits, options and inverse markets, `tickers` and deeper books (except from a capture).
 //!
 //! Threads: one acceptor (`sim-bybit-acc`), which also keeps the shared market's checkpoint
 //! current; one generator in shared mode (`sim-bybit-mkt`); and one thread per connection
@@ -95,11 +113,13 @@
 use std::fmt::Write as _;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use maxx_hot::capture::{Capture, Line};
 use maxx_hot::feed::bybit::subscription::{MAX_ARGS_CHARS, Market, SERVER_IDLE_TIMEOUT};
 use maxx_hot::ids::VenueSymbol;
 use maxx_hot::num::{DECIMALS, ONE, Price, Qty};
@@ -109,7 +129,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::http::{HeaderValue, StatusCode, header};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tungstenite::{Bytes, Error as WsError, HandshakeError, Message, WebSocket};
+use tungstenite::{Bytes, Error as WsError, HandshakeError, Message, Utf8Bytes, WebSocket};
 
 use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
 use super::faults::{Due, Faults, GARBAGE_TEXT, Seen};
@@ -147,6 +167,9 @@ const QUIET_RESEND: Duration = Duration::from_secs(3);
 const FIRST_UPDATE_ID: u64 = 1_000_000;
 /// The binary frame that follows injected garbage text: not valid UTF-8.
 const GARBAGE_BINARY: &[u8] = &[0xC3, 0x28, b'{', 0x80, 0xFE, 0xFF];
+/// The order book depths Bybit publishes besides level 1 (spot and linear together), served
+/// only from a capture.
+const DEEP_BOOK_DEPTHS: [u32; 4] = [50, 200, 500, 1000];
 
 /// How `orderbook.1` pushes after the first one are sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -178,6 +201,8 @@ pub struct BybitSimConfig {
     /// How many events the shared market keeps for connections that fall behind; one that
     /// falls further behind is dropped as a slow consumer. At least 1.
     pub market_log: usize,
+    /// Serve the pushes of this capture file instead of the generator (see the module docs).
+    pub replay: Option<PathBuf>,
 }
 
 impl BybitSimConfig {
@@ -192,6 +217,7 @@ impl BybitSimConfig {
             book_updates: BookUpdates::Snapshots,
             shared_market: true,
             market_log: DEFAULT_LOG_CAPACITY,
+            replay: None,
         }
     }
 }
@@ -207,8 +233,9 @@ impl Default for BybitSimConfig {
 ///
 /// # Errors
 /// `InvalidInput` if the configuration is unusable (no symbols, a zero rate, an idle timeout
-/// outside 1 ms to 24 h, a bad price grid, a symbol listed twice, a zero `market_log`);
-/// otherwise the error from binding the socket or starting a thread.
+/// outside 1 ms to 24 h, a bad price grid, a symbol listed twice, a zero `market_log`); the
+/// error from reading the `replay` capture (with its kind, naming the file); otherwise the
+/// error from binding the socket or starting a thread.
 pub fn spawn(bind: SocketAddr, cfg: BybitSimConfig) -> io::Result<BybitSimHandle> {
     let invalid = |msg: String| io::Error::new(ErrorKind::InvalidInput, msg);
     if !(MIN_IDLE..=MAX_IDLE).contains(&cfg.idle_timeout) {
@@ -229,6 +256,10 @@ pub fn spawn(bind: SocketAddr, cfg: BybitSimConfig) -> io::Result<BybitSimHandle
             qty_places: places(sym.lot_size.raw()),
         });
     }
+    let replay = match &cfg.replay {
+        Some(path) => Some(load_replay(path, &listings)?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(bind)?;
     // Non-blocking so that the acceptor can notice shutdown without a wake-up connection.
@@ -236,7 +267,9 @@ pub fn spawn(bind: SocketAddr, cfg: BybitSimConfig) -> io::Result<BybitSimHandle
     let local_addr = listener.local_addr()?;
     // The shared market starts last, once nothing else can fail, so that its clock starts with
     // the simulator.
-    let source = if cfg.shared_market {
+    let source = if let Some(frames) = replay {
+        Source::Replay(frames)
+    } else if cfg.shared_market {
         let checkpoint = Checkpoint {
             symbols: vec![SymbolState::new(); listings.len()],
             market: market.clone(),
@@ -351,6 +384,8 @@ enum Source {
         market: SharedMarket,
         checkpoint: Mutex<Checkpoint>,
     },
+    /// Captured pushes, replayed from the start for every connection.
+    Replay(Vec<ReplayFrame>),
 }
 
 /// Every symbol's state as of one event of the shared timeline, computed by replaying the seed
@@ -414,18 +449,99 @@ impl Shared {
         }
     }
 
-    /// Resolves a topic this simulator serves.
+    /// Resolves a topic this simulator serves: the deeper books and `tickers` only from a
+    /// capture.
     fn parse_topic(&self, topic: &str) -> Option<Topic> {
-        let (kind, symbol) = if let Some(symbol) = topic.strip_prefix("publicTrade.") {
-            (TopicKind::Trade, symbol)
-        } else if let Some(symbol) = topic.strip_prefix("orderbook.1.") {
-            (TopicKind::Book, symbol)
-        } else {
-            return None;
-        };
-        let symbol = self.listings.iter().position(|l| l.symbol.as_str() == symbol)?;
-        Some(Topic { symbol, kind })
+        parse_topic(&self.listings, topic, self.replaying())
     }
+
+    fn replaying(&self) -> bool {
+        matches!(self.source, Source::Replay(_))
+    }
+}
+
+/// Resolves `topic` against the listings; `replay` also admits the topics only a capture has.
+fn parse_topic(listings: &[Listing], topic: &str, replay: bool) -> Option<Topic> {
+    let (kind, symbol) = if let Some(symbol) = topic.strip_prefix("publicTrade.") {
+        (TopicKind::Trade, symbol)
+    } else if let Some(symbol) = topic.strip_prefix("orderbook.1.") {
+        (TopicKind::Book, symbol)
+    } else if let Some(symbol) = topic.strip_prefix("tickers.")
+        && replay
+    {
+        (TopicKind::Ticker, symbol)
+    } else if let Some(rest) = topic.strip_prefix("orderbook.")
+        && replay
+    {
+        let (depth, symbol) = rest.split_once('.')?;
+        // Only the canonical spelling: `orderbook.050.X` is not a topic the venue knows.
+        let depth = DEEP_BOOK_DEPTHS.into_iter().find(|d| d.to_string() == depth)?;
+        (TopicKind::Depth(depth), symbol)
+    } else {
+        return None;
+    };
+    let symbol = listings.iter().position(|l| l.symbol.as_str() == symbol)?;
+    Some(Topic { symbol, kind })
+}
+
+/// One captured push the simulator can serve.
+#[derive(Debug)]
+struct ReplayFrame {
+    /// When to send it, from the connection's first subscription: its `recv_ns` minus the first
+    /// line's, never smaller than the previous frame's.
+    offset_ns: u64,
+    /// Its `topic`; the frame goes to the connections subscribed to it.
+    topic: Topic,
+    /// The frame as captured; cloning it shares the bytes.
+    text: Utf8Bytes,
+}
+
+/// Reads a capture and keeps the pushes of topics the simulator serves for listed symbols.
+fn load_replay(path: &Path, listings: &[Listing]) -> io::Result<Vec<ReplayFrame>> {
+    let capture = Capture::load(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading the replay capture {}: {e}", path.display())))?;
+    let mut frames = Vec::new();
+    let mut first_ns = None;
+    let mut offset_ns = 0;
+    let mut skipped = 0usize;
+    for line in capture.lines() {
+        let Line::Frame { recv_ns, start, end } = *line else {
+            skipped += 1;
+            continue;
+        };
+        let first = *first_ns.get_or_insert(recv_ns);
+        // A capture whose clock stepped back sends the frame at once rather than reorder it.
+        offset_ns = offset_ns.max(recv_ns.saturating_sub(first));
+        let Ok(text) = std::str::from_utf8(capture.frame(start, end)) else {
+            skipped += 1;
+            continue;
+        };
+        match classify(text, listings) {
+            Some(topic) => frames.push(ReplayFrame {
+                offset_ns,
+                topic,
+                text: Utf8Bytes::from(text.to_owned()),
+            }),
+            None => skipped += 1,
+        }
+    }
+    if frames.is_empty() {
+        warn!(path = %path.display(), skipped, "sim-bybit: the replay capture has no frame to serve");
+    } else {
+        debug!(path = %path.display(), frames = frames.len(), skipped, "sim-bybit: replay capture loaded");
+    }
+    Ok(frames)
+}
+
+/// The topic of a captured push, if the simulator serves it; `None` for `op` replies (acks and
+/// pongs), anything without a `topic` and `data`, and topics of other kinds or symbols.
+fn classify(text: &str, listings: &[Listing]) -> Option<Topic> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let push = value.as_object()?;
+    if push.contains_key("op") || !push.contains_key("data") {
+        return None;
+    }
+    parse_topic(listings, push.get("topic")?.as_str()?, true)
 }
 
 /// One listed instrument and how many decimals its prices and sizes are printed with.
@@ -462,7 +578,12 @@ fn decimal(raw: i64, places: u32) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TopicKind {
     Trade,
+    /// `orderbook.1`.
     Book,
+    /// A deeper `orderbook.<depth>`, only from a capture.
+    Depth(u32),
+    /// `tickers`, only from a capture.
+    Ticker,
 }
 
 /// A topic as an index into the listings plus its kind.
@@ -727,7 +848,8 @@ fn apply(symbols: &mut [SymbolState], event: &SimEvent) {
     }
 }
 
-/// A connection's market: its own replay of the seed, or a cursor into the shared timeline.
+/// A connection's market: its own replay of the seed, a cursor into the shared timeline, or
+/// its place in a capture.
 enum Timeline {
     /// Its own generator, paced from the connection's start.
     Private {
@@ -737,6 +859,13 @@ enum Timeline {
     },
     /// A cursor into the simulator's shared market.
     Shared(Cursor),
+    /// Its place in the captured pushes.
+    Replay {
+        /// The index of the next captured frame.
+        next: usize,
+        /// When the first subscription was accepted: the capture's time zero.
+        start: Option<Instant>,
+    },
 }
 
 /// One subscribed topic and, for a book, what the client has been sent.
@@ -802,6 +931,11 @@ impl<'a> Session<'a> {
                 checkpoint.advance_to(cursor.position());
                 (Timeline::Shared(cursor), checkpoint.symbols.clone())
             }
+            // A capture has its own clock, started by the first subscription.
+            Source::Replay(_) => (
+                Timeline::Replay { next: 0, start: None },
+                vec![SymbolState::new(); shared.listings.len()],
+            ),
         };
         let start = Instant::now();
         Self {
@@ -883,7 +1017,10 @@ impl<'a> Session<'a> {
         }
         let now = Instant::now();
         let next_due = self.pump_market(now)?;
-        self.resend_quiet_books(now)?;
+        // A capture replay sends the captured snapshots only.
+        if !self.shared.replaying() {
+            self.resend_quiet_books(now)?;
+        }
         if now.duration_since(self.last_activity) >= self.shared.idle_timeout {
             // A ping that arrived while this thread was not running still counts: read what is
             // waiting before deciding.
@@ -916,6 +1053,9 @@ impl<'a> Session<'a> {
     /// connection's view of its symbol on, and subscribed ones are pushed. Returns when the next
     /// event is due, if one is expected.
     fn pump_market(&mut self, now: Instant) -> Result<Option<Instant>, End> {
+        if let Timeline::Replay { .. } = self.timeline {
+            return self.pump_replay(now);
+        }
         // Taken out of `self` so that handling can borrow the session; given back at the end.
         let mut events = std::mem::take(&mut self.events);
         events.clear();
@@ -933,6 +1073,7 @@ impl<'a> Session<'a> {
                     .map_err(|lag| End::Lagged(lag.missed))?;
                 cursor.next_due()
             }
+            Timeline::Replay { .. } => None,
         };
         let mut result = Ok(());
         let mut trades: Vec<SimTrade> = Vec::new();
@@ -961,13 +1102,54 @@ impl<'a> Session<'a> {
         result.map(|()| next_due)
     }
 
+    /// [`pump_market`](Self::pump_market) for a capture replay: sends the captured frames that
+    /// are due (at most `MAX_BATCH`) and whose topic this connection subscribes to, as
+    /// captured, or only passes over them while silent. Returns when the next frame is due,
+    /// once the clock has started.
+    fn pump_replay(&mut self, now: Instant) -> Result<Option<Instant>, End> {
+        let shared = self.shared;
+        let Source::Replay(frames) = &shared.source else {
+            return Ok(None);
+        };
+        let Timeline::Replay {
+            next,
+            start: Some(start),
+        } = &mut self.timeline
+        else {
+            // Nothing is due before the first subscription.
+            return Ok(None);
+        };
+        let start = *start;
+        let elapsed_ns = now.saturating_duration_since(start).as_nanos();
+        let from = *next;
+        let mut to = from;
+        while to < frames.len() && to - from < MAX_BATCH && u128::from(frames[to].offset_ns) <= elapsed_ns {
+            to += 1;
+        }
+        *next = to;
+        let next_due = frames
+            .get(to)
+            .and_then(|f| start.checked_add(Duration::from_nanos(f.offset_ns)));
+        if shared.faults.silent() {
+            return Ok(next_due);
+        }
+        for frame in &frames[from..to] {
+            if self.subscribed(frame.topic) {
+                // Pushes keep the connection from going idle, as in the other modes.
+                self.last_activity = now;
+                self.write(Message::Text(frame.text.clone()))?;
+            }
+        }
+        Ok(next_due)
+    }
+
     /// The time, in ms since the epoch, of an event due at `offset_ns`: its scheduled time on a
     /// shared market (the same on every connection), the wall clock at send time on a private
     /// replay.
     fn event_ms(&self, offset_ns: u64) -> u64 {
         match &self.timeline {
             Timeline::Shared(cursor) => cursor.epoch_unix_ns().saturating_add(offset_ns) / 1_000_000,
-            Timeline::Private { .. } => wall_clock_ms(),
+            Timeline::Private { .. } | Timeline::Replay { .. } => wall_clock_ms(),
         }
     }
 
@@ -1278,6 +1460,13 @@ impl<'a> Session<'a> {
             }
             self.args_chars += chars;
             let now = Instant::now();
+            if let Timeline::Replay {
+                start: start @ None, ..
+            } = &mut self.timeline
+            {
+                // The capture's clock starts with the first accepted subscription.
+                *start = Some(now);
+            }
             self.subs.extend(changes.into_iter().map(|(topic, _)| Sub {
                 topic,
                 sent: None,
@@ -1318,6 +1507,59 @@ mod tests {
         assert_eq!(decimal(5 * ONE, 0), "5");
         // A value off the grid is printed exactly rather than rounded.
         assert_eq!(decimal(6_183_760_000_001, 2), "61837.60000001");
+    }
+
+    #[test]
+    fn captured_pushes_are_classified_by_topic() {
+        let listings: Vec<Listing> = super::super::binance::sample_symbols()
+            .iter()
+            .map(|s| Listing {
+                symbol: s.venue_symbol,
+                price_places: 2,
+                qty_places: 5,
+            })
+            .collect();
+        let topic = |symbol, kind| Some(Topic { symbol, kind });
+        // The deeper books and `tickers` are topics only of a replaying simulator.
+        assert_eq!(parse_topic(&listings, "orderbook.50.BTCUSDT", false), None);
+        assert_eq!(parse_topic(&listings, "tickers.ETHUSDT", false), None);
+        assert_eq!(
+            parse_topic(&listings, "orderbook.1.ETHUSDT", false),
+            topic(1, TopicKind::Book)
+        );
+        assert_eq!(
+            parse_topic(&listings, "orderbook.1000.ETHUSDT", true),
+            topic(1, TopicKind::Depth(1000))
+        );
+        for refused in [
+            "orderbook.050.BTCUSDT",
+            "orderbook.7.BTCUSDT",
+            "orderbook.50",
+            "tickers.XRPUSDT",
+            "publicTrade.btcusdt",
+        ] {
+            assert_eq!(parse_topic(&listings, refused, true), None, "{refused}");
+        }
+        let push = |topic: &str| format!(r#"{{"topic":"{topic}","type":"snapshot","ts":1,"data":{{}}}}"#);
+        assert_eq!(
+            classify(&push("tickers.BTCUSDT"), &listings),
+            topic(0, TopicKind::Ticker)
+        );
+        assert_eq!(
+            classify(&push("publicTrade.ETHUSDT"), &listings),
+            topic(1, TopicKind::Trade)
+        );
+        for skipped in [
+            r#"{"success":true,"ret_msg":"pong","conn_id":"x","op":"ping"}"#.to_owned(),
+            r#"{"op":"subscribe","topic":"publicTrade.BTCUSDT","data":[]}"#.to_owned(),
+            r#"{"topic":"publicTrade.BTCUSDT"}"#.to_owned(),
+            r#"{"topic":7,"data":[]}"#.to_owned(),
+            push("kline.1.BTCUSDT"),
+            "[1]".to_owned(),
+            "not json".to_owned(),
+        ] {
+            assert_eq!(classify(&skipped, &listings), None, "{skipped}");
+        }
     }
 
     #[test]
