@@ -83,6 +83,10 @@ pub struct SimArgs {
     /// Address to listen on (overrides `sim.<venue>.bind`).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
+    /// Serve this capture file's frames (paced by their receive times, to each connection)
+    /// instead of the synthetic market.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
     /// Config file (instruments and simulator settings).
     #[arg(long, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,

@@ -101,7 +101,7 @@ pub fn replay_cmd(args: &ReplayArgs, config: &Config) -> Result<()> {
 /// `maxx sim`.
 pub fn sim_cmd(args: &SimArgs, config: &Config) -> Result<()> {
     let venue = venue(&args.venue)?;
-    let handle = start_sim(config, venue, args.bind).map_err(anyhow::Error::msg)?;
+    let handle = start_sim(config, venue, args.bind, args.replay.clone()).map_err(anyhow::Error::msg)?;
     let scheme = if venue == Venue::Oanda { "http" } else { "ws" };
     println!("{venue} simulator listening on {scheme}://{}", handle.local_addr());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

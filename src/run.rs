@@ -57,7 +57,7 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     let mut feeds = Vec::new();
     for (venue, feed) in config.enabled_feeds() {
         let sim = if feed.url == FeedUrl::Sim {
-            let handle = start_sim(&config, venue, None).map_err(anyhow::Error::msg)?;
+            let handle = start_sim(&config, venue, None, None).map_err(anyhow::Error::msg)?;
             info!(venue = venue.name(), addr = %handle.local_addr(), "simulator listening");
             sims.push(handle);
             sims.last()

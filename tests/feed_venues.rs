@@ -98,7 +98,7 @@ struct Run {
 impl Run {
     fn start(venue: Venue, hook: Option<Webhook>, rotate: Option<Duration>) -> Run {
         let cfg = config_for(venue);
-        let sim = start_sim(&cfg, venue, None).unwrap();
+        let sim = start_sim(&cfg, venue, None, None).unwrap();
         let stats = Arc::new(FeedStats::new(venue));
         let (source, decoder) = feed_source(&cfg, venue, &cfg.feeds[&venue], Some(&sim), &stats).unwrap();
         let source = match (rotate, source) {

@@ -5,6 +5,7 @@
 //! all venues alike through [`AnySource`] and [`AnyDecoder`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use maxx_hot::feed::any::{AnyDecoder, AnySource};
@@ -87,8 +88,14 @@ fn sim_symbols(config: &Config, venue: Venue) -> Option<(u64, u32, SocketAddr, V
     Some((s.seed, s.events_per_sec, s.bind, symbols))
 }
 
-/// Starts the simulator configured under `sim.<venue>`.
-pub fn start_sim(config: &Config, venue: Venue, bind: Option<SocketAddr>) -> Result<RunningSim, String> {
+/// Starts the simulator configured under `sim.<venue>`; with `replay`, it serves that capture
+/// file's frames instead of its synthetic market.
+pub fn start_sim(
+    config: &Config,
+    venue: Venue,
+    bind: Option<SocketAddr>,
+    replay: Option<PathBuf>,
+) -> Result<RunningSim, String> {
     let (seed, rate, configured, symbols) =
         sim_symbols(config, venue).ok_or_else(|| format!("sim.{venue} is not configured"))?;
     let bind = bind.unwrap_or(configured);
@@ -97,21 +104,25 @@ pub fn start_sim(config: &Config, venue: Venue, bind: Option<SocketAddr>) -> Res
         Venue::Binance => {
             let mut cfg = sim::BinanceSimConfig::new(seed, symbols);
             cfg.events_per_sec = rate;
+            cfg.replay = replay;
             RunningSim::Binance(sim::spawn(bind, cfg).map_err(io)?)
         }
         Venue::Coinbase => {
             let mut cfg = sim::CoinbaseSimConfig::new(seed, symbols);
             cfg.events_per_sec = rate;
+            cfg.replay = replay;
             RunningSim::Coinbase(sim::coinbase::spawn(bind, cfg).map_err(io)?)
         }
         Venue::Bybit => {
             let mut cfg = sim::BybitSimConfig::new(seed, symbols);
             cfg.events_per_sec = rate;
+            cfg.replay = replay;
             RunningSim::Bybit(sim::bybit::spawn(bind, cfg).map_err(io)?)
         }
         Venue::Oanda => {
             let mut cfg = sim::OandaSimConfig::new(seed, symbols);
             cfg.events_per_sec = rate;
+            cfg.replay = replay;
             let (account, token) = (cfg.account_id.clone(), cfg.token.clone());
             RunningSim::Oanda(sim::oanda::spawn(bind, cfg).map_err(io)?, account, token)
         }
