@@ -11,7 +11,7 @@ use maxx_hot::feed::binance::subscription::{StreamKind, connection, stream_names
 use maxx_hot::feed::ws::{Reconnect, UrlError, WsTarget};
 use maxx_hot::ids::{Venue, VenueSymbol};
 use maxx_hot::runtime::engine::EngineSpec;
-use maxx_hot::stage::alpha::{AlphaParams, MomentumParams};
+use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams};
 use maxx_hot::stage::risk::Limits;
 use maxx_hot::wiring::Capacities;
 
@@ -31,6 +31,16 @@ pub fn spec(config: &Config) -> EngineSpec {
                 fast: a.momentum.fast,
                 slow: a.momentum.slow,
                 scale_bps: a.momentum.scale_bps,
+            },
+            mean_rev: MeanRevParams {
+                window: a.mean_rev.window,
+                z_scale: a.mean_rev.z_scale,
+            },
+            breakout: BreakoutParams {
+                window: a.breakout.window,
+                confirm: a.breakout.confirm,
+                volume_mult: a.breakout.volume_mult,
+                hold: a.breakout.hold,
             },
             order_qty: config.symbols.iter().map(|s| s.order_qty).collect(),
         },

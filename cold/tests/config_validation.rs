@@ -69,6 +69,19 @@ fn shipped_config_validates() {
         (c.alpha.momentum.fast, c.alpha.momentum.slow, c.alpha.momentum.scale_bps),
         (10, 50, 1)
     );
+    assert_eq!(
+        (c.alpha.mean_rev.window, c.alpha.mean_rev.z_scale),
+        (50, Factor::from_num(3))
+    );
+    assert_eq!(
+        (
+            c.alpha.breakout.window,
+            c.alpha.breakout.confirm,
+            c.alpha.breakout.volume_mult,
+            c.alpha.breakout.hold
+        ),
+        (100, 10, Factor::ONE, 20)
+    );
     assert_eq!(c.risk.max_trade_risk_pct, Factor::from_num(0.5));
     assert_eq!(c.risk.daily_drawdown_pct, Factor::from_num(5));
     assert!(!c.risk.kill_switch);
@@ -237,6 +250,8 @@ fn unknown_keys_are_refused_at_every_level() {
         ("alpha:\n", "  "),
         ("  weights:\n", "    "),
         ("  momentum:\n", "    "),
+        ("  mean_rev:\n", "    "),
+        ("  breakout:\n", "    "),
         ("risk:\n", "  "),
         ("exec:\n", "  "),
         ("  paper:\n", "    "),
@@ -270,6 +285,8 @@ fn unknown_keys_are_refused_at_every_level() {
         "alpha.bogus",
         "alpha.weights.bogus",
         "alpha.momentum.bogus",
+        "alpha.mean_rev.bogus",
+        "alpha.breakout.bogus",
         "risk.bogus",
         "exec.bogus",
         "exec.paper.bogus",
@@ -470,6 +487,21 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
     ("fast: 10", "fast: 0", &["alpha.momentum.fast"]),
     ("slow: 50", "slow: 5", &["alpha.momentum.fast"]),
     ("scale_bps: 1", "scale_bps: 0.5", &["alpha.momentum.scale_bps"]),
+    ("window: 50", "window: 1", &["alpha.mean_rev.window"]),
+    ("window: 50", "window: 100001", &["alpha.mean_rev.window"]),
+    ("z_scale: 3", "z_scale: 0", &["alpha.mean_rev.z_scale"]),
+    ("z_scale: 3", "z_scale: 100.5", &["alpha.mean_rev.z_scale"]),
+    ("window: 100", "window: 1", &["alpha.breakout.window"]),
+    ("window: 100", "window: 5", &["alpha.breakout.confirm"]),
+    ("confirm: 10", "confirm: 0", &["alpha.breakout.confirm"]),
+    ("volume_mult: 1 ", "volume_mult: -1", &["alpha.breakout.volume_mult"]),
+    (
+        "volume_mult: 1 ",
+        "volume_mult: 1000.5",
+        &["alpha.breakout.volume_mult"],
+    ),
+    ("hold: 20", "hold: 0", &["alpha.breakout.hold"]),
+    ("hold: 20", "hold: 2.5", &["alpha.breakout.hold"]),
     // risk
     (
         "max_trade_risk_pct: 0.5",
@@ -728,6 +760,12 @@ fn specific_messages() {
             "slow: 5",
             "alpha.momentum.fast",
             "must be less than slow (5), got 10",
+        ),
+        (
+            "confirm: 10",
+            "confirm: 101",
+            "alpha.breakout.confirm",
+            "must be at most window (100), got 101",
         ),
         (
             "order_qty: 0.01",

@@ -23,9 +23,9 @@ use std::path::Path;
 pub use cron::Cron;
 pub use maxx_hot::feed::binance::subscription::StreamKind;
 pub use model::{
-    AlertsConfig, AlphaConfig, Config, ExecConfig, FeedConfig, FeedUrl, GrpcConfig, HotConfig, HttpConfig, LogFormat,
-    LogLevel, MarketDataConfig, MomentumConfig, PaperConfig, RedisConfig, RiskConfig, SimConfig, SymbolConfig,
-    TelemetryConfig, Weights,
+    AlertsConfig, AlphaConfig, BreakoutConfig, Config, ExecConfig, FeedConfig, FeedUrl, GrpcConfig, HotConfig,
+    HttpConfig, LogFormat, LogLevel, MarketDataConfig, MeanRevConfig, MomentumConfig, PaperConfig, RedisConfig,
+    RiskConfig, SimConfig, SymbolConfig, TelemetryConfig, Weights,
 };
 
 /// Where `maxx run` looks for its config when no `--config` is given.

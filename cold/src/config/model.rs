@@ -98,6 +98,10 @@ pub struct AlphaConfig {
     pub exit_threshold: Factor,
     /// `momentum`: the momentum family's parameters.
     pub momentum: MomentumConfig,
+    /// `mean_rev`: the mean-reversion family's parameters.
+    pub mean_rev: MeanRevConfig,
+    /// `breakout`: the breakout family's parameters.
+    pub breakout: BreakoutConfig,
 }
 
 /// `alpha.weights`: one weight per signal family, each in [0, 1], summing to exactly 1 as
@@ -134,6 +138,30 @@ pub struct MomentumConfig {
     pub slow: u32,
     /// `scale_bps`: relative EMA spread, in basis points, that maps to a full score of ±1.
     pub scale_bps: u32,
+}
+
+/// `alpha.mean_rev`: `score = clip(−z / z_scale, −1, 1)` with `z` the trade price's z-score
+/// against the last `window` trade prices.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeanRevConfig {
+    /// `window`: rolling window in trades, in [2, 100000]; also the warm-up.
+    pub window: u32,
+    /// `z_scale`: |z| that maps to a full score of ±1, in (0, 100].
+    pub z_scale: Factor,
+}
+
+/// `alpha.breakout`: a Donchian channel break confirmed by volume, decaying over `hold` trades.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BreakoutConfig {
+    /// `window`: channel length in trades, in [2, 100000].
+    pub window: u32,
+    /// `confirm`: trades whose volume confirms a break, in [1, window].
+    pub confirm: u32,
+    /// `volume_mult`: multiple of the channel's average volume per trade that the confirming
+    /// trades must reach on average, in [0, 1000].
+    pub volume_mult: Factor,
+    /// `hold`: trades over which a break's score decays linearly to 0, in [1, 1000000].
+    pub hold: u32,
 }
 
 /// `risk`.

@@ -19,6 +19,7 @@ use maxx_hot::feed::binance::subscription::StreamKind;
 use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
 use maxx_hot::num::{Money, ONE, Price, Qty};
 use maxx_hot::records::Factor;
+use maxx_hot::stage::alpha::MeanRevParams;
 use maxx_hot::topology::{Layout, StageName, WaitKind};
 
 use super::cron::Cron;
@@ -221,6 +222,8 @@ fn alpha(w: &mut Walker, node: &Node, path: &str) -> Option<AlphaConfig> {
         w.decimal(n, p, Range::from_below(0, 1))
     });
     let momentum = f.defaulted(w, "momentum", "{}", momentum);
+    let mean_rev = f.defaulted(w, "mean_rev", "{}", mean_rev);
+    let breakout = f.defaulted(w, "breakout", "{}", breakout);
     if let (Some(entry), Some(exit)) = (entry, exit)
         && exit >= entry
     {
@@ -236,6 +239,8 @@ fn alpha(w: &mut Walker, node: &Node, path: &str) -> Option<AlphaConfig> {
         entry_threshold: to_factor(entry?)?,
         exit_threshold: to_factor(exit?)?,
         momentum: momentum?,
+        mean_rev: mean_rev?,
+        breakout: breakout?,
     })
 }
 
@@ -285,6 +290,49 @@ fn momentum(w: &mut Walker, node: &Node, path: &str) -> Option<MomentumConfig> {
         fast: fast?,
         slow: slow?,
         scale_bps: scale_bps?,
+    })
+}
+
+/// The longest rolling window a family accepts (the hot mean-reversion z-score needs ≤ 2¹⁷).
+const MAX_WINDOW: u64 = MeanRevParams::MAX_WINDOW as u64;
+
+fn mean_rev(w: &mut Walker, node: &Node, path: &str) -> Option<MeanRevConfig> {
+    let mut f = Fields::open(w, node, path)?;
+    let window = f.defaulted(w, "window", "50", |w, n, p| {
+        w.int(n, p, 2, MAX_WINDOW).map(|v| v as u32)
+    });
+    let z_scale = f.defaulted(w, "z_scale", "3", |w, n, p| w.decimal(n, p, Range::above_upto(0, 100)));
+    f.finish(w);
+    Some(MeanRevConfig {
+        window: window?,
+        z_scale: to_factor(z_scale?)?,
+    })
+}
+
+fn breakout(w: &mut Walker, node: &Node, path: &str) -> Option<BreakoutConfig> {
+    let mut f = Fields::open(w, node, path)?;
+    let window = f.defaulted(w, "window", "100", |w, n, p| {
+        w.int(n, p, 2, MAX_WINDOW).map(|v| v as u32)
+    });
+    let confirm = f.defaulted(w, "confirm", "10", |w, n, p| {
+        w.int(n, p, 1, MAX_WINDOW).map(|v| v as u32)
+    });
+    let volume_mult = f.defaulted(w, "volume_mult", "1", |w, n, p| w.decimal(n, p, Range::closed(0, 1000)));
+    let hold = f.defaulted(w, "hold", "20", |w, n, p| w.int(n, p, 1, 1_000_000).map(|v| v as u32));
+    if let (Some(window), Some(confirm)) = (window, confirm)
+        && confirm > window
+    {
+        w.report(
+            &f.key_path("confirm"),
+            format!("must be at most window ({window}), got {confirm}"),
+        );
+    }
+    f.finish(w);
+    Some(BreakoutConfig {
+        window: window?,
+        confirm: confirm?,
+        volume_mult: to_factor(volume_mult?)?,
+        hold: hold?,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Alpha: the signal ensemble. Ticks in; signals and order intents out.
 //!
-//! Each family (momentum today; mean reversion, breakout and sentiment arrive with the Alpha
-//! issue) implements [`Family`] and keeps O(1) state per instrument. The ensemble score is the
+//! Each family (momentum, mean reversion and breakout today; sentiment arrives with the Alpha
+//! issue) implements [`Family`], does O(1) work per tick and allocates only at construction
+//! (the windowed families own fixed rings sized by their `window`). The ensemble score is the
 //! weighted mean of the families that currently have an opinion: a family that is warming up or
 //! not yet built is left out and the remaining weights are renormalised, so a single live family
 //! is not diluted by weights that belong to absent ones.
@@ -134,6 +135,314 @@ impl Family for Momentum {
     }
 }
 
+/// Mean-reversion parameters (`alpha.mean_rev`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeanRevParams {
+    /// Rolling window in trades, in [2, [`Self::MAX_WINDOW`]]; also the warm-up.
+    pub window: u32,
+    /// |z-score| that maps to a full score of ±1 (> 0).
+    pub z_scale: Factor,
+}
+
+impl MeanRevParams {
+    /// The longest window: the fixed-point z-score needs `window ≤ 2¹⁷` (see `z_bits`).
+    pub const MAX_WINDOW: u32 = 100_000;
+}
+
+/// Z-score of the trade price against the mean and population standard deviation of the last
+/// `window` trade prices (the current trade included), negated, scaled and clipped to ±1:
+/// `z = (p − mean) / sd`, `score = clip(−z / z_scale, −1, 1)`; a price above the mean sells.
+///
+/// The window's prices sit in a ring allocated at construction. Running sums are exact
+/// integers: `S = Σd` and `Q = Σd²` over `d = price − anchor` in raw `Price` units (the anchor
+/// is the first trade's price, which keeps `d` small; variance and `p − mean` do not depend on
+/// it). With `n` the window length, `n·(p − mean) = n·d − S` and `n²·var = n·Q − S²` are exact,
+/// so `z = (n·d − S) / √(n·Q − S²)` and the only rounding is the integer square root of the
+/// (normalised) denominator and one fixed-point division, about 2⁻⁴⁶ relative.
+/// A window of identical prices (`sd = 0`) scores 0; a window whose sums would overflow `i128`
+/// (prices some 10¹¹ units apart) has no opinion. Quotes are ignored.
+#[derive(Clone, Debug)]
+pub struct MeanRev {
+    ring: Box<[i64]>,
+    anchor: i64,
+    sum: i128,
+    sum_sq: i128,
+    last: i64,
+    seen: u64,
+    z_scale: I64F64,
+}
+
+impl MeanRev {
+    /// A fresh indicator; allocates the window's ring.
+    pub fn new(p: MeanRevParams) -> Self {
+        let z_scale = I64F64::from_num(p.z_scale);
+        Self {
+            ring: vec![0; p.window.clamp(2, MeanRevParams::MAX_WINDOW) as usize].into_boxed_slice(),
+            anchor: 0,
+            sum: 0,
+            sum_sq: 0,
+            last: 0,
+            seen: 0,
+            z_scale: if z_scale > I64F64::ZERO { z_scale } else { I64F64::ONE },
+        }
+    }
+
+    fn window(&self) -> u64 {
+        self.ring.len() as u64
+    }
+}
+
+/// `num / √den` as `I64F64` bits, for `den > 0` and `|num| ≤ √(n·den)` with `n ≤ 2¹⁷`
+/// (Samuelson's inequality bounds |z| by √(n − 1), which keeps every shift below in range).
+///
+/// `den` is shifted by an even amount so it has 93 or 94 significant bits; its floor square root
+/// then has 47, and `num` is shifted by half as much, so the quotient keeps about 46 bits.
+fn z_bits(num: i128, den: u128) -> i128 {
+    let bits = 128 - den.leading_zeros() as i32;
+    let mut shift = 94 - bits;
+    if shift % 2 != 0 {
+        shift -= 1;
+    }
+    let (den, num) = if shift >= 0 {
+        (den << shift, num << (shift / 2))
+    } else {
+        (den >> -shift, num >> (-shift / 2))
+    };
+    let root = den.isqrt() as i128;
+    (num << 64) / root
+}
+
+impl Family for MeanRev {
+    #[inline]
+    fn on_tick(&mut self, tick: &Tick) {
+        let TickBody::Trade { price, .. } = tick.body else {
+            return;
+        };
+        let raw = price.raw();
+        if self.seen == 0 {
+            self.anchor = raw;
+        }
+        let slot = (self.seen % self.window()) as usize;
+        if self.seen >= self.window() {
+            let old = i128::from(self.ring[slot]) - i128::from(self.anchor);
+            // Wrapping add and subtract are exact modulo 2¹²⁸, so the sums are exactly the
+            // window's whenever the window's true sums fit, whatever came before.
+            self.sum = self.sum.wrapping_sub(old);
+            self.sum_sq = self.sum_sq.wrapping_sub(old.wrapping_mul(old));
+        }
+        let d = i128::from(raw) - i128::from(self.anchor);
+        self.sum = self.sum.wrapping_add(d);
+        self.sum_sq = self.sum_sq.wrapping_add(d.wrapping_mul(d));
+        self.ring[slot] = raw;
+        self.last = raw;
+        self.seen += 1;
+    }
+
+    #[inline]
+    fn score(&self) -> Option<Factor> {
+        let n = self.window();
+        if self.seen < n {
+            return None;
+        }
+        let n = i128::from(n);
+        let d = i128::from(self.last) - i128::from(self.anchor);
+        let num = n.checked_mul(d)?.checked_sub(self.sum)?;
+        let den = n
+            .checked_mul(self.sum_sq)?
+            .checked_sub(self.sum.checked_mul(self.sum)?)?;
+        if den <= 0 {
+            // Every price in the window is the same (den is never negative: Cauchy–Schwarz).
+            return Some(Factor::ZERO);
+        }
+        let z = I64F64::from_bits(z_bits(num, den as u128));
+        let s = (-z).saturating_div(self.z_scale).clamp(I64F64::NEG_ONE, I64F64::ONE);
+        Some(Factor::from_num(s))
+    }
+}
+
+/// Breakout parameters (`alpha.breakout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakoutParams {
+    /// Channel length in trades (at least 2); the family has an opinion from trade `window + 1`.
+    pub window: u32,
+    /// Number of most recent trades whose volume confirms a break, in [1, window].
+    pub confirm: u32,
+    /// Multiple of the channel's average volume the confirming trades must reach (>= 0).
+    pub volume_mult: Factor,
+    /// Trades over which the score of a break decays linearly to 0 (at least 1).
+    pub hold: u32,
+}
+
+/// A fixed-capacity monotonic deque of `(trade number, price)`: the front is the maximum
+/// (`MAX = true`) or minimum of the prices pushed since the last `expire`. O(1) amortised,
+/// no allocation after construction.
+#[derive(Clone, Debug)]
+struct Extremum<const MAX: bool> {
+    buf: Box<[(u64, i64)]>,
+    head: usize,
+    len: usize,
+}
+
+impl<const MAX: bool> Extremum<MAX> {
+    fn new(cap: usize) -> Self {
+        Self {
+            buf: vec![(0, 0); cap].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn at(&self, i: usize) -> usize {
+        (self.head + i) % self.buf.len()
+    }
+
+    fn front(&self) -> Option<i64> {
+        (self.len > 0).then(|| self.buf[self.head].1)
+    }
+
+    /// Drops entries with a trade number at or below `oldest_gone`.
+    fn expire(&mut self, oldest_gone: u64) {
+        while self.len > 0 && self.buf[self.head].0 <= oldest_gone {
+            self.head = (self.head + 1) % self.buf.len();
+            self.len -= 1;
+        }
+    }
+
+    /// Pushes a trade, first dropping the entries it dominates. The caller expires before
+    /// pushing, so at most `cap` entries (one window) are ever held.
+    fn push(&mut self, n: u64, price: i64) {
+        while self.len > 0 {
+            let back = self.buf[self.at(self.len - 1)].1;
+            let dominated = if MAX { back <= price } else { back >= price };
+            if !dominated {
+                break;
+            }
+            self.len -= 1;
+        }
+        debug_assert!(self.len < self.buf.len());
+        let slot = self.at(self.len);
+        self.buf[slot] = (n, price);
+        self.len += 1;
+    }
+}
+
+/// Donchian-channel breakout confirmed by volume. For each trade `t` with price `p`, once
+/// `window` trades precede it:
+///
+/// - `high`, `low`: the highest and lowest price of the `window` trades before `t`;
+/// - `recent`: the quantity traded in the last `confirm` trades, `t` included;
+/// - `volume`: the quantity traded in the `window` trades before `t`;
+/// - confirmed when `recent / confirm ≥ volume_mult · volume / window`, compared exactly as
+///   `recent · window · 2³² ≥ bits(volume_mult) · volume · confirm` in `i128`
+///   (`volume_mult` is `I32F32`, whose bits are the value times 2³²);
+/// - `p > high` and confirmed starts an up break (direction +1) at age 0, `p < low` and
+///   confirmed a down break (−1); any other trade ages the current break by one;
+/// - `score = direction · (hold − age) / hold` while `age < hold`, else 0 (the break is over).
+///
+/// A new break replaces the current one. Prices and quantities stay exact integers; the
+/// score is the only division. Quotes are ignored.
+#[derive(Clone, Debug)]
+pub struct Breakout {
+    qty: Box<[i64]>,
+    high: Extremum<true>,
+    low: Extremum<false>,
+    volume: i128,
+    recent: i128,
+    confirm: u64,
+    volume_mult_bits: i128,
+    hold: u32,
+    direction: i8,
+    age: u32,
+    seen: u64,
+}
+
+impl Breakout {
+    /// A fresh indicator; allocates the window's ring and deques.
+    pub fn new(p: BreakoutParams) -> Self {
+        let window = p.window.max(2) as usize;
+        Self {
+            qty: vec![0; window].into_boxed_slice(),
+            high: Extremum::new(window),
+            low: Extremum::new(window),
+            volume: 0,
+            recent: 0,
+            confirm: u64::from(p.confirm.clamp(1, window as u32)),
+            volume_mult_bits: i128::from(p.volume_mult.max(Factor::ZERO).to_bits()),
+            hold: p.hold.max(1),
+            direction: 0,
+            age: 0,
+            seen: 0,
+        }
+    }
+
+    fn window(&self) -> u64 {
+        self.qty.len() as u64
+    }
+}
+
+impl Family for Breakout {
+    #[inline]
+    fn on_tick(&mut self, tick: &Tick) {
+        let TickBody::Trade { price, qty, .. } = tick.body else {
+            return;
+        };
+        let (t, w) = (self.seen, self.window());
+        let (p, q) = (price.raw(), i128::from(qty.raw()));
+        // Read the quantities leaving both sums before this trade overwrites its slot.
+        let leaving_window = if t >= w {
+            i128::from(self.qty[(t % w) as usize])
+        } else {
+            0
+        };
+        let leaving_recent = if t >= self.confirm {
+            i128::from(self.qty[((t - self.confirm) % w) as usize])
+        } else {
+            0
+        };
+        self.recent += q - leaving_recent;
+        if t >= w {
+            // Saturating: only absurd quantities (near i64::MAX raw) could reach the bounds.
+            let lhs = self.recent.saturating_mul(i128::from(w)).saturating_mul(1 << 32);
+            let rhs = self
+                .volume_mult_bits
+                .saturating_mul(self.volume)
+                .saturating_mul(i128::from(self.confirm));
+            let confirmed = lhs >= rhs;
+            let up = self.high.front().is_some_and(|h| p > h);
+            let down = self.low.front().is_some_and(|l| p < l);
+            if confirmed && (up || down) {
+                self.direction = if up { 1 } else { -1 };
+                self.age = 0;
+            } else if self.direction != 0 {
+                self.age += 1;
+                if self.age >= self.hold {
+                    self.direction = 0;
+                    self.age = 0;
+                }
+            }
+            self.high.expire(t - w);
+            self.low.expire(t - w);
+        }
+        self.volume += q - leaving_window;
+        self.qty[(t % w) as usize] = qty.raw();
+        self.high.push(t, p);
+        self.low.push(t, p);
+        self.seen += 1;
+    }
+
+    #[inline]
+    fn score(&self) -> Option<Factor> {
+        if self.seen <= self.window() {
+            return None;
+        }
+        if self.direction == 0 {
+            return Some(Factor::ZERO);
+        }
+        let left = I64F64::from_num(self.hold - self.age) / I64F64::from_num(self.hold);
+        Some(Factor::from_num(if self.direction > 0 { left } else { -left }))
+    }
+}
+
 /// Validated Alpha parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlphaParams {
@@ -145,14 +454,20 @@ pub struct AlphaParams {
     pub exit: Factor,
     /// Momentum parameters.
     pub momentum: MomentumParams,
+    /// Mean-reversion parameters.
+    pub mean_rev: MeanRevParams,
+    /// Breakout parameters.
+    pub breakout: BreakoutParams,
     /// Full-signal target size per instrument, indexed by [`InstrumentId`].
     pub order_qty: Vec<Qty>,
 }
 
 /// Per-instrument state.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Instrument {
     momentum: Momentum,
+    mean_rev: MeanRev,
+    breakout: Breakout,
     touch: Touch,
     /// -1, 0 or +1: the direction of the current target.
     target: i8,
@@ -188,6 +503,8 @@ impl Alpha {
     pub fn new(params: AlphaParams) -> Self {
         let one = Instrument {
             momentum: Momentum::new(params.momentum),
+            mean_rev: MeanRev::new(params.mean_rev),
+            breakout: Breakout::new(params.breakout),
             touch: Touch::default(),
             target: 0,
         };
@@ -217,7 +534,12 @@ impl Alpha {
             TickBody::Trade { price, .. } => inst.touch.last = price,
         }
         inst.momentum.on_tick(tick);
-        let scores = [inst.momentum.score(), None, None, None];
+        inst.mean_rev.on_tick(tick);
+        inst.breakout.on_tick(tick);
+        let mut scores = [None; FamilyKind::COUNT];
+        scores[FamilyKind::Momentum as usize] = inst.momentum.score();
+        scores[FamilyKind::MeanRev as usize] = inst.mean_rev.score();
+        scores[FamilyKind::Breakout as usize] = inst.breakout.score();
         let Some(score) = ensemble(&self.params.weights, &scores) else {
             return;
         };
@@ -303,12 +625,16 @@ mod tests {
     use crate::records::{Side, Stamp};
 
     fn trade(price: i64, seq: u64) -> Tick {
+        trade_qty(price, 1, seq)
+    }
+
+    fn trade_qty(price: i64, qty: i64, seq: u64) -> Tick {
         Tick {
             instrument: InstrumentId(0),
             venue: Venue::Binance,
             body: TickBody::Trade {
                 price: Price::from_units(price).unwrap(),
-                qty: Qty::from_units(1).unwrap(),
+                qty: Qty::from_units(qty).unwrap(),
                 aggressor: Side::Buy,
             },
             seq,
@@ -333,13 +659,25 @@ mod tests {
                 slow: 4,
                 scale_bps: 10,
             },
+            mean_rev: MeanRevParams {
+                window: 4,
+                z_scale: Factor::from_num(2),
+            },
+            breakout: BreakoutParams {
+                window: 4,
+                confirm: 2,
+                volume_mult: Factor::ONE,
+                hold: 4,
+            },
             order_qty: vec!["0.01".parse().unwrap()],
         }
     }
 
     #[test]
     fn rising_prices_give_a_buy_target_then_flat_when_momentum_fades() {
-        let mut alpha = Alpha::new(params());
+        let mut p = params();
+        p.weights = [Factor::ONE, Factor::ZERO, Factor::ZERO, Factor::ZERO];
+        let mut alpha = Alpha::new(p);
         let mut out = Vec::new();
         for (i, p) in [100, 100, 100, 100, 101, 102, 103].into_iter().enumerate() {
             alpha.process(AlphaInput::Tick(trade(p, i as u64)), &mut |o| out.push(o));
@@ -388,5 +726,157 @@ mod tests {
         ];
         let third = ensemble(&w, &[Some(Factor::ONE), Some(-Factor::ONE), None, None]).unwrap();
         assert!((third - Factor::from_num(1.0 / 3.0)).abs() <= Factor::DELTA, "{third}");
+    }
+    fn scores<F: Family>(family: &mut F, trades: &[(i64, i64)]) -> Vec<Option<Factor>> {
+        trades
+            .iter()
+            .enumerate()
+            .map(|(i, &(p, q))| {
+                family.on_tick(&trade_qty(p, q, i as u64));
+                family.score()
+            })
+            .collect()
+    }
+
+    fn close(a: Option<Factor>, b: f64) -> bool {
+        a.is_some_and(|a| (a.to_num::<f64>() - b).abs() <= 1e-9)
+    }
+
+    #[test]
+    fn mean_rev_scores_the_negated_z_score_of_the_window() {
+        let mut m = MeanRev::new(MeanRevParams {
+            window: 4,
+            z_scale: Factor::from_num(2),
+        });
+        let s = scores(&mut m, &[(100, 1), (102, 1), (98, 1), (100, 1), (104, 1), (100, 1)]);
+        assert_eq!(&s[..3], &[None, None, None]);
+        // [100, 102, 98, 100]: mean 100, price at the mean.
+        assert_eq!(s[3], Some(Factor::ZERO));
+        // [102, 98, 100, 104]: mean 101, var (1 + 9 + 1 + 9) / 4 = 5, z = 3 / √5.
+        assert!(close(s[4], -(3.0 / 5f64.sqrt()) / 2.0), "{:?}", s[4]);
+        // [98, 100, 104, 100]: mean 100.5, var (6.25 + 0.25 + 12.25 + 0.25) / 4 = 4.75.
+        assert!(close(s[5], (0.5 / 4.75f64.sqrt()) / 2.0), "{:?}", s[5]);
+        // A flat window scores 0; a far outlier clips to -1.
+        let mut m = MeanRev::new(MeanRevParams {
+            window: 3,
+            z_scale: Factor::from_num(0.5),
+        });
+        let s = scores(&mut m, &[(7, 1), (7, 1), (7, 1), (7, 1), (9, 1)]);
+        assert_eq!(&s[2..], &[Some(Factor::ZERO), Some(Factor::ZERO), Some(-Factor::ONE)]);
+        // Quotes change nothing.
+        let before = m.score();
+        let mut quote = trade(1, 99);
+        quote.body = TickBody::Quote {
+            bid: Price::from_units(1).unwrap(),
+            bid_qty: Qty::ZERO,
+            ask: Price::from_units(2).unwrap(),
+            ask_qty: Qty::ZERO,
+        };
+        m.on_tick(&quote);
+        assert_eq!(m.score(), before);
+    }
+
+    #[test]
+    fn mean_rev_keeps_precision_on_tight_windows_at_realistic_prices() {
+        // Prices 61837.63 ± 0.01: raw sums are large but the z-score is unaffected.
+        let mut m = MeanRev::new(MeanRevParams {
+            window: 3,
+            z_scale: Factor::from_num(4),
+        });
+        for (i, cents) in [6_183_763_i64, 6_183_764, 6_183_762].into_iter().enumerate() {
+            let mut t = trade(0, i as u64);
+            t.body = TickBody::Trade {
+                price: Price::from_raw(cents * 1_000_000).unwrap(),
+                qty: Qty::from_units(1).unwrap(),
+                aggressor: Side::Buy,
+            };
+            m.on_tick(&t);
+        }
+        // [.63, .64, .62]: mean .63, population sd 0.01·√(2/3), last .62 gives z = −√1.5.
+        assert!(close(m.score(), 1.5f64.sqrt() / 4.0), "{:?}", m.score());
+    }
+
+    #[test]
+    fn breakout_needs_a_new_extreme_and_volume_then_decays() {
+        let mut b = Breakout::new(BreakoutParams {
+            window: 3,
+            confirm: 1,
+            volume_mult: Factor::from_num(2),
+            hold: 2,
+        });
+        let s = scores(
+            &mut b,
+            &[
+                (10, 1),
+                (11, 1),
+                (12, 1),
+                // Above the channel high 12 with volume 3 ≥ 2 · (3 / 3) · 1: up break.
+                (13, 3),
+                // Decays: (hold - 1) / hold.
+                (13, 1),
+                // Over after `hold` trades.
+                (13, 1),
+                // Below the channel low 13 but volume 1 < 2 · (5 / 3): not confirmed.
+                (12, 1),
+                // Below the channel low 12 with volume 4 ≥ 2 · (3 / 3): down break.
+                (11, 4),
+            ],
+        );
+        let half = Some(Factor::from_num(0.5));
+        assert_eq!(
+            s,
+            vec![
+                None,
+                None,
+                None,
+                Some(Factor::ONE),
+                half,
+                Some(Factor::ZERO),
+                Some(Factor::ZERO),
+                Some(-Factor::ONE),
+            ]
+        );
+    }
+
+    #[test]
+    fn breakout_channel_forgets_trades_that_leave_the_window() {
+        // confirm = window and volume_mult = 0: every new extreme counts.
+        let mut b = Breakout::new(BreakoutParams {
+            window: 2,
+            confirm: 2,
+            volume_mult: Factor::ZERO,
+            hold: 1,
+        });
+        // After 20, 5, 6 the channel of (5, 6) no longer holds 20, so 7 breaks up; then 4
+        // breaks below (6, 7); 6 is inside (7, 4).
+        let s = scores(&mut b, &[(20, 1), (5, 1), (6, 1), (7, 1), (4, 1), (6, 1)]);
+        let one = Some(Factor::ONE);
+        let zero = Some(Factor::ZERO);
+        assert_eq!(s, vec![None, None, zero, one, Some(-Factor::ONE), zero]);
+    }
+
+    #[test]
+    fn all_three_families_feed_the_ensemble() {
+        let mut alpha = Alpha::new(params());
+        let mut out = Vec::new();
+        for (i, p) in [100, 100, 100, 100, 100, 101].into_iter().enumerate() {
+            alpha.process(AlphaInput::Tick(trade(p, i as u64)), &mut |o| out.push(o));
+        }
+        let AlphaOut::Signal(last) = out.iter().rev().find(|o| matches!(o, AlphaOut::Signal(_))).unwrap() else {
+            unreachable!()
+        };
+        let mut m = Momentum::new(params().momentum);
+        let mut r = MeanRev::new(params().mean_rev);
+        let mut b = Breakout::new(params().breakout);
+        for (i, p) in [100, 100, 100, 100, 100, 101].into_iter().enumerate() {
+            m.on_tick(&trade(p, i as u64));
+            r.on_tick(&trade(p, i as u64));
+            b.on_tick(&trade(p, i as u64));
+        }
+        let expected = ensemble(&params().weights, &[m.score(), r.score(), b.score(), None]).unwrap();
+        assert_eq!(last.score, expected);
+        // Breakout (+1) and mean reversion (-1: the only move, above a flat mean) both speak.
+        assert_eq!(b.score(), Some(Factor::ONE));
+        assert!(r.score().unwrap() < Factor::ZERO);
     }
 }

@@ -13,7 +13,7 @@ use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
 use maxx_hot::records::{Factor, Stamp};
 use maxx_hot::runtime::engine::EngineSpec;
 use maxx_hot::source::{FrameSource, Next};
-use maxx_hot::stage::alpha::{AlphaParams, MomentumParams};
+use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams};
 use maxx_hot::stage::risk::Limits;
 use maxx_hot::wiring::Capacities;
 
@@ -115,6 +115,19 @@ pub fn spec(capacities: Capacities) -> EngineSpec {
                 fast: 5,
                 slow: 20,
                 scale_bps: 5,
+            },
+            // On a steady ramp mean reversion reads |z| ≈ √3 against the trend; a wide z_scale
+            // keeps it from cancelling momentum, and with constant trade sizes a volume_mult of
+            // 1 lets every new extreme confirm a breakout, so the ensemble still trades.
+            mean_rev: MeanRevParams {
+                window: 20,
+                z_scale: Factor::from_num(10),
+            },
+            breakout: BreakoutParams {
+                window: 20,
+                confirm: 5,
+                volume_mult: Factor::ONE,
+                hold: 10,
             },
             order_qty: vec!["0.01".parse().unwrap()],
         },
