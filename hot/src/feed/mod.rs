@@ -23,6 +23,7 @@ pub mod bybit;
 pub mod coinbase;
 pub mod http_stream;
 pub mod oanda;
+mod tape;
 pub mod ws;
 
 /// Largest frame a decoder accepts; anything longer is refused with [`DecodeReason::TooLarge`]

@@ -75,6 +75,7 @@ use core::fmt;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use super::messages::{COMMAND_RESP, Key, Op, PushType, Topic, taker_is_buyer};
+use crate::feed::tape::{self, span};
 use crate::feed::{
     Control, DecodeError, DecodeReason, Decoded, FrameMeta, MAX_FRAME_BYTES, MAX_TICKS_PER_FRAME, Numbering,
     Sequencing, SkipKind, TickBatch,
@@ -678,20 +679,20 @@ fn parse_qty(text: &[u8], field: &'static str) -> Result<Qty, DecodeError> {
     Qty::parse_bytes(text).map_err(|_| DecodeError::at(DecodeReason::BadDecimal, field))
 }
 
-/// Number of tape nodes a value occupies, its own node included.
-#[inline]
-fn span(node: &Node<'_>) -> usize {
-    match node {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        _ => 1,
+impl tape::WireKey for Key {
+    #[inline]
+    fn from_wire(bytes: &[u8]) -> Option<Self> {
+        Key::from_wire(bytes)
+    }
+
+    #[inline]
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
-/// Where each known key's value sits in the tape (0 for absent: the root is never a value).
-#[derive(Clone, Copy)]
-struct Fields {
-    at: [u32; Key::COUNT],
-}
+/// Where each known key's value sits in the tape.
+type Fields = tape::Fields<Key, { Key::COUNT }>;
 
 /// One JSON object of the frame, with its known keys located.
 #[derive(Clone, Copy)]
@@ -708,23 +709,7 @@ impl<'t, 'i> Object<'t, 'i> {
     /// malformed tape yields `None` rather than a panic.
     #[inline]
     fn at(tape: &'t [Node<'i>], obj: usize) -> Option<Self> {
-        let Some(&Node::Object { len, .. }) = tape.get(obj) else {
-            return None;
-        };
-        let mut fields = Fields { at: [0; Key::COUNT] };
-        let mut i = obj + 1;
-        for _ in 0..len {
-            let Some(Node::String(key)) = tape.get(i) else {
-                return None;
-            };
-            let value = i + 1;
-            let node = tape.get(value)?;
-            if let Some(key) = Key::from_wire(key.as_bytes()) {
-                // Frames are at most MAX_FRAME_BYTES, so a tape position always fits.
-                fields.at[key as usize] = u32::try_from(value).ok()?;
-            }
-            i = value + span(node);
-        }
+        let fields = Fields::collect(tape, obj)?;
         Some(Self { tape, fields })
     }
 

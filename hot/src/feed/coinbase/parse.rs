@@ -54,6 +54,7 @@ use core::fmt;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use super::messages::{Channel, Key, MessageType, maker_is_buyer};
+use crate::feed::tape::{self, span};
 use crate::feed::{
     Control, DecodeError, DecodeReason, Decoded, FrameMeta, MAX_FRAME_BYTES, MAX_TICKS_PER_FRAME, Numbering,
     Sequencing, SkipKind, TickBatch,
@@ -472,49 +473,20 @@ fn read_legacy_quote(obj: &Object<'_, '_>, meta: FrameMeta, index: &InstrumentIn
     })
 }
 
-/// Number of tape nodes a value occupies, its own node included.
-#[inline]
-fn span(node: &Node<'_>) -> usize {
-    match node {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        _ => 1,
-    }
-}
-
-/// Where each known key's value sits in the tape (0 for absent: the root is never a value).
-#[derive(Clone, Copy)]
-struct Fields {
-    at: [u32; Key::COUNT],
-}
-
-impl Fields {
-    /// Records the value position of every known key of the object at `obj`;
-    /// `None` if there is no object there.
-    ///
-    /// For a repeated key the last occurrence wins. Every tape access is checked, so a
-    /// malformed tape yields `None` rather than a panic.
+impl tape::WireKey for Key {
     #[inline]
-    fn collect(tape: &[Node<'_>], obj: usize) -> Option<Fields> {
-        let Some(&Node::Object { len, .. }) = tape.get(obj) else {
-            return None;
-        };
-        let mut fields = Fields { at: [0; Key::COUNT] };
-        let mut i = obj + 1;
-        for _ in 0..len {
-            let Some(Node::String(key)) = tape.get(i) else {
-                return None;
-            };
-            let value = i + 1;
-            let node = tape.get(value)?;
-            if let Some(key) = Key::from_wire(key.as_bytes()) {
-                // Frames are at most MAX_FRAME_BYTES, so a tape position always fits.
-                fields.at[key as usize] = u32::try_from(value).ok()?;
-            }
-            i = value + span(node);
-        }
-        Some(fields)
+    fn from_wire(bytes: &[u8]) -> Option<Self> {
+        Key::from_wire(bytes)
+    }
+
+    #[inline]
+    fn index(self) -> usize {
+        self as usize
     }
 }
+
+/// Where each known key's value sits in the tape.
+type Fields = tape::Fields<Key, { Key::COUNT }>;
 
 /// The tape positions of an array's elements, in order.
 struct Elements<'t, 'i> {
