@@ -134,11 +134,10 @@ use tungstenite::{Bytes, Error as WsError, HandshakeError, Message, Utf8Bytes, W
 use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
 use super::faults::{Due, Faults, GARBAGE_TEXT, Seen};
 use super::market::{MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};
+use super::server;
 
 /// Longest a thread waits before looking at the shutdown flag and the faults again.
 const POLL: Duration = Duration::from_millis(20);
-/// How often the acceptor polls its non-blocking listener.
-const ACCEPT_POLL: Duration = Duration::from_millis(5);
 /// Shortest read wait, used when the connection is behind schedule, so that requests are still
 /// read between batches.
 const MIN_WAIT: Duration = Duration::from_micros(100);
@@ -296,7 +295,7 @@ pub fn spawn(bind: SocketAddr, cfg: BybitSimConfig) -> io::Result<BybitSimHandle
     });
     let acceptor = thread::Builder::new().name("sim-bybit-acc".into()).spawn({
         let shared = Arc::clone(&shared);
-        move || accept_loop(&listener, &shared)
+        move || server::accept_loop(&listener, &shared)
     });
     let acceptor = match acceptor {
         Ok(acceptor) => acceptor,
@@ -593,50 +592,28 @@ struct Topic {
     kind: TopicKind,
 }
 
-/// Decrements the open-connection count when a connection thread ends, even by panic.
-struct OpenGuard(Arc<Shared>);
+impl server::Served for Shared {
+    const NAME: &'static str = "bybit";
+    type Ticket = u64;
 
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        // Release pairs with the Acquire load in `BybitSimHandle::connections`.
-        self.0.open.fetch_sub(1, Ordering::Release);
+    fn stopping(&self) -> bool {
+        Shared::stopping(self)
     }
-}
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let mut conns: Vec<JoinHandle<()>> = Vec::new();
-    while !shared.stopping() {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                conns.retain(|c| !c.is_finished());
-                shared.open.fetch_add(1, Ordering::Release);
-                let number = shared.accepted.fetch_add(1, Ordering::Relaxed);
-                let guard = OpenGuard(Arc::clone(shared));
-                let spawned = thread::Builder::new().name("sim-bybit-conn".into()).spawn(move || {
-                    let guard = guard;
-                    serve(stream, peer, number, &guard.0);
-                });
-                // On failure the closure, and with it the guard and the socket, is dropped.
-                match spawned {
-                    Ok(conn) => conns.push(conn),
-                    Err(e) => warn!(%peer, error = %e, "sim-bybit: cannot start a connection thread"),
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                shared.refresh_checkpoint();
-                thread::sleep(ACCEPT_POLL);
-            }
-            Err(e) => {
-                // Typically out of file descriptors; back off rather than spin.
-                warn!(error = %e, "sim-bybit: accept failed");
-                thread::sleep(POLL);
-            }
-        }
+    fn open(&self) -> &AtomicUsize {
+        &self.open
     }
-    for conn in conns {
-        if conn.join().is_err() {
-            warn!("sim-bybit connection thread panicked");
-        }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, number: u64) {
+        serve(stream, peer, number, self);
+    }
+
+    fn idle(&self) {
+        self.refresh_checkpoint();
     }
 }
 

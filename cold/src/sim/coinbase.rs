@@ -130,11 +130,10 @@ use tungstenite::{Error as WsError, HandshakeError, Message, Utf8Bytes, WebSocke
 use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
 use super::faults::{Faults, GARBAGE_TEXT, Seen};
 use super::market::{MarketGen, SimBookTicker, SimEvent, SimSymbol, SimTrade};
+use super::server;
 
 /// Longest a thread waits before looking at the shutdown flag and the faults again.
 const POLL: Duration = Duration::from_millis(20);
-/// How often the acceptor polls its non-blocking listener.
-const ACCEPT_POLL: Duration = Duration::from_millis(5);
 /// Shortest read wait, used when the connection is behind schedule, so that client messages
 /// are still read between batches.
 const MIN_WAIT: Duration = Duration::from_micros(100);
@@ -298,7 +297,7 @@ pub fn spawn(bind: SocketAddr, cfg: CoinbaseSimConfig) -> io::Result<CoinbaseSim
     });
     let acceptor = thread::Builder::new().name("sim-coinbase-acc".into()).spawn({
         let shared = Arc::clone(&shared);
-        move || accept_loop(&listener, &shared)
+        move || server::accept_loop(&listener, &shared)
     });
     let acceptor = match acceptor {
         Ok(acceptor) => acceptor,
@@ -536,46 +535,22 @@ fn collect_products(value: &Value, products: &[SimSymbol], found: &mut Vec<usize
     }
 }
 
-/// Decrements the open-connection count when a connection thread ends, even by panic.
-struct OpenGuard(Arc<Shared>);
+impl server::Served for Shared {
+    const NAME: &'static str = "coinbase";
+    type Ticket = ();
 
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        // Release pairs with the Acquire load in `CoinbaseSimHandle::connections`.
-        self.0.open.fetch_sub(1, Ordering::Release);
+    fn stopping(&self) -> bool {
+        Shared::stopping(self)
     }
-}
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let mut conns: Vec<JoinHandle<()>> = Vec::new();
-    while !shared.stopping() {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                conns.retain(|c| !c.is_finished());
-                shared.open.fetch_add(1, Ordering::Release);
-                let guard = OpenGuard(Arc::clone(shared));
-                let spawned = thread::Builder::new().name("sim-coinbase-conn".into()).spawn(move || {
-                    let guard = guard;
-                    serve(stream, peer, &guard.0);
-                });
-                // On failure the closure, and with it the guard and the socket, is dropped.
-                match spawned {
-                    Ok(conn) => conns.push(conn),
-                    Err(e) => warn!(%peer, error = %e, "sim-coinbase: cannot start a connection thread"),
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
-            Err(e) => {
-                // Typically out of file descriptors; back off rather than spin.
-                warn!(error = %e, "sim-coinbase: accept failed");
-                thread::sleep(POLL);
-            }
-        }
+    fn open(&self) -> &AtomicUsize {
+        &self.open
     }
-    for conn in conns {
-        if conn.join().is_err() {
-            warn!("sim-coinbase connection thread panicked");
-        }
+
+    fn accepted(&self) {}
+
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): ()) {
+        serve(stream, peer, self);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod coinbase;
 pub mod faults;
 pub mod market;
 pub mod oanda;
+mod server;
 
 pub use binance::{BinanceSimConfig, SimHandle, sample_symbols, spawn};
 pub use broadcast::{Cursor, Lagged, SharedMarket};

@@ -97,11 +97,10 @@ use tracing::{debug, warn};
 use super::broadcast::{Cursor, DEFAULT_LOG_CAPACITY, SharedMarket};
 use super::faults::{Due, Faults, GARBAGE_TEXT, Seen};
 use super::market::{MarketGen, SimBookTicker, SimEvent, SimSymbol};
+use super::server;
 
 /// Longest a thread waits before looking at the shutdown flag and the faults again.
 const POLL: Duration = Duration::from_millis(20);
-/// How often the acceptor polls its non-blocking listener.
-const ACCEPT_POLL: Duration = Duration::from_millis(5);
 /// Shortest wait between turns.
 const MIN_WAIT: Duration = Duration::from_micros(100);
 /// Longest a blocked write may stall the connection loop; the unsent bytes stay queued.
@@ -326,7 +325,7 @@ pub fn spawn(bind: SocketAddr, cfg: OandaSimConfig) -> io::Result<OandaSimHandle
     });
     let acceptor = thread::Builder::new().name("sim-oanda-acc".into()).spawn({
         let shared = Arc::clone(&shared);
-        move || accept_loop(&listener, &shared)
+        move || server::accept_loop(&listener, &shared)
     });
     let acceptor = match acceptor {
         Ok(acceptor) => acceptor,
@@ -531,46 +530,22 @@ impl Shared {
     }
 }
 
-/// Decrements the open-connection count when a connection thread ends, even by panic.
-struct OpenGuard(Arc<Shared>);
+impl server::Served for Shared {
+    const NAME: &'static str = "oanda";
+    type Ticket = ();
 
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        // Release pairs with the Acquire load in `OandaSimHandle::connections`.
-        self.0.open.fetch_sub(1, Ordering::Release);
+    fn stopping(&self) -> bool {
+        Shared::stopping(self)
     }
-}
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let mut conns: Vec<JoinHandle<()>> = Vec::new();
-    while !shared.stopping() {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                conns.retain(|c| !c.is_finished());
-                shared.open.fetch_add(1, Ordering::Release);
-                let guard = OpenGuard(Arc::clone(shared));
-                let spawned = thread::Builder::new().name("sim-oanda-conn".into()).spawn(move || {
-                    let guard = guard;
-                    serve(stream, peer, &guard.0);
-                });
-                // On failure the closure, and with it the guard and the socket, is dropped.
-                match spawned {
-                    Ok(conn) => conns.push(conn),
-                    Err(e) => warn!(%peer, error = %e, "sim-oanda: cannot start a connection thread"),
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
-            Err(e) => {
-                // Typically out of file descriptors; back off rather than spin.
-                warn!(error = %e, "sim-oanda: accept failed");
-                thread::sleep(POLL);
-            }
-        }
+    fn open(&self) -> &AtomicUsize {
+        &self.open
     }
-    for conn in conns {
-        if conn.join().is_err() {
-            warn!("sim-oanda connection thread panicked");
-        }
+
+    fn accepted(&self) {}
+
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): ()) {
+        serve(stream, peer, self);
     }
 }
 
