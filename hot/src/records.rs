@@ -12,6 +12,16 @@ use crate::num::{Money, Price, Qty, SignedQty};
 /// with 32 fractional bits, so the same inputs give bit-identical results on every machine.
 pub type Factor = fixed::types::I32F32;
 
+/// Number of signal families in the Alpha ensemble (momentum, mean reversion, breakout,
+/// sentiment, in that order: the order of `alpha.weights`).
+pub const FAMILIES: usize = 4;
+
+/// Each family's contribution to an ensemble score, in family order: `weight × score / Σ weight`
+/// over the families that have an opinion, zero for a family without one. The contributions
+/// add up to the score before its clip to [-1, 1] (within 2⁻³² per family, from rounding). The Portfolio side attributes an order's PnL
+/// to the families by these; manual and risk orders carry all zeros.
+pub type Mix = [Factor; FAMILIES];
+
 /// A monotonic clock reading in nanoseconds, taken when a frame was received.
 ///
 /// Carried from tick to order so that Execution can record tick-to-order latency; it is never
@@ -141,6 +151,8 @@ pub struct Signal {
     pub side: SignalSide,
     /// Confidence in [0, 1].
     pub confidence: Factor,
+    /// Each family's contribution to `score`.
+    pub mix: Mix,
     /// Receive time of the tick that produced it (ns since the epoch).
     pub ts_ns: u64,
     /// Sequence of the tick that produced it.
@@ -212,6 +224,8 @@ pub struct OrderIntent {
     pub client_id: u64,
     /// The ensemble score behind it (zero for manual orders).
     pub score: Factor,
+    /// The families' contributions to `score` (zeros for manual orders).
+    pub mix: Mix,
     /// Receive time of the triggering tick (ns since the epoch).
     pub ts_ns: u64,
     /// Monotonic stamp of the triggering tick.
@@ -252,6 +266,8 @@ pub struct Order {
     pub origin: Origin,
     /// Caller's id or 0.
     pub client_id: u64,
+    /// The families' contributions to the signal behind it (zeros unless `origin` is Alpha).
+    pub mix: Mix,
     /// Receive time of the triggering tick (ns since the epoch): the order's logical time.
     pub ts_ns: u64,
     /// Monotonic stamp of the triggering tick.

@@ -17,7 +17,7 @@ use fixed::types::I64F64;
 
 use crate::ids::InstrumentId;
 use crate::num::{Qty, SignedQty};
-use crate::records::{Factor, OrderIntent, Origin, Signal, SignalSide, Sizing, Tick, TickBody, Touch};
+use crate::records::{Factor, Mix, OrderIntent, Origin, Signal, SignalSide, Sizing, Tick, TickBody, Touch};
 
 /// The families of the ensemble, in the order of `alpha.weights`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum FamilyKind {
 
 impl FamilyKind {
     /// Number of families.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = crate::records::FAMILIES;
     /// All families.
     pub const ALL: [FamilyKind; 4] = [
         FamilyKind::Momentum,
@@ -540,7 +540,7 @@ impl Alpha {
         scores[FamilyKind::Momentum as usize] = inst.momentum.score();
         scores[FamilyKind::MeanRev as usize] = inst.mean_rev.score();
         scores[FamilyKind::Breakout as usize] = inst.breakout.score();
-        let Some(score) = ensemble(&self.params.weights, &scores) else {
+        let Some((score, mix)) = ensemble(&self.params.weights, &scores) else {
             return;
         };
         let side = if score > Factor::ZERO {
@@ -556,6 +556,7 @@ impl Alpha {
             score,
             side,
             confidence,
+            mix,
             ts_ns: tick.recv_ns,
             tick_seq: tick.seq,
             stamp: tick.stamp,
@@ -582,6 +583,7 @@ impl Alpha {
                 origin: Origin::Alpha,
                 client_id: 0,
                 score,
+                mix,
                 ts_ns: tick.recv_ns,
                 stamp: tick.stamp,
             }));
@@ -599,9 +601,9 @@ impl Alpha {
     }
 }
 
-/// The weighted mean of the scores that are present, or `None` if none is (or all present
-/// families have zero weight).
-pub fn ensemble(weights: &Weights, scores: &[Option<Factor>; FamilyKind::COUNT]) -> Option<Factor> {
+/// The weighted mean of the scores that are present and each family's contribution to it, or
+/// `None` if no score is present (or all present families have zero weight).
+pub fn ensemble(weights: &Weights, scores: &[Option<Factor>; FamilyKind::COUNT]) -> Option<(Factor, Mix)> {
     let mut num = I64F64::ZERO;
     let mut den = I64F64::ZERO;
     for (w, s) in weights.iter().zip(scores) {
@@ -614,7 +616,13 @@ pub fn ensemble(weights: &Weights, scores: &[Option<Factor>; FamilyKind::COUNT])
     if den <= I64F64::ZERO {
         return None;
     }
-    Some(Factor::from_num((num / den).clamp(I64F64::NEG_ONE, I64F64::ONE)))
+    let mut mix = [Factor::ZERO; FamilyKind::COUNT];
+    for ((m, w), s) in mix.iter_mut().zip(weights).zip(scores) {
+        if let Some(s) = s {
+            *m = Factor::from_num(I64F64::from_num(*w) * I64F64::from_num(*s) / den);
+        }
+    }
+    Some((Factor::from_num((num / den).clamp(I64F64::NEG_ONE, I64F64::ONE)), mix))
 }
 
 #[cfg(test)]
@@ -715,7 +723,11 @@ mod tests {
     fn ensemble_renormalises_over_present_families() {
         let w = params().weights;
         let half = Factor::from_num(0.5);
-        assert_eq!(ensemble(&w, &[Some(half), None, None, None]), Some(half));
+        let z = Factor::ZERO;
+        assert_eq!(
+            ensemble(&w, &[Some(half), None, None, None]),
+            Some((half, [half, z, z, z]))
+        );
         assert_eq!(ensemble(&w, &[None, None, None, Some(half)]), None);
         // Weights 0.5 and 0.25 are exact in binary: (0.5 - 0.25) / 0.75 = 1/3, truncated.
         let w = [
@@ -724,8 +736,13 @@ mod tests {
             Factor::from_num(0.25),
             Factor::ZERO,
         ];
-        let third = ensemble(&w, &[Some(Factor::ONE), Some(-Factor::ONE), None, None]).unwrap();
+        let (third, mix) = ensemble(&w, &[Some(Factor::ONE), Some(-Factor::ONE), None, None]).unwrap();
         assert!((third - Factor::from_num(1.0 / 3.0)).abs() <= Factor::DELTA, "{third}");
+        // Contributions: 0.5 / 0.75 = 2/3 and -0.25 / 0.75 = -1/3; they add up to the score.
+        assert!((mix[0] - Factor::from_num(2.0 / 3.0)).abs() <= Factor::DELTA);
+        assert!((mix[1] + Factor::from_num(1.0 / 3.0)).abs() <= Factor::DELTA);
+        assert_eq!(&mix[2..], &[z, z]);
+        assert!((mix[0] + mix[1] - third).abs() <= 2 * Factor::DELTA);
     }
     fn scores<F: Family>(family: &mut F, trades: &[(i64, i64)]) -> Vec<Option<Factor>> {
         trades
@@ -873,8 +890,9 @@ mod tests {
             r.on_tick(&trade(p, i as u64));
             b.on_tick(&trade(p, i as u64));
         }
-        let expected = ensemble(&params().weights, &[m.score(), r.score(), b.score(), None]).unwrap();
+        let (expected, mix) = ensemble(&params().weights, &[m.score(), r.score(), b.score(), None]).unwrap();
         assert_eq!(last.score, expected);
+        assert_eq!(last.mix, mix);
         // Breakout (+1) and mean reversion (-1: the only move, above a flat mean) both speak.
         assert_eq!(b.score(), Some(Factor::ONE));
         assert!(r.score().unwrap() < Factor::ZERO);

@@ -163,6 +163,7 @@ impl Risk {
             touch: intent.touch,
             origin: intent.origin,
             client_id: intent.client_id,
+            mix: intent.mix,
             ts_ns: intent.ts_ns,
             stamp: intent.stamp,
         })
@@ -252,6 +253,7 @@ mod tests {
             origin: Origin::Alpha,
             client_id: 0,
             score: Factor::ZERO,
+            mix: [Factor::ZERO; 4],
             ts_ns: 1,
             stamp: Stamp(1),
         }
