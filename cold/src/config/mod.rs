@@ -23,9 +23,9 @@ use std::path::Path;
 pub use cron::Cron;
 pub use maxx_hot::feed::binance::subscription::StreamKind;
 pub use model::{
-    AlertsConfig, AlphaConfig, BreakoutConfig, Config, ExecConfig, FeedConfig, FeedUrl, GrpcConfig, HotConfig,
-    HttpConfig, LogFormat, LogLevel, MarketDataConfig, MeanRevConfig, MomentumConfig, PaperConfig, RedisConfig,
-    RiskConfig, SimConfig, SymbolConfig, TelemetryConfig, Weights,
+    AlertsConfig, AlphaConfig, BreakoutConfig, Config, ExecConfig, FeedConfig, FeedUrl, GovernorConfig, GrpcConfig,
+    HotConfig, HttpConfig, LogFormat, LogLevel, MarketDataConfig, MeanRevConfig, MomentumConfig, PaperConfig,
+    RedisConfig, RiskConfig, SentimentConfig, SimConfig, SymbolConfig, TelemetryConfig, Weights,
 };
 
 /// Where `maxx run` looks for its config when no `--config` is given.
@@ -95,7 +95,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read file: {e}"),
         }])
     })?;
-    parse(&text)
+    let mut config = parse(&text)?;
+    config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+    Ok(config)
 }
 
 /// `maxx config check PATH`: the same as [`load`]; the CLI prints each problem and exits 1.

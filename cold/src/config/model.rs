@@ -51,6 +51,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `alerts`: where failure alerts are posted.
     pub alerts: AlertsConfig,
+    /// `governor`: the MetaGovernor's policy and state.
+    pub governor: GovernorConfig,
 }
 
 impl Config {
@@ -62,6 +64,17 @@ impl Config {
     pub fn instrument_index(&self) -> InstrumentIndex {
         InstrumentIndex::new(self.symbols.iter().map(SymbolConfig::index_entry))
             .expect("validated config has unique symbols and venue symbols")
+    }
+
+    /// Resolves relative file paths written in the config (`governor.state_file`) against
+    /// `dir`, the directory of the config file, so that a run's state lives next to its config
+    /// whatever the working directory.
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        if let Some(p) = &mut self.governor.state_file
+            && p.is_relative()
+        {
+            *p = dir.join(&*p);
+        }
     }
 
     /// The feeds that are switched on, in venue order.
@@ -102,6 +115,15 @@ pub struct AlphaConfig {
     pub mean_rev: MeanRevConfig,
     /// `breakout`: the breakout family's parameters.
     pub breakout: BreakoutConfig,
+    /// `sentiment`: the sentiment family's parameters.
+    pub sentiment: SentimentConfig,
+}
+
+/// `alpha.sentiment`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentimentConfig {
+    /// `half_life_sec`: an external score halves in this time; no opinion after 16 half-lives.
+    pub half_life: Duration,
 }
 
 /// `alpha.weights`: one weight per signal family, each in [0, 1], summing to exactly 1 as
@@ -298,9 +320,29 @@ pub struct RedisConfig {
     pub url: String,
 }
 
+/// `governor`: the MetaGovernor (re-weights `alpha.weights` at `alpha.reweight_cron`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GovernorConfig {
+    /// `seed`: RNG seed of the Thompson sampler; the same seed and rewards give the same steps.
+    pub seed: u64,
+    /// `max_step`: largest change of any one weight in one step, in (0, 1].
+    pub max_step: Factor,
+    /// `min_weight`: floor of every weight the governor moves, in [0, 0.25].
+    pub min_weight: Factor,
+    /// `fixed`: families whose weight the governor never changes, in family order.
+    pub fixed: [bool; 4],
+    /// `discount`: weight of past rewards per step, in (0, 1].
+    pub discount: Factor,
+    /// `state_file`: where weights and policy state persist across restarts, resolved against
+    /// the config file's directory when relative; `None` keeps nothing.
+    pub state_file: Option<PathBuf>,
+}
+
 /// `http`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpConfig {
+    /// `enabled`: serve the HTTP API.
+    pub enabled: bool,
     /// `bind`: listen address of the HTTP API.
     pub bind: SocketAddr,
     /// `token_file`: file holding the bearer token; `None` means env `MAXX_API_TOKEN` only.

@@ -14,6 +14,7 @@
 //!   the problems of another.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use maxx_hot::feed::binance::subscription::StreamKind;
 use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
@@ -71,6 +72,7 @@ pub(crate) fn config(w: &mut Walker, root: &Node) -> Option<Config> {
     let grpc = top.defaulted(w, "grpc", "{}", grpc);
     let telemetry = top.defaulted(w, "telemetry", "{}", telemetry);
     let alerts = top.defaulted(w, "alerts", "{}", alerts);
+    let governor = top.defaulted(w, "governor", "{}", governor);
     top.finish(w);
 
     cross_check(w, symbols.as_deref(), feeds.as_ref(), sim.as_ref());
@@ -99,6 +101,7 @@ pub(crate) fn config(w: &mut Walker, root: &Node) -> Option<Config> {
         grpc: grpc?,
         telemetry: telemetry?,
         alerts: alerts?,
+        governor: governor?,
     })
 }
 
@@ -224,6 +227,7 @@ fn alpha(w: &mut Walker, node: &Node, path: &str) -> Option<AlphaConfig> {
     let momentum = f.defaulted(w, "momentum", "{}", momentum);
     let mean_rev = f.defaulted(w, "mean_rev", "{}", mean_rev);
     let breakout = f.defaulted(w, "breakout", "{}", breakout);
+    let sentiment = f.defaulted(w, "sentiment", "{}", sentiment);
     if let (Some(entry), Some(exit)) = (entry, exit)
         && exit >= entry
     {
@@ -241,7 +245,20 @@ fn alpha(w: &mut Walker, node: &Node, path: &str) -> Option<AlphaConfig> {
         momentum: momentum?,
         mean_rev: mean_rev?,
         breakout: breakout?,
+        sentiment: sentiment?,
     })
+}
+
+/// Longest sentiment half-life: one week.
+const MAX_HALF_LIFE_SEC: u64 = 7 * 86_400;
+
+fn sentiment(w: &mut Walker, node: &Node, path: &str) -> Option<SentimentConfig> {
+    let mut f = Fields::open(w, node, path)?;
+    let half_life = f.defaulted(w, "half_life_sec", "900", |w, n, p| {
+        w.int(n, p, 1, MAX_HALF_LIFE_SEC).map(Duration::from_secs)
+    });
+    f.finish(w);
+    Some(SentimentConfig { half_life: half_life? })
 }
 
 fn weights(w: &mut Walker, node: &Node, path: &str) -> Option<Weights> {
@@ -765,12 +782,67 @@ fn redis(w: &mut Walker, node: &Node, path: &str) -> Option<RedisConfig> {
     })
 }
 
+fn governor(w: &mut Walker, node: &Node, path: &str) -> Option<GovernorConfig> {
+    let mut f = Fields::open(w, node, path)?;
+    let seed = f.defaulted(w, "seed", "1", |w, n, p| w.int(n, p, 0, u64::MAX));
+    let max_step = f.defaulted(w, "max_step", "0.05", |w, n, p| w.factor(n, p, Range::above_upto(0, 1)));
+    let min_weight = f.defaulted(w, "min_weight", "0.05", |w, n, p| {
+        w.decimal(n, p, Range::closed(0, 1)).and_then(|d| {
+            // A floor above 1/4 could not hold for four families at once.
+            if d.raw() > ONE / 4 {
+                w.report(p, format!("must be at most 0.25 (four families share 1), got {d}"));
+                None
+            } else {
+                to_factor(d)
+            }
+        })
+    });
+    let fixed = f.defaulted(w, "fixed", "[sentiment]", |w, n, p| {
+        let items = w.list(n, p)?;
+        let mut out = [false; 4];
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let ip = index(p, i);
+            match w.name(item, &ip, &Weights::KEYS, |name| {
+                Weights::KEYS.iter().position(|k| *k == name)
+            }) {
+                Some(k) if out[k] => {
+                    w.report(&ip, format!("duplicate family {}", Weights::KEYS[k]));
+                    ok = false;
+                }
+                Some(k) => out[k] = true,
+                None => ok = false,
+            }
+        }
+        if ok && out.iter().filter(|f| !**f).count() < 2 {
+            w.report(p, "leaves fewer than two families for the governor to move between");
+            ok = false;
+        }
+        ok.then_some(out)
+    });
+    let discount = f.defaulted(w, "discount", "0.9", |w, n, p| w.factor(n, p, Range::above_upto(0, 1)));
+    let state_file = f.defaulted(w, "state_file", "'maxx-state/governor.json'", |w, n, p| {
+        w.opt_path(n, p)
+    });
+    f.finish(w);
+    Some(GovernorConfig {
+        seed: seed?,
+        max_step: max_step?,
+        min_weight: min_weight?,
+        fixed: fixed?,
+        discount: discount?,
+        state_file: state_file?,
+    })
+}
+
 fn http(w: &mut Walker, node: &Node, path: &str) -> Option<HttpConfig> {
     let mut f = Fields::open(w, node, path)?;
+    let enabled = f.defaulted(w, "enabled", "true", flag);
     let bind = f.defaulted(w, "bind", "'127.0.0.1:8080'", addr);
     let token_file = f.defaulted(w, "token_file", "null", |w, n, p| w.opt_path(n, p));
     f.finish(w);
     Some(HttpConfig {
+        enabled: enabled?,
         bind: bind?,
         token_file: token_file?,
     })
