@@ -11,7 +11,7 @@ use maxx_hot::feed::binance::subscription::{StreamKind, connection, stream_names
 use maxx_hot::feed::ws::{Reconnect, UrlError, WsTarget};
 use maxx_hot::ids::{Venue, VenueSymbol};
 use maxx_hot::runtime::engine::EngineSpec;
-use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams};
+use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams};
 use maxx_hot::stage::risk::Limits;
 use maxx_hot::wiring::Capacities;
 
@@ -42,6 +42,10 @@ pub fn spec(config: &Config) -> EngineSpec {
                 volume_mult: a.breakout.volume_mult,
                 hold: a.breakout.hold,
             },
+            sentiment: SentimentParams {
+                // Validated to at most a week, far inside u64 nanoseconds.
+                half_life_ns: a.sentiment.half_life.as_nanos() as u64,
+            },
             order_qty: config.symbols.iter().map(|s| s.order_qty).collect(),
         },
         limits: config
@@ -51,6 +55,7 @@ pub fn spec(config: &Config) -> EngineSpec {
                 max_order_qty: s.max_order_qty,
                 max_order_notional: s.max_order_notional,
                 max_position: s.max_position,
+                lot_size: s.lot_size,
             })
             .collect(),
         kill: config.risk.kill_switch,

@@ -8,6 +8,7 @@
 //! state. The cold side talks to this crate only through rings.
 #![deny(missing_docs)]
 
+pub mod board;
 pub mod capture;
 pub mod clock;
 pub mod feed;
@@ -19,6 +20,7 @@ pub mod runtime;
 pub mod source;
 pub mod stage;
 pub mod stats;
+pub mod sync;
 pub mod topology;
 pub mod wait;
 pub mod wiring;

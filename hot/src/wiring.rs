@@ -7,7 +7,8 @@
 //! | `risk_exec` | `risk` → `exec` | [`Order`] | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
 //! | `exec_risk` | `exec` → `risk` | [`ExecReport`] | [`cap::EXEC_RISK`] | back-pressure: Execution takes an order only with room for all its reports; Risk drains reports first on every pass, so this cannot deadlock |
 //! | `risk_cmd` | cold → `risk` | [`RiskCommand`] | [`cap::COMMANDS`] | the cold caller gets its command back (crossbeam `ArrayQueue`, many producers) |
-//! | `alpha_cmd` | cold → `alpha` | [`AlphaInput`] weights | [`cap::COMMANDS`] | the cold caller gets its command back |
+//! | `alpha_cmd` | cold → `alpha` | [`AlphaInput`] weights, sentiment scores | [`cap::COMMANDS`] | the cold caller gets its command back |
+//! | `board` | `alpha` → any reader | latest [`Signal`] per instrument, weights in force ([`SignalBoard`]) | one seqlock slot per instrument, one for the weights | never full: each publish overwrites its slot; Alpha never waits, a reader that raced a write retries |
 //! | `tap_ticks[v]` | `md-<v>` → cold | [`Tick`] | [`cap::TAP_TICKS`] | dropped and counted (`tap_dropped`): market data is never worth stalling for |
 //! | `tap_signals` | `alpha` → cold | [`Signal`] | [`cap::TAP_SIGNALS`] | dropped and counted |
 //! | `tap_refusals` | `risk` → cold | [`Refusal`] | [`cap::TAP_REFUSALS`] | dropped and counted; per-reason counters stay exact |
@@ -22,6 +23,7 @@ use crossbeam::queue::ArrayQueue;
 use hdrhistogram::Histogram;
 use rtrb::{Consumer, Producer, RingBuffer};
 
+use crate::board::SignalBoard;
 use crate::ids::Venue;
 use crate::records::{ExecReport, Order, OrderIntent, Signal, Tick};
 use crate::stage::alpha::AlphaInput;
@@ -132,6 +134,8 @@ pub struct AlphaEnds {
     pub to_risk: Producer<OrderIntent>,
     /// Signal tap.
     pub tap: Producer<Signal>,
+    /// Latest signals and weights, for readers on any thread.
+    pub board: Arc<SignalBoard>,
 }
 
 /// The ends Risk owns.
@@ -187,6 +191,9 @@ pub struct ColdEnds {
     pub risk_cmd: Arc<ArrayQueue<RiskCommand>>,
     /// Commands to Alpha.
     pub alpha_cmd: Arc<ArrayQueue<AlphaInput>>,
+    /// Alpha's latest signal per instrument and the weights it applied (`GET /signal`,
+    /// confirming a reweight).
+    pub board: Arc<SignalBoard>,
 }
 
 /// All ring ends of one engine.
@@ -244,17 +251,19 @@ impl Default for Capacities {
     }
 }
 
-/// Creates every ring with the default capacities. All allocation happens here, at start.
+/// Creates every ring with the default capacities and a signal board without instrument slots:
+/// for exercising the rings alone. Engines are wired by [`wire_with`]. All allocation happens
+/// here, at start.
 pub fn wire(feeds: &[Venue]) -> Wiring {
-    wire_with(feeds, Capacities::default())
+    wire_with(feeds, 0, Capacities::default())
 }
 
-/// Creates every ring with these capacities.
+/// Creates every ring with these capacities, and the signal board with one slot per instrument.
 ///
 /// `exec_risk` and `tap_exec` are raised to at least
 /// [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER), below which Execution could
 /// never take an order.
-pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
+pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
     let min = crate::stage::exec::MAX_EVENTS_PER_ORDER;
     let mut feed_ends = Vec::new();
     let mut alpha_ticks = Vec::new();
@@ -293,6 +302,7 @@ pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
     let _ = hist_back_tx.push(Box::new(crate::stage::exec::latency_histogram()));
     let risk_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let alpha_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
+    let board = Arc::new(SignalBoard::new(instruments));
     Wiring {
         feeds: feed_ends,
         alpha: AlphaEnds {
@@ -300,6 +310,7 @@ pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
             commands: Arc::clone(&alpha_cmd),
             to_risk: alpha_to_risk,
             tap: signal_tap,
+            board: Arc::clone(&board),
         },
         risk: RiskEnds {
             intents: risk_intents,
@@ -326,6 +337,7 @@ pub fn wire_with(feeds: &[Venue], c: Capacities) -> Wiring {
             hist_back: hist_back_tx,
             risk_cmd,
             alpha_cmd,
+            board,
         },
     }
 }

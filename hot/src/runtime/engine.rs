@@ -1,9 +1,10 @@
 //! Assembles one engine: rings, stages and tasks, from plain, validated parameters.
 //!
 //! The cold side turns the validated config into an [`EngineSpec`]; this module wires every
-//! ring ([`crate::wiring::wire`]), builds each stage, and returns the tasks ready to be run on
-//! threads ([`super::spawn`]) or in lockstep ([`super::run_lockstep`]), plus the cold side's
-//! ring ends and the counters.
+//! ring and the signal board, sized to the instruments ([`crate::wiring::wire_with`]), builds
+//! each stage, and returns the tasks ready to be run on threads ([`super::spawn`]) or in
+//! lockstep ([`super::run_lockstep`]), plus the cold side's ring ends (board included) and the
+//! counters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +86,7 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
     gateway: G,
 ) -> Engine<S, D, G> {
     let venues: Vec<Venue> = feeds.iter().map(|f| f.venue).collect();
-    let wiring = wire_with(&venues, spec.capacities);
+    let wiring = wire_with(&venues, spec.index.len(), spec.capacities);
     let flags = Flags::new(feeds.len());
     let mut tasks = Vec::new();
     let mut feed_stats = Vec::new();

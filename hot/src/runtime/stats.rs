@@ -122,6 +122,10 @@ pub struct AlphaStats {
     pub intents: Counter,
     /// Commands applied.
     pub commands: Counter,
+    /// Sentiment scores received (applied, or ignored for an unknown instrument).
+    pub sentiment_inputs: Counter,
+    /// Weight commands applied (each also published to the signal board).
+    pub weight_updates: Counter,
     /// Signals not copied to the cold side because its tap was full.
     pub tap_dropped: Counter,
 }
@@ -137,6 +141,8 @@ pub struct RiskStats {
     pub nothing: Counter,
     /// 1 while the kill switch is engaged.
     pub killed: Counter,
+    /// The Kelly clip in force, as the raw bits of its `Factor` (`Factor::from_bits(v as i64)`).
+    pub kelly_clip: Counter,
     /// Refusals not copied to the cold side because its tap was full.
     pub tap_dropped: Counter,
     /// Position per instrument, raw 10^-8 units as two's complement.

@@ -432,8 +432,9 @@ pub struct AlphaTask {
 }
 
 impl AlphaTask {
-    /// An Alpha task.
+    /// An Alpha task; publishes Alpha's starting weights to the signal board.
     pub fn new(alpha: Alpha, ends: AlphaEnds, stats: Arc<AlphaStats>, flags: Arc<Flags>) -> Self {
+        ends.board.publish_weights(alpha.weights());
         Self {
             alpha,
             ends,
@@ -445,7 +446,8 @@ impl AlphaTask {
         }
     }
 
-    /// Handles at most one command and one tick.
+    /// Handles at most one command and one tick. Every signal goes to the tap and to the
+    /// signal board; applied weights are published to the board.
     #[inline]
     pub fn poll(&mut self) -> bool {
         if !flush(&mut self.pending, &mut self.ends.to_risk) {
@@ -455,6 +457,15 @@ impl AlphaTask {
         if let Some(cmd) = self.ends.commands.pop() {
             self.alpha.process(cmd, &mut |_| {});
             self.stats.commands.inc();
+            match cmd {
+                AlphaInput::Weights(_) => {
+                    self.stats.weight_updates.inc();
+                    // What Alpha now uses, which the cold side compares with what it sent.
+                    self.ends.board.publish_weights(self.alpha.weights());
+                }
+                AlphaInput::Sentiment { .. } => self.stats.sentiment_inputs.inc(),
+                AlphaInput::Tick(_) => {}
+            }
             busy = true;
         }
         let n = self.ends.ticks.len();
@@ -463,8 +474,9 @@ impl AlphaTask {
             let Ok(tick) = self.ends.ticks[i].pop() else { continue };
             self.next_input = (i + 1) % n;
             self.stats.ticks.inc();
-            let (tap, to_risk, stats, pending) = (
+            let (tap, board, to_risk, stats, pending) = (
                 &mut self.ends.tap,
+                &self.ends.board,
                 &mut self.ends.to_risk,
                 &self.stats,
                 &mut self.pending,
@@ -472,6 +484,7 @@ impl AlphaTask {
             self.alpha.process(AlphaInput::Tick(tick), &mut |out| match out {
                 AlphaOut::Signal(s) => {
                     stats.signals.inc();
+                    board.publish(&s);
                     if tap.push(s).is_err() {
                         stats.tap_dropped.inc();
                     }
@@ -518,6 +531,7 @@ pub struct RiskTask {
 impl RiskTask {
     /// A Risk task.
     pub fn new(risk: Risk, ends: RiskEnds, stats: Arc<RiskStats>, flags: Arc<Flags>) -> Self {
+        stats.kelly_clip.set(risk.kelly_clip().to_bits() as u64);
         Self {
             risk,
             ends,
@@ -540,6 +554,7 @@ impl RiskTask {
         if let Some(cmd) = self.ends.commands.pop() {
             self.risk.on_command(cmd);
             self.stats.killed.set(u64::from(self.risk.killed()));
+            self.stats.kelly_clip.set(self.risk.kelly_clip().to_bits() as u64);
             busy = true;
         }
         if !flush(&mut self.pending, &mut self.ends.to_exec) {

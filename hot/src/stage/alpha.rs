@@ -1,8 +1,10 @@
 //! Alpha: the signal ensemble. Ticks in; signals and order intents out.
 //!
-//! Each family (momentum, mean reversion and breakout today; sentiment arrives with the Alpha
-//! issue) implements [`Family`], does O(1) work per tick and allocates only at construction
-//! (the windowed families own fixed rings sized by their `window`). The ensemble score is the
+//! Each family (momentum, mean reversion, breakout and sentiment) implements [`Family`], does
+//! O(1) work per tick and allocates only at construction (the windowed families own fixed rings
+//! sized by their `window`). Sentiment is fed from outside: the cold side sends a score in
+//! [-1, 1] as [`AlphaInput::Sentiment`] between two ticks, and it decays over a half-life,
+//! evaluated at each following trade of its instrument. The ensemble score is the
 //! weighted mean of the families that currently have an opinion: a family that is warming up or
 //! not yet built is left out and the remaining weights are renormalised, so a single live family
 //! is not diluted by weights that belong to absent ones.
@@ -443,6 +445,150 @@ impl Family for Breakout {
     }
 }
 
+/// Sentiment parameters (`alpha.sentiment`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentimentParams {
+    /// Time in which an external score halves, in ns (> 0; 0 is taken as 1).
+    pub half_life_ns: u64,
+}
+
+/// Whole half-lives after which a sentiment score is forgotten: by then it has shrunk below
+/// 2⁻¹⁶ of itself.
+pub const SENTIMENT_LIFETIME: u64 = 16;
+
+/// 1.0 in unsigned Q63 fixed point (63 fraction bits), the format of [`decay`]'s internals.
+const ONE_Q63: u64 = 1 << 63;
+
+/// ln 2 in unsigned Q64, rounded to nearest.
+const LN2_Q64: u64 = 0xB172_17F7_D1CF_79AC;
+
+/// `2^(−j/16)` for j = 0..15 in Q63, rounded to nearest (computed with 200-bit arithmetic;
+/// `decay_table_holds_sixteenth_powers_of_one_half` re-derives them).
+const POW2_NEG_SIXTEENTHS_Q63: [u64; 16] = [
+    0x8000_0000_0000_0000,
+    0x7A92_BE8A_9243_6616,
+    0x7560_6373_EE92_1C97,
+    0x7066_6F76_154A_7089,
+    0x6BA2_7E65_6B4E_B57A,
+    0x6712_460A_8FC2_4072,
+    0x62B3_9508_AA83_6D6F,
+    0x5E84_51CF_AC06_1B5F,
+    0x5A82_7999_FCEF_3242,
+    0x56AC_1F75_2150_A563,
+    0x52FF_6B54_D8A8_9C75,
+    0x4F7A_9930_48D0_88D7,
+    0x4C1B_F828_C6DC_54B8,
+    0x48E1_E9B9_D588_E19B,
+    0x45CA_E0F1_F545_EB73,
+    0x42D5_61B3_E624_3D8A,
+];
+
+#[inline]
+fn mul_q63(a: u64, b: u64) -> u64 {
+    ((u128::from(a) * u128::from(b)) >> 63) as u64
+}
+
+/// `2^(−f)` in Q63 for a fraction `f = frac / 2⁶⁴` in [0, 1).
+///
+/// The top four bits of `f` pick `2^(−j/16)` from a table; the rest, `g < 1/16`, gives
+/// `2^(−g) = e^(−x)` with `x = g·ln 2 < 0.0434`, summed as the Taylor series to `x⁶/6!` in
+/// Horner form. The first omitted term is below `x⁷/7! < 6·10⁻¹⁴`; each of the eight rounded
+/// Q63 steps adds at most 2⁻⁶³.
+#[inline]
+fn pow2_neg_frac_q63(frac: u64) -> u64 {
+    let j = (frac >> 60) as usize;
+    let g = frac & ((1 << 60) - 1);
+    // Q64 × Q64 = Q128; shifting by 65 leaves Q63.
+    let x = ((u128::from(g) * u128::from(LN2_Q64)) >> 65) as u64;
+    // e^(−x) = 1 − x(1 − x/2(1 − x/3(1 − x/4(1 − x/5(1 − x/6))))); every partial value is in
+    // (0, 1], so nothing leaves Q63's range.
+    let mut t = ONE_Q63;
+    for n in (1..=6u64).rev() {
+        t = ONE_Q63 - mul_q63(x, t) / n;
+    }
+    mul_q63(POW2_NEG_SIXTEENTHS_Q63[j], t)
+}
+
+/// `score · 2^(−elapsed/half_life)`, or `None` once [`SENTIMENT_LIFETIME`] half-lives have
+/// passed. Integer and fixed-point only, so it is bit-identical everywhere.
+///
+/// Whole half-lives `k = elapsed / half_life` are a right shift; the remaining fraction
+/// `f = (elapsed mod half_life) / half_life` is taken to 64 bits, and `2^(−f)` is a table entry
+/// `2^(−j/16)` (the top four bits of `f`) times `e^(−x)` for the rest (`x < ln 2 / 16`), summed
+/// as a degree-6 Taylor series, all in 63-bit fixed point. The product is truncated toward zero
+/// to a `Factor`. Error against the exact value: below 2⁻³² (the final truncation) plus about
+/// 10⁻¹³ (the series' first omitted term is under 6·10⁻¹⁴), so under 2.4·10⁻¹⁰ absolute for
+/// |score| ≤ 1.
+pub fn decay(score: Factor, elapsed_ns: u64, half_life_ns: u64) -> Option<Factor> {
+    let h = half_life_ns.max(1);
+    let k = elapsed_ns / h;
+    if k >= SENTIMENT_LIFETIME {
+        return None;
+    }
+    let rem = elapsed_ns % h;
+    // rem < h, so the quotient is below 2⁶⁴.
+    let frac = ((u128::from(rem) << 64) / u128::from(h)) as u64;
+    let factor = pow2_neg_frac_q63(frac);
+    let bits = score.to_bits();
+    // |bits| ≤ 2⁶³ and factor ≤ 2⁶³: the product fits u128; truncating the magnitude rounds
+    // toward zero, the same for both signs.
+    let magnitude = (u128::from(bits.unsigned_abs()) * u128::from(factor)) >> (63 + k);
+    // Only `Factor::MIN` with no decay at all reaches 2⁶³; saturate it.
+    let magnitude = i64::try_from(magnitude).unwrap_or(i64::MAX);
+    Some(Factor::from_bits(if bits < 0 { -magnitude } else { magnitude }))
+}
+
+/// An external sentiment score that decays by half every `half_life`:
+/// `score(t) = s₀ · 2^(−(t − t₀) / half_life)`, with `s₀` the last score received (clamped to
+/// [-1, 1]), `t₀` its arrival time and `t` the receive time of the latest tick (a tick older
+/// than the score counts as `t = t₀`). No opinion before the first score, nor once
+/// [`SENTIMENT_LIFETIME`] (16) half-lives have passed since it arrived. A new score replaces
+/// the old one. See [`decay`] for the arithmetic and its error bound.
+#[derive(Clone, Copy, Debug)]
+pub struct Sentiment {
+    half_life_ns: u64,
+    /// The last score received and its arrival time (ns since the epoch), if any.
+    last: Option<(Factor, u64)>,
+    /// Receive time of the latest tick.
+    now_ns: u64,
+}
+
+impl Sentiment {
+    /// No score yet.
+    pub fn new(p: SentimentParams) -> Self {
+        Self {
+            half_life_ns: p.half_life_ns.max(1),
+            last: None,
+            now_ns: 0,
+        }
+    }
+
+    /// Takes a new score (clamped to [-1, 1]) that arrived at `ts_ns`.
+    #[inline]
+    pub fn set(&mut self, score: Factor, ts_ns: u64) {
+        self.last = Some((score.clamp(-Factor::ONE, Factor::ONE), ts_ns));
+    }
+
+    /// The decayed score at time `t_ns`.
+    #[inline]
+    pub fn score_at(&self, t_ns: u64) -> Option<Factor> {
+        let (s0, t0) = self.last?;
+        decay(s0, t_ns.saturating_sub(t0), self.half_life_ns)
+    }
+}
+
+impl Family for Sentiment {
+    #[inline]
+    fn on_tick(&mut self, tick: &Tick) {
+        self.now_ns = tick.recv_ns;
+    }
+
+    #[inline]
+    fn score(&self) -> Option<Factor> {
+        self.score_at(self.now_ns)
+    }
+}
+
 /// Validated Alpha parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlphaParams {
@@ -458,6 +604,8 @@ pub struct AlphaParams {
     pub mean_rev: MeanRevParams,
     /// Breakout parameters.
     pub breakout: BreakoutParams,
+    /// Sentiment parameters.
+    pub sentiment: SentimentParams,
     /// Full-signal target size per instrument, indexed by [`InstrumentId`].
     pub order_qty: Vec<Qty>,
 }
@@ -468,6 +616,7 @@ struct Instrument {
     momentum: Momentum,
     mean_rev: MeanRev,
     breakout: Breakout,
+    sentiment: Sentiment,
     touch: Touch,
     /// -1, 0 or +1: the direction of the current target.
     target: i8,
@@ -489,6 +638,16 @@ pub enum AlphaInput {
     Tick(Tick),
     /// New ensemble weights, applied between two ticks.
     Weights(Weights),
+    /// An external sentiment score for one instrument, applied between two ticks. It emits
+    /// nothing itself: the instrument's next trade produces a signal that includes it.
+    Sentiment {
+        /// Which instrument (an unknown id is ignored).
+        instrument: InstrumentId,
+        /// The score in [-1, 1] (validated by the cold side; clamped here too).
+        score: Factor,
+        /// Arrival time (ns since the epoch), on the same clock as the ticks' `recv_ns`.
+        ts_ns: u64,
+    },
 }
 
 /// The Alpha stage's state.
@@ -505,6 +664,7 @@ impl Alpha {
             momentum: Momentum::new(params.momentum),
             mean_rev: MeanRev::new(params.mean_rev),
             breakout: Breakout::new(params.breakout),
+            sentiment: Sentiment::new(params.sentiment),
             touch: Touch::default(),
             target: 0,
         };
@@ -518,6 +678,15 @@ impl Alpha {
         match input {
             AlphaInput::Tick(tick) => self.on_tick(&tick, out),
             AlphaInput::Weights(w) => self.params.weights = w,
+            AlphaInput::Sentiment {
+                instrument,
+                score,
+                ts_ns,
+            } => {
+                if let Some(inst) = self.instruments.get_mut(instrument.index()) {
+                    inst.sentiment.set(score, ts_ns);
+                }
+            }
         }
     }
 
@@ -536,10 +705,12 @@ impl Alpha {
         inst.momentum.on_tick(tick);
         inst.mean_rev.on_tick(tick);
         inst.breakout.on_tick(tick);
+        inst.sentiment.on_tick(tick);
         let mut scores = [None; FamilyKind::COUNT];
         scores[FamilyKind::Momentum as usize] = inst.momentum.score();
         scores[FamilyKind::MeanRev as usize] = inst.mean_rev.score();
         scores[FamilyKind::Breakout as usize] = inst.breakout.score();
+        scores[FamilyKind::Sentiment as usize] = inst.sentiment.score();
         let Some((score, mix)) = ensemble(&self.params.weights, &scores) else {
             return;
         };
@@ -677,6 +848,7 @@ mod tests {
                 volume_mult: Factor::ONE,
                 hold: 4,
             },
+            sentiment: SentimentParams { half_life_ns: 1_000 },
             order_qty: vec!["0.01".parse().unwrap()],
         }
     }
@@ -896,5 +1068,232 @@ mod tests {
         // Breakout (+1) and mean reversion (-1: the only move, above a flat mean) both speak.
         assert_eq!(b.score(), Some(Factor::ONE));
         assert!(r.score().unwrap() < Factor::ZERO);
+    }
+
+    #[test]
+    fn decay_table_holds_sixteenth_powers_of_one_half() {
+        for (j, &t) in POW2_NEG_SIXTEENTHS_Q63.iter().enumerate() {
+            let exact = 2f64.powf(-(j as f64) / 16.0);
+            assert!((t as f64 / ONE_Q63 as f64 - exact).abs() < 1e-15, "entry {j}");
+        }
+        // Independently of f64: each entry is the first one to the j-th power, and the first to
+        // the 16th is one half (a few Q63 ulps of rounding per multiplication).
+        let mut power = ONE_Q63;
+        for (j, &t) in POW2_NEG_SIXTEENTHS_Q63.iter().enumerate() {
+            assert!(power.abs_diff(t) <= 2 * j as u64, "entry {j}: {power:#x} vs {t:#x}");
+            power = mul_q63(power, POW2_NEG_SIXTEENTHS_Q63[1]);
+        }
+        assert!(power.abs_diff(ONE_Q63 / 2) <= 32, "{power:#x}");
+        assert!(LN2_Q64 as f64 / 2f64.powi(64) - std::f64::consts::LN_2 < 1e-16);
+    }
+
+    #[test]
+    fn sentiment_decay_matches_powers_of_two() {
+        let half_lives: [u64; 10] = [
+            1,
+            2,
+            3,
+            7,
+            1_000,
+            999_983,
+            1_000_000_000,
+            900_000_000_000,
+            604_800_000_000_000,
+            1 << 59,
+        ];
+        let scores = [1.0, -1.0, 0.37, -0.8125, 1e-6];
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut checked, mut worst) = (0, 0f64);
+        for &h in &half_lives {
+            let edges = [0, 1, h / 2, h - 1, h, h + 1, 3 * h + h / 3, 16 * h - 1];
+            let random = (0..400).map(|_| next() % (16 * h));
+            for dt in edges.into_iter().chain(random) {
+                for &s0 in &scores {
+                    let got = decay(Factor::from_num(s0), dt, h).expect("within 16 half-lives");
+                    let s0 = Factor::from_num(s0).to_num::<f64>();
+                    let exact = s0 * 2f64.powf(-(dt as f64 / h as f64));
+                    let err = (got.to_num::<f64>() - exact).abs();
+                    assert!(err <= 1e-8, "h {h} dt {dt} s0 {s0}: {got} vs {exact}");
+                    worst = worst.max(err);
+                    checked += 1;
+                }
+            }
+            assert_eq!(
+                decay(Factor::ONE, 16 * h, h),
+                None,
+                "h {h}: forgotten after 16 half-lives"
+            );
+            assert_eq!(decay(Factor::ONE, u64::MAX, h), None);
+        }
+        // The documented bound: one Factor ulp (2⁻³²) plus the series and rounding (~1e-13).
+        assert!(worst < 2.4e-10, "worst error {worst}");
+        assert!(checked > 20_000);
+        // Whole half-lives are exact shifts.
+        let half = Factor::from_num(0.5);
+        assert_eq!(decay(half, 0, 10), Some(half));
+        assert_eq!(decay(half, 10, 10), Some(Factor::from_num(0.25)));
+        assert_eq!(decay(-half, 30, 10), Some(Factor::from_num(-0.0625)));
+        assert_eq!(decay(Factor::ZERO, 5, 10), Some(Factor::ZERO));
+    }
+
+    #[test]
+    fn sentiment_has_an_opinion_only_between_a_score_and_sixteen_half_lives() {
+        let mut s = Sentiment::new(SentimentParams { half_life_ns: 100 });
+        assert_eq!(s.score(), None, "no score yet");
+        s.on_tick(&trade(1, 5_000));
+        assert_eq!(s.score(), None, "ticks alone give no opinion");
+        s.set(Factor::from_num(0.5), 10_000);
+        // The last tick is older than the score: it counts as the score's own time.
+        assert_eq!(s.score(), Some(Factor::from_num(0.5)));
+        s.on_tick(&trade(1, 10_100));
+        assert_eq!(s.score(), Some(Factor::from_num(0.25)));
+        s.on_tick(&trade(1, 10_000 + 16 * 100 - 1));
+        // Just short of 16 half-lives: 0.5 · 2^(−15.99), above 0.5 · 2⁻¹⁶.
+        let (lo, hi) = (Factor::from_num(0.5 / 65_536.0), Factor::from_num(0.5 / 32_768.0));
+        assert!(s.score().is_some_and(|x| x > lo && x < hi), "{:?}", s.score());
+        s.on_tick(&trade(1, 10_000 + 16 * 100));
+        assert_eq!(s.score(), None, "forgotten after 16 half-lives");
+        // A new score replaces the old one; out-of-range scores are clamped.
+        s.set(Factor::from_num(3), 11_600);
+        assert_eq!(s.score(), Some(Factor::ONE));
+        s.set(Factor::from_num(-7), 11_600);
+        assert_eq!(s.score(), Some(-Factor::ONE));
+    }
+
+    fn signals(out: &[AlphaOut]) -> Vec<Signal> {
+        out.iter()
+            .filter_map(|o| match o {
+                AlphaOut::Signal(s) => Some(*s),
+                AlphaOut::Intent(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sentiment_score_enters_the_next_signal_as_the_ensemble_says() {
+        let mut p = params();
+        p.weights = [Factor::from_num(0.25); FamilyKind::COUNT];
+        let h = p.sentiment.half_life_ns;
+        let prices = [100, 100, 100, 100, 100, 101];
+        let mut alpha = Alpha::new(p.clone());
+        let mut out = Vec::new();
+        for (i, price) in prices.into_iter().enumerate() {
+            alpha.process(AlphaInput::Tick(trade(price, i as u64)), &mut |o| out.push(o));
+        }
+        let before = *signals(&out).last().unwrap();
+        assert_eq!(before.mix[FamilyKind::Sentiment as usize], Factor::ZERO);
+        // The score arrives at t = 10; it emits nothing by itself.
+        let (s0, t0) = (Factor::from_num(-0.8), 10);
+        out.clear();
+        alpha.process(
+            AlphaInput::Sentiment {
+                instrument: InstrumentId(0),
+                score: s0,
+                ts_ns: t0,
+            },
+            &mut |o| out.push(o),
+        );
+        assert!(out.is_empty());
+        // A later ingest for an unknown instrument is ignored.
+        alpha.process(
+            AlphaInput::Sentiment {
+                instrument: InstrumentId(7),
+                score: Factor::ONE,
+                ts_ns: t0,
+            },
+            &mut |o| out.push(o),
+        );
+        // The next trade, half a half-life later, carries the decayed score in its ensemble.
+        let t = t0 + h / 2;
+        alpha.process(AlphaInput::Tick(trade(101, t)), &mut |o| out.push(o));
+        let last = *signals(&out).last().unwrap();
+        let (mut m, mut r, mut b) = (
+            Momentum::new(p.momentum),
+            MeanRev::new(p.mean_rev),
+            Breakout::new(p.breakout),
+        );
+        for (i, price) in prices.into_iter().enumerate() {
+            for f in [&mut m as &mut dyn Family, &mut r, &mut b] {
+                f.on_tick(&trade(price, i as u64));
+            }
+        }
+        for f in [&mut m as &mut dyn Family, &mut r, &mut b] {
+            f.on_tick(&trade(101, t));
+        }
+        let sentiment = decay(s0, t - t0, h).unwrap();
+        assert!((sentiment.to_num::<f64>() + 0.8 * 0.5f64.sqrt()).abs() < 1e-9);
+        let (score, mix) = ensemble(&p.weights, &[m.score(), r.score(), b.score(), Some(sentiment)]).unwrap();
+        assert_eq!((last.score, last.mix), (score, mix));
+        let s = FamilyKind::Sentiment as usize;
+        // Four equal weights, all present: sentiment contributes a quarter of its score.
+        assert!((mix[s] - sentiment / 4).abs() <= Factor::DELTA, "{}", mix[s]);
+        let without = ensemble(&p.weights, &[m.score(), r.score(), b.score(), None])
+            .unwrap()
+            .0;
+        assert!(last.score < without, "a negative sentiment pulls the score down");
+    }
+
+    #[test]
+    fn sentiment_with_zero_weight_changes_no_score() {
+        // params() gives sentiment weight 0, the shipped default.
+        let run = |with_sentiment: bool| {
+            let mut alpha = Alpha::new(params());
+            let mut out = Vec::new();
+            for (i, price) in [100, 100, 100, 100, 100, 101, 102, 101].into_iter().enumerate() {
+                if with_sentiment && i == 3 {
+                    alpha.process(
+                        AlphaInput::Sentiment {
+                            instrument: InstrumentId(0),
+                            score: Factor::ONE,
+                            ts_ns: 3,
+                        },
+                        &mut |o| out.push(o),
+                    );
+                }
+                alpha.process(AlphaInput::Tick(trade(price, i as u64)), &mut |o| out.push(o));
+            }
+            out
+        };
+        let (plain, with) = (run(false), run(true));
+        assert!(!signals(&plain).is_empty());
+        assert_eq!(plain, with, "same signals, mixes and intents");
+        assert!(
+            signals(&with)
+                .iter()
+                .all(|s| s.mix[FamilyKind::Sentiment as usize] == Factor::ZERO)
+        );
+    }
+
+    #[test]
+    fn sentiment_alone_speaks_on_the_next_trade() {
+        let mut p = params();
+        p.weights = [Factor::ZERO, Factor::ZERO, Factor::ZERO, Factor::ONE];
+        let mut alpha = Alpha::new(p);
+        let mut out = Vec::new();
+        alpha.process(AlphaInput::Tick(trade(100, 1)), &mut |o| out.push(o));
+        assert!(out.is_empty(), "no family has an opinion yet");
+        alpha.process(
+            AlphaInput::Sentiment {
+                instrument: InstrumentId(0),
+                score: Factor::from_num(0.75),
+                ts_ns: 2,
+            },
+            &mut |o| out.push(o),
+        );
+        assert!(out.is_empty());
+        alpha.process(AlphaInput::Tick(trade(100, 2)), &mut |o| out.push(o));
+        let s = signals(&out);
+        assert_eq!(s.len(), 1);
+        let three_quarters = Factor::from_num(0.75);
+        assert_eq!((s[0].score, s[0].side), (three_quarters, SignalSide::Buy));
+        assert_eq!(s[0].mix, [Factor::ZERO, Factor::ZERO, Factor::ZERO, three_quarters]);
+        // 0.75 ≥ entry 0.5: a buy target.
+        assert!(out.iter().any(|o| matches!(o, AlphaOut::Intent(_))));
     }
 }

@@ -8,9 +8,14 @@
 //! Checks in this first version: kill switch, max order quantity, max order notional and max
 //! position per symbol (position plus open orders on the same side). The RiskSentinel issue adds
 //! the remaining market-access controls behind the same `check`.
+//!
+//! The Kelly clip (set by the governor through [`RiskCommand::KellyClip`], 1 by default and 0.25
+//! after an intraday drawdown above 5 %) scales every target Alpha asks for before it is
+//! resolved: the target becomes `target × clip`, rounded toward zero to a whole number of the
+//! instrument's lots. Manual and Risk-originated orders are never scaled.
 
 use crate::num::{Money, Qty, SignedQty, notional};
-use crate::records::{ExecReport, Order, OrderId, OrderIntent, OrderKind, RejectReason, Side, Sizing};
+use crate::records::{ExecReport, Factor, Order, OrderId, OrderIntent, OrderKind, Origin, RejectReason, Side, Sizing};
 
 /// Limits of one instrument (`symbols[*]` in config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +26,9 @@ pub struct Limits {
     pub max_order_notional: Money,
     /// Largest absolute position, counting open orders that would add to it.
     pub max_position: Qty,
+    /// Quantity increment (`symbols[*].lot_size`): Kelly-clipped targets are rounded toward
+    /// zero to a multiple of it; zero disables the rounding.
+    pub lot_size: Qty,
 }
 
 /// A command from the cold side.
@@ -30,6 +38,9 @@ pub enum RiskCommand {
     Kill,
     /// Lift the kill switch.
     Resume,
+    /// Scale Alpha's targets by this fraction, in (0, 1]; any other value is ignored (the cold
+    /// side validates it first).
+    KellyClip(Factor),
 }
 
 /// What Risk decided about an intent.
@@ -76,6 +87,7 @@ pub struct Risk {
     limits: Vec<Limits>,
     exposure: Vec<Exposure>,
     kill: bool,
+    kelly_clip: Factor,
     next_order_id: u64,
 }
 
@@ -87,6 +99,7 @@ impl Risk {
             limits,
             exposure,
             kill,
+            kelly_clip: Factor::ONE,
             next_order_id: 1,
         }
     }
@@ -106,7 +119,11 @@ impl Risk {
         let (side, qty) = match intent.sizing {
             Sizing::Delta(side, qty) => (side, qty),
             Sizing::Target(target) => {
-                let delta = i128::from(target.raw()) - exp.net();
+                let target = match intent.origin {
+                    Origin::Alpha => clip_target(target, self.kelly_clip, limits.lot_size),
+                    Origin::Manual | Origin::Risk => i128::from(target.raw()),
+                };
+                let delta = target - exp.net();
                 if delta == 0 {
                     return Decision::Nothing;
                 }
@@ -202,7 +219,20 @@ impl Risk {
 
     /// Applies an operator command.
     pub fn on_command(&mut self, cmd: RiskCommand) {
-        self.kill = matches!(cmd, RiskCommand::Kill);
+        match cmd {
+            RiskCommand::Kill => self.kill = true,
+            RiskCommand::Resume => self.kill = false,
+            RiskCommand::KellyClip(clip) => {
+                if clip > Factor::ZERO && clip <= Factor::ONE {
+                    self.kelly_clip = clip;
+                }
+            }
+        }
+    }
+
+    /// The Kelly clip in force, in (0, 1].
+    pub fn kelly_clip(&self) -> Factor {
+        self.kelly_clip
     }
 
     /// Whether the kill switch is engaged.
@@ -221,6 +251,18 @@ impl Risk {
     }
 }
 
+/// `target × clip` in raw units, truncated toward zero, then toward zero to a multiple of
+/// `lot` (when `lot` is not zero). With `clip = 1` a target that is a whole number of lots comes
+/// back unchanged.
+#[inline]
+fn clip_target(target: SignedQty, clip: Factor, lot: Qty) -> i128 {
+    // |raw| < 2⁶³ and clip's bits ≤ 2³²: the product fits i128; `/` truncates toward zero.
+    let scaled = i128::from(target.raw()) * i128::from(clip.to_bits()) / (1i128 << 32);
+    let lot = i128::from(lot.raw());
+    // `%` keeps the dividend's sign, so subtracting it also moves toward zero.
+    if lot > 0 { scaled - scaled % lot } else { scaled }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +276,7 @@ mod tests {
                 max_order_qty: "0.05".parse().unwrap(),
                 max_order_notional: "5000".parse().unwrap(),
                 max_position: "0.1".parse().unwrap(),
+                lot_size: "0.00001".parse().unwrap(),
             }],
             false,
         )
@@ -349,5 +392,84 @@ mod tests {
         let mut unknown = target("0.01");
         unknown.instrument = InstrumentId(9);
         assert_eq!(reason(r.check(&unknown)), Some(RejectReason::NotListed));
+    }
+
+    fn approved(d: Decision) -> Order {
+        match d {
+            Decision::Approved(o) => o,
+            other => panic!("expected an order, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kelly_clip_scales_alpha_targets_to_whole_lots() {
+        let mut r = risk();
+        assert_eq!(r.kelly_clip(), Factor::ONE);
+        r.on_command(RiskCommand::KellyClip(Factor::from_num(0.25)));
+        assert_eq!(r.kelly_clip(), Factor::from_num(0.25));
+        // 0.01 × 0.25 = 0.0025: 250 lots of 0.00001.
+        let o = approved(r.check(&target("0.01")));
+        assert_eq!((o.side, o.qty.to_string()), (Side::Buy, "0.0025".into()));
+        r.on_report(&fill(&o));
+        // Same target again: already met at the clipped size.
+        assert_eq!(r.check(&target("0.01")), Decision::Nothing);
+        // Back to 1: the full target, so the rest is bought.
+        r.on_command(RiskCommand::KellyClip(Factor::ONE));
+        let o = approved(r.check(&target("0.01")));
+        assert_eq!((o.side, o.qty.to_string()), (Side::Buy, "0.0075".into()));
+        r.on_report(&fill(&o));
+        assert_eq!(r.exposure()[0].position.to_string(), "0.01");
+        // Flat is flat at any clip.
+        r.on_command(RiskCommand::KellyClip(Factor::from_num(0.25)));
+        let o = approved(r.check(&target("0")));
+        assert_eq!((o.side, o.qty.to_string()), (Side::Sell, "0.01".into()));
+    }
+
+    #[test]
+    fn kelly_clip_rounds_toward_zero_on_an_odd_lot() {
+        let mut r = risk();
+        r.limits[0].lot_size = "0.0003".parse().unwrap();
+        r.on_command(RiskCommand::KellyClip(Factor::from_num(0.25)));
+        // 0.0025 is 8.33 lots of 0.0003: 8 lots, 0.0024, on both sides.
+        let o = approved(r.check(&target("0.01")));
+        assert_eq!((o.side, o.qty.to_string()), (Side::Buy, "0.0024".into()));
+        r.on_report(&ExecReport::Reject {
+            order_id: o.id,
+            instrument: o.instrument,
+            side: o.side,
+            qty: o.qty,
+            reason: RejectReason::VenueReject,
+        });
+        let o = approved(r.check(&target("-0.01")));
+        assert_eq!((o.side, o.qty.to_string()), (Side::Sell, "0.0024".into()));
+        // A clip that leaves less than a lot targets flat.
+        let mut r = risk();
+        r.limits[0].lot_size = "0.01".parse().unwrap();
+        r.on_command(RiskCommand::KellyClip(Factor::from_num(0.5)));
+        assert_eq!(r.check(&target("0.01")), Decision::Nothing);
+    }
+
+    #[test]
+    fn kelly_clip_leaves_manual_orders_alone_and_ignores_bad_values() {
+        let mut r = risk();
+        r.on_command(RiskCommand::KellyClip(Factor::from_num(0.25)));
+        for bad in [Factor::ZERO, -Factor::from_num(0.5), Factor::from_num(1.5)] {
+            r.on_command(RiskCommand::KellyClip(bad));
+            assert_eq!(r.kelly_clip(), Factor::from_num(0.25), "{bad} ignored");
+        }
+        let o = approved(r.check(&intent(Sizing::Delta(Side::Buy, "0.01".parse().unwrap()))));
+        assert_eq!(o.qty.to_string(), "0.01", "manual deltas are not scaled");
+        let mut manual_target = target("0.03");
+        manual_target.origin = Origin::Manual;
+        let o = approved(r.check(&manual_target));
+        assert_eq!(
+            o.qty.to_string(),
+            "0.02",
+            "nor are manual targets: 0.03 less the open 0.01"
+        );
+        // The kill switch and the clip are independent.
+        r.on_command(RiskCommand::Kill);
+        r.on_command(RiskCommand::Resume);
+        assert_eq!(r.kelly_clip(), Factor::from_num(0.25));
     }
 }

@@ -13,7 +13,7 @@ use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
 use maxx_hot::records::{Factor, Stamp};
 use maxx_hot::runtime::engine::EngineSpec;
 use maxx_hot::source::{FrameSource, Next};
-use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams};
+use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams};
 use maxx_hot::stage::risk::Limits;
 use maxx_hot::wiring::Capacities;
 
@@ -129,12 +129,16 @@ pub fn spec(capacities: Capacities) -> EngineSpec {
                 volume_mult: Factor::ONE,
                 hold: 10,
             },
+            sentiment: SentimentParams {
+                half_life_ns: 900_000_000_000,
+            },
             order_qty: vec!["0.01".parse().unwrap()],
         },
         limits: vec![Limits {
             max_order_qty: "0.05".parse().unwrap(),
             max_order_notional: "5000".parse().unwrap(),
             max_position: "0.1".parse().unwrap(),
+            lot_size: "0.00001".parse().unwrap(),
         }],
         kill: false,
         histogram_every: Duration::from_millis(10),

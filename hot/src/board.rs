@@ -1,0 +1,394 @@
+//! The signal board: the latest [`Signal`] of every instrument and the ensemble weights in
+//! force, published by the Alpha thread for any other thread to read (`GET /signal/{symbol}`,
+//! the governor confirming that new weights were applied).
+//!
+//! Each value sits in a seqlock slot made of atomics only, no `unsafe`: a sequence number and the
+//! record encoded as `u64` words. The single writer makes the sequence odd, stores the words and
+//! makes it even again; a reader loads the sequence, the words, and the sequence again, and
+//! retries if the two differ or are odd (a write was in progress). The writer never waits for a
+//! reader and never fails: a publish is a dozen plain stores on x86, so Alpha pays almost nothing
+//! and the cold side can never hold it up. A reader may retry while Alpha is writing that one
+//! slot, which takes nanoseconds.
+//!
+//! Slots are cache-line padded, so a reader polling one instrument does not slow the writer's
+//! stores to another. Every atomic goes through [`crate::sync`], so the protocol is
+//! model-checked with loom (see the tests).
+
+use crossbeam::utils::CachePadded;
+
+use crate::ids::InstrumentId;
+use crate::records::{FAMILIES, Factor, Mix, Signal, SignalSide, Stamp};
+use crate::stage::alpha::Weights;
+use crate::sync::{AtomicU64, Ordering, fence, spin_hint};
+
+/// Words of an encoded [`Signal`]: instrument and side, score, confidence, the mix, and the
+/// three times.
+const SIGNAL_WORDS: usize = 5 + FAMILIES + 1;
+
+/// One seqlock: a sequence number and `N` words. Written by one thread at a time, read by any.
+///
+/// The sequence is 0 until the first write and even between writes (it counts two per write,
+/// and 2⁶³ writes are out of reach), so 0 means "never written".
+struct Slot<const N: usize> {
+    seq: AtomicU64,
+    words: [AtomicU64; N],
+}
+
+impl<const N: usize> Slot<N> {
+    fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Stores `data`. Callers guarantee a single writer (or writers ordered by happens-before,
+    /// such as the thread that built the task and the thread it was moved to).
+    #[inline]
+    fn write(&self, data: &[u64; N]) {
+        // Relaxed: the odd value need not publish anything; the fence below orders it before
+        // the word stores. A read-modify-write rather than a load and a store (equivalent with
+        // one writer) because loom 0.7 stops exploring a thread whose first access to an atomic
+        // is a plain load (tokio-rs/loom#392), which would hide the very interleavings the model
+        // test is for. Uncontended, it costs the writer one locked instruction per publish.
+        let s = self.seq.fetch_add(1, Ordering::Relaxed);
+        // Release fence: pairs with the reader's `fence(Acquire)` in `read`. A reader whose
+        // relaxed word load sees any store below synchronises with this fence, so the odd
+        // `seq` store above happens-before its re-check of `seq`, which then sees the odd value
+        // (or a later one) and retries: a half-written record is never accepted.
+        fence(Ordering::Release);
+        for (word, value) in self.words.iter().zip(data) {
+            // Relaxed: ordered by the fence above and the Release store below.
+            word.store(*value, Ordering::Relaxed);
+        }
+        // Release: pairs with the reader's first `seq.load(Acquire)`. A reader that sees this
+        // even value also sees every word stored above (or later ones, which its re-check
+        // catches).
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The last complete write, or `None` if there was none.
+    #[inline]
+    fn read(&self) -> Option<[u64; N]> {
+        loop {
+            // Acquire: pairs with the writer's closing Release store, so the words loaded next
+            // are at least those of the write that made `seq` even.
+            let before = self.seq.load(Ordering::Acquire);
+            if before == 0 {
+                return None;
+            }
+            if before & 1 == 1 {
+                spin_hint();
+                continue;
+            }
+            // Relaxed: ordered after the Acquire load above and before the fence below.
+            let data = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+            // Acquire fence: pairs with the writer's `fence(Release)` in `write` (see there): if
+            // any word came from a newer write, the re-check below sees that write's odd value.
+            fence(Ordering::Acquire);
+            // Relaxed: ordered after the word loads by the fence above.
+            let after = self.seq.load(Ordering::Relaxed);
+            if after == before {
+                return Some(data);
+            }
+            spin_hint();
+        }
+    }
+}
+
+/// The latest signal per instrument and the weights in force; see the module doc.
+///
+/// Alpha is the only writer ([`publish`](Self::publish), [`publish_weights`](Self::publish_weights));
+/// any thread may read, without locks and without ever delaying the writer.
+pub struct SignalBoard {
+    signals: Box<[CachePadded<Slot<SIGNAL_WORDS>>]>,
+    weights: CachePadded<Slot<FAMILIES>>,
+    weights_version: CachePadded<AtomicU64>,
+}
+
+impl std::fmt::Debug for SignalBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalBoard")
+            .field("instruments", &self.signals.len())
+            .field("weights_version", &self.weights_version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignalBoard {
+    /// A board with one empty slot per instrument. Allocates; call while wiring.
+    pub fn new(instruments: usize) -> Self {
+        Self {
+            signals: (0..instruments).map(|_| CachePadded::new(Slot::new())).collect(),
+            weights: CachePadded::new(Slot::new()),
+            weights_version: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Number of instrument slots.
+    pub fn instruments(&self) -> usize {
+        self.signals.len()
+    }
+
+    /// Replaces the instrument's signal. Single writer (the Alpha thread); an instrument
+    /// outside the board is ignored. No allocation, never waits.
+    #[inline]
+    pub fn publish(&self, signal: &Signal) {
+        if let Some(slot) = self.signals.get(signal.instrument.index()) {
+            slot.write(&encode(signal));
+        }
+    }
+
+    /// The instrument's latest signal: `None` before the first publish and for an id outside
+    /// the board.
+    pub fn read(&self, id: InstrumentId) -> Option<Signal> {
+        self.signals.get(id.index())?.read().map(|w| decode(&w))
+    }
+
+    /// Records the weights Alpha now uses, then counts the publication in
+    /// [`weights_version`](Self::weights_version). Single writer (Alpha). No allocation.
+    #[inline]
+    pub fn publish_weights(&self, weights: &Weights) {
+        self.weights.write(&weights.map(|w| w.to_bits() as u64));
+        // Release: pairs with the Acquire load in `weights_version`, so a reader that sees the
+        // new count and then calls `weights` gets these weights (or later ones).
+        self.weights_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The weights in force: all zero until Alpha first publishes them (when its task is built).
+    pub fn weights(&self) -> Weights {
+        self.weights
+            .read()
+            .map_or([Factor::ZERO; FAMILIES], |w| w.map(|b| Factor::from_bits(b as i64)))
+    }
+
+    /// How many times weights were published: 1 once Alpha's task is built, plus one per
+    /// applied weights command. The cold side reads it before sending weights and waits for it
+    /// to move to know the hot thread applied them.
+    pub fn weights_version(&self) -> u64 {
+        // Acquire: pairs with the Release store in `publish_weights`.
+        self.weights_version.load(Ordering::Acquire)
+    }
+}
+
+fn side_code(side: SignalSide) -> u64 {
+    match side {
+        SignalSide::Buy => 0,
+        SignalSide::Sell => 1,
+        SignalSide::Flat => 2,
+    }
+}
+
+fn encode(s: &Signal) -> [u64; SIGNAL_WORDS] {
+    let mut w = [0u64; SIGNAL_WORDS];
+    w[0] = u64::from(s.instrument.0) | side_code(s.side) << 16;
+    w[1] = s.score.to_bits() as u64;
+    w[2] = s.confidence.to_bits() as u64;
+    for (word, m) in w[3..3 + FAMILIES].iter_mut().zip(s.mix) {
+        *word = m.to_bits() as u64;
+    }
+    w[3 + FAMILIES] = s.ts_ns;
+    w[4 + FAMILIES] = s.tick_seq;
+    w[5 + FAMILIES] = s.stamp.0;
+    w
+}
+
+fn decode(w: &[u64; SIGNAL_WORDS]) -> Signal {
+    let factor = |b: u64| Factor::from_bits(b as i64);
+    let mut mix: Mix = [Factor::ZERO; FAMILIES];
+    for (m, b) in mix.iter_mut().zip(&w[3..3 + FAMILIES]) {
+        *m = factor(*b);
+    }
+    Signal {
+        instrument: InstrumentId(w[0] as u16),
+        side: match (w[0] >> 16) & 0xff {
+            0 => SignalSide::Buy,
+            1 => SignalSide::Sell,
+            // Only `encode` writes this word, and a consistent read returns what it wrote.
+            _ => SignalSide::Flat,
+        },
+        score: factor(w[1]),
+        confidence: factor(w[2]),
+        mix,
+        ts_ns: w[3 + FAMILIES],
+        tick_seq: w[4 + FAMILIES],
+        stamp: Stamp(w[5 + FAMILIES]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signal whose every field is derived from `c`, so a torn read shows as a mismatch.
+    fn signal(instrument: u16, c: u64) -> Signal {
+        let bits = |k: u64| Factor::from_bits((c.wrapping_mul(k) as i64) >> 8);
+        Signal {
+            instrument: InstrumentId(instrument),
+            score: bits(0x9E37_79B9),
+            side: [SignalSide::Buy, SignalSide::Sell, SignalSide::Flat][(c % 3) as usize],
+            confidence: Factor::from_bits(c as i64),
+            mix: [bits(3), -bits(5), bits(7), -bits(11)],
+            ts_ns: c,
+            tick_seq: c.wrapping_mul(31),
+            stamp: Stamp(c ^ 0x5555_5555_5555_5555),
+        }
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn signals_and_weights_round_trip_exactly() {
+        let board = SignalBoard::new(3);
+        assert_eq!(board.read(InstrumentId(1)), None, "nothing before the first publish");
+        assert_eq!(board.read(InstrumentId(3)), None, "outside the board");
+        for c in [0, 1, 2, 12_345, u64::MAX] {
+            let s = signal(1, c);
+            board.publish(&s);
+            assert_eq!(board.read(InstrumentId(1)), Some(s));
+        }
+        let extreme = Signal {
+            score: -Factor::ONE,
+            confidence: Factor::ONE,
+            mix: [Factor::MIN, Factor::MAX, Factor::DELTA, -Factor::DELTA],
+            ..signal(2, 7)
+        };
+        board.publish(&extreme);
+        assert_eq!(board.read(InstrumentId(2)), Some(extreme));
+        assert_eq!(board.read(InstrumentId(0)), None, "other slots untouched");
+        // A signal for an instrument outside the board is ignored.
+        board.publish(&signal(9, 1));
+        assert_eq!(board.instruments(), 3);
+
+        assert_eq!(
+            (board.weights(), board.weights_version()),
+            ([Factor::ZERO; FAMILIES], 0)
+        );
+        let w = [
+            Factor::from_num(0.4),
+            Factor::from_num(0.3),
+            Factor::from_num(0.3),
+            Factor::ZERO,
+        ];
+        board.publish_weights(&w);
+        assert_eq!((board.weights(), board.weights_version()), (w, 1));
+        let w2 = [Factor::from_num(0.25); FAMILIES];
+        board.publish_weights(&w2);
+        assert_eq!((board.weights(), board.weights_version()), (w2, 2));
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn concurrent_reads_are_never_torn() {
+        use std::sync::Arc;
+
+        const N: u64 = 200_000;
+        let weights = |c: u64| [c, c + 1, c + 2, c + 3].map(|x| Factor::from_bits(x as i64));
+        let board = Arc::new(SignalBoard::new(2));
+        let writer = {
+            let board = Arc::clone(&board);
+            std::thread::spawn(move || {
+                for c in 1..=N {
+                    board.publish(&signal(1, c));
+                    if c % 16 == 0 {
+                        board.publish_weights(&weights(c));
+                    }
+                }
+            })
+        };
+        let (mut last, mut reads, mut last_w) = (0u64, 0u64, 0i64);
+        loop {
+            // Read once more after the writer finished, then stop; `join` below orders the
+            // final checks after every publish.
+            let finished = writer.is_finished();
+            if let Some(s) = board.read(InstrumentId(1)) {
+                let c = s.ts_ns;
+                assert_eq!(s, signal(1, c), "torn read");
+                assert!(c >= last, "went back from {last} to {c}");
+                last = c;
+                reads += 1;
+            }
+            let w = board.weights();
+            let c = w[0].to_bits();
+            if c != 0 {
+                assert_eq!(w, weights(c as u64), "torn weights");
+                assert!(c >= last_w);
+                last_w = c;
+            }
+            if finished {
+                break;
+            }
+        }
+        writer.join().unwrap();
+        // After the writer is done the last values are what a read returns.
+        assert_eq!(board.read(InstrumentId(1)), Some(signal(1, N)));
+        assert_eq!(board.weights(), weights(N));
+        assert_eq!(board.weights_version(), N / 16);
+        assert_eq!(board.read(InstrumentId(0)), None);
+        assert!(reads > 0);
+    }
+
+    /// A loom model bounded at `preemptions` unless `LOOM_MAX_PREEMPTIONS` says otherwise.
+    #[cfg(loom)]
+    fn model(preemptions: usize) -> loom::model::Builder {
+        let mut model = loom::model::Builder::new();
+        if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+            model.preemption_bound = Some(preemptions);
+        }
+        model
+    }
+
+    /// Loom explores the interleavings of one writer publishing twice and a reader reading, and
+    /// every value each relaxed load may return: no read is ever a mix of two writes. Two
+    /// preemptions keep the run near 15 s (three take about a minute) and already catch each
+    /// of these mutations: either fence removed, either seq `Release`/`Acquire` weakened to
+    /// `Relaxed`, or the re-check of `seq` skipped.
+    #[cfg(loom)]
+    #[test]
+    fn loom_reads_are_never_torn() {
+        let model = model(2);
+        model.check(|| {
+            let board = loom::sync::Arc::new(SignalBoard::new(1));
+            let writer = {
+                let board = loom::sync::Arc::clone(&board);
+                loom::thread::spawn(move || {
+                    board.publish(&signal(0, 1));
+                    board.publish(&signal(0, 2));
+                })
+            };
+            let seen = board.read(InstrumentId(0));
+            assert!(
+                seen.is_none() || seen == Some(signal(0, 1)) || seen == Some(signal(0, 2)),
+                "torn read: {seen:?}"
+            );
+            writer.join().unwrap();
+            assert_eq!(board.read(InstrumentId(0)), Some(signal(0, 2)));
+        });
+    }
+
+    /// The same for the weights slot and its version counter: a reader that sees version `n`
+    /// sees the `n`-th weights or later ones.
+    #[cfg(loom)]
+    #[test]
+    fn loom_weights_follow_their_version() {
+        let model = model(3);
+        model.check(|| {
+            let w = |x: i64| [x, x + 1, x + 2, x + 3].map(Factor::from_bits);
+            let board = loom::sync::Arc::new(SignalBoard::new(0));
+            let writer = {
+                let board = loom::sync::Arc::clone(&board);
+                loom::thread::spawn(move || {
+                    board.publish_weights(&w(10));
+                    board.publish_weights(&w(20));
+                })
+            };
+            let version = board.weights_version();
+            let seen = board.weights();
+            match version {
+                0 => assert!([[Factor::ZERO; FAMILIES], w(10), w(20)].contains(&seen), "{seen:?}"),
+                1 => assert!([w(10), w(20)].contains(&seen), "{seen:?}"),
+                _ => assert_eq!(seen, w(20)),
+            }
+            writer.join().unwrap();
+        });
+    }
+}
