@@ -3,9 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod attribution;
 pub mod config;
 pub mod emit;
 pub mod engine;
+pub mod governor;
 pub mod logging;
 pub mod recorder;
 pub mod replay;

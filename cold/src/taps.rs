@@ -2,12 +2,15 @@
 //!
 //! [`TapDrain`] empties every tap ring, keeps the Portfolio's exact books (positions, realized
 //! and unrealized PnL, fees) from the fills, merges the latency histograms Execution hands
-//! over (and hands each one back, emptied), and passes every record to a sink: the `--emit`
+//! over (and hands each one back, emptied), attributes PnL to the signal families
+//! ([`Attribution`], the MetaGovernor's reward), and passes every record to a sink: the `--emit`
 //! printer in replay, the Redis publisher and logs in `maxx run`.
 //! It is plain synchronous code so that replay can call it between two lockstep steps and
 //! `maxx run` can call it from a tokio task.
 
 use hdrhistogram::Histogram;
+
+use crate::attribution::Attribution;
 use maxx_hot::ids::InstrumentIndex;
 use maxx_hot::num::{Money, Price};
 use maxx_hot::pnl::Book;
@@ -38,6 +41,7 @@ pub enum Record {
 pub struct TapDrain {
     books: Vec<Book>,
     marks: Vec<Price>,
+    attribution: Attribution,
     total_latency: Histogram<u64>,
     recent_latency: Histogram<u64>,
     /// Records taken off the order/fill tap (never dropped, so this is exact).
@@ -60,6 +64,7 @@ impl TapDrain {
         Self {
             books: vec![Book::default(); index.len()],
             marks: vec![Price::ZERO; index.len()],
+            attribution: Attribution::new(index.len()),
             total_latency: latency_histogram(),
             recent_latency: latency_histogram(),
             exec_records: 0,
@@ -81,6 +86,7 @@ impl TapDrain {
                     && let Some(m) = self.marks.get_mut(tick.instrument.index())
                 {
                     *m = price;
+                    self.attribution.on_mark(tick.instrument, price);
                 }
                 self.ticks += 1;
                 n += 1;
@@ -98,9 +104,11 @@ impl TapDrain {
             match event {
                 ExecEvent::Order(order) => {
                     self.orders += 1;
+                    self.attribution.on_order(&order);
                     sink(Record::Order(order));
                 }
                 ExecEvent::Report(report) => {
+                    self.attribution.on_report(&report);
                     match report {
                         ExecReport::Fill(fill) => {
                             self.fills += 1;
@@ -141,6 +149,11 @@ impl TapDrain {
     /// Per-instrument books, by instrument id.
     pub fn books(&self) -> &[Book] {
         &self.books
+    }
+
+    /// The PnL of each signal family (the MetaGovernor's reward).
+    pub fn attribution(&self) -> &Attribution {
+        &self.attribution
     }
 
     /// Last trade price per instrument (zero if none yet).
