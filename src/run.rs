@@ -1,17 +1,24 @@
 //! `maxx run`: start the embedded simulators, the hot threads and the cold side; stop on
 //! SIGINT, SIGTERM or `--for`; drain; print the summary.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook};
+use maxx_cold::bus::StreamWriter;
 use maxx_cold::config::{Config, FeedUrl};
+use maxx_cold::control::Control;
 use maxx_cold::engine::spec;
+use maxx_cold::governor::Trigger;
+use maxx_cold::http::{self, Api, ControlRequest, load_token};
 use maxx_cold::recorder;
 use maxx_cold::summary::{Latency, summarize};
 use maxx_cold::taps::{Record, TapDrain};
 use maxx_cold::venues::{RunningSim, feed_source, start_sim};
+use maxx_hot::board::SignalBoard;
+use maxx_hot::clock::wall_ns;
 use maxx_hot::ids::InstrumentIndex;
 use maxx_hot::num::Money;
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
@@ -21,6 +28,7 @@ use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::topology::StageName;
 use maxx_hot::wiring::ColdEnds;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::cli::RunArgs;
@@ -52,7 +60,12 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         "hot path placed"
     );
     confine_current_thread(&placement.cold_cores);
-    let spec = spec(&config);
+    // The governor's saved weights (if they still belong to this config's alpha.weights) are
+    // the weights the hot path starts with.
+    let (mut control, origin) = Control::new(&config, &args.config).map_err(anyhow::Error::msg)?;
+    info!(weights = %control_weights(&control), "{origin}");
+    let mut spec = spec(&config);
+    spec.alpha.weights = control.weights();
     let mut sims: Vec<RunningSim> = Vec::new();
     let mut feeds = Vec::new();
     for (venue, feed) in config.enabled_feeds() {
@@ -96,7 +109,16 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let index = Arc::clone(&spec.index);
-    let outcome = runtime.block_on(cold_side(args, &config, &index, cold, &stats, &flags, threads));
+    let outcome = runtime.block_on(cold_side(
+        args,
+        &config,
+        &index,
+        cold,
+        &stats,
+        &flags,
+        threads,
+        &mut control,
+    ));
     for s in sims {
         s.shutdown();
     }
@@ -110,17 +132,55 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     outcome
 }
 
-/// Drains the taps, prints status lines, waits for a stop, then drains the engine to the end.
+/// Drains the taps, serves the HTTP API and the governor, prints status lines, waits for a
+/// stop, then drains the engine to the end.
+#[allow(clippy::too_many_arguments)]
 async fn cold_side(
     args: &RunArgs,
     config: &Config,
-    index: &InstrumentIndex,
+    index: &Arc<InstrumentIndex>,
     mut cold: ColdEnds,
     stats: &EngineStats,
     flags: &maxx_hot::runtime::Flags,
     threads: HotThreads,
+    control: &mut Control,
 ) -> Result<()> {
     let started = Instant::now();
+    let stream = if config.redis.enabled {
+        Some(StreamWriter::spawn(&config.redis.url).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    control.connect(Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.risk_cmd), stream);
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(64);
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = if config.http.enabled {
+        let token = load_token(config.http.token_file.as_deref()).map_err(anyhow::Error::msg)?;
+        if token.is_none() {
+            warn!("no API token (MAXX_API_TOKEN or http.token_file): mutating HTTP endpoints are disabled");
+        }
+        let api = Arc::new(Api {
+            index: Arc::clone(index),
+            board: Arc::clone(&cold.board),
+            alpha_cmd: Arc::clone(&cold.alpha_cmd),
+            control: control_tx.clone(),
+            token,
+            started,
+        });
+        let (addr, task) = http::serve(config.http.bind, api, async {
+            let _ = http_stopped.await;
+        })
+        .await
+        .with_context(|| format!("http.bind {}", config.http.bind))?;
+        info!(addr = %addr, "http listening");
+        println!("http          http://{addr}");
+        Some(task)
+    } else {
+        None
+    };
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut cron = next_cron(control);
+    let mut kelly_every = tokio::time::interval(KELLY_EVERY);
     let mut drain = TapDrain::new(index);
     let mut drain_every = tokio::time::interval(DRAIN_EVERY);
     drain_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -155,12 +215,34 @@ async fn cold_side(
                     alerter.raise(alert);
                 }
             }
+            Some(request) = control_rx.recv() => {
+                drain.drain(&mut cold, &mut sink);
+                answer(control, request, &drain, &cold.board);
+            }
+            _ = sighup.recv() => {
+                drain.drain(&mut cold, &mut sink);
+                // The outcome is logged either way; SIGHUP has no one to answer.
+                let _ = control.reload(&drain.attribution().pnl(), wall_ns());
+                cron = next_cron(control);
+            }
+            _ = &mut cron => {
+                drain.drain(&mut cold, &mut sink);
+                let _ = control.reweight(None, &drain.attribution().pnl(), Trigger::Cron, wall_ns());
+                cron = next_cron(control);
+            }
+            _ = kelly_every.tick() => {
+                control.observe_equity(wall_ns(), equity(config, &drain));
+            }
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
             _ = &mut deadline => break "--for elapsed",
         }
     };
     info!(reason, "stopping: feeds close, rings drain");
+    let _ = http_stop.send(());
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
     flags.request_stop();
     while !threads.is_finished() {
         drain.drain(&mut cold, &mut sink);
@@ -175,6 +257,41 @@ async fn cold_side(
     println!("equity        {}", equity(config, &drain));
     info!(reason, orders = summary.orders, fills = summary.fills, "stopped");
     joined.map_err(anyhow::Error::msg)
+}
+
+/// How often equity is checked against the intraday drawdown rule.
+const KELLY_EVERY: Duration = Duration::from_secs(1);
+
+/// Answers one control request from the HTTP API.
+fn answer(control: &mut Control, request: ControlRequest, drain: &TapDrain, board: &SignalBoard) {
+    let pnl = drain.attribution().pnl();
+    match request {
+        ControlRequest::Reweight { weights, reply } => {
+            let _ = reply.send(control.reweight(weights, &pnl, Trigger::Http, wall_ns()));
+        }
+        ControlRequest::Reload { reply } => {
+            let _ = reply.send(control.reload(&pnl, wall_ns()));
+        }
+        ControlRequest::Status { reply } => {
+            let _ = reply.send(Ok(control.status(board, &pnl)));
+        }
+    }
+}
+
+/// Sleeps until the next `alpha.reweight_cron` firing (UTC, whole seconds).
+fn next_cron(control: &Control) -> Pin<Box<tokio::time::Sleep>> {
+    let now_ns = wall_ns();
+    let now = now_ns / 1_000_000_000;
+    let wait = match control.next_reweight(now) {
+        Some(at) => Duration::from_nanos((at * 1_000_000_000).saturating_sub(now_ns)),
+        // Validation refuses schedules that never fire; sleep "forever" if one slipped through.
+        None => Duration::from_secs(100 * 365 * 86_400),
+    };
+    Box::pin(tokio::time::sleep(wait))
+}
+
+fn control_weights(control: &Control) -> String {
+    maxx_cold::control::weights_json(&control.weights()).to_string()
 }
 
 /// Counters at the previous status line, for rates.

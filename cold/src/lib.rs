@@ -4,10 +4,13 @@
 
 pub mod alerts;
 pub mod attribution;
+pub mod bus;
 pub mod config;
+pub mod control;
 pub mod emit;
 pub mod engine;
 pub mod governor;
+pub mod http;
 pub mod logging;
 pub mod recorder;
 pub mod replay;

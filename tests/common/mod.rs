@@ -114,7 +114,8 @@ pub fn config_with(replacements: &[(&str, &str)]) -> String {
     }
     let mut out = lines.join("\n");
     out.push('\n');
-    out
+    // Tests run side by side: the HTTP API takes any free port unless a test chose one.
+    out.replace("bind: \"127.0.0.1:8080\"", "bind: \"127.0.0.1:0\"")
 }
 
 /// A file under `../shared/data/`, or `None` (with a note on stderr) when it is absent, so the
@@ -164,4 +165,132 @@ pub fn u64_field(obj: &serde_json::Map<String, serde_json::Value>, key: &str) ->
     obj.get(key)
         .and_then(serde_json::Value::as_u64)
         .unwrap_or_else(|| panic!("field {key:?} is not an unsigned integer in {obj:?}"))
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection (`Connection: close`); returns the
+/// status and the body parsed as JSON (`Value::Null` for an empty body).
+pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let payload = if chunked { dechunk(payload) } else { payload.to_string() };
+    let json = if payload.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&payload)
+            .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {payload:?}"))
+    };
+    (status, json)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A private `redis-server` on a free loopback port, persisting nothing; killed on drop.
+pub struct RedisServer {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it answers PING. Panics naming the package if the binary is
+    /// missing.
+    pub fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install the redis-server package"));
+        let server = RedisServer { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while server.cmd(&["PING"]).as_deref() != Some("+PONG") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server on port {port} never answered PING"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command through `redis-cli`-free RESP over TCP; returns the raw reply text, or
+    /// `None` if the server is not reachable.
+    pub fn cmd(&self, args: &[&str]) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_millis(500))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        // Read until the reply stops growing (the caller only inspects the text).
+        loop {
+            match s.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(_) => break,
+            }
+        }
+        Some(String::from_utf8_lossy(&buf[..got]).trim_end().to_string())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

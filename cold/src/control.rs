@@ -1,0 +1,376 @@
+//! The cold side's control plane: the MetaGovernor in service, config reload, the Kelly clip.
+//!
+//! [`Control`] lives in the cold loop of `maxx run`, next to the tap drain that keeps the
+//! per-family PnL attribution, and is the only owner of the governor. It answers
+//! [`ControlRequest`]s from the HTTP API, runs a governor step when `alpha.reweight_cron`
+//! fires, reloads the config on SIGHUP, and watches equity for the intraday drawdown rule.
+//!
+//! Every weight change, whatever its source (governor step, operator weights, reload), goes the
+//! same way: validated → pushed to the Alpha thread through the cold → hot command queue (it
+//! applies between two ticks) → persisted to `governor.state_file` (atomic replace) → logged
+//! with its explanation → appended to the Redis stream `governor` when Redis is enabled.
+//! If the hot queue is full nothing changes and the caller is told to retry.
+//!
+//! At start the saved state is resumed when it was derived from the same `alpha.weights` as
+//! the config now holds; an operator who edits `alpha.weights` thereby overrides what the
+//! governor had learned (the log says which happened). A state file that cannot be read is an
+//! error at start: silently dropping learned weights with real money at stake is worse than
+//! refusing to start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use crossbeam::queue::ArrayQueue;
+use maxx_hot::board::SignalBoard;
+use maxx_hot::num::Money;
+use maxx_hot::records::{FAMILIES, Factor};
+use maxx_hot::stage::alpha::{AlphaInput, FamilyKind, Weights};
+use maxx_hot::stage::risk::RiskCommand;
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use crate::attribution::FamilyPnl;
+use crate::bus::{Entry, StreamWriter};
+use crate::config::{self, Config};
+use crate::governor::state::GovernorState;
+use crate::governor::{Governor, GovernorParams, KellyGuard, Trigger};
+use crate::http::{ApiError, OperatorWeights, Reply};
+
+/// The Redis stream governor decisions are appended to.
+pub const STREAM: &str = "governor";
+
+/// The governor in service.
+#[derive(Debug)]
+pub struct Control {
+    governor: Governor,
+    kelly: KellyGuard,
+    kelly_clip: Factor,
+    state_file: Option<PathBuf>,
+    config_path: PathBuf,
+    config: Config,
+    alpha_cmd: Option<Arc<ArrayQueue<AlphaInput>>>,
+    risk_cmd: Option<Arc<ArrayQueue<RiskCommand>>>,
+    stream: Option<StreamWriter>,
+    /// Reloads refused because the file was invalid.
+    pub reload_failures: u64,
+    /// Entries sent to the stream in this run.
+    published: u64,
+    /// Millisecond part of the last stream id (ids never go back, even if the clock does).
+    last_ms: u64,
+}
+
+/// Governor parameters from config.
+pub fn params(config: &Config) -> GovernorParams {
+    let g = &config.governor;
+    GovernorParams {
+        seed: g.seed,
+        max_step: g.max_step,
+        min_weight: g.min_weight,
+        fixed: g.fixed,
+        discount: g.discount,
+    }
+}
+
+impl Control {
+    /// Builds the governor from config and the saved state (see the module doc). Returns the
+    /// weights the hot path must start with and a line saying where they came from.
+    pub fn new(config: &Config, config_path: &Path) -> Result<(Self, String), String> {
+        let base = config.alpha.weights.to_array();
+        let params = params(config);
+        let state_file = config.governor.state_file.clone();
+        let saved = match &state_file {
+            Some(p) => GovernorState::load(p)?,
+            None => None,
+        };
+        let mut kelly = KellyGuard::new(config.risk.daily_drawdown_pct, config.exec.paper.starting_balance);
+        let (mut governor, note) = match saved {
+            Some(state) if state.base() == base => {
+                if let Some(k) = &state.kelly {
+                    kelly = KellyGuard::from_state(config.risk.daily_drawdown_pct, k);
+                }
+                let note = format!(
+                    "resumed governor state from {} (step {})",
+                    state_file.as_deref().unwrap_or(Path::new("")).display(),
+                    state.steps()
+                );
+                (Governor::from_state(params, state)?, note)
+            }
+            Some(_) => (
+                Governor::new(params, base),
+                "alpha.weights differ from the weights the saved governor state started from: the config wins".into(),
+            ),
+            None => (Governor::new(params, base), "governor starts from alpha.weights".into()),
+        };
+        // The attribution starts from zero in every run: rewards count from here, not from the
+        // cumulative PnL the saved state remembers.
+        governor.set_pnl_baseline(&[FamilyPnl::default(); FAMILIES + 1]);
+        let control = Self {
+            // What Risk starts with; a lower clip restored from the state follows at once.
+            kelly_clip: Factor::ONE,
+            kelly,
+            governor,
+            state_file,
+            config_path: config_path.to_path_buf(),
+            config: config.clone(),
+            alpha_cmd: None,
+            risk_cmd: None,
+            stream: None,
+            reload_failures: 0,
+            published: 0,
+            last_ms: 0,
+        };
+        Ok((control, note))
+    }
+
+    /// The weights the governor holds (the hot path starts with these).
+    pub fn weights(&self) -> Weights {
+        self.governor.weights()
+    }
+
+    /// Connects the cold → hot command queues and, optionally, the Redis stream writer.
+    pub fn connect(
+        &mut self,
+        alpha_cmd: Arc<ArrayQueue<AlphaInput>>,
+        risk_cmd: Arc<ArrayQueue<RiskCommand>>,
+        stream: Option<StreamWriter>,
+    ) {
+        self.alpha_cmd = Some(alpha_cmd);
+        self.risk_cmd = Some(risk_cmd);
+        self.stream = stream;
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The next cron firing strictly after `now_secs` (Unix seconds, UTC).
+    pub fn next_reweight(&self, now_secs: u64) -> Option<u64> {
+        self.config.alpha.reweight_cron.next_after(now_secs)
+    }
+
+    /// One governor step (`weights: None`) or operator weights, applied and recorded.
+    pub fn reweight(
+        &mut self,
+        weights: Option<OperatorWeights>,
+        pnl: &[FamilyPnl; FAMILIES + 1],
+        trigger: Trigger,
+        now_ns: u64,
+    ) -> Reply {
+        let before = self.governor.state();
+        let old = self.governor.weights();
+        let decision = match weights {
+            None => Some(self.governor.step(pnl, trigger, now_ns)),
+            Some(OperatorWeights(w)) => {
+                self.governor.set_weights(w);
+                None
+            }
+        };
+        let new = self.governor.weights();
+        if let Err(e) = self.push_weights(new) {
+            // Nothing reached the hot path: forget the step so state and hot path agree.
+            self.governor = Governor::from_state(params(&self.config), before).map_err(internal)?;
+            return Err(e);
+        }
+        let persisted = self.persist();
+        let body = match &decision {
+            Some(d) => {
+                info!(
+                    trigger = trigger.name(),
+                    explain = %d.explain(),
+                    old = %weights_text(&old),
+                    new = %weights_text(&new),
+                    "governor step"
+                );
+                let mut v = serde_json::to_value(d).map_err(|e| internal(e.to_string()))?;
+                v["persisted"] = json!(persisted);
+                v
+            }
+            None => {
+                info!(trigger = trigger.name(), old = %weights_text(&old), new = %weights_text(&new), "operator weights applied");
+                json!({
+                    "trigger": trigger.name(),
+                    "old": weights_json(&old),
+                    "new": weights_json(&new),
+                    "explain": format!("operator set the weights to {}", weights_text(&new)),
+                    "persisted": persisted,
+                })
+            }
+        };
+        self.publish(now_ns, &body);
+        Ok(body)
+    }
+
+    /// Re-reads the config file; an invalid file is refused whole and the running config stays.
+    /// A change of `alpha.weights` is applied like operator weights; other changes are reported
+    /// as needing a restart.
+    pub fn reload(&mut self, pnl: &[FamilyPnl; FAMILIES + 1], now_ns: u64) -> Reply {
+        let next = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(problems) => {
+                self.reload_failures += 1;
+                let lines: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+                error!(path = %self.config_path.display(), problems = %lines.join("; "), "config reload refused; the running config stays");
+                return Err(ApiError::bad_request(format!(
+                    "config {} refused, the running config stays: {}",
+                    self.config_path.display(),
+                    lines.join("; ")
+                )));
+            }
+        };
+        let mut rest_old = self.config.clone();
+        let mut rest_new = next.clone();
+        rest_old.alpha.weights = next.alpha.weights;
+        rest_new.alpha.reweight_cron = rest_old.alpha.reweight_cron.clone();
+        let needs_restart = rest_old != rest_new;
+        let weights_changed = next.alpha.weights != self.config.alpha.weights;
+        let cron_changed = next.alpha.reweight_cron != self.config.alpha.reweight_cron;
+        // Keep everything but the keys applied live, so a later reload compares against what runs.
+        let mut applied = self.config.clone();
+        applied.alpha.weights = next.alpha.weights;
+        applied.alpha.reweight_cron = next.alpha.reweight_cron.clone();
+        let mut answer = json!({
+            "reloaded": self.config_path.display().to_string(),
+            "weights_changed": weights_changed,
+            "cron_changed": cron_changed,
+            "needs_restart": needs_restart,
+        });
+        if weights_changed {
+            let w = next.alpha.weights.to_array();
+            let previous = std::mem::replace(&mut self.config, applied.clone());
+            match self.reweight(Some(OperatorWeights(w)), pnl, Trigger::Reload, now_ns) {
+                Ok(v) => answer["weights"] = v,
+                Err(e) => {
+                    self.config = previous;
+                    return Err(e);
+                }
+            }
+            self.governor.rebase(w);
+            self.persist();
+        }
+        self.config = applied;
+        if needs_restart {
+            warn!(path = %self.config_path.display(), "config reloaded: keys other than alpha.weights and alpha.reweight_cron changed and take effect at the next restart");
+        }
+        info!(weights_changed, cron_changed, needs_restart, "config reloaded");
+        Ok(answer)
+    }
+
+    /// `GET /govern`: the governor's weights, what the hot path has applied, the Kelly clip.
+    pub fn status(&self, board: &SignalBoard, pnl: &[FamilyPnl; FAMILIES + 1]) -> Value {
+        let attributed: serde_json::Map<String, Value> = FamilyKind::ALL
+            .iter()
+            .map(|f| f.name().to_string())
+            .chain(std::iter::once("unattributed".to_string()))
+            .zip(pnl.iter())
+            .map(|(name, p)| (name, json!(p.net().to_string())))
+            .collect();
+        json!({
+            "weights": weights_json(&self.governor.weights()),
+            "applied": weights_json(&board.weights()),
+            "applied_version": board.weights_version(),
+            "steps": self.governor.state().steps(),
+            "kelly_clip": self.kelly_clip.to_string(),
+            "equity_peak_today": self.kelly.peak().to_string(),
+            "attributed_pnl": attributed,
+            "reweight_cron": self.config.alpha.reweight_cron.as_str(),
+            "state_file": self.state_file.as_ref().map(|p| p.display().to_string()),
+        })
+    }
+
+    /// Feeds the current equity to the drawdown guard and sends Risk the guard's Kelly clip
+    /// whenever it differs from what Risk has (a full queue is retried at the next call; a clip
+    /// restored from the state file reaches Risk at the first call).
+    pub fn observe_equity(&mut self, now_ns: u64, equity: Money) {
+        let _ = self.kelly.observe(now_ns, equity);
+        let clip = self.kelly.clip();
+        if clip == self.kelly_clip {
+            return;
+        }
+        let Some(q) = &self.risk_cmd else { return };
+        if q.push(RiskCommand::KellyClip(clip)).is_err() {
+            warn!("risk command queue full; Kelly clip change deferred");
+            return;
+        }
+        self.kelly_clip = clip;
+        warn!(kelly_clip = %clip, equity = %equity, "Kelly clip changed by the intraday drawdown rule");
+        self.persist();
+    }
+
+    fn push_weights(&self, w: Weights) -> Result<(), ApiError> {
+        let Some(q) = &self.alpha_cmd else {
+            return Err(internal("the hot path is not connected".into()));
+        };
+        q.push(AlphaInput::Weights(w)).map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the Alpha command queue is full; nothing was applied, retry shortly",
+            )
+        })
+    }
+
+    /// Saves the governor state; `false` (and an error log) if it could not be written.
+    fn persist(&self) -> bool {
+        let Some(path) = &self.state_file else {
+            return false;
+        };
+        let mut state = self.governor.state();
+        state.kelly = Some(self.kelly.state());
+        match state.save(path) {
+            Ok(()) => true,
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "governor state not saved");
+                false
+            }
+        }
+    }
+
+    fn publish(&mut self, now_ns: u64, body: &Value) {
+        let Some(stream) = &self.stream else { return };
+        self.published += 1;
+        let ms = (now_ns / 1_000_000).max(self.last_ms);
+        self.last_ms = ms;
+        let steps = self.governor.state().steps();
+        let entry = Entry {
+            stream: STREAM.to_string(),
+            // Strictly increasing within a run (the counter) and across restarts (wall-clock
+            // ms); the writer re-sends an entry with the same id, so Redis refuses a duplicate.
+            id: format!("{ms}-{}", self.published),
+            fields: vec![
+                ("key".into(), format!("governor-{steps}-{ms}")),
+                ("ts".into(), now_ns.to_string()),
+                ("trigger".into(), body["trigger"].as_str().unwrap_or("").to_string()),
+                ("old".into(), body["old"].to_string()),
+                ("new".into(), body["new"].to_string()),
+                (
+                    "rewards".into(),
+                    body.get("rewards").map_or("null".into(), ToString::to_string),
+                ),
+                ("explain".into(), body["explain"].as_str().unwrap_or("").to_string()),
+            ],
+        };
+        stream.send(entry);
+    }
+}
+
+/// Weights as `{family: "decimal"}`.
+pub fn weights_json(w: &Weights) -> Value {
+    let map: serde_json::Map<String, Value> = FamilyKind::ALL
+        .iter()
+        .map(|f| (f.name().to_string(), json!(w[*f as usize].to_string())))
+        .collect();
+    Value::Object(map)
+}
+
+fn weights_text(w: &Weights) -> String {
+    FamilyKind::ALL
+        .iter()
+        .map(|f| format!("{}={:.4}", f.name(), w[*f as usize]))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+}

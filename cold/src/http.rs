@@ -1,0 +1,431 @@
+//! The HTTP API (axum), bound to `http.bind`.
+//!
+//! Read-only endpoints answer from lock-free views the hot path publishes
+//! ([`SignalBoard`]), so a slow or hostile client can never stall a hot thread.
+//! Mutating endpoints require `Authorization: Bearer <token>` (the token comes from the
+//! environment variable `MAXX_API_TOKEN` or from `http.token_file`); without a configured
+//! token they are disabled and say so. Every error is JSON: `{"error": "<what is wrong>"}`
+//! with a 4xx/5xx status, and a refused request changes nothing.
+//!
+//! | endpoint | auth | does |
+//! |---|---|---|
+//! | `GET /healthz` | no | liveness: `{"status":"ok", "uptime_sec":…}` |
+//! | `GET /signal/{symbol}` | no | the latest ensemble signal of a symbol, with each family's contribution and the weights in force |
+//! | `POST /sentiment` | yes | `{"symbol":"BTCUSDT","score":0.6}`: an external sentiment score in [-1, 1] for the sentiment family |
+//! | `POST /govern/reweight` | yes | one MetaGovernor step now (empty body or `{}`), or operator weights `{"weights":{…},"normalise":false}` |
+//! | `GET /govern` | no | the governor's weights, the weights the hot path has applied, and the Kelly clip |
+//! | `POST /reload` | yes | re-read the config file, as SIGHUP does |
+//!
+//! Requests that need the governor or the config go to the cold loop as [`ControlRequest`]s
+//! (it owns the governor and the PnL attribution), and the handler awaits its answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use crossbeam::queue::ArrayQueue;
+use maxx_hot::board::SignalBoard;
+use maxx_hot::clock::wall_ns;
+use maxx_hot::ids::InstrumentIndex;
+use maxx_hot::num::Money;
+use maxx_hot::records::{FAMILIES, Factor, Signal};
+use maxx_hot::stage::alpha::{AlphaInput, FamilyKind};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+/// Environment variable holding the API bearer token.
+pub const TOKEN_ENV: &str = "MAXX_API_TOKEN";
+
+/// An error answer: a status and a message for the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, in words the caller can act on.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Any status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// What a control request answers: a JSON body or an error.
+pub type Reply = Result<Value, ApiError>;
+
+/// Operator-supplied ensemble weights, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OperatorWeights(pub [Factor; FAMILIES]);
+
+/// A request the cold loop answers (it owns the governor, the attribution and the config).
+#[derive(Debug)]
+pub enum ControlRequest {
+    /// Run one governor step now, or apply operator weights.
+    Reweight {
+        /// `None`: let the governor decide; `Some`: apply these.
+        weights: Option<OperatorWeights>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Re-read the config file (`POST /reload`; SIGHUP does the same without a reply).
+    Reload {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// The governor's view for `GET /govern`.
+    Status {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct Api {
+    /// Symbols ↔ instrument ids.
+    pub index: Arc<InstrumentIndex>,
+    /// The hot path's latest signals and weights.
+    pub board: Arc<SignalBoard>,
+    /// Cold → Alpha commands (sentiment scores).
+    pub alpha_cmd: Arc<ArrayQueue<AlphaInput>>,
+    /// Requests to the cold loop.
+    pub control: mpsc::Sender<ControlRequest>,
+    /// The bearer token of mutating endpoints; `None` disables them.
+    pub token: Option<String>,
+    /// When the API started, for `/healthz`.
+    pub started: Instant,
+}
+
+/// Reads the API token: `MAXX_API_TOKEN` if set and non-empty, else the first line of
+/// `token_file`. An unreadable or empty file is an error (a typo must not silently disable auth).
+pub fn load_token(token_file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    if let Ok(t) = std::env::var(TOKEN_ENV)
+        && !t.trim().is_empty()
+    {
+        return Ok(Some(t.trim().to_string()));
+    }
+    let Some(path) = token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("http.token_file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(format!("http.token_file {}: the file is empty", path.display()));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// The router over `api`.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/signal/{symbol}", get(signal))
+        .route("/sentiment", post(sentiment))
+        .route("/govern", get(govern_status))
+        .route("/govern/reweight", post(reweight))
+        .route("/reload", post(reload))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(api)
+}
+
+/// Binds `addr` and serves until `shutdown` resolves; returns the bound address (port 0 picks
+/// a free one) and the server task.
+pub async fn serve(
+    addr: SocketAddr,
+    api: Arc<Api>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router(api))
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    Ok((local, task))
+}
+
+async fn healthz(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(json!({ "status": "ok", "uptime_sec": api.started.elapsed().as_secs() }))
+}
+
+async fn signal(State(api): State<Arc<Api>>, Path(symbol): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = instrument(&api.index, &symbol)?;
+    let Some(s) = api.board.read(id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no signal yet for {symbol}: the ensemble has not scored a trade of it since start"),
+        ));
+    };
+    Ok(Json(signal_json(&symbol, &s, &api.board.weights())))
+}
+
+/// The `signals:<symbol>` fields plus the families' contributions and the weights in force.
+fn signal_json(symbol: &str, s: &Signal, weights: &[Factor; FAMILIES]) -> Value {
+    let per_family = |v: &[Factor; FAMILIES]| -> Map<String, Value> {
+        FamilyKind::ALL
+            .iter()
+            .map(|f| (f.name().to_string(), Value::String(v[*f as usize].to_string())))
+            .collect()
+    };
+    json!({
+        "symbol": symbol,
+        "score": s.score.to_string(),
+        "side": s.side.name(),
+        "confidence": s.confidence.to_string(),
+        "ts": s.ts_ns,
+        "tick_seq": s.tick_seq,
+        "contributions": per_family(&s.mix),
+        "weights": per_family(weights),
+    })
+}
+
+async fn sentiment(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let body = object(&body)?;
+    let mut symbol = None;
+    let mut score = None;
+    for (key, value) in &body {
+        match key.as_str() {
+            "symbol" => {
+                symbol = Some(
+                    value
+                        .as_str()
+                        .ok_or_else(|| ApiError::bad_request("symbol: expected a string such as \"BTCUSDT\""))?,
+                )
+            }
+            "score" => score = Some(decimal(value, "score")?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?} (expected symbol, score)"
+                )));
+            }
+        }
+    }
+    let symbol = symbol.ok_or_else(|| ApiError::bad_request("symbol: required"))?;
+    let score = score.ok_or_else(|| ApiError::bad_request("score: required, a number in [-1, 1]"))?;
+    if score.raw().unsigned_abs() > maxx_hot::num::ONE as u64 {
+        return Err(ApiError::bad_request(format!("score: must be in [-1, 1], got {score}")));
+    }
+    let id = instrument(&api.index, symbol)?;
+    let factor = to_factor(score)?;
+    let ts_ns = wall_ns();
+    api.alpha_cmd
+        .push(AlphaInput::Sentiment {
+            instrument: id,
+            score: factor,
+            ts_ns,
+        })
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the Alpha command queue is full; nothing was applied, retry shortly",
+            )
+        })?;
+    tracing::info!(symbol, score = %score, "sentiment score accepted");
+    Ok(Json(
+        json!({ "symbol": symbol, "score": score.to_string(), "ts": ts_ns, "accepted": true }),
+    ))
+}
+
+async fn reweight(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let weights = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        reweight_body(&object(&body)?)?
+    };
+    ask(&api, |reply| ControlRequest::Reweight { weights, reply }).await
+}
+
+async fn reload(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    ask(&api, |reply| ControlRequest::Reload { reply }).await
+}
+
+async fn govern_status(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    ask(&api, |reply| ControlRequest::Status { reply }).await
+}
+
+/// Sends a request to the cold loop and waits for its answer.
+async fn ask(api: &Api, make: impl FnOnce(oneshot::Sender<Reply>) -> ControlRequest) -> Result<Json<Value>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the engine is shutting down");
+    api.control.send(make(tx)).await.map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())?.map(Json)
+}
+
+/// `{"weights": {family: decimal, …}, "normalise": bool}`; `{}` means a governor step.
+fn reweight_body(body: &Map<String, Value>) -> Result<Option<OperatorWeights>, ApiError> {
+    let mut weights = None;
+    let mut normalise = false;
+    for (key, value) in body {
+        match key.as_str() {
+            "weights" => weights = Some(value),
+            "normalise" | "normalize" => {
+                normalise = value
+                    .as_bool()
+                    .ok_or_else(|| ApiError::bad_request(format!("{key}: expected true or false")))?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?} (expected weights, normalise)"
+                )));
+            }
+        }
+    }
+    let Some(weights) = weights else {
+        if normalise {
+            return Err(ApiError::bad_request("normalise: given without weights"));
+        }
+        return Ok(None);
+    };
+    parse_weights(weights, normalise).map(Some)
+}
+
+/// Operator weights: every family named once, each a decimal >= 0; the sum must be exactly 1
+/// on the decimals as written, unless `normalise` asks to scale them to 1.
+pub fn parse_weights(value: &Value, normalise: bool) -> Result<OperatorWeights, ApiError> {
+    let map = value.as_object().ok_or_else(|| {
+        ApiError::bad_request("weights: expected an object {momentum, mean_rev, breakout, sentiment}")
+    })?;
+    let mut exact = [None; FAMILIES];
+    for (key, v) in map {
+        let Some(f) = FamilyKind::ALL.iter().find(|f| f.name() == key) else {
+            let names: Vec<&str> = FamilyKind::ALL.iter().map(|f| f.name()).collect();
+            return Err(ApiError::bad_request(format!(
+                "weights: unknown family {key:?} (expected {})",
+                names.join(", ")
+            )));
+        };
+        let d = decimal(v, &format!("weights.{key}"))?;
+        if d.raw() < 0 {
+            return Err(ApiError::bad_request(format!("weights.{key}: must be >= 0, got {d}")));
+        }
+        exact[*f as usize] = Some(d);
+    }
+    let mut raw = [0i64; FAMILIES];
+    for (f, slot) in FamilyKind::ALL.iter().zip(&exact) {
+        raw[*f as usize] = slot
+            .ok_or_else(|| ApiError::bad_request(format!("weights.{}: required (give every family)", f.name())))?
+            .raw();
+    }
+    let sum: i128 = raw.iter().map(|&r| i128::from(r)).sum();
+    if sum == 0 {
+        return Err(ApiError::bad_request(
+            "weights: all zero; at least one must be positive",
+        ));
+    }
+    let one = i128::from(maxx_hot::num::ONE);
+    if sum != one && !normalise {
+        let shown = Money::from_raw(i64::try_from(sum).unwrap_or(i64::MAX)).map_or(sum.to_string(), |m| m.to_string());
+        return Err(ApiError::bad_request(format!(
+            "weights: must sum to exactly 1, got {shown} (send \"normalise\": true to scale them)"
+        )));
+    }
+    // Scale in exact integers of 1e-8 (a no-op when the sum is 1), then to fixed point; the
+    // rounding left over goes to the largest weight, so the fixed-point sum is the image of 1.
+    let mut scaled = [0i64; FAMILIES];
+    let mut total = 0i128;
+    for (s, &r) in scaled.iter_mut().zip(&raw) {
+        *s = (i128::from(r) * one / sum) as i64;
+        total += i128::from(*s);
+    }
+    let largest = (0..FAMILIES).max_by_key(|&i| (scaled[i], usize::MAX - i)).unwrap_or(0);
+    scaled[largest] += (one - total) as i64;
+    let mut out = [Factor::ZERO; FAMILIES];
+    for (o, s) in out.iter_mut().zip(scaled) {
+        *o = to_factor(Money::from_raw(s).ok_or_else(|| ApiError::bad_request("weights: out of range"))?)?;
+    }
+    // Binary images of decimals such as 0.3 are inexact: put the difference on the largest weight
+    // so the weights sum to exactly Factor 1, as the governor's pair moves keep them.
+    let fsum: Factor = out.iter().copied().sum();
+    out[largest] += Factor::ONE - fsum;
+    Ok(OperatorWeights(out))
+}
+
+/// Checks the bearer token in constant time.
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &api.token else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("mutating endpoints are disabled: no API token is configured (set {TOKEN_ENV} or http.token_file)"),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>"))?;
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    let differ = a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0;
+    if differ {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token"));
+    }
+    Ok(())
+}
+
+fn instrument(index: &InstrumentIndex, symbol: &str) -> Result<maxx_hot::ids::InstrumentId, ApiError> {
+    let unknown = || {
+        let known: Vec<&str> = index.iter().map(|i| i.symbol.as_str()).collect();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown symbol {symbol:?} (configured: {})", known.join(", ")),
+        )
+    };
+    index.by_symbol(symbol).ok_or_else(unknown)
+}
+
+/// A JSON object body.
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("body: expected a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("body: invalid JSON: {e}"))),
+    }
+}
+
+/// An exact decimal from a JSON number or string, at most 8 decimals.
+fn decimal(value: &Value, what: &str) -> Result<Money, ApiError> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return Err(ApiError::bad_request(format!("{what}: expected a number"))),
+    };
+    text.parse::<Money>()
+        .map_err(|e| ApiError::bad_request(format!("{what}: not an exact decimal ({text:?}: {e})")))
+}
+
+fn to_factor(d: Money) -> Result<Factor, ApiError> {
+    d.to_string()
+        .parse::<Factor>()
+        .map_err(|_| ApiError::bad_request(format!("{d} does not fit a 32.32 fixed-point factor")))
+}
