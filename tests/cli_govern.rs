@@ -17,7 +17,8 @@ use common::{RedisServer, TempDir, config_with, http, maxx};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-7f3a";
-const DEADLINE: Duration = Duration::from_secs(60);
+/// Long enough for a once-a-minute cron to fire after start-up on a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(90);
 
 /// A `maxx run` child; killed if the test fails.
 struct Running {
@@ -337,6 +338,28 @@ fn signal_sentiment_and_reweight_over_http_and_weights_survive_restart_and_reloa
     assert!(close(weights(&v["weights"]), [0.2, 0.5, 0.3, 0.0]), "{v}");
     let err = run.stop();
     assert!(err.contains("config reload refused"), "{err}");
+}
+
+#[test]
+fn the_reweight_cron_runs_governor_steps() {
+    let dir = TempDir::new("govern-cron");
+    let path = dir.write(
+        "run.yaml",
+        config(&[("  reweight_cron:", "  reweight_cron: \"* * * * *\"")]),
+    );
+    let mut run = Running::start(&path);
+    let (_, v) = run.get("/govern");
+    assert_eq!(v["steps"], 0, "{v}");
+    assert_eq!(v["reweight_cron"], "* * * * *", "{v}");
+    run.poll("a cron-triggered governor step", |r| {
+        let (_, v) = r.get("/govern");
+        if v["steps"].as_u64().unwrap_or(0) >= 1 { Ok(()) } else { Err(v.to_string()) }
+    });
+    let err = run.stop();
+    assert!(
+        err.lines().any(|l| l.contains("governor step") && l.contains("\"trigger\":\"cron\"")),
+        "a governor step log line with trigger cron:\n{err}"
+    );
 }
 
 #[test]
