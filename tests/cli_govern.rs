@@ -353,11 +353,16 @@ fn the_reweight_cron_runs_governor_steps() {
     assert_eq!(v["reweight_cron"], "* * * * *", "{v}");
     run.poll("a cron-triggered governor step", |r| {
         let (_, v) = r.get("/govern");
-        if v["steps"].as_u64().unwrap_or(0) >= 1 { Ok(()) } else { Err(v.to_string()) }
+        if v["steps"].as_u64().unwrap_or(0) >= 1 {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
     });
     let err = run.stop();
     assert!(
-        err.lines().any(|l| l.contains("governor step") && l.contains("\"trigger\":\"cron\"")),
+        err.lines()
+            .any(|l| l.contains("governor step") && l.contains("\"trigger\":\"cron\"")),
         "a governor step log line with trigger cron:\n{err}"
     );
 }

@@ -926,3 +926,84 @@ fn aggregate_trades_are_binance_only_and_exclusive_with_trades() {
     let c = config::parse(&agg).unwrap();
     assert_eq!(c.feeds[&maxx_hot::ids::Venue::Binance].streams.len(), 2);
 }
+
+#[test]
+fn governor_sentiment_and_http_keys() {
+    let c = config::load(&shipped_path()).expect("shipped");
+    assert_eq!(c.alpha.sentiment.half_life, Duration::from_secs(900));
+    assert_eq!(c.governor.seed, 1);
+    assert_eq!(c.governor.max_step, "0.05".parse::<Factor>().unwrap());
+    assert_eq!(c.governor.fixed, [false, false, false, true]);
+    assert!(c.http.enabled);
+    // The state file is resolved against the config file's directory.
+    assert_eq!(
+        c.governor.state_file.as_deref(),
+        Some(
+            shipped_path()
+                .parent()
+                .unwrap()
+                .join("maxx-state/governor.json")
+                .as_path()
+        )
+    );
+    let text = shipped();
+    for (old, new, path, says) in [
+        (
+            "  sentiment:\n    half_life_sec: 900",
+            "  sentiment:\n    half_life_sec: 0",
+            "alpha.sentiment.half_life_sec",
+            "between 1 and 604800",
+        ),
+        ("  max_step: 0.05 ", "  max_step: 0 ", "governor.max_step", ""),
+        (
+            "  min_weight: 0.05 ",
+            "  min_weight: 0.3 ",
+            "governor.min_weight",
+            "at most 0.25",
+        ),
+        (
+            "  fixed: [sentiment] ",
+            "  fixed: [vibes] ",
+            "governor.fixed[0]",
+            "one of momentum",
+        ),
+        (
+            "  fixed: [sentiment] ",
+            "  fixed: [sentiment, sentiment] ",
+            "governor.fixed[1]",
+            "duplicate",
+        ),
+        (
+            "  fixed: [sentiment] ",
+            "  fixed: [momentum, mean_rev, breakout] ",
+            "governor.fixed",
+            "fewer than two",
+        ),
+        ("  discount: 0.9 ", "  discount: 1.5 ", "governor.discount", ""),
+        ("  seed: 1 ", "  seed: -1 ", "governor.seed", ""),
+        (
+            "  reweight_cron: \"10 0 * * *\"",
+            "  reweight_cron: \"61 0 * * *\"",
+            "alpha.reweight_cron",
+            "invalid cron",
+        ),
+        (
+            "  enabled: true                # default true",
+            "  enabled: maybe",
+            "http.enabled",
+            "",
+        ),
+    ] {
+        let e = errors(&edit(&text, old, new));
+        assert_eq!(path_set(&e), set(&[path]), "{new}: {e}");
+        assert!(message_at(&e, path).contains(says), "{new}: {e}");
+    }
+    // null keeps no state.
+    let c = config::parse(&edit(
+        &text,
+        "  state_file: \"maxx-state/governor.json\"",
+        "  state_file: null",
+    ))
+    .unwrap();
+    assert_eq!(c.governor.state_file, None);
+}

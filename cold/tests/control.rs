@@ -67,16 +67,30 @@ fn a_full_risk_queue_defers_the_clip_until_there_is_room() {
 fn weights_reach_alpha_and_a_full_queue_changes_nothing() {
     let (mut c, alpha, _) = control();
     let pnl = [FamilyPnl::default(); BUCKETS];
-    let w = [Factor::from_num(0.5), Factor::from_num(0.25), Factor::from_num(0.25), Factor::ZERO];
-    let answer = c.reweight(Some(OperatorWeights(w)), &pnl, Trigger::Http, 1).expect("applied");
+    let w = [
+        Factor::from_num(0.5),
+        Factor::from_num(0.25),
+        Factor::from_num(0.25),
+        Factor::ZERO,
+    ];
+    let answer = c
+        .reweight(Some(OperatorWeights(w)), &pnl, Trigger::Http, 1)
+        .expect("applied");
     assert_eq!(answer["new"]["momentum"], "0.5");
     assert!(matches!(alpha.pop(), Some(AlphaInput::Weights(got)) if got == w));
     assert_eq!(c.weights(), w);
 
     // Fill the queue: the next change is refused with 503 and the governor keeps its weights.
     while alpha.push(AlphaInput::Weights(w)).is_ok() {}
-    let other = [Factor::from_num(0.25), Factor::from_num(0.5), Factor::from_num(0.25), Factor::ZERO];
-    let err = c.reweight(Some(OperatorWeights(other)), &pnl, Trigger::Http, 2).unwrap_err();
+    let other = [
+        Factor::from_num(0.25),
+        Factor::from_num(0.5),
+        Factor::from_num(0.25),
+        Factor::ZERO,
+    ];
+    let err = c
+        .reweight(Some(OperatorWeights(other)), &pnl, Trigger::Http, 2)
+        .unwrap_err();
     assert_eq!(err.status.as_u16(), 503, "{}", err.message);
     assert_eq!(c.weights(), w);
     let err = c.reweight(None, &pnl, Trigger::Http, 3).unwrap_err();
