@@ -239,6 +239,9 @@ async fn cold_side(
         }
     };
     info!(reason, "stopping: feeds close, rings drain");
+    // Requests still queued are dropped, so their handlers answer 503 instead of waiting for a
+    // loop that has stopped; then the server finishes its in-flight requests and closes.
+    drop(control_rx);
     let _ = http_stop.send(());
     if let Some(task) = http_task {
         let _ = task.await;
