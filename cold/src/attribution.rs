@@ -135,11 +135,12 @@ impl Attribution {
         self.orders.insert(order.id, shares(order.origin, &order.mix));
     }
 
-    /// Splits a fill across the buckets; forgets an order after its last fill or its reject.
+    /// Splits a fill across the buckets; forgets an order after its last fill, its reject or its
+    /// cancel.
     pub fn on_report(&mut self, report: &ExecReport) {
         match report {
             ExecReport::Ack { .. } => {}
-            ExecReport::Reject { order_id, .. } => {
+            ExecReport::Reject { order_id, .. } | ExecReport::Cancelled { order_id, .. } => {
                 self.orders.remove(order_id);
             }
             ExecReport::Fill(fill) => {

@@ -52,6 +52,8 @@ pub struct TapDrain {
     pub fills: u64,
     /// Venue rejects seen.
     pub rejects: u64,
+    /// Cancels seen.
+    pub cancels: u64,
     /// Signals seen on the tap (may be fewer than produced if the tap overflowed).
     pub signals: u64,
     /// Ticks seen on the tap.
@@ -71,6 +73,7 @@ impl TapDrain {
             orders: 0,
             fills: 0,
             rejects: 0,
+            cancels: 0,
             signals: 0,
             ticks: 0,
         }
@@ -119,6 +122,7 @@ impl TapDrain {
                             }
                         }
                         ExecReport::Reject { .. } => self.rejects += 1,
+                        ExecReport::Cancelled { .. } => self.cancels += 1,
                         ExecReport::Ack { .. } => {}
                     }
                     sink(Record::Report(report));

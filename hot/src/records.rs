@@ -226,6 +226,13 @@ pub struct OrderIntent {
     pub score: Factor,
     /// The families' contributions to `score` (zeros for manual orders).
     pub mix: Mix,
+    /// Distance from the entry price to the protective exit the strategy implies (a
+    /// volatility stop for Alpha); Risk's per-trade risk is quantity × this. Zero: unknown,
+    /// Risk applies `risk.stop.manual_pct` of the price.
+    pub stop: Price,
+    /// Only reduce exposure: Risk refuses (or trims) the part that would open or grow a
+    /// position.
+    pub reduce_only: bool,
     /// Receive time of the triggering tick (ns since the epoch).
     pub ts_ns: u64,
     /// Monotonic stamp of the triggering tick.
@@ -268,6 +275,8 @@ pub struct Order {
     pub client_id: u64,
     /// The families' contributions to the signal behind it (zeros unless `origin` is Alpha).
     pub mix: Mix,
+    /// The order may only reduce exposure.
+    pub reduce_only: bool,
     /// Receive time of the triggering tick (ns since the epoch): the order's logical time.
     pub ts_ns: u64,
     /// Monotonic stamp of the triggering tick.
@@ -330,11 +339,39 @@ pub enum RejectReason {
     VenueReject = 7,
     /// The venue does not list this instrument.
     NotListed = 8,
+    /// Quantity × stop distance above `risk.max_trade_risk_pct` of the trading balance.
+    TradeRisk = 9,
+    /// Limit price (or the touch) too far from the reference price (`risk.price_collar_pct`).
+    PriceCollar = 10,
+    /// Gross exposure over all symbols would exceed `risk.max_gross_notional`.
+    GrossExposure = 11,
+    /// More than `risk.max_orders_per_sec` orders at this venue in the last second.
+    RateLimit = 12,
+    /// A client order id already used.
+    DuplicateClientId = 13,
+    /// The order would trade against one of our own resting orders.
+    SelfTrade = 14,
+    /// The symbol's market data is stale or reconnecting: no new risk.
+    FeedNotLive = 15,
+    /// Limit price not a multiple of the symbol's `tick_size`.
+    OffTick = 16,
+    /// Quantity not a multiple of the symbol's `lot_size`.
+    OffLot = 17,
+    /// Notional below the symbol's `min_notional`.
+    MinNotional = 18,
+    /// Malformed order: zero, negative or unrepresentable quantity or price, unknown instrument.
+    BadInput = 19,
+    /// Trading state HALTED (system or symbol): no new orders.
+    Halted = 20,
+    /// Trading state REDUCING: only orders that reduce exposure.
+    Reducing = 21,
+    /// Cancelled (kill switch, operator or venue); nothing of it stays open.
+    Cancelled = 22,
 }
 
 impl RejectReason {
     /// Every reason, in index order.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 23] = [
         RejectReason::KillSwitch,
         RejectReason::MaxOrderQty,
         RejectReason::MaxOrderNotional,
@@ -344,6 +381,20 @@ impl RejectReason {
         RejectReason::Overflow,
         RejectReason::VenueReject,
         RejectReason::NotListed,
+        RejectReason::TradeRisk,
+        RejectReason::PriceCollar,
+        RejectReason::GrossExposure,
+        RejectReason::RateLimit,
+        RejectReason::DuplicateClientId,
+        RejectReason::SelfTrade,
+        RejectReason::FeedNotLive,
+        RejectReason::OffTick,
+        RejectReason::OffLot,
+        RejectReason::MinNotional,
+        RejectReason::BadInput,
+        RejectReason::Halted,
+        RejectReason::Reducing,
+        RejectReason::Cancelled,
     ];
     /// Number of reasons; sizes per-reason counters.
     pub const COUNT: usize = RejectReason::ALL.len();
@@ -360,8 +411,108 @@ impl RejectReason {
             RejectReason::Overflow => "overflow",
             RejectReason::VenueReject => "venue_reject",
             RejectReason::NotListed => "not_listed",
+            RejectReason::TradeRisk => "trade_risk",
+            RejectReason::PriceCollar => "price_collar",
+            RejectReason::GrossExposure => "gross_exposure",
+            RejectReason::RateLimit => "rate_limit",
+            RejectReason::DuplicateClientId => "duplicate_client_id",
+            RejectReason::SelfTrade => "self_trade",
+            RejectReason::FeedNotLive => "feed_not_live",
+            RejectReason::OffTick => "off_tick",
+            RejectReason::OffLot => "off_lot",
+            RejectReason::MinNotional => "min_notional",
+            RejectReason::BadInput => "bad_input",
+            RejectReason::Halted => "halted",
+            RejectReason::Reducing => "reducing",
+            RejectReason::Cancelled => "cancelled",
         }
     }
+}
+
+/// A trading state (per system and per symbol; the stricter of the two applies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum TradingState {
+    /// Normal trading.
+    #[default]
+    Active = 0,
+    /// Only orders that reduce exposure.
+    Reducing = 1,
+    /// No new orders (operator trims and kill-switch cancels aside).
+    Halted = 2,
+}
+
+impl TradingState {
+    /// `active`, `reducing` or `halted`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TradingState::Active => "active",
+            TradingState::Reducing => "reducing",
+            TradingState::Halted => "halted",
+        }
+    }
+}
+
+/// Why a trading state changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TransitionReason {
+    /// An operator asked (HTTP, gRPC, CLI).
+    Operator = 0,
+    /// Intraday drawdown beyond `risk.daily_drawdown_pct`.
+    Drawdown = 1,
+    /// The symbol's feed went stale or is reconnecting.
+    FeedStale = 2,
+    /// The symbol's feed is live again.
+    FeedLive = 3,
+    /// The venue's reject ratio went above the limit.
+    RejectRatio = 4,
+    /// The venue's reject ratio is back under the limit.
+    RejectRatioOk = 5,
+    /// The kill switch.
+    Kill = 6,
+    /// Restored from the saved state at start.
+    Restored = 7,
+}
+
+impl TransitionReason {
+    /// Snake-case name for logs and the API.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TransitionReason::Operator => "operator",
+            TransitionReason::Drawdown => "drawdown",
+            TransitionReason::FeedStale => "feed_stale",
+            TransitionReason::FeedLive => "feed_live",
+            TransitionReason::RejectRatio => "reject_ratio",
+            TransitionReason::RejectRatioOk => "reject_ratio_ok",
+            TransitionReason::Kill => "kill",
+            TransitionReason::Restored => "restored",
+        }
+    }
+}
+
+/// What a trading state applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The whole engine.
+    System,
+    /// One instrument.
+    Instrument(InstrumentId),
+}
+
+/// A trading-state change, as Risk made it (tapped to the cold side for logs and the API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// System or one instrument.
+    pub scope: Scope,
+    /// State before.
+    pub from: TradingState,
+    /// State after.
+    pub to: TradingState,
+    /// Why.
+    pub reason: TransitionReason,
+    /// When (ns since the epoch: the triggering tick's or command's time).
+    pub ts_ns: u64,
 }
 
 /// Execution's report on one order, sent back to Risk and out to the cold side.
@@ -376,6 +527,17 @@ pub enum ExecReport {
     },
     /// (Part of) the order executed.
     Fill(Fill),
+    /// The order was cancelled (kill switch, operator, venue); nothing of it stays open.
+    Cancelled {
+        /// Engine order id.
+        order_id: OrderId,
+        /// Which instrument.
+        instrument: InstrumentId,
+        /// Our side.
+        side: Side,
+        /// The quantity that was still open and is now released.
+        qty: Qty,
+    },
     /// The venue refused the order; nothing of it is open.
     Reject {
         /// Engine order id.

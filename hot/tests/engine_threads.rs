@@ -52,7 +52,7 @@ fn drain(cold: &mut ColdEnds, seen: &mut Seen) {
                 seen.last_order_id = o.id.0;
             }
             ExecEvent::Report(ExecReport::Fill(_)) => seen.fills += 1,
-            ExecEvent::Report(ExecReport::Reject { .. }) => seen.rejects += 1,
+            ExecEvent::Report(ExecReport::Reject { .. } | ExecReport::Cancelled { .. }) => seen.rejects += 1,
             ExecEvent::Report(ExecReport::Ack { .. }) => {}
         }
     }

@@ -753,7 +753,7 @@ fn emit(
         match r {
             ExecReport::Fill(_) => stats.fills.inc(),
             ExecReport::Reject { .. } => stats.rejects.inc(),
-            ExecReport::Ack { .. } => {}
+            ExecReport::Ack { .. } | ExecReport::Cancelled { .. } => {}
         }
         let _ = to_risk.push(r);
     }

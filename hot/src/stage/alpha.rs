@@ -755,6 +755,9 @@ impl Alpha {
                 client_id: 0,
                 score,
                 mix,
+                // The volatility stop arrives with the RiskSentinel's per-trade risk check.
+                stop: crate::num::Price::ZERO,
+                reduce_only: false,
                 ts_ns: tick.recv_ns,
                 stamp: tick.stamp,
             }));

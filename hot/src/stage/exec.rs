@@ -183,6 +183,7 @@ mod tests {
             origin: Origin::Alpha,
             client_id: 0,
             mix: [crate::records::Factor::ZERO; 4],
+            reduce_only: false,
             ts_ns: 42,
             stamp: Stamp(100),
         }

@@ -181,6 +181,7 @@ impl Risk {
             origin: intent.origin,
             client_id: intent.client_id,
             mix: intent.mix,
+            reduce_only: intent.reduce_only,
             ts_ns: intent.ts_ns,
             stamp: intent.stamp,
         })
@@ -203,6 +204,9 @@ impl Risk {
                 exp.position = exp.position.checked_add(signed).unwrap_or(exp.position);
             }
             ExecReport::Reject {
+                instrument, side, qty, ..
+            }
+            | ExecReport::Cancelled {
                 instrument, side, qty, ..
             } => {
                 let Some(exp) = self.exposure.get_mut(instrument.index()) else {
@@ -297,6 +301,8 @@ mod tests {
             client_id: 0,
             score: Factor::ZERO,
             mix: [Factor::ZERO; 4],
+            stop: Price::ZERO,
+            reduce_only: false,
             ts_ns: 1,
             stamp: Stamp(1),
         }
