@@ -26,6 +26,7 @@ fn order(id: u64, instrument: InstrumentId, side: Side, qty: Qty, origin: Origin
         origin,
         client_id: 0,
         mix,
+        reduce_only: false,
         ts_ns: 0,
         stamp: Stamp(0),
     }

@@ -202,6 +202,7 @@ fn attributed_pnl_of_a_trending_market_rewards_momentum() {
                 } else {
                     buy_mix.map(|m| -m)
                 },
+                reduce_only: false,
                 ts_ns: 0,
                 stamp: Stamp(0),
             });
