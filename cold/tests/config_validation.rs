@@ -1007,3 +1007,53 @@ fn governor_sentiment_and_http_keys() {
     .unwrap();
     assert_eq!(c.governor.state_file, None);
 }
+
+#[test]
+fn risk_sentinel_keys() {
+    let c = config::load(&shipped_path()).expect("shipped");
+    assert_eq!(c.risk.price_collar_pct, "1.0".parse::<Factor>().unwrap());
+    assert_eq!(c.risk.max_gross_notional, "50000".parse::<Money>().unwrap());
+    assert_eq!(c.risk.max_orders_per_sec, 20);
+    assert_eq!(c.risk.sizing, config::SizingMode::Kelly);
+    assert_eq!(c.risk.kelly_damping, "0.5".parse::<Factor>().unwrap());
+    assert_eq!(c.risk.reject_window, 200);
+    assert_eq!(c.risk.stop.vol_window, 50);
+    assert_eq!(c.symbols[0].min_notional, "10".parse::<Money>().unwrap());
+    let dir = shipped_path().parent().unwrap().to_path_buf();
+    assert_eq!(
+        c.risk.state_file.as_deref(),
+        Some(dir.join("maxx-state/risk.json").as_path())
+    );
+    assert_eq!(c.risk.kill_file.as_deref(), Some(dir.join("maxx-state/KILL").as_path()));
+    let text = shipped();
+    for (old, new, path) in [
+        (
+            "  price_collar_pct: 1.0 ",
+            "  price_collar_pct: 0 ",
+            "risk.price_collar_pct",
+        ),
+        (
+            "  max_gross_notional: 50000 ",
+            "  max_gross_notional: -1 ",
+            "risk.max_gross_notional",
+        ),
+        (
+            "  max_orders_per_sec: 20 ",
+            "  max_orders_per_sec: 0 ",
+            "risk.max_orders_per_sec",
+        ),
+        ("  sizing: kelly", "  sizing: martingale", "risk.sizing"),
+        ("  kelly_damping: 0.5 ", "  kelly_damping: 1.5 ", "risk.kelly_damping"),
+        ("  reject_window: 200 ", "  reject_window: 5 ", "risk.reject_window"),
+        ("    vol_mult: 4 ", "    vol_mult: 0 ", "risk.stop.vol_mult"),
+        ("    min_ticks: 10 ", "    min_ticks: 0 ", "risk.stop.min_ticks"),
+        (
+            "    min_notional: 10 ",
+            "    min_notional: -5 ",
+            "symbols[0].min_notional",
+        ),
+    ] {
+        let e = errors(&edit(&text, old, new));
+        assert_eq!(path_set(&e), set(&[path]), "{new}: {e}");
+    }
+}

@@ -25,7 +25,8 @@ pub use maxx_hot::feed::binance::subscription::StreamKind;
 pub use model::{
     AlertsConfig, AlphaConfig, BreakoutConfig, Config, ExecConfig, FeedConfig, FeedUrl, GovernorConfig, GrpcConfig,
     HotConfig, HttpConfig, LogFormat, LogLevel, MarketDataConfig, MeanRevConfig, MomentumConfig, PaperConfig,
-    RedisConfig, RiskConfig, SentimentConfig, SimConfig, SymbolConfig, TelemetryConfig, Weights,
+    RedisConfig, RiskConfig, SentimentConfig, SimConfig, SizingMode, StopConfig, SymbolConfig, TelemetryConfig,
+    Weights,
 };
 
 /// Where `maxx run` looks for its config when no `--config` is given.

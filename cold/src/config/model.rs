@@ -66,14 +66,22 @@ impl Config {
             .expect("validated config has unique symbols and venue symbols")
     }
 
-    /// Resolves relative file paths written in the config (`governor.state_file`) against
+    /// Resolves relative file paths written in the config (`governor.state_file`,
+    /// `risk.state_file`, `risk.kill_file`) against
     /// `dir`, the directory of the config file, so that a run's state lives next to its config
     /// whatever the working directory.
     pub fn resolve_paths(&mut self, dir: &std::path::Path) {
-        if let Some(p) = &mut self.governor.state_file
-            && p.is_relative()
+        for p in [
+            &mut self.governor.state_file,
+            &mut self.risk.state_file,
+            &mut self.risk.kill_file,
+        ]
+        .into_iter()
+        .flatten()
         {
-            *p = dir.join(&*p);
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
         }
     }
 
@@ -195,6 +203,62 @@ pub struct RiskConfig {
     pub daily_drawdown_pct: Factor,
     /// `kill_switch`: start with the kill switch engaged (no new orders until lifted).
     pub kill_switch: bool,
+    /// `price_collar_pct`: a limit price (or the touch) this far from the reference price (last
+    /// trade, else mid) is refused; percent, in (0, 100].
+    pub price_collar_pct: Factor,
+    /// `max_gross_notional`: largest gross exposure over all symbols (positions plus open
+    /// orders at last prices), quote currency, > 0.
+    pub max_gross_notional: Money,
+    /// `max_orders_per_sec`: orders per venue in any sliding one-second window, >= 1.
+    pub max_orders_per_sec: u32,
+    /// `sizing`: `kelly` (damped Kelly fraction of `order_qty`) or `fixed` (`order_qty`).
+    pub sizing: SizingMode,
+    /// `kelly_damping`: multiple of the Kelly fraction traded (0.5 = half Kelly), in (0, 1].
+    pub kelly_damping: Factor,
+    /// `reject_ratio_pct`: venue reject ratio, percent, above which its symbols go REDUCING.
+    pub reject_ratio_pct: Factor,
+    /// `reject_window`: the last this many orders per venue count for the reject ratio.
+    pub reject_window: u32,
+    /// `stop`: the protective exit that per-trade risk is measured to.
+    pub stop: StopConfig,
+    /// `state_file`: where a HALTED state is kept across restarts (relative to the config
+    /// file's directory); `None` keeps nothing.
+    pub state_file: Option<PathBuf>,
+    /// `kill_file`: if this file appears, the kill switch trips (works even when the HTTP side
+    /// is wedged); relative to the config file's directory; `None` disables the path.
+    pub kill_file: Option<PathBuf>,
+}
+
+/// `risk.sizing`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizingMode {
+    /// `order_qty` × Kelly clip.
+    Fixed,
+    /// `order_qty` × damped Kelly fraction × Kelly clip.
+    Kelly,
+}
+
+impl SizingMode {
+    /// `fixed` or `kelly`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SizingMode::Fixed => "fixed",
+            SizingMode::Kelly => "kelly",
+        }
+    }
+}
+
+/// `risk.stop`: Alpha's volatility stop, `max(vol_mult × EWMA |Δprice|, min_ticks × tick_size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopConfig {
+    /// `vol_mult`: multiple of the average absolute trade-to-trade move, in (0, 1000].
+    pub vol_mult: Factor,
+    /// `vol_window`: EWMA span in trades, in [2, 100000].
+    pub vol_window: u32,
+    /// `min_ticks`: the stop is never closer than this many ticks, in [1, 1000000].
+    pub min_ticks: u32,
+    /// `manual_pct`: stop distance assumed for orders that name none (manual), percent of price.
+    pub manual_pct: Factor,
 }
 
 /// `exec`.
@@ -240,6 +304,8 @@ pub struct SymbolConfig {
     pub tick_size: Price,
     /// `lot_size`: quantity increment; > 0.
     pub lot_size: Qty,
+    /// `min_notional`: smallest order value in quote currency; >= 0.
+    pub min_notional: Money,
 }
 
 impl SymbolConfig {

@@ -358,11 +358,64 @@ fn risk(w: &mut Walker, node: &Node, path: &str) -> Option<RiskConfig> {
     let max_trade_risk_pct = f.required(w, "max_trade_risk_pct", percent);
     let daily_drawdown_pct = f.required(w, "daily_drawdown_pct", percent);
     let kill_switch = f.defaulted(w, "kill_switch", "false", flag);
+    let price_collar_pct = f.defaulted(w, "price_collar_pct", "1.0", percent);
+    let max_gross_notional = f.defaulted(w, "max_gross_notional", "50000", |w, n, p| {
+        w.decimal(n, p, Range::above_upto(0, i64::MAX / ONE))
+    });
+    let max_orders_per_sec = f.defaulted(w, "max_orders_per_sec", "20", |w, n, p| {
+        w.int(n, p, 1, 100_000).map(|v| v as u32)
+    });
+    let sizing = f.defaulted(w, "sizing", "kelly", |w, n, p| {
+        w.name(n, p, &["kelly", "fixed"], |s| match s {
+            "kelly" => Some(SizingMode::Kelly),
+            "fixed" => Some(SizingMode::Fixed),
+            _ => None,
+        })
+    });
+    let kelly_damping = f.defaulted(w, "kelly_damping", "0.5", |w, n, p| {
+        w.factor(n, p, Range::above_upto(0, 1))
+    });
+    let reject_ratio_pct = f.defaulted(w, "reject_ratio_pct", "2.0", percent);
+    let reject_window = f.defaulted(w, "reject_window", "200", |w, n, p| {
+        w.int(n, p, 10, 100_000).map(|v| v as u32)
+    });
+    let stop = f.defaulted(w, "stop", "{}", stop);
+    let state_file = f.defaulted(w, "state_file", "'maxx-state/risk.json'", |w, n, p| w.opt_path(n, p));
+    let kill_file = f.defaulted(w, "kill_file", "'maxx-state/KILL'", |w, n, p| w.opt_path(n, p));
     f.finish(w);
     Some(RiskConfig {
         max_trade_risk_pct: max_trade_risk_pct?,
         daily_drawdown_pct: daily_drawdown_pct?,
         kill_switch: kill_switch?,
+        price_collar_pct: price_collar_pct?,
+        max_gross_notional: max_gross_notional?,
+        max_orders_per_sec: max_orders_per_sec?,
+        sizing: sizing?,
+        kelly_damping: kelly_damping?,
+        reject_ratio_pct: reject_ratio_pct?,
+        reject_window: reject_window?,
+        stop: stop?,
+        state_file: state_file?,
+        kill_file: kill_file?,
+    })
+}
+
+fn stop(w: &mut Walker, node: &Node, path: &str) -> Option<StopConfig> {
+    let mut f = Fields::open(w, node, path)?;
+    let vol_mult = f.defaulted(w, "vol_mult", "4", |w, n, p| w.factor(n, p, Range::above_upto(0, 1000)));
+    let vol_window = f.defaulted(w, "vol_window", "50", |w, n, p| {
+        w.int(n, p, 2, MAX_WINDOW).map(|v| v as u32)
+    });
+    let min_ticks = f.defaulted(w, "min_ticks", "10", |w, n, p| {
+        w.int(n, p, 1, 1_000_000).map(|v| v as u32)
+    });
+    let manual_pct = f.defaulted(w, "manual_pct", "1.0", percent);
+    f.finish(w);
+    Some(StopConfig {
+        vol_mult: vol_mult?,
+        vol_window: vol_window?,
+        min_ticks: min_ticks?,
+        manual_pct: manual_pct?,
     })
 }
 
@@ -479,6 +532,9 @@ fn symbol_entry(w: &mut Walker, node: &Node, path: &str) -> SymbolParts {
     let max_position = f.required(w, "max_position", qty);
     let tick_size = f.defaulted(w, "tick_size", "0.01", price);
     let lot_size = f.defaulted(w, "lot_size", "0.00001", qty);
+    let min_notional = f.defaulted(w, "min_notional", "10", |w, n, p| {
+        w.decimal(n, p, Range::closed(0, 1_000_000_000))
+    });
     if let Some(order) = order_qty {
         for (key, limit) in [("max_order_qty", max_order_qty), ("max_position", max_position)] {
             if let Some(l) = limit
@@ -507,6 +563,7 @@ fn symbol_entry(w: &mut Walker, node: &Node, path: &str) -> SymbolParts {
             max_position: max_position?,
             tick_size: tick_size?,
             lot_size: lot_size?,
+            min_notional: min_notional?,
         })
     })();
     SymbolParts {
