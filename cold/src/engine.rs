@@ -10,12 +10,13 @@ use std::sync::Arc;
 use maxx_hot::feed::binance::subscription::{StreamKind, connection, stream_names};
 use maxx_hot::feed::ws::{Reconnect, UrlError, WsTarget};
 use maxx_hot::ids::{Venue, VenueSymbol};
+use maxx_hot::records::Factor;
 use maxx_hot::runtime::engine::EngineSpec;
-use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams};
-use maxx_hot::stage::risk::Limits;
+use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams, StopParams};
+use maxx_hot::stage::risk::{InstrumentRisk, Limits, RiskParams, SizingMode};
 use maxx_hot::wiring::Capacities;
 
-use crate::config::{Config, FeedConfig, FeedUrl};
+use crate::config::{self, Config, FeedConfig, FeedUrl};
 use crate::sim::{BinanceSimConfig, SimSymbol};
 
 /// The hot stages' parameters.
@@ -47,18 +48,14 @@ pub fn spec(config: &Config) -> EngineSpec {
                 half_life_ns: a.sentiment.half_life.as_nanos() as u64,
             },
             order_qty: config.symbols.iter().map(|s| s.order_qty).collect(),
+            stop: StopParams {
+                vol_mult: config.risk.stop.vol_mult,
+                vol_window: config.risk.stop.vol_window,
+                min_ticks: config.risk.stop.min_ticks,
+            },
+            tick_size: config.symbols.iter().map(|s| s.tick_size).collect(),
         },
-        limits: config
-            .symbols
-            .iter()
-            .map(|s| Limits {
-                max_order_qty: s.max_order_qty,
-                max_order_notional: s.max_order_notional,
-                max_position: s.max_position,
-                lot_size: s.lot_size,
-            })
-            .collect(),
-        kill: config.risk.kill_switch,
+        risk: risk_params(config),
         histogram_every: config.hot.histogram_interval,
         capacities: Capacities {
             // About a second of a very busy feed; a full ring skips capturing, never stalls.
@@ -70,6 +67,51 @@ pub fn spec(config: &Config) -> EngineSpec {
             ..Capacities::default()
         },
         stale_after: Some(config.market_data.stale_after),
+    }
+}
+
+/// Risk's parameters: percents in config become fractions here.
+pub fn risk_params(config: &Config) -> RiskParams {
+    let r = &config.risk;
+    let pct = |p: Factor| p / Factor::from_num(100);
+    RiskParams {
+        instruments: config
+            .symbols
+            .iter()
+            .map(|s| InstrumentRisk {
+                // The venue whose feed and reject ratio govern the symbol: the first of its
+                // venues with an enabled feed, else its first venue.
+                venue: s
+                    .venues
+                    .keys()
+                    .copied()
+                    .find(|v| config.feeds.get(v).is_some_and(|f| f.enabled))
+                    .or_else(|| s.venues.keys().next().copied())
+                    .unwrap_or(Venue::Binance),
+                limits: Limits {
+                    max_order_qty: s.max_order_qty,
+                    max_order_notional: s.max_order_notional,
+                    max_position: s.max_position,
+                    lot_size: s.lot_size,
+                    tick_size: s.tick_size,
+                    min_notional: s.min_notional,
+                },
+            })
+            .collect(),
+        max_trade_risk: pct(r.max_trade_risk_pct),
+        collar: pct(r.price_collar_pct),
+        max_gross_notional: r.max_gross_notional,
+        max_orders_per_sec: r.max_orders_per_sec,
+        sizing: match r.sizing {
+            config::SizingMode::Fixed => SizingMode::Fixed,
+            config::SizingMode::Kelly => SizingMode::Kelly,
+        },
+        kelly_damping: r.kelly_damping,
+        manual_stop: pct(r.stop.manual_pct),
+        reject_ratio: pct(r.reject_ratio_pct),
+        reject_window: r.reject_window,
+        starting_balance: config.exec.paper.starting_balance,
+        kill: r.kill_switch,
     }
 }
 

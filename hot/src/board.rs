@@ -1,6 +1,8 @@
-//! The signal board: the latest [`Signal`] of every instrument and the ensemble weights in
-//! force, published by the Alpha thread for any other thread to read (`GET /signal/{symbol}`,
-//! the governor confirming that new weights were applied).
+//! The boards: values a hot thread publishes for any other thread to read. The
+//! [`SignalBoard`] holds the latest [`Signal`] of every instrument and the ensemble weights in
+//! force, published by the Alpha thread (`GET /signal/{symbol}`, the governor confirming that
+//! new weights were applied); the [`RiskBoard`] holds Risk's trading states and exposure,
+//! published by the Risk thread (`GET /risk/state`).
 //!
 //! Each value sits in a seqlock slot made of atomics only, no `unsafe`: a sequence number and the
 //! record encoded as `u64` words. The single writer makes the sequence odd, stores the words and
@@ -17,7 +19,8 @@
 use crossbeam::utils::CachePadded;
 
 use crate::ids::InstrumentId;
-use crate::records::{FAMILIES, Factor, Mix, Signal, SignalSide, Stamp};
+use crate::num::{Money, Qty, SignedQty};
+use crate::records::{FAMILIES, Factor, Mix, Signal, SignalSide, Stamp, TradingState};
 use crate::stage::alpha::Weights;
 use crate::sync::{AtomicU64, Ordering, fence, spin_hint};
 
@@ -46,53 +49,72 @@ impl<const N: usize> Slot<N> {
     /// such as the thread that built the task and the thread it was moved to).
     #[inline]
     fn write(&self, data: &[u64; N]) {
-        // Relaxed: the odd value need not publish anything; the fence below orders it before
-        // the word stores. A read-modify-write rather than a load and a store (equivalent with
-        // one writer) because loom 0.7 stops exploring a thread whose first access to an atomic
-        // is a plain load (tokio-rs/loom#392), which would hide the very interleavings the model
-        // test is for. Uncontended, it costs the writer one locked instruction per publish.
-        let s = self.seq.fetch_add(1, Ordering::Relaxed);
-        // Release fence: pairs with the reader's `fence(Acquire)` in `read`. A reader whose
-        // relaxed word load sees any store below synchronises with this fence, so the odd
-        // `seq` store above happens-before its re-check of `seq`, which then sees the odd value
-        // (or a later one) and retries: a half-written record is never accepted.
-        fence(Ordering::Release);
-        for (word, value) in self.words.iter().zip(data) {
-            // Relaxed: ordered by the fence above and the Release store below.
-            word.store(*value, Ordering::Relaxed);
-        }
-        // Release: pairs with the reader's first `seq.load(Acquire)`. A reader that sees this
-        // even value also sees every word stored above (or later ones, which its re-check
-        // catches).
-        self.seq.store(s.wrapping_add(2), Ordering::Release);
+        seq_write(&self.seq, &self.words, data.iter().copied());
     }
 
     /// The last complete write, or `None` if there was none.
     #[inline]
     fn read(&self) -> Option<[u64; N]> {
-        loop {
-            // Acquire: pairs with the writer's closing Release store, so the words loaded next
-            // are at least those of the write that made `seq` even.
-            let before = self.seq.load(Ordering::Acquire);
-            if before == 0 {
-                return None;
-            }
-            if before & 1 == 1 {
-                spin_hint();
-                continue;
-            }
-            // Relaxed: ordered after the Acquire load above and before the fence below.
-            let data = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
-            // Acquire fence: pairs with the writer's `fence(Release)` in `write` (see there): if
-            // any word came from a newer write, the re-check below sees that write's odd value.
-            fence(Ordering::Acquire);
-            // Relaxed: ordered after the word loads by the fence above.
-            let after = self.seq.load(Ordering::Relaxed);
-            if after == before {
-                return Some(data);
-            }
-            spin_hint();
+        let mut data = [0u64; N];
+        seq_read(&self.seq, &self.words, &mut data).map(|_| data)
+    }
+}
+
+/// The seqlock write: makes `seq` odd, stores `data` into `words` (as many as both have), makes
+/// `seq` even again. Single writer per `seq` (see [`Slot::write`]). Every slot of both boards
+/// goes through this one function and [`seq_read`], which the loom tests check.
+#[inline]
+fn seq_write(seq: &AtomicU64, words: &[AtomicU64], data: impl IntoIterator<Item = u64>) {
+    // Relaxed: the odd value need not publish anything; the fence below orders it before
+    // the word stores. A read-modify-write rather than a load and a store (equivalent with
+    // one writer) because loom 0.7 stops exploring a thread whose first access to an atomic
+    // is a plain load (tokio-rs/loom#392), which would hide the very interleavings the model
+    // test is for. Uncontended, it costs the writer one locked instruction per publish.
+    let s = seq.fetch_add(1, Ordering::Relaxed);
+    // Release fence: pairs with the reader's `fence(Acquire)` in `seq_read`. A reader whose
+    // relaxed word load sees any store below synchronises with this fence, so the odd
+    // `seq` store above happens-before its re-check of `seq`, which then sees the odd value
+    // (or a later one) and retries: a half-written record is never accepted.
+    fence(Ordering::Release);
+    for (word, value) in words.iter().zip(data) {
+        // Relaxed: ordered by the fence above and the Release store below.
+        word.store(value, Ordering::Relaxed);
+    }
+    // Release: pairs with the reader's first `seq.load(Acquire)`. A reader that sees this
+    // even value also sees every word stored above (or later ones, which its re-check
+    // catches).
+    seq.store(s.wrapping_add(2), Ordering::Release);
+}
+
+/// The seqlock read: fills `out` (as many words as both have) with the last complete write and
+/// returns its sequence number, or `None` (and `out` untouched) if there was none. Retries,
+/// never blocks the writer.
+#[inline]
+fn seq_read(seq: &AtomicU64, words: &[AtomicU64], out: &mut [u64]) -> Option<u64> {
+    loop {
+        // Acquire: pairs with the writer's closing Release store, so the words loaded next
+        // are at least those of the write that made `seq` even.
+        let before = seq.load(Ordering::Acquire);
+        if before == 0 {
+            return None;
         }
+        if before & 1 == 1 {
+            spin_hint();
+            continue;
+        }
+        for (o, word) in out.iter_mut().zip(words) {
+            // Relaxed: ordered after the Acquire load above and before the fence below.
+            *o = word.load(Ordering::Relaxed);
+        }
+        // Acquire fence: pairs with the writer's `fence(Release)` in `seq_write` (see there): if
+        // any word came from a newer write, the re-check below sees that write's odd value.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered after the word loads by the fence above.
+        let after = seq.load(Ordering::Relaxed);
+        if after == before {
+            return Some(before);
+        }
+        spin_hint();
     }
 }
 
@@ -168,6 +190,156 @@ impl SignalBoard {
     pub fn weights_version(&self) -> u64 {
         // Acquire: pairs with the Release store in `publish_weights`.
         self.weights_version.load(Ordering::Acquire)
+    }
+}
+
+/// Words of the system part of the risk board: state and kill flag, Kelly clip, balance, gross
+/// notional, orders created.
+const RISK_SYSTEM_WORDS: usize = 5;
+/// Words per instrument on the risk board: state, position, open buy, open sell.
+const RISK_INSTRUMENT_WORDS: usize = 4;
+
+/// The system-wide part of Risk's state, as published on the [`RiskBoard`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SystemRiskView {
+    /// The system trading state.
+    pub state: TradingState,
+    /// Whether Risk is killed (kill switch engaged and not yet resumed).
+    pub killed: bool,
+    /// The Kelly clip in force (0 before the first publication).
+    pub kelly_clip: Factor,
+    /// Trading balance.
+    pub balance: Money,
+    /// Gross exposure over all instruments.
+    pub gross_notional: Money,
+    /// Orders Risk has created (approved intents and its own trims).
+    pub orders: u64,
+}
+
+/// One instrument's part of Risk's state, as published on the [`RiskBoard`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InstrumentRiskView {
+    /// The instrument's trading state (as [`Risk::state`](crate::stage::risk::Risk::state)
+    /// reports it for the instrument's scope).
+    pub state: TradingState,
+    /// Filled position.
+    pub position: SignedQty,
+    /// Open buy quantity.
+    pub open_buy: Qty,
+    /// Open sell quantity.
+    pub open_sell: Qty,
+}
+
+/// One consistent snapshot of the [`RiskBoard`]: every part from the same publication.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RiskView {
+    /// How many times Risk has published (0: never; the rest of the view is then all defaults).
+    pub version: u64,
+    /// System state.
+    pub system: SystemRiskView,
+    /// Per instrument, by instrument id.
+    pub instruments: Vec<InstrumentRiskView>,
+}
+
+/// Risk's trading states, exposure and limits usage for any thread to read (`GET /risk/state`,
+/// the kill drill), published by the Risk thread after every change.
+///
+/// Unlike the [`SignalBoard`], whose slots are independent, the whole board is one seqlock over
+/// `5 + 4 × instruments` words: a reader gets the system and every instrument from the same
+/// publication, so (for example) a position and the gross notional always agree. The writer
+/// stores plain words (no allocation, never waits); a reader allocates its [`RiskView`] and
+/// retries while a publication is in progress.
+pub struct RiskBoard {
+    seq: CachePadded<AtomicU64>,
+    words: Box<[AtomicU64]>,
+    instruments: usize,
+}
+
+impl std::fmt::Debug for RiskBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RiskBoard")
+            .field("instruments", &self.instruments)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RiskBoard {
+    /// A board for `instruments` instruments, never published. Allocates; call while wiring.
+    pub fn new(instruments: usize) -> Self {
+        let len = RISK_SYSTEM_WORDS + RISK_INSTRUMENT_WORDS * instruments;
+        Self {
+            seq: CachePadded::new(AtomicU64::new(0)),
+            words: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            instruments,
+        }
+    }
+
+    /// Number of instruments on the board.
+    pub fn instruments(&self) -> usize {
+        self.instruments
+    }
+
+    /// Publishes the system state and each instrument's, in instrument order (extra ones are
+    /// ignored, missing ones keep zeros). Single writer (the Risk thread); no allocation.
+    #[inline]
+    pub fn publish(&self, system: &SystemRiskView, instruments: impl Iterator<Item = InstrumentRiskView>) {
+        let head = [
+            u64::from(system.state as u8) | u64::from(system.killed) << 8,
+            system.kelly_clip.to_bits() as u64,
+            system.balance.raw() as u64,
+            system.gross_notional.raw() as u64,
+            system.orders,
+        ];
+        let body = instruments.take(self.instruments).flat_map(|i| {
+            [
+                u64::from(i.state as u8),
+                i.position.raw() as u64,
+                i.open_buy.raw() as u64,
+                i.open_sell.raw() as u64,
+            ]
+        });
+        seq_write(&self.seq, &self.words, head.into_iter().chain(body));
+    }
+
+    /// The latest publication (all defaults and version 0 before the first). Allocates the
+    /// view; never delays the writer.
+    pub fn read(&self) -> RiskView {
+        let mut w = vec![0u64; self.words.len()];
+        let Some(seq) = seq_read(&self.seq, &self.words, &mut w) else {
+            return RiskView {
+                instruments: vec![InstrumentRiskView::default(); self.instruments],
+                ..RiskView::default()
+            };
+        };
+        let state = |b: u64| match b & 0xff {
+            0 => TradingState::Active,
+            1 => TradingState::Reducing,
+            // Only `publish` writes these words; 2 is the one value left.
+            _ => TradingState::Halted,
+        };
+        // Raw values were published from valid quantities, so `from_raw` cannot refuse them.
+        let qty = |b: u64| Qty::from_raw(b as i64).unwrap_or(Qty::ZERO);
+        let money = |b: u64| Money::from_raw(b as i64).unwrap_or(Money::ZERO);
+        RiskView {
+            version: seq / 2,
+            system: SystemRiskView {
+                state: state(w[0]),
+                killed: (w[0] >> 8) & 1 == 1,
+                kelly_clip: Factor::from_bits(w[1] as i64),
+                balance: money(w[2]),
+                gross_notional: money(w[3]),
+                orders: w[4],
+            },
+            instruments: w[RISK_SYSTEM_WORDS..]
+                .chunks_exact(RISK_INSTRUMENT_WORDS)
+                .map(|c| InstrumentRiskView {
+                    state: state(c[0]),
+                    position: SignedQty::from_raw(c[1] as i64).unwrap_or(SignedQty::ZERO),
+                    open_buy: qty(c[2]),
+                    open_sell: qty(c[3]),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -327,6 +499,90 @@ mod tests {
         assert!(reads > 0);
     }
 
+    /// A risk publication whose every field is derived from `c`, so a mixed read shows.
+    #[cfg(not(loom))]
+    fn risk_view(c: u64, instruments: usize) -> (SystemRiskView, Vec<InstrumentRiskView>) {
+        let states = [TradingState::Active, TradingState::Reducing, TradingState::Halted];
+        let raw = |k: u64| (c.wrapping_mul(k) >> 2) as i64;
+        let system = SystemRiskView {
+            state: states[(c % 3) as usize],
+            killed: c % 2 == 1,
+            kelly_clip: Factor::from_bits(raw(3)),
+            balance: Money::from_raw(-raw(5)).unwrap(),
+            gross_notional: Money::from_raw(raw(7)).unwrap(),
+            orders: c,
+        };
+        let list = (0..instruments as u64)
+            .map(|i| InstrumentRiskView {
+                state: states[(c.wrapping_add(i) % 3) as usize],
+                position: SignedQty::from_raw(raw(11 + i) - raw(13)).unwrap(),
+                open_buy: Qty::from_raw(raw(17 + i)).unwrap(),
+                open_sell: Qty::from_raw(raw(19 + i)).unwrap(),
+            })
+            .collect();
+        (system, list)
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn the_risk_board_round_trips_exactly() {
+        let board = RiskBoard::new(3);
+        let empty = board.read();
+        assert_eq!((empty.version, empty.system), (0, SystemRiskView::default()));
+        assert_eq!(empty.instruments, vec![InstrumentRiskView::default(); 3]);
+        for (n, c) in [1, 2, u64::MAX, 12_345].into_iter().enumerate() {
+            let (system, list) = risk_view(c, 3);
+            board.publish(&system, list.iter().copied());
+            let seen = board.read();
+            assert_eq!(
+                (seen.version, seen.system, seen.instruments),
+                (n as u64 + 1, system, list)
+            );
+        }
+        // Extra instruments are ignored; missing ones keep zeros.
+        let (system, list) = risk_view(5, 4);
+        board.publish(&system, list.iter().copied());
+        assert_eq!(board.read().instruments, list[..3]);
+        board.publish(&system, list.iter().take(1).copied());
+        assert_eq!(board.read().instruments[0], list[0]);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn concurrent_risk_reads_are_one_publication() {
+        use std::sync::Arc;
+
+        const N: u64 = 100_000;
+        let board = Arc::new(RiskBoard::new(4));
+        let writer = {
+            let board = Arc::clone(&board);
+            std::thread::spawn(move || {
+                for c in 1..=N {
+                    let (system, list) = risk_view(c, 4);
+                    board.publish(&system, list.into_iter());
+                }
+            })
+        };
+        let mut last = 0;
+        loop {
+            let finished = writer.is_finished();
+            let seen = board.read();
+            if seen.version > 0 {
+                let c = seen.system.orders;
+                let (system, list) = risk_view(c, 4);
+                assert_eq!((seen.system, &seen.instruments), (system, &list), "mixed read");
+                assert_eq!(seen.version, c, "one publication per value of c");
+                assert!(c >= last);
+                last = c;
+            }
+            if finished {
+                break;
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(board.read().version, N);
+    }
+
     /// A loom model bounded at `preemptions` unless `LOOM_MAX_PREEMPTIONS` says otherwise.
     #[cfg(loom)]
     fn model(preemptions: usize) -> loom::model::Builder {
@@ -362,6 +618,45 @@ mod tests {
             );
             writer.join().unwrap();
             assert_eq!(board.read(InstrumentId(0)), Some(signal(0, 2)));
+        });
+    }
+
+    /// The risk board is one seqlock over a slice of words (the same `seq_write` / `seq_read`):
+    /// a reader sees the system part and every instrument from one publication.
+    #[cfg(loom)]
+    #[test]
+    fn loom_risk_reads_are_one_publication() {
+        let model = model(2);
+        model.check(|| {
+            let view = |c: u64| {
+                let system = SystemRiskView {
+                    orders: c,
+                    balance: Money::from_raw(c as i64 * 3).unwrap(),
+                    ..SystemRiskView::default()
+                };
+                let inst = InstrumentRiskView {
+                    open_buy: Qty::from_raw(c as i64 * 5).unwrap(),
+                    ..InstrumentRiskView::default()
+                };
+                (system, inst)
+            };
+            let board = loom::sync::Arc::new(RiskBoard::new(1));
+            let writer = {
+                let board = loom::sync::Arc::clone(&board);
+                loom::thread::spawn(move || {
+                    for c in [1, 2] {
+                        let (system, inst) = view(c);
+                        board.publish(&system, std::iter::once(inst));
+                    }
+                })
+            };
+            let seen = board.read();
+            if seen.version > 0 {
+                let (system, inst) = view(seen.version);
+                assert_eq!((seen.system, seen.instruments[0]), (system, inst), "mixed read");
+            }
+            writer.join().unwrap();
+            assert_eq!(board.read().system.orders, 2);
         });
     }
 

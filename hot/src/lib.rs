@@ -13,6 +13,7 @@ pub mod capture;
 pub mod clock;
 pub mod feed;
 pub mod ids;
+pub mod kill;
 pub mod num;
 pub mod pnl;
 pub mod records;

@@ -1,4 +1,5 @@
-//! The one door to atomics for the crate's hand-written lock-free code ([`crate::board`]).
+//! The one door to atomics for the crate's hand-written lock-free code ([`crate::board`],
+//! [`crate::kill`]).
 //!
 //! Normally these are the standard library's atomics. Built with `RUSTFLAGS="--cfg loom"`, they
 //! are loom's, so the same code can be model-checked: loom runs a test under every
@@ -7,7 +8,7 @@
 //! correctness rests on an `Ordering` goes through here.
 //!
 //! Under `cfg(loom)` these atomics work only inside `loom::model`, so only the model tests run:
-//! `RUSTFLAGS="--cfg loom" cargo test -p maxx-hot --lib board`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p maxx-hot --lib -- board kill`.
 
 #[cfg(loom)]
 pub use loom::sync::atomic::{AtomicU64, Ordering, fence};

@@ -6,13 +6,17 @@
 //! | `alpha_risk` | `alpha` → `risk` | [`OrderIntent`] | [`cap::ALPHA_RISK`] | back-pressure: Alpha keeps the intent and takes no tick until it is pushed |
 //! | `risk_exec` | `risk` → `exec` | [`Order`] | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
 //! | `exec_risk` | `exec` → `risk` | [`ExecReport`] | [`cap::EXEC_RISK`] | back-pressure: Execution takes an order only with room for all its reports; Risk drains reports first on every pass, so this cannot deadlock |
-//! | `risk_cmd` | cold → `risk` | [`RiskCommand`] | [`cap::COMMANDS`] | the cold caller gets its command back (crossbeam `ArrayQueue`, many producers) |
+//! | `risk_cmd` | cold → `risk` | [`RiskCommand`] | [`cap::COMMANDS`] | the cold caller gets its command back (crossbeam `ArrayQueue`, many producers); Risk takes a command only with room for [`Risk::max_trim_orders`](crate::stage::risk::Risk::max_trim_orders) orders in `risk_exec`, so a trim never drops an order |
+//! | `manual` | cold → `risk` | [`OrderIntent`] (HTTP, gRPC, drills) | [`cap::MANUAL`] | the cold caller gets its intent back (`ArrayQueue`, many producers); Risk takes manual and Alpha intents in turn |
+//! | `kill` | any → `risk`, `exec` | [`KillSwitch`]: one atomic word | one | never full: tripping is one atomic operation from any thread (HTTP, `maxx kill`, the `kill-watch` thread's signal and file); Execution reads it before every order |
 //! | `alpha_cmd` | cold → `alpha` | [`AlphaInput`] weights, sentiment scores | [`cap::COMMANDS`] | the cold caller gets its command back |
 //! | `board` | `alpha` → any reader | latest [`Signal`] per instrument, weights in force ([`SignalBoard`]) | one seqlock slot per instrument, one for the weights | never full: each publish overwrites its slot; Alpha never waits, a reader that raced a write retries |
+//! | `risk_board` | `risk` → any reader | trading states, exposure, Kelly clip, balance ([`RiskBoard`]) | one seqlock over the whole board | never full: each publish overwrites it; Risk never waits, a reader that raced a write retries |
 //! | `tap_ticks[v]` | `md-<v>` → cold | [`Tick`] | [`cap::TAP_TICKS`] | dropped and counted (`tap_dropped`): market data is never worth stalling for |
 //! | `tap_signals` | `alpha` → cold | [`Signal`] | [`cap::TAP_SIGNALS`] | dropped and counted |
 //! | `tap_refusals` | `risk` → cold | [`Refusal`] | [`cap::TAP_REFUSALS`] | dropped and counted; per-reason counters stay exact |
-//! | `tap_exec` | `exec` → cold | [`ExecEvent`] (orders, acks, fills, rejects) | [`cap::TAP_EXEC`] | **never dropped**: Execution takes an order only when [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER) slots are free, so a stalled cold side stalls trading instead of losing a fill |
+//! | `risk_events` | `risk` → cold | [`Transition`] (trading-state changes with their reason) | [`cap::TAP_RISK_EVENTS`] | dropped and counted (`events_dropped`); the state itself is always on the `risk_board` |
+//! | `tap_exec` | `exec` → cold | [`ExecEvent`] (orders, acks, fills, rejects, cancels) | [`cap::TAP_EXEC`] | **never dropped**: Execution takes an order only when [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER) slots are free, so a stalled cold side stalls trading instead of losing a fill; a kill switch's cancel-all is held in Execution's backlog (sized to the gateway's open orders) and handed on as slots free up, before any further order |
 //! | `tap_bad` | `md-<v>` → cold | [`BadFrame`] samples | [`cap::TAP_BAD`] | dropped (the per-reason counters are exact; samples are for the log) |
 //! | `capture[v]` | `md-<v>` → cold capture writer | raw frame bytes (`[len u32][recv_ns u64][frame]`) | `Capacities::capture` bytes (only with `market_data.capture_dir`) | the frame is not captured and `capture_dropped` counts it: a slow disk never stalls a feed |
 //! | `hist_out` / `hist_back` | `exec` ⇄ cold | boxed HdrHistogram | [`cap::HISTOGRAMS`] | two histograms circulate; Execution keeps recording into its current one until a spare comes back |
@@ -23,9 +27,10 @@ use crossbeam::queue::ArrayQueue;
 use hdrhistogram::Histogram;
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::board::SignalBoard;
+use crate::board::{RiskBoard, SignalBoard};
 use crate::ids::Venue;
-use crate::records::{ExecReport, Order, OrderIntent, Signal, Tick};
+use crate::kill::KillSwitch;
+use crate::records::{ExecReport, Order, OrderIntent, Signal, Tick, Transition};
 use crate::stage::alpha::AlphaInput;
 use crate::stage::exec::ExecEvent;
 use crate::stage::risk::{Refusal, RiskCommand};
@@ -43,6 +48,10 @@ pub mod cap {
     pub const EXEC_RISK: usize = 4096;
     /// Cold → hot command queues.
     pub const COMMANDS: usize = 64;
+    /// Cold → Risk manual intents.
+    pub const MANUAL: usize = 1024;
+    /// Risk → cold trading-state transitions.
+    pub const TAP_RISK_EVENTS: usize = 1024;
     /// Hot → cold tick tap, per feed: about a second of a busy feed.
     pub const TAP_TICKS: usize = 65536;
     /// Hot → cold signal tap.
@@ -147,10 +156,18 @@ pub struct RiskEnds {
     pub reports: Consumer<ExecReport>,
     /// Commands from the cold side.
     pub commands: Arc<ArrayQueue<RiskCommand>>,
+    /// Manual intents from the cold side.
+    pub manual: Arc<ArrayQueue<OrderIntent>>,
     /// Orders to Execution.
     pub to_exec: Producer<Order>,
     /// Refusal tap.
     pub tap: Producer<Refusal>,
+    /// Trading-state transitions to the cold side.
+    pub events: Producer<Transition>,
+    /// Risk's state for readers on any thread.
+    pub board: Arc<RiskBoard>,
+    /// The kill switch.
+    pub kill: KillSwitch,
 }
 
 /// The ends Execution owns.
@@ -166,6 +183,8 @@ pub struct ExecEnds {
     pub hist_out: Producer<BoxedHistogram>,
     /// Empty histograms back.
     pub hist_back: Consumer<BoxedHistogram>,
+    /// The kill switch, read before every order.
+    pub kill: KillSwitch,
 }
 
 /// The ends the cold side owns.
@@ -194,6 +213,15 @@ pub struct ColdEnds {
     /// Alpha's latest signal per instrument and the weights it applied (`GET /signal`,
     /// confirming a reweight).
     pub board: Arc<SignalBoard>,
+    /// Manual intents to Risk (`POST /order`, gRPC, drills): they pass the same gate as Alpha's.
+    pub manual: Arc<ArrayQueue<OrderIntent>>,
+    /// Trading-state transitions, with their reasons.
+    pub risk_events: Consumer<Transition>,
+    /// Risk's trading states and exposure (`GET /risk/state`).
+    pub risk_board: Arc<RiskBoard>,
+    /// The kill switch: [`KillSwitch::trip`] halts Risk, stops every order still inside the hot
+    /// path and cancels every resting order; Risk's `Resume` command lifts it.
+    pub kill: KillSwitch,
 }
 
 /// All ring ends of one engine.
@@ -231,6 +259,8 @@ pub struct Capacities {
     pub tap_refusals: usize,
     /// `tap_exec`.
     pub tap_exec: usize,
+    /// `risk_events`.
+    pub tap_risk_events: usize,
     /// `capture[v]` in bytes; 0 when not capturing.
     pub capture: usize,
 }
@@ -246,6 +276,7 @@ impl Default for Capacities {
             tap_signals: cap::TAP_SIGNALS,
             tap_refusals: cap::TAP_REFUSALS,
             tap_exec: cap::TAP_EXEC,
+            tap_risk_events: cap::TAP_RISK_EVENTS,
             capture: 0,
         }
     }
@@ -258,7 +289,8 @@ pub fn wire(feeds: &[Venue]) -> Wiring {
     wire_with(feeds, 0, Capacities::default())
 }
 
-/// Creates every ring with these capacities, and the signal board with one slot per instrument.
+/// Creates every ring with these capacities, both boards with room for `instruments`, and a
+/// kill switch that is not tripped.
 ///
 /// `exec_risk` and `tap_exec` are raised to at least
 /// [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER), below which Execution could
@@ -296,6 +328,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
     let (signal_tap, signals) = RingBuffer::new(c.tap_signals);
     let (refusal_tap, refusals) = RingBuffer::new(c.tap_refusals);
     let (exec_tap, exec_events) = RingBuffer::new(c.tap_exec.max(min));
+    let (events_tap, risk_events) = RingBuffer::new(c.tap_risk_events.max(1));
     let (hist_out, hist_in) = RingBuffer::new(cap::HISTOGRAMS);
     let (mut hist_back_tx, hist_back_rx) = RingBuffer::new(cap::HISTOGRAMS);
     // One spare in circulation from the start; Execution owns the other.
@@ -303,6 +336,9 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
     let risk_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let alpha_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let board = Arc::new(SignalBoard::new(instruments));
+    let manual = Arc::new(ArrayQueue::new(cap::MANUAL));
+    let risk_board = Arc::new(RiskBoard::new(instruments));
+    let kill = KillSwitch::new();
     Wiring {
         feeds: feed_ends,
         alpha: AlphaEnds {
@@ -316,8 +352,12 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             intents: risk_intents,
             reports: risk_reports,
             commands: Arc::clone(&risk_cmd),
+            manual: Arc::clone(&manual),
             to_exec: risk_to_exec,
             tap: refusal_tap,
+            events: events_tap,
+            board: Arc::clone(&risk_board),
+            kill: kill.clone(),
         },
         exec: ExecEnds {
             orders: exec_orders,
@@ -325,6 +365,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             tap: exec_tap,
             hist_out,
             hist_back: hist_back_rx,
+            kill: kill.clone(),
         },
         cold: ColdEnds {
             ticks: cold_ticks,
@@ -338,6 +379,10 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             risk_cmd,
             alpha_cmd,
             board,
+            manual,
+            risk_events,
+            risk_board,
+            kill,
         },
     }
 }

@@ -179,6 +179,7 @@ fn tiny_rings_apply_back_pressure_and_lose_nothing() {
         tap_signals: 4,
         tap_refusals: 1,
         tap_exec: 3,
+        tap_risk_events: 1,
         capture: 0,
     };
     let spec = spec(tiny);

@@ -1,10 +1,10 @@
 //! Assembles one engine: rings, stages and tasks, from plain, validated parameters.
 //!
 //! The cold side turns the validated config into an [`EngineSpec`]; this module wires every
-//! ring and the signal board, sized to the instruments ([`crate::wiring::wire_with`]), builds
-//! each stage, and returns the tasks ready to be run on threads ([`super::spawn`]) or in
-//! lockstep ([`super::run_lockstep`]), plus the cold side's ring ends (board included) and the
-//! counters.
+//! ring, both boards and the kill switch, sized to the instruments
+//! ([`crate::wiring::wire_with`]), builds each stage, and returns the tasks ready to be run on
+//! threads ([`super::spawn`]) or in lockstep ([`super::run_lockstep`]), plus the cold side's
+//! ends (boards, manual queue and kill switch included) and the counters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use crate::ids::{InstrumentIndex, Venue};
 use crate::source::{Decode, FrameSource};
 use crate::stage::alpha::{Alpha, AlphaParams};
 use crate::stage::exec::{Exec, Gateway};
-use crate::stage::risk::{Limits, Risk};
+use crate::stage::risk::{Risk, RiskParams};
 use crate::topology::StageName;
 use crate::wiring::{Capacities, ColdEnds, wire_with};
 
@@ -27,16 +27,17 @@ pub struct EngineSpec {
     pub index: Arc<InstrumentIndex>,
     /// Alpha parameters.
     pub alpha: AlphaParams,
-    /// Risk limits per instrument.
-    pub limits: Vec<Limits>,
-    /// Start with the kill switch engaged.
-    pub kill: bool,
+    /// Risk's limits and parameters; `risk.kill` starts the engine with the kill switch
+    /// tripped.
+    pub risk: RiskParams,
     /// How often Execution hands over its latency histogram.
     pub histogram_every: Duration,
     /// Ring capacities.
     pub capacities: Capacities,
     /// No tick for this long restarts a live feed (`market_data.stale_after_ms`); `None` in
-    /// replay.
+    /// replay, which also makes every feed count as live for Risk (otherwise a feed is live
+    /// for Risk only while its state gauge says `LIVE`: not before its first tick, not while
+    /// it reconnects after going stale).
     pub stale_after: Option<Duration>,
 }
 
@@ -86,7 +87,16 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
     gateway: G,
 ) -> Engine<S, D, G> {
     let venues: Vec<Venue> = feeds.iter().map(|f| f.venue).collect();
-    let wiring = wire_with(&venues, spec.index.len(), spec.capacities);
+    let risk = Risk::new(spec.risk.clone());
+    // Risk takes a command only with room for a whole trim in `risk_exec`; a smaller ring
+    // would never have it.
+    let mut capacities = spec.capacities;
+    capacities.risk_exec = capacities.risk_exec.max(risk.max_trim_orders()).max(1);
+    let wiring = wire_with(&venues, spec.index.len(), capacities);
+    if spec.risk.kill {
+        // Before Execution and Risk's task read it, so both count this trip as handled.
+        wiring.cold.kill.trip();
+    }
     let flags = Flags::new(feeds.len());
     let mut tasks = Vec::new();
     let mut feed_stats = Vec::new();
@@ -113,13 +123,16 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
         Arc::clone(&flags),
     );
     let risk = RiskTask::new(
-        Risk::new(spec.limits.clone(), spec.kill),
+        risk,
         wiring.risk,
         Arc::clone(&risk_stats),
         Arc::clone(&flags),
+        feed_stats.clone(),
+        spec.stale_after.is_none(),
     );
+    let kill = wiring.exec.kill.clone();
     let exec = ExecTask::new(
-        Exec::new(gateway),
+        Exec::new(gateway, kill),
         wiring.exec,
         Arc::clone(&exec_stats),
         Arc::clone(&flags),

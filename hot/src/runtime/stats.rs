@@ -145,6 +145,19 @@ pub struct RiskStats {
     pub kelly_clip: Counter,
     /// Refusals not copied to the cold side because its tap was full.
     pub tap_dropped: Counter,
+    /// Intents taken from the manual queue (HTTP, gRPC, drills).
+    pub manual_intents: Counter,
+    /// Commands applied from the `risk_cmd` queue.
+    pub commands: Counter,
+    /// Orders Risk created itself (trims), sent to Execution.
+    pub risk_orders: Counter,
+    /// Trading-state transitions Risk made.
+    pub transitions: Counter,
+    /// Transitions not copied to the cold side because the `risk_events` tap was full (the
+    /// risk board still shows the state).
+    pub events_dropped: Counter,
+    /// Kill-switch trips Risk has acted on (one per generation it saw, plus `Kill` commands).
+    pub kill_trips: Counter,
     /// Position per instrument, raw 10^-8 units as two's complement.
     pub position_raw: Vec<Counter>,
 }
@@ -167,10 +180,15 @@ impl RiskStats {
 /// Counters of Execution.
 #[derive(Debug, Default)]
 pub struct ExecStats {
-    /// Orders sent.
+    /// Orders sent to the gateway.
     pub orders: Counter,
     /// Fills received.
     pub fills: Counter,
-    /// Venue rejects.
+    /// Rejects, the venue's and the kill switch's.
     pub rejects: Counter,
+    /// Rejects per [`RejectReason`] (`kill_switch`: orders the kill switch stopped before the
+    /// gateway; `venue_reject`, `no_price`, `overflow`: the venue's).
+    pub rejected: [Counter; RejectReason::COUNT],
+    /// Orders cancelled (each `Cancelled` report).
+    pub cancels: Counter,
 }

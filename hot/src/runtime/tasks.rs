@@ -8,14 +8,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::board::{InstrumentRiskView, SystemRiskView};
 use crate::clock::{Clock, SystemClock, mono_ns};
 use crate::feed::{Control, Decoded, FrameMeta, Numbering, Sequencing, SkipKind, TickBatch};
-use crate::ids::{InstrumentIndex, Venue};
-use crate::records::{ExecReport, Order, OrderIntent, TickBody};
+use crate::ids::{InstrumentId, InstrumentIndex, Venue};
+use crate::records::{ExecReport, Order, OrderIntent, Scope, TickBody};
 use crate::source::{Decode, FrameSource, Next};
 use crate::stage::alpha::{Alpha, AlphaInput, AlphaOut};
 use crate::stage::exec::{Exec, ExecEvent, Gateway, MAX_EVENTS_PER_ORDER, latency_histogram};
-use crate::stage::risk::{Decision, Risk};
+use crate::stage::risk::{Decision, Risk, RiskCommand};
 use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, RiskEnds};
 
 use super::stats::{AlphaStats, ExecStats, FeedStats, RiskStats, feed_state};
@@ -516,34 +517,74 @@ impl AlphaTask {
     }
 }
 
-/// Risk with its rings.
+/// One feed's state gauge, as Risk follows it.
+#[derive(Debug)]
+struct FeedWatch {
+    stats: Arc<FeedStats>,
+    /// What Risk was last told; `None` before the first look.
+    live: Option<bool>,
+}
+
+/// Risk with its rings, the kill switch and the feeds' state gauges.
+///
+/// Each pass: every report from Execution; then, with nothing held back and room in
+/// `risk_exec` for [`Risk::max_trim_orders`] orders, a new kill-switch trip (before anything
+/// else) and at most one command; then at most one intent, manual and Alpha's in turn, judged
+/// against the feeds' states as they are after it arrived; then every transition to the
+/// `risk_events` tap, and the risk board if anything changed.
 #[derive(Debug)]
 pub struct RiskTask {
     risk: Risk,
     ends: RiskEnds,
     stats: Arc<RiskStats>,
     flags: Arc<Flags>,
+    feeds: Vec<FeedWatch>,
+    /// No staleness detection (replay): every feed counts as live.
+    replay: bool,
+    /// The kill-switch generation Risk has acted on.
+    kill_seen: u64,
+    clock: SystemClock,
     pending: Option<Order>,
+    /// Whose intent goes first on the next pass: the manual queue's (`true`) or Alpha's.
+    manual_turn: bool,
     closed: bool,
     finished: bool,
 }
 
 impl RiskTask {
-    /// A Risk task.
-    pub fn new(risk: Risk, ends: RiskEnds, stats: Arc<RiskStats>, flags: Arc<Flags>) -> Self {
-        stats.kelly_clip.set(risk.kelly_clip().to_bits() as u64);
-        Self {
+    /// A Risk task following these feeds' state gauges (`replay`: every feed counts as live).
+    /// Publishes the risk board once, so readers see the starting state.
+    ///
+    /// A kill switch already tripped counts as handled (the engine trips it at build when
+    /// Risk starts killed).
+    pub fn new(
+        risk: Risk,
+        ends: RiskEnds,
+        stats: Arc<RiskStats>,
+        flags: Arc<Flags>,
+        feeds: Vec<Arc<FeedStats>>,
+        replay: bool,
+    ) -> Self {
+        let kill_seen = ends.kill.generation();
+        let task = Self {
             risk,
             ends,
             stats,
             flags,
+            feeds: feeds.into_iter().map(|stats| FeedWatch { stats, live: None }).collect(),
+            replay,
+            kill_seen,
+            clock: SystemClock,
             pending: None,
+            manual_turn: false,
             closed: false,
             finished: false,
-        }
+        };
+        task.publish();
+        task
     }
 
-    /// Drains every report, then handles at most one command and one intent.
+    /// Drains every report, then handles a kill-switch trip, at most one command and one intent.
     #[inline]
     pub fn poll(&mut self) -> bool {
         let mut busy = false;
@@ -551,35 +592,56 @@ impl RiskTask {
             self.risk.on_report(&report);
             busy = true;
         }
-        if let Some(cmd) = self.ends.commands.pop() {
-            self.risk.on_command(cmd);
-            self.stats.killed.set(u64::from(self.risk.killed()));
-            self.stats.kelly_clip.set(self.risk.kelly_clip().to_bits() as u64);
-            busy = true;
-        }
-        if !flush(&mut self.pending, &mut self.ends.to_exec) {
-            return busy;
-        }
-        if let Ok(intent) = self.ends.intents.pop() {
-            match self.risk.check(&intent) {
-                Decision::Approved(order) => {
-                    self.stats.approved.inc();
-                    if self.ends.to_exec.push(order).is_err() {
-                        self.pending = Some(order);
-                    }
-                }
-                Decision::Refused(refusal) => {
-                    self.stats.refused[refusal.reason as usize].inc();
-                    if self.ends.tap.push(refusal).is_err() {
-                        self.stats.tap_dropped.inc();
-                    }
-                }
-                Decision::Nothing => self.stats.nothing.inc(),
+        let mut changed = busy;
+        let clear = flush(&mut self.pending, &mut self.ends.to_exec);
+        // Room for everything a command can produce: a trim's orders are never dropped.
+        let room = clear && !self.closed && self.ends.to_exec.slots() >= self.risk.max_trim_orders();
+        let kill_due = self.ends.kill.generation() != self.kill_seen;
+        if room {
+            if kill_due {
+                self.apply_kill();
+                busy = true;
             }
-            for (gauge, exp) in self.stats.position_raw.iter().zip(self.risk.exposure()) {
-                gauge.set(exp.position.raw() as u64);
+            if let Some(cmd) = self.ends.commands.pop() {
+                self.command(cmd);
+                busy = true;
             }
-            return true;
+        }
+        changed |= busy;
+        // No intent while an order is held back, or before a new trip is applied.
+        if clear && !self.closed && (room || !kill_due) {
+            let intent = if self.manual_turn {
+                self.ends
+                    .manual
+                    .pop()
+                    .map(|i| (i, true))
+                    .or_else(|| self.ends.intents.pop().ok().map(|i| (i, false)))
+            } else {
+                self.ends
+                    .intents
+                    .pop()
+                    .ok()
+                    .map(|i| (i, false))
+                    .or_else(|| self.ends.manual.pop().map(|i| (i, true)))
+            };
+            // After the intent: a tick's LIVE gauge is written before the tick is pushed, so the
+            // state read now is at least as new as the data behind the intent.
+            changed |= self.sync_feeds();
+            if let Some((intent, manual)) = intent {
+                self.manual_turn = !manual;
+                if manual {
+                    self.stats.manual_intents.inc();
+                }
+                self.check(&intent);
+                busy = true;
+                changed = true;
+            }
+        } else {
+            changed |= self.sync_feeds();
+        }
+        self.drain_transitions();
+        if changed {
+            self.publish();
         }
         if !self.closed
             && self.pending.is_none()
@@ -593,6 +655,128 @@ impl RiskTask {
             self.finished = true;
         }
         busy
+    }
+
+    /// Judges one intent and routes the result.
+    #[inline]
+    fn check(&mut self, intent: &OrderIntent) {
+        match self.risk.check(intent) {
+            Decision::Approved(order) => {
+                self.stats.approved.inc();
+                if self.ends.to_exec.push(order).is_err() {
+                    self.pending = Some(order);
+                }
+            }
+            Decision::Refused(refusal) => {
+                self.stats.refused[refusal.reason as usize].inc();
+                if self.ends.tap.push(refusal).is_err() {
+                    self.stats.tap_dropped.inc();
+                }
+            }
+            Decision::Nothing => self.stats.nothing.inc(),
+        }
+    }
+
+    /// Applies one command. `Kill` trips the shared switch (so Execution stops and cancels too)
+    /// and halts Risk; `Resume` lifts the switch only if no trip came after the one Risk acted
+    /// on, and then resumes Risk. Callers have reserved room for `max_trim_orders` orders.
+    fn command(&mut self, cmd: RiskCommand) {
+        self.stats.commands.inc();
+        match cmd {
+            RiskCommand::Kill => {
+                self.ends.kill.trip();
+                if self.ends.kill.generation() != self.kill_seen {
+                    self.apply_kill();
+                }
+            }
+            RiskCommand::Resume => {
+                if self.ends.kill.reset_if(self.kill_seen) {
+                    self.on_command(RiskCommand::Resume);
+                }
+                // Otherwise a newer trip is pending: the next pass applies it and this Resume,
+                // issued before it, does not lift it.
+            }
+            other => self.on_command(other),
+        }
+    }
+
+    /// Acts on the kill switch's current generation: Risk goes HALTED (reason kill).
+    fn apply_kill(&mut self) {
+        self.kill_seen = self.ends.kill.generation();
+        self.stats.kill_trips.inc();
+        self.on_command(RiskCommand::Kill);
+    }
+
+    /// Hands a command to Risk; its orders go to Execution, into room reserved by the caller.
+    fn on_command(&mut self, cmd: RiskCommand) {
+        let now = self.clock.wall_ns();
+        let (to_exec, stats) = (&mut self.ends.to_exec, &self.stats);
+        self.risk.on_command(cmd, now, &mut |order| {
+            stats.risk_orders.inc();
+            // Cannot fail: `max_trim_orders` slots were free and this thread is the only
+            // producer.
+            let _ = to_exec.push(order);
+        });
+    }
+
+    /// Tells Risk about every feed whose state changed; `true` if any did.
+    #[inline]
+    fn sync_feeds(&mut self) -> bool {
+        let mut changed = false;
+        for f in &mut self.feeds {
+            let state = f.stats.state.get();
+            let live = self.replay || state == feed_state::LIVE;
+            if f.live != Some(live) {
+                f.live = Some(live);
+                // The last tick's receive time (logical time, so a replay stays deterministic),
+                // except after a stale restart, which happens on the wall clock.
+                let now = if state == feed_state::STALE {
+                    self.clock.wall_ns()
+                } else {
+                    f.stats.last_tick_wall_ns.get()
+                };
+                self.risk.on_feed(f.stats.venue, live, now);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Every pending transition to the cold side; a full tap drops and counts.
+    #[inline]
+    fn drain_transitions(&mut self) {
+        while let Some(t) = self.risk.pop_transition() {
+            self.stats.transitions.inc();
+            if self.ends.events.push(t).is_err() {
+                self.stats.events_dropped.inc();
+            }
+        }
+    }
+
+    /// Publishes Risk's state on the board and the gauges. No allocation.
+    #[inline]
+    fn publish(&self) {
+        let risk = &self.risk;
+        let system = SystemRiskView {
+            state: risk.state(Scope::System),
+            killed: risk.killed(),
+            kelly_clip: risk.kelly_clip(),
+            balance: risk.balance(),
+            gross_notional: risk.gross_notional(),
+            orders: risk.next_order_id().0.saturating_sub(1),
+        };
+        let instruments = risk.exposure().iter().enumerate().map(|(i, e)| InstrumentRiskView {
+            state: risk.state(Scope::Instrument(InstrumentId(i as u16))),
+            position: e.position,
+            open_buy: e.open_buy,
+            open_sell: e.open_sell,
+        });
+        self.ends.board.publish(&system, instruments);
+        self.stats.killed.set(u64::from(risk.killed()));
+        self.stats.kelly_clip.set(risk.kelly_clip().to_bits() as u64);
+        for (gauge, exp) in self.stats.position_raw.iter().zip(risk.exposure()) {
+            gauge.set(exp.position.raw() as u64);
+        }
     }
 
     /// Whether Risk has closed and drained Execution's last report.
@@ -644,25 +828,36 @@ impl<G: Gateway> ExecTask<G> {
         }
     }
 
-    /// Handles at most one order, when there is room for everything it can produce.
+    /// Hands on waiting reports (a kill switch's cancels first), then handles at most one
+    /// order, when nothing waits and there is room for everything the order can produce.
     #[inline]
     pub fn poll(&mut self) -> bool {
         let (tap, to_risk, stats) = (&mut self.ends.tap, &mut self.ends.to_risk, &*self.stats);
-        let mut busy = self.exec.poll(&mut |e| emit(tap, to_risk, stats, e));
-        if tap.slots() >= MAX_EVENTS_PER_ORDER
+        let room = tap.slots().min(to_risk.slots());
+        let mut busy = self.exec.poll(room, &mut |e| emit(tap, to_risk, stats, e));
+        if self.exec.backlog() == 0
+            && tap.slots() >= MAX_EVENTS_PER_ORDER
             && to_risk.slots() >= MAX_EVENTS_PER_ORDER
             && let Ok(order) = self.ends.orders.pop()
         {
-            stats.orders.inc();
-            self.exec
-                .process(order, self.clock.stamp(), &mut |e| emit(tap, to_risk, stats, e));
+            if self
+                .exec
+                .process(order, self.clock.stamp(), &mut |e| emit(tap, to_risk, stats, e))
+            {
+                stats.orders.inc();
+            }
             busy = true;
         }
         self.passes = self.passes.wrapping_add(1);
         if self.passes.is_multiple_of(1024) || busy {
             self.maybe_hand_over_histogram(false);
         }
-        if !busy && !self.closed && Flags::closed(&self.flags.risk_closed) && self.ends.orders.is_empty() {
+        if !busy
+            && !self.closed
+            && Flags::closed(&self.flags.risk_closed)
+            && self.ends.orders.is_empty()
+            && self.exec.backlog() == 0
+        {
             self.maybe_hand_over_histogram(true);
             self.closed = true;
             Flags::close(&self.flags.exec_closed);
@@ -741,7 +936,8 @@ fn capture_frame(ring: &mut rtrb::Producer<u8>, recv_ns: u64, frame: &[u8]) -> b
 /// Sends one Execution record to Risk (reports only) and to the cold side.
 ///
 /// Neither push can fail: Execution takes an order only after counting
-/// [`MAX_EVENTS_PER_ORDER`] free slots in both rings, and it is their only producer.
+/// [`MAX_EVENTS_PER_ORDER`] free slots in both rings, hands on waiting reports only up to the
+/// free slots of both, and is their only producer.
 #[inline]
 fn emit(
     tap: &mut rtrb::Producer<ExecEvent>,
@@ -752,8 +948,12 @@ fn emit(
     if let ExecEvent::Report(r) = e {
         match r {
             ExecReport::Fill(_) => stats.fills.inc(),
-            ExecReport::Reject { .. } => stats.rejects.inc(),
-            ExecReport::Ack { .. } | ExecReport::Cancelled { .. } => {}
+            ExecReport::Reject { reason, .. } => {
+                stats.rejects.inc();
+                stats.rejected[reason as usize].inc();
+            }
+            ExecReport::Cancelled { .. } => stats.cancels.inc(),
+            ExecReport::Ack { .. } => {}
         }
         let _ = to_risk.push(r);
     }
@@ -761,7 +961,12 @@ fn emit(
 }
 
 /// Any hot task, for threads that run one or several.
+///
+/// The variants differ in size (Risk's state is the largest); they are not boxed because a
+/// handful of tasks live for the engine's lifetime, and a box would add a pointer chase to
+/// every poll of the stage inside it.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum AnyTask<S, D, G: Gateway> {
     /// A feed.
     Feed(FeedTask<S, D>),

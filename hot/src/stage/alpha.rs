@@ -13,12 +13,17 @@
 //! `order_qty` position in the signal's direction; below `exit_threshold` it targets flat; in
 //! between it holds. Risk turns targets into orders, so Alpha never needs to see fills.
 //!
+//! Every intent carries a volatility stop ([`VolStop`]): the distance from entry to the
+//! protective exit the strategy implies, `max(vol_mult × EWMA |Δ trade price|, min_ticks ×
+//! tick_size)`. Risk measures per-trade risk as quantity × this distance and caps Alpha's size so
+//! that it stays within `risk.max_trade_risk_pct` of the balance.
+//!
 //! All arithmetic is fixed-point (`fixed`), so a replay gives bit-identical signals.
 
 use fixed::types::I64F64;
 
 use crate::ids::InstrumentId;
-use crate::num::{Qty, SignedQty};
+use crate::num::{Price, Qty, SignedQty};
 use crate::records::{Factor, Mix, OrderIntent, Origin, Signal, SignalSide, Sizing, Tick, TickBody, Touch};
 
 /// The families of the ensemble, in the order of `alpha.weights`.
@@ -589,6 +594,92 @@ impl Family for Sentiment {
     }
 }
 
+/// Volatility-stop parameters (`risk.stop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopParams {
+    /// Multiple of the average absolute trade-to-trade move.
+    pub vol_mult: Factor,
+    /// EWMA span in trades; also the warm-up.
+    pub vol_window: u32,
+    /// The stop is never closer than this many ticks.
+    pub min_ticks: u32,
+}
+
+impl Default for StopParams {
+    /// 4 × the EWMA over 50 trades, at least 10 ticks.
+    fn default() -> Self {
+        Self {
+            vol_mult: Factor::from_num(4),
+            vol_window: 50,
+            min_ticks: 10,
+        }
+    }
+}
+
+/// A volatility stop: `max(vol_mult × ewma, min_ticks × tick_size)`, rounded up to 10⁻⁸, where
+/// `ewma` follows |Δ trade price| in raw price units with `ewma += (|Δ| − ewma) · 2 / (span + 1)`.
+/// During the warm-up (the first `span` moves) it is the plain mean of the moves so far, which
+/// then seeds the average; before the second trade only the tick floor applies. The EWMA is
+/// `I64F64` in raw units: exact to 2⁻⁶⁴ of 10⁻⁸ per step, and any move of a valid price fits.
+#[derive(Clone, Copy, Debug)]
+pub struct VolStop {
+    alpha: I64F64,
+    span: u32,
+    mult: I64F64,
+    floor: i64,
+    last: Option<i64>,
+    moves: u32,
+    ewma: I64F64,
+}
+
+impl VolStop {
+    /// A fresh stop for an instrument with this tick size.
+    pub fn new(p: StopParams, tick_size: Price) -> Self {
+        let span = p.vol_window.max(1);
+        Self {
+            alpha: I64F64::from_num(2) / I64F64::from_num(span + 1),
+            span,
+            mult: I64F64::from_num(p.vol_mult).max(I64F64::ZERO),
+            floor: tick_size.raw().saturating_mul(i64::from(p.min_ticks)),
+            last: None,
+            moves: 0,
+            ewma: I64F64::ZERO,
+        }
+    }
+
+    /// Folds one trade price in.
+    #[inline]
+    pub fn on_trade(&mut self, price: Price) {
+        let p = price.raw();
+        if let Some(last) = self.last.replace(p) {
+            let d = I64F64::from_num(p.abs_diff(last));
+            self.moves = self.moves.saturating_add(1);
+            let weight = if self.moves <= self.span {
+                I64F64::ONE / I64F64::from_num(self.moves)
+            } else {
+                self.alpha
+            };
+            self.ewma += (d - self.ewma) * weight;
+        }
+    }
+
+    /// The average absolute move, raw price units.
+    pub fn ewma(&self) -> I64F64 {
+        self.ewma
+    }
+
+    /// The stop distance now.
+    #[inline]
+    pub fn stop(&self) -> Price {
+        let vol = self
+            .mult
+            .saturating_mul(self.ewma)
+            .saturating_ceil()
+            .saturating_to_num::<i64>();
+        Price::from_raw(vol.max(self.floor).max(0)).unwrap_or(Price::ZERO)
+    }
+}
+
 /// Validated Alpha parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlphaParams {
@@ -608,6 +699,11 @@ pub struct AlphaParams {
     pub sentiment: SentimentParams,
     /// Full-signal target size per instrument, indexed by [`InstrumentId`].
     pub order_qty: Vec<Qty>,
+    /// The volatility stop every intent carries.
+    pub stop: StopParams,
+    /// Price increment per instrument, indexed by [`InstrumentId`] (the stop's floor is in
+    /// ticks); a missing entry counts as zero.
+    pub tick_size: Vec<Price>,
 }
 
 /// Per-instrument state.
@@ -617,6 +713,7 @@ struct Instrument {
     mean_rev: MeanRev,
     breakout: Breakout,
     sentiment: Sentiment,
+    stop: VolStop,
     touch: Touch,
     /// -1, 0 or +1: the direction of the current target.
     target: i8,
@@ -660,15 +757,17 @@ pub struct Alpha {
 impl Alpha {
     /// Builds the stage for `params.order_qty.len()` instruments.
     pub fn new(params: AlphaParams) -> Self {
-        let one = Instrument {
-            momentum: Momentum::new(params.momentum),
-            mean_rev: MeanRev::new(params.mean_rev),
-            breakout: Breakout::new(params.breakout),
-            sentiment: Sentiment::new(params.sentiment),
-            touch: Touch::default(),
-            target: 0,
-        };
-        let instruments = vec![one; params.order_qty.len()];
+        let instruments = (0..params.order_qty.len())
+            .map(|i| Instrument {
+                momentum: Momentum::new(params.momentum),
+                mean_rev: MeanRev::new(params.mean_rev),
+                breakout: Breakout::new(params.breakout),
+                sentiment: Sentiment::new(params.sentiment),
+                stop: VolStop::new(params.stop, params.tick_size.get(i).copied().unwrap_or(Price::ZERO)),
+                touch: Touch::default(),
+                target: 0,
+            })
+            .collect();
         Self { params, instruments }
     }
 
@@ -700,7 +799,10 @@ impl Alpha {
                 inst.touch.ask = ask;
                 return;
             }
-            TickBody::Trade { price, .. } => inst.touch.last = price,
+            TickBody::Trade { price, .. } => {
+                inst.touch.last = price;
+                inst.stop.on_trade(price);
+            }
         }
         inst.momentum.on_tick(tick);
         inst.mean_rev.on_tick(tick);
@@ -755,13 +857,17 @@ impl Alpha {
                 client_id: 0,
                 score,
                 mix,
-                // The volatility stop arrives with the RiskSentinel's per-trade risk check.
-                stop: crate::num::Price::ZERO,
+                stop: inst.stop.stop(),
                 reduce_only: false,
                 ts_ns: tick.recv_ns,
                 stamp: tick.stamp,
             }));
         }
+    }
+
+    /// The volatility stop an intent for this instrument would carry now.
+    pub fn stop(&self, id: InstrumentId) -> Option<Price> {
+        self.instruments.get(id.index()).map(|i| i.stop.stop())
     }
 
     /// The last touch Alpha saw for an instrument.
@@ -853,7 +959,56 @@ mod tests {
             },
             sentiment: SentimentParams { half_life_ns: 1_000 },
             order_qty: vec!["0.01".parse().unwrap()],
+            stop: StopParams::default(),
+            tick_size: vec!["0.01".parse().unwrap()],
         }
+    }
+
+    #[test]
+    fn volatility_stop_is_the_warm_up_mean_then_an_ewma_with_a_tick_floor() {
+        let mut v = VolStop::new(StopParams::default(), "0.01".parse().unwrap());
+        // No move yet: the floor, 10 ticks of 0.01.
+        assert_eq!(v.stop().to_string(), "0.1");
+        v.on_trade(Price::from_units(100).unwrap());
+        assert_eq!(v.stop().to_string(), "0.1");
+        // Moves 1, 2, 1: warm-up mean 4/3, × 4 = 5.3333…, rounded up at 10⁻⁸.
+        for p in [101, 99, 100] {
+            v.on_trade(Price::from_units(p).unwrap());
+        }
+        assert_eq!(v.stop().to_string(), "5.33333334");
+        // Constant moves of 1 through the 50-trade warm-up: exactly 1, stop 4.
+        let mut v = VolStop::new(StopParams::default(), "0.01".parse().unwrap());
+        for n in 0..=50 {
+            v.on_trade(Price::from_units(100 + n % 2).unwrap());
+        }
+        assert_eq!(v.stop().to_string(), "4");
+        // After the warm-up one flat trade decays it by 2/51: 4 × 49/51 = 3.843137254…
+        v.on_trade(Price::from_units(100).unwrap());
+        assert_eq!(v.stop().to_string(), "3.84313726");
+        // Tiny moves: the floor wins.
+        let mut v = VolStop::new(StopParams::default(), "0.5".parse().unwrap());
+        v.on_trade("100".parse().unwrap());
+        v.on_trade("100.5".parse().unwrap());
+        assert_eq!(v.stop().to_string(), "5");
+    }
+
+    #[test]
+    fn intents_carry_the_volatility_stop() {
+        let mut p = params();
+        p.weights = [Factor::ONE, Factor::ZERO, Factor::ZERO, Factor::ZERO];
+        let mut a = Alpha::new(p);
+        let mut intents = Vec::new();
+        for (seq, p) in (1..).zip([100, 101, 102, 103, 104, 105, 106, 107, 108]) {
+            a.process(AlphaInput::Tick(trade(p, seq)), &mut |o| {
+                if let AlphaOut::Intent(i) = o {
+                    intents.push(i);
+                }
+            });
+        }
+        assert!(!intents.is_empty(), "a steady rise trades");
+        // Every move is 1: the stop is 4 × 1 from the second trade on.
+        assert!(intents.iter().all(|i| i.stop.to_string() == "4"), "{intents:?}");
+        assert_eq!(a.stop(InstrumentId(0)).unwrap().to_string(), "4");
     }
 
     #[test]

@@ -1,16 +1,26 @@
 //! Execution: takes approved orders to a venue gateway and reports what happened.
 //!
 //! Gateways sit behind the [`Gateway`] trait and are chosen by generic parameter (static
-//! dispatch on the hot path). This first version ships the in-process [`PaperVenue`], which
-//! fills marketable orders at the touch the order carries, with a configured taker fee.
+//! dispatch on the hot path). This version ships the in-process [`PaperVenue`], which fills
+//! marketable orders at the touch the order carries, with a configured taker fee, and rests
+//! the others until they are cancelled.
 //! Execution also records tick-to-order latency (from the tick's receive stamp to the moment the
 //! order is handed to the gateway) into its own HdrHistogram, which the runtime hands to the
 //! cold side periodically by swapping it for an empty one (no sharing, no allocation).
+//!
+//! Execution is the last gate of the kill switch ([`KillSwitch`]): it reads the switch before
+//! handing any order to the gateway, so an order approved before the trip and still in a ring
+//! never leaves (it comes back to Risk as a [`RejectReason::KillSwitch`] reject), and on its
+//! first [`Exec::poll`] after a new trip it asks the gateway to cancel every open order, once.
+
+use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 
-use crate::num::{fee, notional};
-use crate::records::{ExecReport, Fill, Liquidity, Order, OrderKind, RejectReason, Side, Stamp};
+use crate::ids::InstrumentId;
+use crate::kill::KillSwitch;
+use crate::num::{Price, Qty, fee, notional};
+use crate::records::{ExecReport, Fill, Liquidity, Order, OrderId, OrderKind, RejectReason, Side, Stamp};
 
 /// A venue's order entry, driven from the Execution thread.
 pub trait Gateway {
@@ -23,27 +33,73 @@ pub trait Gateway {
     fn poll(&mut self, _out: &mut impl FnMut(ExecReport)) -> bool {
         false
     }
+
+    /// Cancels every open order at the venue: one [`ExecReport::Cancelled`] per order that was
+    /// still open (now or, for a remote venue, from [`poll`](Gateway::poll) as the venue
+    /// confirms). The kill switch calls it.
+    fn cancel_all(&mut self, out: &mut impl FnMut(ExecReport));
+
+    /// The most orders the gateway holds open at once, which bounds the reports one
+    /// [`cancel_all`](Gateway::cancel_all) produces. Execution sizes its report backlog with it
+    /// when it is built, so cancelling everything allocates nothing.
+    fn open_capacity(&self) -> usize;
 }
 
-/// The in-process paper venue: immediate taker fills at the order's touch.
+/// How many resting orders a [`PaperVenue`] holds by default.
+pub const PAPER_RESTING: usize = 4096;
+
+/// One order resting at the paper venue.
+#[derive(Clone, Copy, Debug)]
+struct Resting {
+    order_id: OrderId,
+    instrument: InstrumentId,
+    side: Side,
+    qty: Qty,
+}
+
+/// The in-process paper venue: immediate taker fills at the order's touch, resting limits.
 ///
 /// A market order buys at the ask and sells at the bid (the last trade if that side is
-/// unknown); a limit order fills the same way if it is marketable at that price and is
-/// rejected otherwise, because resting orders and queue position arrive with the Execution
-/// issue. Fees are rounded up to 10^-8 (see [`crate::num::fee`]).
+/// unknown); a limit order fills the same way if it is marketable at that price, and otherwise
+/// rests (acknowledged, held in a table of fixed capacity allocated at construction; a full
+/// table rejects the order with [`RejectReason::VenueReject`]). Resting orders never fill when
+/// the market later crosses them: matching and queue position arrive with the Execution issue;
+/// here they only wait to be cancelled ([`Gateway::cancel_all`]). Fees are rounded up to 10^-8
+/// (see [`crate::num::fee`]).
 #[derive(Debug)]
 pub struct PaperVenue {
     taker_fee_bps_milli: i64,
     next_venue_order_id: u64,
+    /// Resting orders in arrival order; never grows past its initial capacity.
+    resting: Vec<Resting>,
 }
 
 impl PaperVenue {
-    /// A paper venue charging `taker_fee_bps_milli` thousandths of a basis point per fill.
+    /// A paper venue charging `taker_fee_bps_milli` thousandths of a basis point per fill, with
+    /// room for [`PAPER_RESTING`] resting orders.
     pub fn new(taker_fee_bps_milli: i64) -> Self {
+        Self::with_capacity(taker_fee_bps_milli, PAPER_RESTING)
+    }
+
+    /// The same with room for `resting` resting orders. Allocates the table; call while wiring.
+    pub fn with_capacity(taker_fee_bps_milli: i64, resting: usize) -> Self {
         Self {
             taker_fee_bps_milli,
             next_venue_order_id: 1,
+            resting: Vec::with_capacity(resting),
         }
+    }
+
+    /// Number of orders resting now.
+    pub fn resting(&self) -> usize {
+        self.resting.len()
+    }
+
+    /// The venue id the next accepted order gets.
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_venue_order_id;
+        self.next_venue_order_id += 1;
+        id
     }
 }
 
@@ -59,7 +115,7 @@ impl Gateway for PaperVenue {
         let Some(touch) = order.touch.taker_price(order.side) else {
             return out(reject(RejectReason::NoPrice));
         };
-        let price = match order.kind {
+        let price: Price = match order.kind {
             OrderKind::Market => touch,
             OrderKind::Limit(limit) => {
                 let marketable = match order.side {
@@ -67,7 +123,21 @@ impl Gateway for PaperVenue {
                     Side::Sell => limit <= touch,
                 };
                 if !marketable {
-                    return out(reject(RejectReason::VenueReject));
+                    // `len < capacity` keeps the push below from reallocating.
+                    if self.resting.len() >= self.resting.capacity() {
+                        return out(reject(RejectReason::VenueReject));
+                    }
+                    self.resting.push(Resting {
+                        order_id: order.id,
+                        instrument: order.instrument,
+                        side: order.side,
+                        qty: order.qty,
+                    });
+                    let venue_order_id = self.next_id();
+                    return out(ExecReport::Ack {
+                        order_id: order.id,
+                        venue_order_id,
+                    });
                 }
                 touch
             }
@@ -75,8 +145,7 @@ impl Gateway for PaperVenue {
         let Some(fee) = notional(price, order.qty).and_then(|n| fee(n, self.taker_fee_bps_milli)) else {
             return out(reject(RejectReason::Overflow));
         };
-        let venue_order_id = self.next_venue_order_id;
-        self.next_venue_order_id += 1;
+        let venue_order_id = self.next_id();
         out(ExecReport::Ack {
             order_id: order.id,
             venue_order_id,
@@ -96,6 +165,22 @@ impl Gateway for PaperVenue {
             ts_ns: order.ts_ns,
         }));
     }
+
+    fn cancel_all(&mut self, out: &mut impl FnMut(ExecReport)) {
+        // Arrival order, so the reports are deterministic; `drain` keeps the capacity.
+        for r in self.resting.drain(..) {
+            out(ExecReport::Cancelled {
+                order_id: r.order_id,
+                instrument: r.instrument,
+                side: r.side,
+                qty: r.qty,
+            });
+        }
+    }
+
+    fn open_capacity(&self) -> usize {
+        self.resting.capacity()
+    }
 }
 
 /// What Execution hands to the cold side, in the order it happened.
@@ -103,7 +188,8 @@ impl Gateway for PaperVenue {
 pub enum ExecEvent {
     /// An order as sent to the venue.
     Order(Order),
-    /// The venue's answer (ack, fill, reject).
+    /// The venue's answer (ack, fill, reject, cancel), or Execution's own reject of an order
+    /// the kill switch stopped.
     Report(ExecReport),
 }
 
@@ -118,35 +204,98 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!())
 }
 
+/// Room kept in the report backlog beyond the gateway's open capacity, for reports a gateway's
+/// `poll` delivers in one go.
+const BACKLOG_SLACK: usize = 64;
+
 /// The Execution stage's state.
 #[derive(Debug)]
 pub struct Exec<G: Gateway> {
     gateway: G,
     latency: Box<Histogram<u64>>,
+    kill: KillSwitch,
+    /// The kill-switch generation whose cancel-all has been done.
+    kill_seen: u64,
+    /// Gateway reports not yet handed on (a cancel-all can produce thousands at once; the
+    /// rings take them over several polls). Allocated for the gateway's open capacity; a
+    /// gateway that reports more at once makes it grow, which allocates but loses nothing.
+    backlog: VecDeque<ExecReport>,
 }
 
 impl<G: Gateway> Exec<G> {
-    /// Wraps a gateway.
-    pub fn new(gateway: G) -> Self {
+    /// Wraps a gateway, guarded by `kill`. A trip that happened before this call needs no
+    /// cancel-all (nothing is open at a gateway that has not been used).
+    pub fn new(gateway: G, kill: KillSwitch) -> Self {
+        let backlog = VecDeque::with_capacity(gateway.open_capacity() + BACKLOG_SLACK);
         Self {
             gateway,
             latency: Box::new(latency_histogram()),
+            kill_seen: kill.generation(),
+            kill,
+            backlog,
         }
     }
 
-    /// Sends one approved order; every record it causes goes through `out`.
+    /// Sends one approved order unless the kill switch is tripped; every record it causes goes
+    /// through `out` (at most [`MAX_EVENTS_PER_ORDER`]). Returns whether the order was sent.
+    ///
+    /// A stopped order is not shown to the gateway: it comes back as
+    /// [`ExecReport::Reject`] with [`RejectReason::KillSwitch`], which releases its open
+    /// quantity at Risk. Call [`poll`](Self::poll) before each `process`, so the cancel-all of a
+    /// new trip comes before any later order.
     #[inline]
-    pub fn process(&mut self, order: Order, now: Stamp, out: &mut impl FnMut(ExecEvent)) {
+    pub fn process(&mut self, order: Order, now: Stamp, out: &mut impl FnMut(ExecEvent)) -> bool {
+        if self.kill.is_tripped() {
+            out(ExecEvent::Report(ExecReport::Reject {
+                order_id: order.id,
+                instrument: order.instrument,
+                side: order.side,
+                qty: order.qty,
+                reason: RejectReason::KillSwitch,
+            }));
+            return false;
+        }
         self.latency
             .saturating_record(now.0.saturating_sub(order.stamp.0).max(1));
         out(ExecEvent::Order(order));
         self.gateway.submit(&order, &mut |r| out(ExecEvent::Report(r)));
+        true
     }
 
-    /// Lets the gateway read responses.
+    /// After a new kill-switch trip, cancels every open order at the gateway (once per trip);
+    /// otherwise lets the gateway read responses. Reports go through `out`, at most `room` of
+    /// them; the rest wait in the backlog for the next polls, in order, never dropped.
+    /// Returns whether anything happened.
     #[inline]
-    pub fn poll(&mut self, out: &mut impl FnMut(ExecEvent)) -> bool {
-        self.gateway.poll(&mut |r| out(ExecEvent::Report(r)))
+    pub fn poll(&mut self, room: usize, out: &mut impl FnMut(ExecEvent)) -> bool {
+        let mut busy = false;
+        let backlog = &mut self.backlog;
+        let generation = self.kill.generation();
+        if generation != self.kill_seen {
+            self.kill_seen = generation;
+            self.gateway.cancel_all(&mut |r| backlog.push_back(r));
+            busy = true;
+        } else if backlog.is_empty() {
+            busy |= self.gateway.poll(&mut |r| backlog.push_back(r));
+        }
+        for _ in 0..room {
+            let Some(r) = backlog.pop_front() else { break };
+            out(ExecEvent::Report(r));
+            busy = true;
+        }
+        busy
+    }
+
+    /// Reports waiting for room in the rings. The runtime takes no new order while any wait,
+    /// so records reach Risk and the cold side in the order they happened.
+    #[inline]
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// The gateway.
+    pub fn gateway(&self) -> &G {
+        &self.gateway
     }
 
     /// Swaps the current latency histogram for `fresh` (which must be empty) and returns the
@@ -161,7 +310,7 @@ impl<G: Gateway> Exec<G> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::ids::{InstrumentId, Venue};
@@ -189,11 +338,15 @@ mod tests {
         }
     }
 
+    fn exec(fee: i64) -> Exec<PaperVenue> {
+        Exec::new(PaperVenue::new(fee), KillSwitch::new())
+    }
+
     #[test]
     fn paper_fills_takers_at_the_touch_with_fee() {
-        let mut exec = Exec::new(PaperVenue::new(7_500));
+        let mut exec = exec(7_500);
         let mut out = Vec::new();
-        exec.process(order(Side::Buy, OrderKind::Market), Stamp(350), &mut |e| out.push(e));
+        assert!(exec.process(order(Side::Buy, OrderKind::Market), Stamp(350), &mut |e| out.push(e)));
         assert_eq!(out.len(), MAX_EVENTS_PER_ORDER);
         let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else {
             panic!("{out:?}")
@@ -209,23 +362,125 @@ mod tests {
     }
 
     #[test]
-    fn non_marketable_limits_are_rejected() {
-        let mut exec = Exec::new(PaperVenue::new(0));
+    fn non_marketable_limits_rest_and_marketable_ones_fill() {
+        let mut exec = exec(0);
         let mut out = Vec::new();
         let limit = OrderKind::Limit("61000".parse().unwrap());
         exec.process(order(Side::Buy, limit), Stamp(101), &mut |e| out.push(e));
+        assert_eq!(out.len(), 2, "{out:?}");
         assert!(matches!(
             out[1],
-            ExecEvent::Report(ExecReport::Reject {
-                reason: RejectReason::VenueReject,
+            ExecEvent::Report(ExecReport::Ack {
+                order_id: OrderId(7),
                 ..
             })
         ));
+        assert_eq!(exec.gateway().resting(), 1);
         out.clear();
         exec.process(order(Side::Sell, limit), Stamp(101), &mut |e| out.push(e));
         let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else {
             panic!("{out:?}")
         };
         assert_eq!(f.price.to_string(), "61837.63");
+        assert_eq!(exec.gateway().resting(), 1, "a fill does not rest");
+    }
+
+    #[test]
+    fn a_full_resting_table_rejects() {
+        let mut exec = Exec::new(PaperVenue::with_capacity(0, 2), KillSwitch::new());
+        let mut out = Vec::new();
+        let limit = OrderKind::Limit("61000".parse().unwrap());
+        for _ in 0..3 {
+            exec.process(order(Side::Buy, limit), Stamp(101), &mut |e| out.push(e));
+        }
+        assert!(matches!(
+            out[5],
+            ExecEvent::Report(ExecReport::Reject {
+                reason: RejectReason::VenueReject,
+                ..
+            })
+        ));
+        assert_eq!(exec.gateway().resting(), 2);
+    }
+
+    /// The switch stops orders before the gateway, cancels every resting order once per trip,
+    /// over as many polls as the rings need, and lets orders through again after a reset.
+    #[test]
+    fn the_kill_switch_blocks_orders_and_cancels_resting_ones_once() {
+        let kill = KillSwitch::new();
+        let mut exec = Exec::new(PaperVenue::with_capacity(0, 8), kill.clone());
+        let mut out = Vec::new();
+        let limit = OrderKind::Limit("61000".parse().unwrap());
+        for id in 1..=5 {
+            let o = Order {
+                id: OrderId(id),
+                ..order(Side::Buy, limit)
+            };
+            exec.process(o, Stamp(101), &mut |e| out.push(e));
+        }
+        assert_eq!(exec.gateway().resting(), 5);
+        out.clear();
+        assert!(!exec.poll(16, &mut |e| out.push(e)), "nothing to do before a trip");
+
+        kill.trip();
+        let sent = exec.process(order(Side::Buy, OrderKind::Market), Stamp(101), &mut |e| out.push(e));
+        assert!(!sent);
+        assert_eq!(
+            out,
+            [ExecEvent::Report(ExecReport::Reject {
+                order_id: OrderId(7),
+                instrument: InstrumentId(0),
+                side: Side::Buy,
+                qty: "0.02".parse().unwrap(),
+                reason: RejectReason::KillSwitch,
+            })]
+        );
+        assert_eq!(exec.samples(), 5, "a stopped order is not a latency sample");
+        out.clear();
+        // Two slots of room per poll: the five cancels arrive over three polls, in order.
+        let mut polls = 0;
+        while exec.poll(2, &mut |e| out.push(e)) {
+            polls += 1;
+            assert!(out.len() <= 2 * polls);
+        }
+        assert_eq!(polls, 3);
+        let cancelled: Vec<u64> = out
+            .iter()
+            .map(|e| match e {
+                ExecEvent::Report(ExecReport::Cancelled { order_id, qty, .. }) => {
+                    assert_eq!(qty.to_string(), "0.02");
+                    order_id.0
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(cancelled, [1, 2, 3, 4, 5]);
+        assert_eq!((exec.gateway().resting(), exec.backlog()), (0, 0));
+        out.clear();
+        assert!(!exec.poll(16, &mut |e| out.push(e)), "one cancel-all per trip");
+
+        kill.reset();
+        assert!(exec.process(order(Side::Buy, limit), Stamp(101), &mut |e| out.push(e)));
+        assert_eq!(exec.gateway().resting(), 1);
+        // A trip and a reset between two polls still cancel everything.
+        kill.trip();
+        kill.reset();
+        out.clear();
+        assert!(exec.poll(16, &mut |e| out.push(e)));
+        assert!(
+            matches!(out[..], [ExecEvent::Report(ExecReport::Cancelled { .. })]),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_switch_tripped_before_building_needs_no_cancel() {
+        let kill = KillSwitch::new();
+        kill.trip();
+        let mut exec = Exec::new(PaperVenue::new(0), kill);
+        let mut out = Vec::new();
+        assert!(!exec.poll(16, &mut |e| out.push(e)));
+        assert!(!exec.process(order(Side::Buy, OrderKind::Market), Stamp(101), &mut |e| out.push(e)));
+        assert_eq!(out.len(), 1);
     }
 }

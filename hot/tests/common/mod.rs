@@ -14,7 +14,7 @@ use maxx_hot::records::{Factor, Stamp};
 use maxx_hot::runtime::engine::EngineSpec;
 use maxx_hot::source::{FrameSource, Next};
 use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams};
-use maxx_hot::stage::risk::Limits;
+use maxx_hot::stage::risk::{InstrumentRisk, Limits, RiskParams, SizingMode};
 use maxx_hot::wiring::Capacities;
 
 /// Binance combined-stream frames for BTCUSDT: a bookTicker then a trade, over and over, with the
@@ -98,6 +98,35 @@ pub fn index() -> Arc<InstrumentIndex> {
     Arc::new(InstrumentIndex::new([(Symbol::new("BTCUSDT").unwrap(), vs)]).unwrap())
 }
 
+/// Risk's parameters for BTCUSDT on Binance: limits that let the zigzag trade, Fixed sizing so
+/// Alpha's targets go through unscaled, and a collar wide enough for the zigzag's swings.
+pub fn risk_params() -> RiskParams {
+    RiskParams {
+        instruments: vec![InstrumentRisk {
+            venue: Venue::Binance,
+            limits: Limits {
+                max_order_qty: "0.05".parse().unwrap(),
+                max_order_notional: "5000".parse().unwrap(),
+                max_position: "0.1".parse().unwrap(),
+                lot_size: "0.00001".parse().unwrap(),
+                tick_size: "0.01".parse().unwrap(),
+                min_notional: "10".parse().unwrap(),
+            },
+        }],
+        max_trade_risk: Factor::from_num(0.01),
+        collar: Factor::from_num(0.01),
+        max_gross_notional: "50000".parse().unwrap(),
+        max_orders_per_sec: 1_000_000,
+        sizing: SizingMode::Fixed,
+        kelly_damping: Factor::from_num(0.5),
+        manual_stop: Factor::from_num(0.01),
+        reject_ratio: Factor::from_num(0.02),
+        reject_window: 200,
+        starting_balance: "100000".parse().unwrap(),
+        kill: false,
+    }
+}
+
 /// A spec that trades the zigzag often.
 pub fn spec(capacities: Capacities) -> EngineSpec {
     EngineSpec {
@@ -133,14 +162,10 @@ pub fn spec(capacities: Capacities) -> EngineSpec {
                 half_life_ns: 900_000_000_000,
             },
             order_qty: vec!["0.01".parse().unwrap()],
+            stop: maxx_hot::stage::alpha::StopParams::default(),
+            tick_size: vec!["0.01".parse().unwrap()],
         },
-        limits: vec![Limits {
-            max_order_qty: "0.05".parse().unwrap(),
-            max_order_notional: "5000".parse().unwrap(),
-            max_position: "0.1".parse().unwrap(),
-            lot_size: "0.00001".parse().unwrap(),
-        }],
-        kill: false,
+        risk: risk_params(),
         histogram_every: Duration::from_millis(10),
         capacities,
         stale_after: None,
