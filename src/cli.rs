@@ -1,4 +1,4 @@
-//! The command line: `maxx run | replay | sim | config check`.
+//! The command line: `maxx run | replay | sim | config check | kill`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +29,19 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Trip the kill switch of the running instance: HALTED, every open order cancelled.
+    Kill(KillArgs),
+}
+
+/// `maxx kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Config file of the running instance (its `http.bind`, token and `risk.kill_file`).
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// HTTP address of the instance, when it differs from `http.bind` (e.g. bound to port 0).
+    #[arg(long)]
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// `maxx run`.

@@ -16,7 +16,7 @@ use maxx_cold::venues::start_sim;
 use maxx_hot::ids::Venue;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{ReplayArgs, SimArgs, Speed};
+use crate::cli::{KillArgs, ReplayArgs, SimArgs, Speed};
 
 /// Loads and validates a config, or explains every problem on stderr.
 pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -119,4 +119,67 @@ pub fn sim_cmd(args: &SimArgs, config: &Config) -> Result<()> {
     })?;
     handle.shutdown();
     Ok(())
+}
+
+/// `maxx kill`: `POST /risk/kill` to the running instance; if that cannot be done (no HTTP,
+/// wedged, wrong token), create `risk.kill_file`, which the engine's kill watcher (a plain
+/// thread, independent of the HTTP side) turns into the same trip within 100 ms.
+pub fn kill_cmd(args: &KillArgs, config: &Config) -> Result<ExitCode> {
+    let addr = args.addr.or_else(|| {
+        let mut a = config.http.bind;
+        if a.port() == 0 || !config.http.enabled {
+            return None;
+        }
+        if a.ip().is_unspecified() {
+            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Some(a)
+    });
+    let http_error = match addr {
+        Some(addr) => match maxx_cold::http::load_token(config.http.token_file.as_deref()) {
+            Ok(Some(token)) => match post_kill(addr, &token) {
+                Ok(()) => {
+                    println!("kill switch tripped over HTTP at {addr}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) => format!("HTTP {addr}: {e}"),
+            },
+            Ok(None) => format!("no API token ({} or http.token_file)", maxx_cold::http::TOKEN_ENV),
+            Err(e) => e,
+        },
+        None => "no HTTP address (http disabled or bound to port 0; pass --addr)".to_string(),
+    };
+    let Some(file) = &config.risk.kill_file else {
+        eprintln!("maxx kill: {http_error}; and risk.kill_file is null: nothing tripped");
+        return Ok(ExitCode::from(1));
+    };
+    maxx_cold::risk_state::write_atomically(file, b"kill requested by maxx kill\n")
+        .with_context(|| format!("{http_error}; writing risk.kill_file {}", file.display()))?;
+    println!(
+        "{http_error}; wrote {}: the running engine trips its kill switch within 100 ms (or at its next start)",
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One blocking `POST /risk/kill` with a bearer token; 3 s timeouts.
+fn post_kill(addr: std::net::SocketAddr, token: &str) -> Result<()> {
+    use std::io::Read;
+    let timeout = Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "POST /risk/kill HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    let status = reply.split_whitespace().nth(1).unwrap_or("");
+    if status == "200" {
+        Ok(())
+    } else {
+        let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        anyhow::bail!("status {status}: {}", body.trim())
+    }
 }

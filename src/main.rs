@@ -5,15 +5,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use maxx::cli::{Cli, Command, ConfigCommand};
-use maxx::commands::{config_check, init_logging, load_config, replay_cmd, sim_cmd};
+use maxx::commands::{config_check, init_logging, kill_cmd, load_config, replay_cmd, sim_cmd};
 
 fn main() -> ExitCode {
+    // Before any thread exists, so every thread inherits the mask and SIGUSR2 stays pending for
+    // the `kill-watch` thread (maxx_hot::kill) instead of ending the process.
+    if let Err(e) = maxx_hot::kill::block_kill_signal() {
+        eprintln!("maxx: cannot block SIGUSR2 (kill signal path disabled): {e}");
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Config(ConfigCommand::Check { path }) => return config_check(path),
         Command::Run(args) => with_config(&args.config, |c| maxx::run::run(args, c)),
         Command::Replay(args) => with_config(&args.config, |c| replay_cmd(args, &c)),
         Command::Sim(args) => with_config(&args.config, |c| sim_cmd(args, &c)),
+        Command::Kill(args) => match load_config(&args.config) {
+            Ok(c) => kill_cmd(args, &c),
+            Err(code) => return code,
+        },
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! `maxx run`: start the embedded simulators, the hot threads and the cold side; stop on
 //! SIGINT, SIGTERM or `--for`; drain; print the summary.
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,22 +15,26 @@ use maxx_cold::engine::spec;
 use maxx_cold::governor::Trigger;
 use maxx_cold::http::{self, Api, ControlRequest, load_token};
 use maxx_cold::recorder;
+use maxx_cold::risk_state::{RiskLog, risk_state_json, scope_key};
 use maxx_cold::summary::{Latency, summarize};
 use maxx_cold::taps::{Record, TapDrain};
 use maxx_cold::venues::{RunningSim, feed_source, start_sim};
 use maxx_hot::board::SignalBoard;
 use maxx_hot::clock::wall_ns;
 use maxx_hot::ids::InstrumentIndex;
+use maxx_hot::kill;
 use maxx_hot::num::Money;
+use maxx_hot::records::{TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{HotThreads, available_cores, confine_current_thread, plan, spawn};
 use maxx_hot::stage::exec::PaperVenue;
+use maxx_hot::stage::risk::RiskCommand;
 use maxx_hot::topology::StageName;
 use maxx_hot::wiring::ColdEnds;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cli::RunArgs;
 
@@ -101,6 +106,25 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
             recorders.push(r);
         }
     }
+    // Halts saved before a restart go back to Risk before its first order.
+    let mut risk_log = RiskLog::open(config.risk.state_file.as_deref()).map_err(anyhow::Error::msg)?;
+    for (scope, reason) in risk_log.restore(&spec.index).map_err(anyhow::Error::msg)? {
+        warn!(
+            scope = %scope_key(&spec.index, scope),
+            reason,
+            "trading stays HALTED from before the restart until an operator lifts it (POST /risk/state or /risk/resume)"
+        );
+        let cmd = RiskCommand::SetState {
+            scope,
+            state: TradingState::Halted,
+            reason: TransitionReason::Restored,
+        };
+        cold.risk_cmd
+            .push(cmd)
+            .map_err(|_| anyhow::anyhow!("more saved halts than the risk command queue holds"))?;
+    }
+    let watcher =
+        kill::spawn_watcher(cold.kill.clone(), config.risk.kill_file.clone()).context("starting the kill watcher")?;
     let threads = spawn(&placement.threads, tasks, config.hot.wait, || {}).context("spawning hot threads")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(placement.cold_cores.len().clamp(1, 4))
@@ -118,7 +142,9 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         &flags,
         threads,
         &mut control,
+        &mut risk_log,
     ));
+    watcher.stop();
     for s in sims {
         s.shutdown();
     }
@@ -144,6 +170,7 @@ async fn cold_side(
     flags: &maxx_hot::runtime::Flags,
     threads: HotThreads,
     control: &mut Control,
+    risk_log: &mut RiskLog,
 ) -> Result<()> {
     let started = Instant::now();
     let stream = if config.redis.enabled {
@@ -163,6 +190,9 @@ async fn cold_side(
             index: Arc::clone(index),
             board: Arc::clone(&cold.board),
             alpha_cmd: Arc::clone(&cold.alpha_cmd),
+            risk_cmd: Arc::clone(&cold.risk_cmd),
+            kill: cold.kill.clone(),
+            kill_file: config.risk.kill_file.clone(),
             control: control_tx.clone(),
             token,
             started,
@@ -191,7 +221,13 @@ async fn cold_side(
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
     tokio::pin!(deadline);
     let mut last = Snapshot::default();
-    let mut sink = |r: Record| log_record(index, r);
+    let transitions: RefCell<Vec<Transition>> = RefCell::new(Vec::new());
+    let mut sink = |r: Record| {
+        if let Record::Transition(t) = r {
+            transitions.borrow_mut().push(t);
+        }
+        log_record(index, r)
+    };
     let webhook = match &config.alerts.webhook_url {
         Some(url) => Some(Webhook::parse(url).map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?),
         None => None,
@@ -203,6 +239,7 @@ async fn cold_side(
         tokio::select! {
             _ = drain_every.tick() => {
                 drain.drain(&mut cold, &mut sink);
+                record_transitions(index, &transitions, risk_log);
                 if threads.is_finished() {
                     break "hot threads ended";
                 }
@@ -217,16 +254,19 @@ async fn cold_side(
             }
             Some(request) = control_rx.recv() => {
                 drain.drain(&mut cold, &mut sink);
-                answer(control, request, &drain, &cold.board);
+                record_transitions(index, &transitions, risk_log);
+                answer(control, request, &drain, &cold, (index, stats, risk_log));
             }
             _ = sighup.recv() => {
                 drain.drain(&mut cold, &mut sink);
+                record_transitions(index, &transitions, risk_log);
                 // The outcome is logged either way; SIGHUP has no one to answer.
                 let _ = control.reload(&drain.attribution().pnl(), wall_ns());
                 cron = next_cron(control);
             }
             _ = &mut cron => {
                 drain.drain(&mut cold, &mut sink);
+                record_transitions(index, &transitions, risk_log);
                 let _ = control.reweight(None, &drain.attribution().pnl(), Trigger::Cron, wall_ns());
                 cron = next_cron(control);
             }
@@ -249,10 +289,12 @@ async fn cold_side(
     flags.request_stop();
     while !threads.is_finished() {
         drain.drain(&mut cold, &mut sink);
+        record_transitions(index, &transitions, risk_log);
         tokio::time::sleep(DRAIN_EVERY).await;
     }
     let joined = threads.join();
     drain.drain(&mut cold, &mut sink);
+    record_transitions(index, &transitions, risk_log);
     let feeds: Vec<&FeedStats> = stats.feeds.iter().map(|f| &**f).collect();
     let summary = summarize(index, &feeds, &stats.alpha, &stats.risk, &stats.exec, &drain);
     println!("--- summary ({:.1}s) ---", started.elapsed().as_secs_f64());
@@ -262,13 +304,35 @@ async fn cold_side(
     joined.map_err(anyhow::Error::msg)
 }
 
+/// Saves halts that started or ended (the transitions are already logged).
+fn record_transitions(index: &InstrumentIndex, pending: &RefCell<Vec<Transition>>, log: &mut RiskLog) {
+    for t in pending.borrow_mut().drain(..) {
+        if let Err(e) = log.record(index, t) {
+            error!(error = %e, "risk state not saved");
+        }
+    }
+}
+
 /// How often equity is checked against the intraday drawdown rule.
 const KELLY_EVERY: Duration = Duration::from_secs(1);
 
 /// Answers one control request from the HTTP API.
-fn answer(control: &mut Control, request: ControlRequest, drain: &TapDrain, board: &SignalBoard) {
+fn answer(
+    control: &mut Control,
+    request: ControlRequest,
+    drain: &TapDrain,
+    cold: &ColdEnds,
+    risk: (&InstrumentIndex, &EngineStats, &RiskLog),
+) {
     let pnl = drain.attribution().pnl();
+    let board: &SignalBoard = &cold.board;
     match request {
+        ControlRequest::RiskState { reply } => {
+            let (index, stats, log) = risk;
+            let view = cold.risk_board.read();
+            let body = risk_state_json(control.config(), index, &view, &stats.risk, cold.kill.is_tripped(), log);
+            let _ = reply.send(Ok(body));
+        }
         ControlRequest::Reweight { weights, reply } => {
             let _ = reply.send(control.reweight(weights, &pnl, Trigger::Http, wall_ns()));
         }
@@ -398,6 +462,13 @@ fn log_record(index: &InstrumentIndex, r: Record) {
             frame_len = b.frame_len,
             sample = %b.excerpt(),
             "bad frame skipped"
+        ),
+        Record::Transition(t) => warn!(
+            scope = %scope_key(index, t.scope),
+            from = t.from.name(),
+            to = t.to.name(),
+            reason = t.reason.name(),
+            "trading state changed"
         ),
         Record::Tick(_) | Record::Signal(_) | Record::Report(_) => {}
     }

@@ -88,6 +88,9 @@ fn hot_threads_do_not_allocate_in_steady_state() {
     spec.alpha.momentum.slow = 8;
     spec.alpha.momentum.scale_bps = 1;
     spec.histogram_every = Duration::from_millis(5);
+    // Full-size orders at such low scores: Kelly would size them near zero (and below the
+    // minimum notional), and this test needs orders flowing, not a sizing policy.
+    spec.risk.sizing = maxx_hot::stage::risk::SizingMode::Fixed;
 
     let (_, mut sim_cfg) = sim_config(&cfg, Venue::Binance).expect("sim.binance configured");
     sim_cfg.events_per_sec = 20_000;

@@ -23,16 +23,18 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use crossbeam::queue::ArrayQueue;
 use maxx_hot::board::SignalBoard;
+use maxx_hot::ids::InstrumentId;
 use maxx_hot::num::Money;
-use maxx_hot::records::{FAMILIES, Factor};
+use maxx_hot::records::{FAMILIES, Factor, Scope, TradingState, TransitionReason};
 use maxx_hot::stage::alpha::{AlphaInput, FamilyKind, Weights};
-use maxx_hot::stage::risk::RiskCommand;
+use maxx_hot::stage::risk::{Limits, RiskCommand};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::attribution::FamilyPnl;
 use crate::bus::{Entry, StreamWriter};
 use crate::config::{self, Config};
+use crate::engine::risk_params;
 use crate::governor::state::GovernorState;
 use crate::governor::{Governor, GovernorParams, KellyGuard, Trigger};
 use crate::http::{ApiError, OperatorWeights, Reply};
@@ -58,6 +60,8 @@ pub struct Control {
     published: u64,
     /// Millisecond part of the last stream id (ids never go back, even if the clock does).
     last_ms: u64,
+    /// The guard has just clipped: Risk must go HALTED (sent with the clip).
+    halt_pending: bool,
 }
 
 /// Governor parameters from config.
@@ -119,6 +123,7 @@ impl Control {
             reload_failures: 0,
             published: 0,
             last_ms: 0,
+            halt_pending: false,
         };
         Ok((control, note))
     }
@@ -203,8 +208,9 @@ impl Control {
     }
 
     /// Re-reads the config file; an invalid file is refused whole and the running config stays.
-    /// A change of `alpha.weights` is applied like operator weights; other changes are reported
-    /// as needing a restart.
+    /// A change of `alpha.weights` is applied like operator weights, changed per-symbol risk limits
+    /// are staged and committed together (Risk switches between two orders); other changes are
+    /// reported as needing a restart.
     pub fn reload(&mut self, pnl: &[FamilyPnl; FAMILIES + 1], now_ns: u64) -> Reply {
         let next = match config::load(&self.config_path) {
             Ok(c) => c,
@@ -223,6 +229,15 @@ impl Control {
         let mut rest_new = next.clone();
         rest_old.alpha.weights = next.alpha.weights;
         rest_new.alpha.reweight_cron = rest_old.alpha.reweight_cron.clone();
+        // Per-symbol limits apply live when the symbols themselves are unchanged.
+        let limit_changes = self.limit_changes(&next);
+        let mut applied_symbols = None;
+        if let Some(changes) = &limit_changes {
+            rest_old.symbols = next.symbols.clone();
+            if !changes.is_empty() {
+                applied_symbols = Some(next.symbols.clone());
+            }
+        }
         let needs_restart = rest_old != rest_new;
         let weights_changed = next.alpha.weights != self.config.alpha.weights;
         let cron_changed = next.alpha.reweight_cron != self.config.alpha.reweight_cron;
@@ -230,10 +245,23 @@ impl Control {
         let mut applied = self.config.clone();
         applied.alpha.weights = next.alpha.weights;
         applied.alpha.reweight_cron = next.alpha.reweight_cron.clone();
+        let changes = limit_changes.unwrap_or_default();
+        if !changes.is_empty() {
+            self.push_limits(&changes)?;
+            if let Some(symbols) = applied_symbols {
+                applied.symbols = symbols;
+            }
+            self.config.symbols = applied.symbols.clone();
+        }
+        let changed_symbols: Vec<String> = changes
+            .iter()
+            .map(|(id, _)| next.symbols[id.index()].symbol.to_string())
+            .collect();
         let mut answer = json!({
             "reloaded": self.config_path.display().to_string(),
             "weights_changed": weights_changed,
             "cron_changed": cron_changed,
+            "limits_changed": changed_symbols,
             "needs_restart": needs_restart,
         });
         if weights_changed {
@@ -255,6 +283,57 @@ impl Control {
         }
         info!(weights_changed, cron_changed, needs_restart, "config reloaded");
         Ok(answer)
+    }
+
+    /// The symbols whose risk limits differ in `next`, with their new limits; `None` when the
+    /// symbol list itself changed (names, venues or order), which only a restart can apply.
+    fn limit_changes(&self, next: &Config) -> Option<Vec<(InstrumentId, Limits)>> {
+        let same = self.config.symbols.len() == next.symbols.len()
+            && self
+                .config
+                .symbols
+                .iter()
+                .zip(&next.symbols)
+                .all(|(a, b)| a.symbol == b.symbol && a.venues == b.venues && a.order_qty == b.order_qty);
+        if !same {
+            return None;
+        }
+        let (old, new) = (risk_params(&self.config), risk_params(next));
+        Some(
+            old.instruments
+                .iter()
+                .zip(&new.instruments)
+                .enumerate()
+                .filter(|(_, (a, b))| a.limits != b.limits)
+                .map(|(i, (_, b))| (InstrumentId(i as u16), b.limits))
+                .collect(),
+        )
+    }
+
+    /// Stages every changed symbol's limits and commits them in one step, so Risk switches
+    /// between two orders; refuses (changing nothing) if the queue cannot take them all.
+    fn push_limits(&self, changes: &[(InstrumentId, Limits)]) -> Result<(), ApiError> {
+        let Some(q) = &self.risk_cmd else {
+            return Err(internal("the hot path is not connected".into()));
+        };
+        if q.capacity() - q.len() < changes.len() + 1 {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the Risk command queue cannot take the new limits now; nothing was applied, retry shortly",
+            ));
+        }
+        for (instrument, limits) in changes {
+            let _ = q.push(RiskCommand::StageLimits {
+                instrument: *instrument,
+                limits: *limits,
+            });
+        }
+        let _ = q.push(RiskCommand::CommitLimits);
+        info!(
+            symbols = changes.len(),
+            "risk limits reloaded; in force from the next order"
+        );
+        Ok(())
     }
 
     /// `GET /govern`: the governor's weights, what the hot path has applied, the Kelly clip.
@@ -281,18 +360,37 @@ impl Control {
 
     /// Feeds the current equity to the drawdown guard and sends Risk the guard's Kelly clip
     /// whenever it differs from what Risk has (a full queue is retried at the next call; a clip
-    /// restored from the state file reaches Risk at the first call).
+    /// restored from the state file reaches Risk at the first call). When the guard clips
+    /// (drawdown beyond `risk.daily_drawdown_pct`) the system also goes HALTED for new risk,
+    /// and stays so (across restarts) until an operator lifts it; the clip itself returns to 1
+    /// at the next UTC day.
     pub fn observe_equity(&mut self, now_ns: u64, equity: Money) {
-        let _ = self.kelly.observe(now_ns, equity);
+        // Only a clip the guard makes now halts trading; a clip restored from the state file
+        // does not (its halt, if an operator has not lifted it, is restored by Risk's own state).
+        if let Some(c) = self.kelly.observe(now_ns, equity) {
+            self.halt_pending = c < Factor::ONE;
+        }
         let clip = self.kelly.clip();
-        if clip == self.kelly_clip {
+        if clip == self.kelly_clip && !self.halt_pending {
             return;
         }
         let Some(q) = &self.risk_cmd else { return };
-        if q.push(RiskCommand::KellyClip(clip)).is_err() {
+        let halt = self.halt_pending;
+        // Two commands: make sure both fit before sending either.
+        if q.capacity() - q.len() < 2 {
             warn!("risk command queue full; Kelly clip change deferred");
             return;
         }
+        let _ = q.push(RiskCommand::KellyClip(clip));
+        if halt {
+            let _ = q.push(RiskCommand::SetState {
+                scope: Scope::System,
+                state: TradingState::Halted,
+                reason: TransitionReason::Drawdown,
+            });
+            error!(equity = %equity, peak = %self.kelly.peak(), "intraday drawdown beyond risk.daily_drawdown_pct: Kelly clip 0.25, trading HALTED until an operator lifts it");
+        }
+        self.halt_pending = false;
         self.kelly_clip = clip;
         warn!(kelly_clip = %clip, equity = %equity, "Kelly clip changed by the intraday drawdown rule");
         self.persist();

@@ -15,6 +15,11 @@
 //! | `POST /govern/reweight` | yes | one MetaGovernor step now (empty body or `{}`), or operator weights `{"weights":{…},"normalise":false}` |
 //! | `GET /govern` | no | the governor's weights, the weights the hot path has applied, and the Kelly clip |
 //! | `POST /reload` | yes | re-read the config file, as SIGHUP does |
+//! | `GET /risk/state` | no | trading states, every limit with its usage, Kelly clip, kill switch, recent transitions |
+//! | `POST /risk/trim` | yes | `{"fraction":0.5}` or `{"symbol":"BTCUSDT","fraction":1}`: reduce positions with reduce-only orders |
+//! | `POST /risk/state` | yes | `{"scope":"BTCUSDT"\|"*","state":"active"\|"reducing"\|"halted"}`: an operator transition |
+//! | `POST /risk/kill` | yes | trip the kill switch: HALTED, every open order cancelled, nothing in flight leaves |
+//! | `POST /risk/resume` | yes | lift the kill switch and a system halt |
 //!
 //! Requests that need the governor or the config go to the cold loop as [`ControlRequest`]s
 //! (it owns the governor and the PnL attribution), and the handler awaits its answer.
@@ -33,9 +38,11 @@ use crossbeam::queue::ArrayQueue;
 use maxx_hot::board::SignalBoard;
 use maxx_hot::clock::wall_ns;
 use maxx_hot::ids::InstrumentIndex;
+use maxx_hot::kill::KillSwitch;
 use maxx_hot::num::Money;
-use maxx_hot::records::{FAMILIES, Factor, Signal};
+use maxx_hot::records::{FAMILIES, Factor, Scope, Signal, TradingState, TransitionReason};
 use maxx_hot::stage::alpha::{AlphaInput, FamilyKind};
+use maxx_hot::stage::risk::RiskCommand;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -105,6 +112,11 @@ pub enum ControlRequest {
         /// Where the answer goes.
         reply: oneshot::Sender<Reply>,
     },
+    /// The RiskSentinel's view for `GET /risk/state`.
+    RiskState {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
 }
 
 /// Everything the handlers share.
@@ -116,6 +128,12 @@ pub struct Api {
     pub board: Arc<SignalBoard>,
     /// Cold → Alpha commands (sentiment scores).
     pub alpha_cmd: Arc<ArrayQueue<AlphaInput>>,
+    /// Cold → Risk commands (trims, operator states, resume).
+    pub risk_cmd: Arc<ArrayQueue<RiskCommand>>,
+    /// The engine's kill switch (tripped directly: no queue, no cold loop in the way).
+    pub kill: KillSwitch,
+    /// `risk.kill_file`: while it exists the switch trips again, so resuming refuses.
+    pub kill_file: Option<std::path::PathBuf>,
     /// Requests to the cold loop.
     pub control: mpsc::Sender<ControlRequest>,
     /// The bearer token of mutating endpoints; `None` disables them.
@@ -152,6 +170,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/govern", get(govern_status))
         .route("/govern/reweight", post(reweight))
         .route("/reload", post(reload))
+        .route("/risk/state", get(risk_state).post(risk_set_state))
+        .route("/risk/trim", post(risk_trim))
+        .route("/risk/kill", post(risk_kill))
+        .route("/risk/resume", post(risk_resume))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
 }
@@ -273,6 +295,130 @@ async fn reload(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<
 
 async fn govern_status(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
     ask(&api, |reply| ControlRequest::Status { reply }).await
+}
+
+async fn risk_state(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    ask(&api, |reply| ControlRequest::RiskState { reply }).await
+}
+
+async fn risk_kill(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    api.kill.trip();
+    tracing::warn!("kill switch tripped over HTTP");
+    Ok(Json(json!({ "killed": true })))
+}
+
+async fn risk_resume(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    if let Some(file) = api.kill_file.as_ref().filter(|f| f.exists()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the kill file {} exists and would trip the switch again: remove it first",
+                file.display()
+            ),
+        ));
+    }
+    // Risk lifts the switch itself, and only if no newer trip has happened, so a kill racing
+    // this resume wins.
+    push_risk(&api, RiskCommand::Resume)?;
+    tracing::warn!("kill switch and system halt lifted over HTTP");
+    Ok(Json(json!({ "killed": false, "resumed": true })))
+}
+
+async fn risk_trim(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let body = object(&body)?;
+    let mut scope = Scope::System;
+    let mut fraction = None;
+    let mut symbol = "*".to_string();
+    for (key, value) in &body {
+        match key.as_str() {
+            "symbol" => {
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| ApiError::bad_request("symbol: expected a string such as \"BTCUSDT\""))?;
+                scope = Scope::Instrument(instrument(&api.index, s)?);
+                symbol = s.to_string();
+            }
+            "fraction" => {
+                let d = decimal(value, "fraction")?;
+                if d.raw() <= 0 || d.raw() > maxx_hot::num::ONE {
+                    return Err(ApiError::bad_request(format!("fraction: must be in (0, 1], got {d}")));
+                }
+                fraction = Some(to_factor(d)?);
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?} (expected symbol, fraction)"
+                )));
+            }
+        }
+    }
+    let fraction = fraction.ok_or_else(|| ApiError::bad_request("fraction: required, in (0, 1]"))?;
+    push_risk(&api, RiskCommand::Trim { scope, fraction })?;
+    tracing::warn!(symbol = %symbol, fraction = %fraction, "trim requested over HTTP");
+    Ok(Json(
+        json!({ "symbol": symbol, "fraction": fraction.to_string(), "accepted": true }),
+    ))
+}
+
+async fn risk_set_state(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let body = object(&body)?;
+    let mut scope = None;
+    let mut state = None;
+    for (key, value) in &body {
+        let text = value
+            .as_str()
+            .ok_or_else(|| ApiError::bad_request(format!("{key}: expected a string")))?;
+        match key.as_str() {
+            "scope" => {
+                scope = Some(if text == "*" {
+                    Scope::System
+                } else {
+                    Scope::Instrument(instrument(&api.index, text)?)
+                })
+            }
+            "state" => {
+                state = Some(match text {
+                    "active" => TradingState::Active,
+                    "reducing" => TradingState::Reducing,
+                    "halted" => TradingState::Halted,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "state: expected active, reducing or halted, got {other:?}"
+                        )));
+                    }
+                })
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?} (expected scope, state)"
+                )));
+            }
+        }
+    }
+    let scope = scope.ok_or_else(|| ApiError::bad_request("scope: required, \"*\" or a symbol"))?;
+    let state = state.ok_or_else(|| ApiError::bad_request("state: required, active, reducing or halted"))?;
+    push_risk(
+        &api,
+        RiskCommand::SetState {
+            scope,
+            state,
+            reason: TransitionReason::Operator,
+        },
+    )?;
+    Ok(Json(json!({ "accepted": true, "state": state.name() })))
+}
+
+fn push_risk(api: &Api, cmd: RiskCommand) -> Result<(), ApiError> {
+    api.risk_cmd.push(cmd).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Risk command queue is full; nothing was applied, retry shortly",
+        )
+    })
 }
 
 /// Sends a request to the cold loop and waits for its answer.

@@ -14,6 +14,7 @@ pub mod http;
 pub mod logging;
 pub mod recorder;
 pub mod replay;
+pub mod risk_state;
 pub mod sim;
 pub mod summary;
 pub mod taps;

@@ -14,7 +14,7 @@ use crate::attribution::Attribution;
 use maxx_hot::ids::InstrumentIndex;
 use maxx_hot::num::{Money, Price};
 use maxx_hot::pnl::Book;
-use maxx_hot::records::{ExecReport, Order, Signal, Tick, TickBody};
+use maxx_hot::records::{ExecReport, Order, Signal, Tick, TickBody, Transition};
 use maxx_hot::stage::exec::{ExecEvent, latency_histogram};
 use maxx_hot::stage::risk::Refusal;
 use maxx_hot::wiring::{BadFrame, ColdEnds};
@@ -34,6 +34,8 @@ pub enum Record {
     Refusal(Refusal),
     /// A sample of a bad frame.
     Bad(BadFrame),
+    /// A trading-state change Risk made.
+    Transition(Transition),
 }
 
 /// Aggregates built from the taps.
@@ -132,6 +134,10 @@ impl TapDrain {
         while let Ok(refusal) = ends.refusals.pop() {
             n += 1;
             sink(Record::Refusal(refusal));
+        }
+        while let Ok(t) = ends.risk_events.pop() {
+            n += 1;
+            sink(Record::Transition(t));
         }
         for (_, bad) in &mut ends.bad {
             while let Ok(sample) = bad.pop() {

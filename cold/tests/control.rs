@@ -1,5 +1,6 @@
 //! `Control`, the governor in service, without the HTTP layer: the intraday drawdown rule
-//! reaches Risk's command queue as a Kelly clip (and is lifted the next UTC day), weights
+//! reaches Risk's command queue as a Kelly clip and a HALTED state (the clip is lifted the next
+//! UTC day; the halt only by an operator), weights
 //! changes reach Alpha's command queue, and a full queue refuses a change without losing the
 //! governor's state.
 
@@ -12,7 +13,7 @@ use maxx_cold::control::Control;
 use maxx_cold::governor::Trigger;
 use maxx_cold::http::OperatorWeights;
 use maxx_hot::num::Money;
-use maxx_hot::records::Factor;
+use maxx_hot::records::{Factor, Scope, TradingState, TransitionReason};
 use maxx_hot::stage::alpha::AlphaInput;
 use maxx_hot::stage::risk::RiskCommand;
 
@@ -43,6 +44,7 @@ fn a_drawdown_beyond_the_limit_clips_kelly_until_the_next_utc_day() {
     assert!(risk.pop().is_none(), "4 % is within the limit");
     c.observe_equity(day + 3, money("94999.99"));
     assert_eq!(risk.pop(), Some(RiskCommand::KellyClip(Factor::from_num(0.25))));
+    assert_eq!(risk.pop(), Some(halted_for_drawdown()));
     // A recovery the same day keeps the clip; the next day lifts it.
     c.observe_equity(day + 4, money("100000"));
     assert!(risk.pop().is_none());
@@ -61,6 +63,15 @@ fn a_full_risk_queue_defers_the_clip_until_there_is_room() {
     while risk.pop().is_some() {}
     c.observe_equity(day + 1, money("90000"));
     assert_eq!(risk.pop(), Some(RiskCommand::KellyClip(Factor::from_num(0.25))));
+    assert_eq!(risk.pop(), Some(halted_for_drawdown()));
+}
+
+fn halted_for_drawdown() -> RiskCommand {
+    RiskCommand::SetState {
+        scope: Scope::System,
+        state: TradingState::Halted,
+        reason: TransitionReason::Drawdown,
+    }
 }
 
 #[test]

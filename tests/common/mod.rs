@@ -5,9 +5,13 @@
 //! Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The package root: the working directory of every run, so `config/agent_config.yaml` (the
@@ -289,6 +293,148 @@ impl RedisServer {
 }
 
 impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The API token the `Running` helper gives `maxx run`.
+pub const TOKEN: &str = "test-token-7f3a";
+/// How long `Running` waits for anything (long enough for a once-a-minute cron to fire after
+/// start-up on a loaded machine).
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// A `maxx run` child; killed if the test fails.
+pub struct Running {
+    /// The child process.
+    pub child: Child,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr_reader: Option<JoinHandle<String>>,
+    /// The HTTP API's address.
+    pub addr: String,
+}
+
+impl Running {
+    pub fn start(config: &std::path::Path) -> Running {
+        let mut child = maxx()
+            .args(["run", "--config", config.to_str().expect("utf-8 path")])
+            .env("MAXX_API_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start maxx run");
+        let out = child.stdout.take().expect("piped stdout");
+        let mut err = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_reader = Some(std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        }));
+        let mut run = Running {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr_reader,
+            addr: String::new(),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        while run.addr.is_empty() {
+            if let Ok(line) = run.lines.recv_timeout(Duration::from_millis(200)) {
+                if let Some(url) = line.strip_prefix("http") {
+                    run.addr = url.trim().trim_start_matches("http://").to_string();
+                }
+                run.stdout.push(line);
+            }
+            if let Ok(Some(status)) = run.child.try_wait() {
+                run.fail(&format!("maxx exited ({status}) before the HTTP API came up"));
+            }
+            if Instant::now() > deadline {
+                run.fail("no `http  http://…` line on stdout");
+            }
+        }
+        run
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        http(&self.addr, "GET", path, None, None)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+        http(&self.addr, "POST", path, token, Some(body))
+    }
+
+    /// Polls `cond` until it gives `Ok`, or fails with the last `Err`.
+    pub fn poll<T>(&mut self, what: &str, mut cond: impl FnMut(&Running) -> Result<T, String>) -> T {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let seen = match cond(self) {
+                Ok(v) => return v,
+                Err(seen) => seen,
+            };
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.fail(&format!("maxx exited ({status}) while waiting for {what}"));
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out waiting for {what}; last seen: {seen}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+
+    /// SIGINT, then waits for a clean exit; returns stderr.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGINT);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let err = self
+                    .stderr_reader
+                    .take()
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default();
+                assert!(status.success(), "maxx exited with {status}\n{err}");
+                return err;
+            }
+            assert!(Instant::now() < deadline, "maxx did not stop after SIGINT");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn fail(&mut self, msg: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stdout.extend(self.lines.try_iter());
+        let err = self
+            .stderr_reader
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        panic!(
+            "{msg}\n--- stdout ---\n{}\n--- stderr ---\n{err}",
+            self.stdout.join("\n")
+        );
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
