@@ -13,6 +13,7 @@ use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::control::Control;
 use maxx_cold::engine::spec;
 use maxx_cold::governor::Trigger;
+use maxx_cold::grpc::{self, RiskGrpc};
 use maxx_cold::http::{self, Api, ControlRequest, load_token};
 use maxx_cold::recorder;
 use maxx_cold::risk_state::{RiskLog, risk_state_json, scope_key};
@@ -158,8 +159,8 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     outcome
 }
 
-/// Drains the taps, serves the HTTP API and the governor, prints status lines, waits for a
-/// stop, then drains the engine to the end.
+/// Drains the taps, serves the HTTP API, the gRPC RiskService and the governor, prints status
+/// lines, waits for a stop, then drains the engine to the end.
 #[allow(clippy::too_many_arguments)]
 async fn cold_side(
     args: &RunArgs,
@@ -180,12 +181,15 @@ async fn cold_side(
     };
     control.connect(Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.risk_cmd), stream);
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(64);
+    // One token for HTTP and gRPC.
+    let token = load_token(config.http.token_file.as_deref()).map_err(anyhow::Error::msg)?;
+    if token.is_none() {
+        warn!(
+            "no API token (MAXX_API_TOKEN or http.token_file): mutating HTTP endpoints and gRPC Kill/Resume are disabled"
+        );
+    }
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = if config.http.enabled {
-        let token = load_token(config.http.token_file.as_deref()).map_err(anyhow::Error::msg)?;
-        if token.is_none() {
-            warn!("no API token (MAXX_API_TOKEN or http.token_file): mutating HTTP endpoints are disabled");
-        }
         let api = Arc::new(Api {
             index: Arc::clone(index),
             board: Arc::clone(&cold.board),
@@ -194,7 +198,7 @@ async fn cold_side(
             kill: cold.kill.clone(),
             kill_file: config.risk.kill_file.clone(),
             control: control_tx.clone(),
-            token,
+            token: token.clone(),
             started,
         });
         let (addr, task) = http::serve(config.http.bind, api, async {
@@ -204,6 +208,27 @@ async fn cold_side(
         .with_context(|| format!("http.bind {}", config.http.bind))?;
         info!(addr = %addr, "http listening");
         println!("http          http://{addr}");
+        Some(task)
+    } else {
+        None
+    };
+    let (grpc_stop, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let grpc_task = if config.grpc.enabled {
+        let risk_grpc = RiskGrpc {
+            index: Arc::clone(index),
+            risk_cmd: Arc::clone(&cold.risk_cmd),
+            kill: cold.kill.clone(),
+            kill_file: config.risk.kill_file.clone(),
+            board: Arc::clone(&cold.risk_board),
+            token,
+        };
+        let (addr, task) = grpc::serve(config.grpc.bind, risk_grpc, async {
+            let _ = grpc_stopped.await;
+        })
+        .await
+        .with_context(|| format!("grpc.bind {}", config.grpc.bind))?;
+        info!(addr = %addr, "grpc listening");
+        println!("grpc          grpc://{addr}");
         Some(task)
     } else {
         None
@@ -280,11 +305,16 @@ async fn cold_side(
     };
     info!(reason, "stopping: feeds close, rings drain");
     // Requests still queued are dropped, so their handlers answer 503 instead of waiting for a
-    // loop that has stopped; then the server finishes its in-flight requests and closes.
+    // loop that has stopped; then the servers finish their in-flight requests and close.
     drop(control_rx);
     let _ = http_stop.send(());
-    if let Some(task) = http_task {
-        let _ = task.await;
+    let _ = grpc_stop.send(());
+    // A client that keeps a connection open without reading must not hold the shutdown: the
+    // servers get a grace period, then the engine drains regardless.
+    for task in [http_task, grpc_task].into_iter().flatten() {
+        if tokio::time::timeout(SERVER_GRACE, task).await.is_err() {
+            warn!("a server did not close within its grace period; stopping anyway");
+        }
     }
     flags.request_stop();
     while !threads.is_finished() {
@@ -312,6 +342,9 @@ fn record_transitions(index: &InstrumentIndex, pending: &RefCell<Vec<Transition>
         }
     }
 }
+
+/// How long the HTTP and gRPC servers get to finish in-flight requests at shutdown.
+const SERVER_GRACE: Duration = Duration::from_secs(2);
 
 /// How often equity is checked against the intraday drawdown rule.
 const KELLY_EVERY: Duration = Duration::from_secs(1);

@@ -10,8 +10,8 @@ fn four_venues_run_side_by_side() {
     let text = std::fs::read_to_string(format!("{root}/config/multi_venue.yaml")).unwrap();
     // Park between passes: the test shares two cores with the rest of the suite.
     let text = text.replace("  wait: spin_yield", "  wait: park");
-    // Any free port for the HTTP API: other tests run side by side.
-    let text = format!("{text}\nhttp:\n  bind: \"127.0.0.1:0\"\n");
+    // Any free ports for the HTTP API and the gRPC server: other tests run side by side.
+    let text = format!("{text}\nhttp:\n  bind: \"127.0.0.1:0\"\ngrpc:\n  bind: \"127.0.0.1:0\"\n");
     let dir = std::env::temp_dir().join(format!("maxx-multi-venue-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("multi.yaml");

@@ -10,6 +10,7 @@ pub mod control;
 pub mod emit;
 pub mod engine;
 pub mod governor;
+pub mod grpc;
 pub mod http;
 pub mod logging;
 pub mod recorder;

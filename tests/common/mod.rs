@@ -118,8 +118,10 @@ pub fn config_with(replacements: &[(&str, &str)]) -> String {
     }
     let mut out = lines.join("\n");
     out.push('\n');
-    // Tests run side by side: the HTTP API takes any free port unless a test chose one.
+    // Tests run side by side: the HTTP API and the gRPC server take any free port unless a test
+    // chose one.
     out.replace("bind: \"127.0.0.1:8080\"", "bind: \"127.0.0.1:0\"")
+        .replace("bind: \"127.0.0.1:50051\"", "bind: \"127.0.0.1:0\"")
 }
 
 /// A file under `../shared/data/`, or `None` (with a note on stderr) when it is absent, so the
@@ -314,6 +316,8 @@ pub struct Running {
     stderr_reader: Option<JoinHandle<String>>,
     /// The HTTP API's address.
     pub addr: String,
+    /// The gRPC server's address.
+    pub grpc: String,
 }
 
 impl Running {
@@ -348,20 +352,33 @@ impl Running {
             stdout: Vec::new(),
             stderr_reader,
             addr: String::new(),
+            grpc: String::new(),
         };
         let deadline = Instant::now() + DEADLINE;
-        while run.addr.is_empty() {
+        while run.addr.is_empty() || run.grpc.is_empty() {
             if let Ok(line) = run.lines.recv_timeout(Duration::from_millis(200)) {
                 if let Some(url) = line.strip_prefix("http") {
                     run.addr = url.trim().trim_start_matches("http://").to_string();
                 }
+                if let Some(url) = line.strip_prefix("grpc") {
+                    run.grpc = url.trim().trim_start_matches("grpc://").to_string();
+                }
                 run.stdout.push(line);
             }
             if let Ok(Some(status)) = run.child.try_wait() {
-                run.fail(&format!("maxx exited ({status}) before the HTTP API came up"));
+                run.fail(&format!(
+                    "maxx exited ({status}) before the HTTP API and the gRPC server came up"
+                ));
             }
             if Instant::now() > deadline {
-                run.fail("no `http  http://…` line on stdout");
+                run.fail(&format!(
+                    "no `{}` line on stdout",
+                    if run.addr.is_empty() {
+                        "http  http://…"
+                    } else {
+                        "grpc  grpc://…"
+                    }
+                ));
             }
         }
         run

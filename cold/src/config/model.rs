@@ -415,9 +415,11 @@ pub struct HttpConfig {
     pub token_file: Option<PathBuf>,
 }
 
-/// `grpc`.
+/// `grpc`: the gRPC server (today the RiskService; the ExecutionService with the Execution issue).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrpcConfig {
+    /// `enabled`: serve gRPC.
+    pub enabled: bool,
     /// `bind`: listen address of the gRPC server.
     pub bind: SocketAddr,
 }

@@ -907,9 +907,13 @@ fn http(w: &mut Walker, node: &Node, path: &str) -> Option<HttpConfig> {
 
 fn grpc(w: &mut Walker, node: &Node, path: &str) -> Option<GrpcConfig> {
     let mut f = Fields::open(w, node, path)?;
+    let enabled = f.defaulted(w, "enabled", "true", flag);
     let bind = f.defaulted(w, "bind", "'127.0.0.1:50051'", addr);
     f.finish(w);
-    Some(GrpcConfig { bind: bind? })
+    Some(GrpcConfig {
+        enabled: enabled?,
+        bind: bind?,
+    })
 }
 
 fn telemetry(w: &mut Walker, node: &Node, path: &str) -> Option<TelemetryConfig> {
