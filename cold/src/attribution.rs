@@ -256,6 +256,10 @@ fn apply(slot: &Slot, shares: &Shares, fill: &Fill) -> Option<Slot> {
         for k in 0..BUCKETS {
             if w[k] != 0 {
                 removed[k] = mul_div_floor(s.cost[k], c[k], w[k])?.0;
+            } else {
+                // A flat bucket can still carry the rounding residue of an earlier close: it is
+                // realized now, so a full close leaves no cost behind.
+                removed[k] = s.cost[k];
             }
             after[k] -= c[k] * sign;
         }
