@@ -12,6 +12,7 @@ pub mod board;
 pub mod capture;
 pub mod clock;
 pub mod feed;
+pub mod gateway;
 pub mod ids;
 pub mod kill;
 pub mod num;
