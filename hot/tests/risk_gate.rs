@@ -1111,22 +1111,23 @@ fn kelly_sizing_worked_by_hand() {
         (1, 1, 30 * 100_000_000, 10 * 100_000_000)
     );
     assert_eq!(g.r.balance(), m("100020"));
-    // p = (1 + 0.75) / (2 + 1) = 7/12, b = 30 / 10 = 3, kelly = 7/12 − (5/12) / 3 = 4/9; half:
-    // 2/9; 0.01 × 2/9 = 0.002222…, rounded down to lots: 0.00222.
+    // The confidence stands for 10 pseudo-trades won with p = 0.75:
+    // p = (1 + 10 × 0.75) / (2 + 10) = 17/24, b = 30 / 10 = 3,
+    // kelly = 17/24 − (7/24) / 3 = 11/18; half: 11/36; 0.01 × 11/36 = 0.0030555…, 0.00305.
     let o = g.ok(alpha(BTC, "0.01", 0.5));
-    assert_eq!(o.qty, q("0.00222"));
+    assert_eq!(o.qty, q("0.00305"));
     g.reject(&o);
-    // The governor's clip multiplies in: 2/9 × 0.25 = 1/18 → 0.000555…, 0.00055.
+    // The governor's clip multiplies in: 11/36 × 0.25 = 11/144 → 0.000763…, 0.00076.
     g.cmd(RiskCommand::KellyClip(Factor::from_num(0.25)));
     let o = g.ok(alpha(BTC, "-0.01", -0.5));
-    assert_eq!((o.side, o.qty), (Side::Sell, q("0.00055")));
+    assert_eq!((o.side, o.qty), (Side::Sell, q("0.00076")));
     g.reject(&o);
     // Manual targets are never scaled.
     let o = g.ok(base(BTC, Sizing::Target(sq("0.01")), Origin::Manual));
     assert_eq!(o.qty, q("0.01"));
     g.reject(&o);
     // The per-trade risk cap comes last: 0.5 % of the 100020 balance is 500.1, and a 10⁶ stop
-    // allows 500.1 / 10⁶ = 0.0005001, rounded down to lots: 0.0005 instead of 0.00222.
+    // allows 500.1 / 10⁶ = 0.0005001, rounded down to lots: 0.0005 instead of 0.00305.
     g.cmd(RiskCommand::KellyClip(Factor::ONE));
     let mut a = alpha(BTC, "0.01", 0.5);
     a.stop = p("1000000");

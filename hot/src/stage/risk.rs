@@ -15,9 +15,11 @@
 //! scaled first: by the Kelly clip in [`SizingMode::Fixed`], by `kelly × kelly_damping × clip` in
 //! [`SizingMode::Kelly`], rounded toward zero to whole lots (delta too). Kelly per instrument: each
 //! fill that reduces |position| closes a trade whose realized PnL (average cost, [`Book`]) is a
-//! win if > 0 and a loss if < 0 (break-even counts as neither); `p = (wins + (1 + |score|) / 2) /
-//! (wins + losses + 1)`: the signal's confidence is one pseudo-trade won with probability
-//! `(1 + c) / 2`, so with no history Kelly is `c` itself and evidence takes over as trades close;
+//! win if > 0 and a loss if < 0 (break-even counts as neither); `p = (wins + N × (1 + |score|) / 2)
+//! / (wins + losses + N)` with `N` = [`KELLY_PRIOR_TRADES`]: the signal's confidence stands for
+//! `N` pseudo-trades won with probability `(1 + c) / 2`, so with no history Kelly is `c` itself,
+//! evidence takes over as trades close, and one early loss cannot size every later order to zero
+//! (which would stop the trades that could show the edge);
 //! `b = avg win / avg loss`
 //! (1 until both a win and a loss exist), `kelly = p − (1 − p) / b` clamped to [0, 1]. All of it
 //! is `fixed` `I64F64`. Manual and Risk targets are never scaled.
@@ -118,6 +120,9 @@ use crate::records::{
     ExecReport, Factor, Order, OrderId, OrderIntent, OrderKind, Origin, RejectReason, Scope, Side, Sizing, Stamp,
     Touch, TradingState, Transition, TransitionReason,
 };
+
+/// Pseudo-trades the signal's confidence stands for in the Kelly win-rate estimate.
+pub const KELLY_PRIOR_TRADES: u32 = 10;
 
 /// Capacity of the open-order table: at most this many orders open at once.
 pub const OPEN_ORDERS: usize = 4096;
@@ -1219,9 +1224,10 @@ impl Risk {
                 let one = I64F64::ONE;
                 let s = self.insts[i].stats;
                 let confidence = I64F64::from_num(score).saturating_abs().min(one);
-                let prior = (one + confidence) / 2;
+                let n = I64F64::from_num(KELLY_PRIOR_TRADES);
+                let prior = (one + confidence) / 2 * n;
                 let wins = I64F64::saturating_from_num(s.wins);
-                let trades = I64F64::saturating_from_num(s.wins.saturating_add(s.losses).saturating_add(1));
+                let trades = I64F64::saturating_from_num(s.wins.saturating_add(s.losses)).saturating_add(n);
                 let p = (wins.saturating_add(prior)).saturating_div(trades).min(one);
                 let kelly = if s.wins == 0 || s.losses == 0 {
                     p.saturating_mul_int(2) - one
