@@ -153,7 +153,7 @@ pub fn kill_cmd(args: &KillArgs, config: &Config) -> Result<ExitCode> {
         eprintln!("maxx kill: {http_error}; and risk.kill_file is null: nothing tripped");
         return Ok(ExitCode::from(1));
     };
-    maxx_cold::risk_state::write_atomically(file, b"kill requested by maxx kill\n")
+    maxx_cold::files::write_atomically(file, b"kill requested by maxx kill\n")
         .with_context(|| format!("{http_error}; writing risk.kill_file {}", file.display()))?;
     println!(
         "{http_error}; wrote {}: the running engine trips its kill switch within 100 ms (or at its next start)",

@@ -12,6 +12,17 @@ fn config() -> String {
     config_with(&[("  wait:", "  wait: park")])
 }
 
+/// A busy Alpha (low thresholds, short EMAs), so intents keep coming while a test waits for one.
+fn busy_config() -> String {
+    config_with(&[
+        ("  wait:", "  wait: park"),
+        ("  entry_threshold:", "  entry_threshold: 0.2"),
+        ("  exit_threshold:", "  exit_threshold: 0.05"),
+        ("    fast:", "    fast: 2"),
+        ("    slow:", "    slow: 8"),
+    ])
+}
+
 fn system_state(run: &Running) -> (String, bool) {
     let (status, v) = run.get("/risk/state");
     assert_eq!(status, 200, "{v}");
@@ -36,7 +47,7 @@ fn transitions(v: &Value) -> Vec<(String, String, String)> {
 #[test]
 fn risk_state_operator_states_trim_kill_and_a_halt_that_survives_restart() {
     let dir = TempDir::new("risk-http");
-    let path = dir.write("run.yaml", config());
+    let path = dir.write("run.yaml", busy_config());
     let mut run = Running::start(&path);
 
     // The state shows every limit with its usage.
@@ -144,9 +155,17 @@ fn risk_state_operator_states_trim_kill_and_a_halt_that_survives_restart() {
         transitions(&v).contains(&("*".into(), "halted".into(), "kill".into())),
         "{v}"
     );
+    // Wait for the next intent to meet the switch; until then and after, nothing is approved.
     let approved = v["approved"].as_u64().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (_, v) = run.get("/risk/state");
+    let refused = v["refused"]["kill_switch"].as_u64().unwrap();
+    let v = run.poll("an intent refused by the kill switch", |r| {
+        let (_, v) = r.get("/risk/state");
+        if v["refused"]["kill_switch"].as_u64().unwrap_or(0) > refused {
+            Ok(v)
+        } else {
+            Err(v["refused"].to_string())
+        }
+    });
     assert_eq!(
         v["approved"].as_u64().unwrap(),
         approved,
@@ -271,15 +290,7 @@ fn maxx_kill_trips_over_http_or_through_the_kill_file() {
 #[test]
 fn sighup_applies_changed_risk_limits_between_two_orders() {
     let dir = TempDir::new("risk-sighup");
-    // A busy Alpha (low thresholds, short EMAs), so intents keep coming after the reload.
-    let text = config_with(&[
-        ("  wait:", "  wait: park"),
-        ("  entry_threshold:", "  entry_threshold: 0.2"),
-        ("  exit_threshold:", "  exit_threshold: 0.05"),
-        ("    fast:", "    fast: 2"),
-        ("    slow:", "    slow: 8"),
-    ]);
-    let path = dir.write("run.yaml", text);
+    let path = dir.write("run.yaml", busy_config());
     let mut run = Running::start(&path);
     run.poll("orders approved", |r| {
         let (_, v) = r.get("/risk/state");

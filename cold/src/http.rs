@@ -212,12 +212,6 @@ async fn signal(State(api): State<Arc<Api>>, Path(symbol): Path<String>) -> Resu
 
 /// The `signals:<symbol>` fields plus the families' contributions and the weights in force.
 fn signal_json(symbol: &str, s: &Signal, weights: &[Factor; FAMILIES]) -> Value {
-    let per_family = |v: &[Factor; FAMILIES]| -> Map<String, Value> {
-        FamilyKind::ALL
-            .iter()
-            .map(|f| (f.name().to_string(), Value::String(v[*f as usize].to_string())))
-            .collect()
-    };
     json!({
         "symbol": symbol,
         "score": s.score.to_string(),
@@ -225,8 +219,8 @@ fn signal_json(symbol: &str, s: &Signal, weights: &[Factor; FAMILIES]) -> Value 
         "confidence": s.confidence.to_string(),
         "ts": s.ts_ns,
         "tick_seq": s.tick_seq,
-        "contributions": per_family(&s.mix),
-        "weights": per_family(weights),
+        "contributions": crate::control::weights_json(&s.mix),
+        "weights": crate::control::weights_json(weights),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod emit;
 pub mod engine;
+pub mod files;
 pub mod governor;
 pub mod grpc;
 pub mod http;

@@ -132,7 +132,7 @@ impl RiskLog {
         let mut saved = self.saved.clone();
         saved.version = 1;
         let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| e.to_string())?;
-        write_atomically(path, &bytes).map_err(|e| format!("risk.state_file {}: {e}", path.display()))
+        crate::files::write_atomically(path, &bytes).map_err(|e| format!("risk.state_file {}: {e}", path.display()))
     }
 }
 
@@ -154,23 +154,6 @@ pub fn scope_key(index: &InstrumentIndex, scope: Scope) -> String {
         Scope::Instrument(id) if id.index() < index.len() => index.get(id).symbol.to_string(),
         Scope::Instrument(id) => format!("#{}", id.0),
     }
-}
-
-/// Writes `bytes` to a temporary file next to `path`, syncs it, and renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 /// `GET /risk/state`: states, every limit with its usage, Kelly clip, kill switch, refusals per

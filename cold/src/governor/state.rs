@@ -8,8 +8,8 @@
 //! renamed over the old one (then the directory is fsynced), so a crash leaves the old or the
 //! new state, never half of one.
 
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::Path;
 
 use maxx_hot::records::{FAMILIES, Factor};
@@ -116,28 +116,9 @@ impl GovernorState {
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let fail =
             |what: &str, e: &dyn std::fmt::Display| format!("{}: cannot {what} governor state: {e}", path.display());
-        let name = path.file_name().ok_or_else(|| fail("name", &"no file name"))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        fs::create_dir_all(dir).map_err(|e| fail("create the directory of", &e))?;
-        let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
         let mut json = serde_json::to_vec_pretty(self).map_err(|e| fail("encode", &e))?;
         json.push(b'\n');
-        let written = File::create(&tmp).and_then(|mut f| {
-            f.write_all(&json)?;
-            f.sync_all()
-        });
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-            let _ = fs::remove_file(&tmp);
-            return Err(fail("write", &e));
-        }
-        // Make the rename itself durable; not every platform can fsync a directory.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::files::write_atomically(path, &json).map_err(|e| fail("write", &e))
     }
 
     /// Checks the version, the weights (as [`validate_weights`] does), the base weights and
