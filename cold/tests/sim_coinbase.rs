@@ -35,9 +35,12 @@ const HEARTBEAT: Duration = Duration::from_millis(50);
 
 type Client = WebSocket<TcpStream>;
 
+/// The subscribe timeout is one no test run reaches (a test that holds an unsubscribed connection
+/// open must not meet it first on a slow machine); the timeout's own test sets a short one.
 fn config(seed: u64) -> CoinbaseSimConfig {
     CoinbaseSimConfig {
         events_per_sec: 2_000,
+        subscribe_timeout: Duration::from_secs(600),
         heartbeat_interval: HEARTBEAT,
         ..CoinbaseSimConfig::new(seed, coinbase::sample_symbols())
     }
