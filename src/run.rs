@@ -97,7 +97,7 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         mut cold,
         flags,
         stats,
-    } = build(&spec, feeds, PaperVenue::new(config.exec.paper.taker_fee_bps_milli));
+    } = build(&spec, feeds, paper_venues(&spec, config.exec.paper.taker_fee_bps_milli));
     let mut recorders = Vec::new();
     if let Some(dir) = &config.market_data.capture_dir {
         for (venue, ring) in std::mem::take(&mut cold.captures) {
@@ -505,4 +505,13 @@ fn log_record(index: &InstrumentIndex, r: Record) {
         ),
         Record::Tick(_) | Record::Signal(_) | Record::Report(_) => {}
     }
+}
+
+/// One paper venue per venue that lists a configured instrument.
+fn paper_venues(spec: &maxx_hot::runtime::engine::EngineSpec, taker_fee_bps_milli: i64) -> Vec<PaperVenue> {
+    spec.index
+        .venues()
+        .into_iter()
+        .map(|v| PaperVenue::new(v, taker_fee_bps_milli))
+        .collect()
 }

@@ -142,7 +142,7 @@ fn start(
         cold,
         flags,
         stats: engine_stats,
-    } = build(&spec, vec![feed], PaperVenue::new(7_500));
+    } = build(&spec, vec![feed], vec![PaperVenue::new(Venue::Binance, 7_500)]);
     let stages: Vec<StageName> = tasks.iter().map(|(s, _)| *s).collect();
     let placement = plan(
         Layout::Fused,

@@ -117,7 +117,7 @@ impl Run {
             cold,
             flags,
             stats: engine_stats,
-        } = build(&spec, vec![feed], PaperVenue::new(7_500));
+        } = build(&spec, vec![feed], vec![PaperVenue::new(venue, 7_500)]);
         let stages: Vec<StageName> = tasks.iter().map(|(s, _)| *s).collect();
         let placement = plan(Layout::Fused, &Default::default(), &stages, &available_cores()).unwrap();
         let threads = spawn(&placement.threads, tasks, WaitKind::Park, || {}).unwrap();

@@ -110,7 +110,7 @@ fn hot_threads_do_not_allocate_in_steady_state() {
         mut cold,
         flags,
         stats,
-    } = build(&spec, vec![feed], PaperVenue::new(7_500));
+    } = build(&spec, vec![feed], vec![PaperVenue::new(Venue::Binance, 7_500)]);
 
     let stages: Vec<StageName> = tasks.iter().map(|(s, _)| *s).collect();
     let cores = available_cores();

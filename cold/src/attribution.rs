@@ -139,7 +139,10 @@ impl Attribution {
     /// cancel.
     pub fn on_report(&mut self, report: &ExecReport) {
         match report {
-            ExecReport::Ack { .. } => {}
+            ExecReport::Ack { .. }
+            | ExecReport::Routed { .. }
+            | ExecReport::Unknown { .. }
+            | ExecReport::CancelRejected { .. } => {}
             ExecReport::Reject { order_id, .. } | ExecReport::Cancelled { order_id, .. } => {
                 self.orders.remove(order_id);
             }

@@ -72,7 +72,11 @@ pub fn replay(spec: &EngineSpec, opts: &ReplayOptions, out: &mut impl Write) -> 
     };
     let Engine {
         tasks, mut cold, stats, ..
-    } = build(spec, vec![feed], PaperVenue::new(opts.taker_fee_bps_milli));
+    } = build(
+        spec,
+        vec![feed],
+        vec![PaperVenue::new(opts.venue, opts.taker_fee_bps_milli)],
+    );
     let mut drain = TapDrain::new(&spec.index);
     let index = Arc::clone(&spec.index);
     let mut tasks: Vec<_> = tasks.into_iter().map(|(_, t)| t).collect();

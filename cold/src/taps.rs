@@ -125,7 +125,10 @@ impl TapDrain {
                         }
                         ExecReport::Reject { .. } => self.rejects += 1,
                         ExecReport::Cancelled { .. } => self.cancels += 1,
-                        ExecReport::Ack { .. } => {}
+                        ExecReport::Ack { .. }
+                        | ExecReport::Routed { .. }
+                        | ExecReport::Unknown { .. }
+                        | ExecReport::CancelRejected { .. } => {}
                     }
                     sink(Record::Report(report));
                 }

@@ -22,6 +22,8 @@ fn order(id: u64, instrument: InstrumentId, side: Side, qty: Qty, origin: Origin
         side,
         qty,
         kind: OrderKind::Market,
+        tif: maxx_hot::records::Tif::Ioc,
+        pin_venue: false,
         touch: Touch::default(),
         origin,
         client_id: 0,

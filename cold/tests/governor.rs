@@ -194,6 +194,8 @@ fn attributed_pnl_of_a_trending_market_rewards_momentum() {
                 side,
                 qty,
                 kind: OrderKind::Market,
+                tif: maxx_hot::records::Tif::Ioc,
+                pin_venue: false,
                 touch: Touch::default(),
                 origin: Origin::Alpha,
                 client_id: 0,

@@ -95,7 +95,7 @@ fn run(params: GovernorParams, start: Weights) -> (Vec<Decision>, Attribution) {
         stats: Arc::new(FeedStats::new(Venue::Binance)),
     };
     // No fees: the test is about which family is right, not about the fee schedule.
-    let Engine { tasks, mut cold, .. } = build(&spec, vec![feed], PaperVenue::new(0));
+    let Engine { tasks, mut cold, .. } = build(&spec, vec![feed], vec![PaperVenue::new(Venue::Binance, 0)]);
     let alpha_cmd = Arc::clone(&cold.alpha_cmd);
     let mut drain = TapDrain::new(&spec.index);
     let mut governor = Governor::new(params, start);

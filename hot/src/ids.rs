@@ -265,6 +265,14 @@ impl InstrumentIndex {
         &self.instruments[id.index()]
     }
 
+    /// The venues that list at least one instrument, in venue order.
+    pub fn venues(&self) -> Vec<Venue> {
+        Venue::ALL
+            .into_iter()
+            .filter(|v| self.instruments.iter().any(|i| i.venue_symbols[v.index()].is_some()))
+            .collect()
+    }
+
     /// Finds an instrument by canonical name.
     pub fn by_symbol(&self, symbol: &str) -> Option<InstrumentId> {
         self.instruments

@@ -216,6 +216,10 @@ pub struct OrderIntent {
     pub sizing: Sizing,
     /// Limit price; `None` for a marketable order at the touch.
     pub limit: Option<Price>,
+    /// Time in force; [`Tif::Auto`] lets Execution choose maker or taker.
+    pub tif: Tif,
+    /// `true`: only `venue`; `false`: Execution's router may choose (Alpha's intents).
+    pub pin_venue: bool,
     /// Market at the time of the intent.
     pub touch: Touch,
     /// Who asked.
@@ -252,6 +256,36 @@ pub enum OrderKind {
     Limit(Price),
 }
 
+/// How long an order may work at the venue, and whether it may take liquidity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Tif {
+    /// Execution decides: a passive post-only order at the touch or an IOC limit bounded by the
+    /// slip tolerance (the maker/taker rule in [`crate::stage::exec`]). Alpha's orders.
+    #[default]
+    Auto,
+    /// Good till cancelled.
+    Gtc,
+    /// Immediate or cancel: what does not fill at once is cancelled.
+    Ioc,
+    /// Fill or kill: fills whole at once or not at all.
+    Fok,
+    /// Post-only (limit maker): refused instead of taking liquidity.
+    PostOnly,
+}
+
+impl Tif {
+    /// `auto`, `gtc`, `ioc`, `fok` or `post_only`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tif::Auto => "auto",
+            Tif::Gtc => "gtc",
+            Tif::Ioc => "ioc",
+            Tif::Fok => "fok",
+            Tif::PostOnly => "post_only",
+        }
+    }
+}
+
 /// An order Risk has approved. Execution accepts nothing else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Order {
@@ -267,6 +301,11 @@ pub struct Order {
     pub qty: Qty,
     /// Market or limit.
     pub kind: OrderKind,
+    /// Time in force; [`Tif::Auto`] until Execution resolves it.
+    pub tif: Tif,
+    /// `true`: only `venue` may take it; `false`: Execution's router may choose another venue
+    /// that lists the instrument.
+    pub pin_venue: bool,
     /// Market at approval time.
     pub touch: Touch,
     /// Who asked.
@@ -367,11 +406,29 @@ pub enum RejectReason {
     Reducing = 21,
     /// Cancelled (kill switch, operator or venue); nothing of it stays open.
     Cancelled = 22,
+    /// A post-only order would have taken liquidity.
+    PostOnlyWouldTake = 23,
+    /// The venue's rate limit (HTTP 429/418, Bybit 10006) or our pre-emptive limiter for it.
+    VenueRateLimit = 24,
+    /// The venue says the account lacks the balance.
+    InsufficientFunds = 25,
+    /// The venue's lot, tick or notional filter refused it.
+    VenueFilter = 26,
+    /// The venue does not know the order.
+    UnknownOrder = 27,
+    /// The request's timestamp fell outside the venue's receive window.
+    ClockSkew = 28,
+    /// The venue refused our key, signature or permissions.
+    VenueAuth = 29,
+    /// The venue was unreachable, or an order whose outcome was unknown turned out never placed.
+    VenueDown = 30,
+    /// No venue that lists the instrument is admitted by the router (all demoted or down).
+    NoRoute = 31,
 }
 
 impl RejectReason {
     /// Every reason, in index order.
-    pub const ALL: [RejectReason; 23] = [
+    pub const ALL: [RejectReason; 32] = [
         RejectReason::KillSwitch,
         RejectReason::MaxOrderQty,
         RejectReason::MaxOrderNotional,
@@ -395,6 +452,15 @@ impl RejectReason {
         RejectReason::Halted,
         RejectReason::Reducing,
         RejectReason::Cancelled,
+        RejectReason::PostOnlyWouldTake,
+        RejectReason::VenueRateLimit,
+        RejectReason::InsufficientFunds,
+        RejectReason::VenueFilter,
+        RejectReason::UnknownOrder,
+        RejectReason::ClockSkew,
+        RejectReason::VenueAuth,
+        RejectReason::VenueDown,
+        RejectReason::NoRoute,
     ];
     /// Number of reasons; sizes per-reason counters.
     pub const COUNT: usize = RejectReason::ALL.len();
@@ -425,6 +491,15 @@ impl RejectReason {
             RejectReason::Halted => "halted",
             RejectReason::Reducing => "reducing",
             RejectReason::Cancelled => "cancelled",
+            RejectReason::PostOnlyWouldTake => "post_only_would_take",
+            RejectReason::VenueRateLimit => "venue_rate_limit",
+            RejectReason::InsufficientFunds => "insufficient_funds",
+            RejectReason::VenueFilter => "venue_filter",
+            RejectReason::UnknownOrder => "unknown_order",
+            RejectReason::ClockSkew => "clock_skew",
+            RejectReason::VenueAuth => "venue_auth",
+            RejectReason::VenueDown => "venue_down",
+            RejectReason::NoRoute => "no_route",
         }
     }
 }
@@ -518,6 +593,14 @@ pub struct Transition {
 /// Execution's report on one order, sent back to Risk and out to the cold side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecReport {
+    /// Execution's router chose the venue (which may differ from the one Risk approved it for,
+    /// unless the order was pinned). Comes before anything the venue says about the order.
+    Routed {
+        /// Engine order id.
+        order_id: OrderId,
+        /// Where it goes.
+        venue: Venue,
+    },
     /// The venue accepted the order.
     Ack {
         /// Engine order id.
@@ -548,6 +631,27 @@ pub enum ExecReport {
         side: Side,
         /// The refused quantity.
         qty: Qty,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// The venue's answer was lost (a timeout, a 5xx, a connection dropped after the request was
+    /// written): the order may or may not be live. It stays open at Risk; the gateway resolves
+    /// it by querying the venue and then reports what it learnt. It is never resent.
+    Unknown {
+        /// Engine order id.
+        order_id: OrderId,
+        /// Which instrument.
+        instrument: InstrumentId,
+        /// Our side.
+        side: Side,
+        /// The order's quantity.
+        qty: Qty,
+    },
+    /// A cancel was refused (the order is unknown or already final, or the venue failed);
+    /// whatever the order was, it still is.
+    CancelRejected {
+        /// Engine order id.
+        order_id: OrderId,
         /// Why.
         reason: RejectReason,
     },

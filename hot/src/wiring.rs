@@ -3,6 +3,8 @@
 //! | ring | from → to | record | capacity | when full |
 //! |---|---|---|---|---|
 //! | `md_alpha[v]` | `md-<v>` → `alpha` | [`Tick`] | [`cap::MD_ALPHA`] | back-pressure: the feed keeps the tick and stops reading its socket until there is room |
+//! | `alpha_exec` | `alpha` → `exec` | [`Tick`] (every tick Alpha takes, for the paper venues' fills, the maker/taker rule and the router's book) | [`cap::ALPHA_EXEC`] | back-pressure: Alpha keeps the tick and takes no other until it is pushed; Execution takes a tick only with an empty report backlog |
+//! | `exec_cmd` | cold → `exec` | [`ExecCommand`] (cancel one order) | [`cap::COMMANDS`] | the cold caller gets its command back |
 //! | `alpha_risk` | `alpha` → `risk` | [`OrderIntent`] | [`cap::ALPHA_RISK`] | back-pressure: Alpha keeps the intent and takes no tick until it is pushed |
 //! | `risk_exec` | `risk` → `exec` | [`Order`] | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
 //! | `exec_risk` | `exec` → `risk` | [`ExecReport`] | [`cap::EXEC_RISK`] | back-pressure: Execution takes an order only with room for all its reports; Risk drains reports first on every pass, so this cannot deadlock |
@@ -32,13 +34,15 @@ use crate::ids::Venue;
 use crate::kill::KillSwitch;
 use crate::records::{ExecReport, Order, OrderIntent, Signal, Tick, Transition};
 use crate::stage::alpha::AlphaInput;
-use crate::stage::exec::ExecEvent;
+use crate::stage::exec::{ExecCommand, ExecEvent};
 use crate::stage::risk::{Refusal, RiskCommand};
 
 /// Ring capacities, in records.
 pub mod cap {
     /// Feed → Alpha: a burst of ticks the Alpha thread can fall behind by.
     pub const MD_ALPHA: usize = 8192;
+    /// Alpha → Execution market data.
+    pub const ALPHA_EXEC: usize = 8192;
     /// Alpha → Risk.
     pub const ALPHA_RISK: usize = 1024;
     /// Risk → Execution.
@@ -141,6 +145,8 @@ pub struct AlphaEnds {
     pub commands: Arc<ArrayQueue<AlphaInput>>,
     /// Intents to Risk.
     pub to_risk: Producer<OrderIntent>,
+    /// Every tick, on to Execution.
+    pub to_exec: Producer<Tick>,
     /// Signal tap.
     pub tap: Producer<Signal>,
     /// Latest signals and weights, for readers on any thread.
@@ -175,6 +181,10 @@ pub struct RiskEnds {
 pub struct ExecEnds {
     /// Approved orders.
     pub orders: Consumer<Order>,
+    /// Market data from Alpha.
+    pub ticks: Consumer<Tick>,
+    /// Operator commands (cancels) from the cold side.
+    pub commands: Arc<ArrayQueue<ExecCommand>>,
     /// Reports back to Risk.
     pub to_risk: Producer<ExecReport>,
     /// Order/fill tap (never dropped).
@@ -210,6 +220,8 @@ pub struct ColdEnds {
     pub risk_cmd: Arc<ArrayQueue<RiskCommand>>,
     /// Commands to Alpha.
     pub alpha_cmd: Arc<ArrayQueue<AlphaInput>>,
+    /// Commands to Execution (`POST /cancel`, gRPC `CancelOrder`).
+    pub exec_cmd: Arc<ArrayQueue<ExecCommand>>,
     /// Alpha's latest signal per instrument and the weights it applied (`GET /signal`,
     /// confirming a reweight).
     pub board: Arc<SignalBoard>,
@@ -245,6 +257,8 @@ pub struct Wiring {
 pub struct Capacities {
     /// `md_alpha[v]`.
     pub md_alpha: usize,
+    /// `alpha_exec`.
+    pub alpha_exec: usize,
     /// `alpha_risk`.
     pub alpha_risk: usize,
     /// `risk_exec`.
@@ -269,6 +283,7 @@ impl Default for Capacities {
     fn default() -> Self {
         Self {
             md_alpha: cap::MD_ALPHA,
+            alpha_exec: cap::ALPHA_EXEC,
             alpha_risk: cap::ALPHA_RISK,
             risk_exec: cap::RISK_EXEC,
             exec_risk: cap::EXEC_RISK,
@@ -323,6 +338,8 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
         cold_bad.push((venue, bad_rx));
     }
     let (alpha_to_risk, risk_intents) = RingBuffer::new(c.alpha_risk);
+    let (alpha_to_exec, exec_ticks) = RingBuffer::new(c.alpha_exec.max(1));
+    let exec_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let (risk_to_exec, exec_orders) = RingBuffer::new(c.risk_exec);
     let (exec_to_risk, risk_reports) = RingBuffer::new(c.exec_risk.max(min));
     let (signal_tap, signals) = RingBuffer::new(c.tap_signals);
@@ -345,6 +362,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             ticks: alpha_ticks,
             commands: Arc::clone(&alpha_cmd),
             to_risk: alpha_to_risk,
+            to_exec: alpha_to_exec,
             tap: signal_tap,
             board: Arc::clone(&board),
         },
@@ -361,6 +379,8 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
         },
         exec: ExecEnds {
             orders: exec_orders,
+            ticks: exec_ticks,
+            commands: Arc::clone(&exec_cmd),
             to_risk: exec_to_risk,
             tap: exec_tap,
             hist_out,
@@ -378,6 +398,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             hist_back: hist_back_tx,
             risk_cmd,
             alpha_cmd,
+            exec_cmd,
             board,
             manual,
             risk_events,

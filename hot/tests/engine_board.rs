@@ -31,7 +31,11 @@ fn engine() -> Engine<SynthSource, BinanceDecoder, PaperVenue> {
         decoder: BinanceDecoder::new(),
         stats: Arc::new(FeedStats::new(Venue::Binance)),
     };
-    build(&spec(Capacities::default()), vec![feed], PaperVenue::new(7_500))
+    build(
+        &spec(Capacities::default()),
+        vec![feed],
+        vec![PaperVenue::new(Venue::Binance, 7_500)],
+    )
 }
 
 /// Runs the engine to the end of its input; returns every signal and order the cold side saw.

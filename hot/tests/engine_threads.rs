@@ -53,7 +53,12 @@ fn drain(cold: &mut ColdEnds, seen: &mut Seen) {
             }
             ExecEvent::Report(ExecReport::Fill(_)) => seen.fills += 1,
             ExecEvent::Report(ExecReport::Reject { .. } | ExecReport::Cancelled { .. }) => seen.rejects += 1,
-            ExecEvent::Report(ExecReport::Ack { .. }) => {}
+            ExecEvent::Report(
+                ExecReport::Ack { .. }
+                | ExecReport::Routed { .. }
+                | ExecReport::Unknown { .. }
+                | ExecReport::CancelRejected { .. },
+            ) => {}
         }
     }
     while let Ok(mut h) = cold.hist_in.pop() {
@@ -72,7 +77,7 @@ fn engine(spec: &EngineSpec, limit: Option<u64>) -> Engine<SynthSource, BinanceD
         decoder: BinanceDecoder::new(),
         stats: Arc::new(FeedStats::new(Venue::Binance)),
     };
-    build(spec, vec![feed], PaperVenue::new(7_500))
+    build(spec, vec![feed], vec![PaperVenue::new(Venue::Binance, 7_500)])
 }
 
 fn assert_consistent(e: &Engine<SynthSource, BinanceDecoder, PaperVenue>, seen: &Seen) {
@@ -172,13 +177,14 @@ fn pinned_threads_drain_everything_after_a_stop_request() {
 fn tiny_rings_apply_back_pressure_and_lose_nothing() {
     let tiny = Capacities {
         md_alpha: 2,
+        alpha_exec: 1,
         alpha_risk: 1,
         risk_exec: 1,
-        exec_risk: 3,
+        exec_risk: 4,
         tap_ticks: 4,
         tap_signals: 4,
         tap_refusals: 1,
-        tap_exec: 3,
+        tap_exec: 4,
         tap_risk_events: 1,
         capture: 0,
     };
@@ -194,7 +200,7 @@ fn tiny_rings_apply_back_pressure_and_lose_nothing() {
         calls += 1;
         // The cold side only looks at the order/fill tap now and then: Execution must wait,
         // not drop.
-        if cold.exec.slots() == 3 {
+        if cold.exec.slots() == 4 {
             exec_tap_full += 1;
         }
         if calls.is_multiple_of(7) {

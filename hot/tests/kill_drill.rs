@@ -32,8 +32,8 @@ use maxx_hot::ids::{InstrumentId, Venue};
 use maxx_hot::kill::{KillSwitch, spawn_watcher};
 use maxx_hot::num::{Price, Qty};
 use maxx_hot::records::{
-    ExecReport, Factor, Order, OrderIntent, Origin, RejectReason, Scope, Side, Sizing, Stamp, Touch, TradingState,
-    Transition, TransitionReason,
+    ExecReport, Factor, Order, OrderId, OrderIntent, Origin, RejectReason, Scope, Side, Sizing, Stamp, Tif, Touch,
+    TradingState, Transition, TransitionReason,
 };
 use maxx_hot::runtime::engine::{Engine, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
@@ -125,6 +125,14 @@ struct DrillVenue {
 }
 
 impl Gateway for DrillVenue {
+    fn venue(&self) -> Venue {
+        self.inner.venue()
+    }
+
+    fn cancel(&mut self, order_id: OrderId, out: &mut impl FnMut(ExecReport)) {
+        self.inner.cancel(order_id, out);
+    }
+
     fn submit(&mut self, order: &Order, out: &mut impl FnMut(ExecReport)) {
         let kill = self.drill.kill();
         if kill.is_tripped() {
@@ -210,6 +218,8 @@ fn resting_buy(client_id: u64) -> OrderIntent {
         venue: Venue::Binance,
         sizing: Sizing::Delta(Side::Buy, "0.001".parse().unwrap()),
         limit: Some(p("59700")),
+        tif: Tif::Gtc,
+        pin_venue: true,
         touch: Touch {
             bid: p("60000"),
             ask: p("60000.01"),
@@ -266,7 +276,7 @@ fn kill_drill_blocks_every_order_cancels_every_resting_one_and_resume_lifts_it()
 
     let drill = Arc::new(Drill::default());
     let venue = DrillVenue {
-        inner: PaperVenue::new(0),
+        inner: PaperVenue::new(Venue::Binance, 0),
         drill: Arc::clone(&drill),
     };
     let feed = FeedInput {
@@ -280,7 +290,7 @@ fn kill_drill_blocks_every_order_cancels_every_resting_one_and_resume_lifts_it()
         mut cold,
         flags,
         stats,
-    } = build(&spec, vec![feed], venue);
+    } = build(&spec, vec![feed], vec![venue]);
     drill.kill.set(cold.kill.clone()).unwrap();
     let kill = cold.kill.clone();
     let board = Arc::clone(&cold.risk_board);

@@ -95,6 +95,8 @@ fn base(instrument: InstrumentId, sizing: Sizing, origin: Origin) -> OrderIntent
         venue: venue_of(instrument),
         sizing,
         limit: None,
+        tif: maxx_hot::records::Tif::Auto,
+        pin_venue: false,
         touch: if instrument == ETH {
             touch("2700", "2700.01", "2700")
         } else {

@@ -551,6 +551,8 @@ fn random_intent(rng: &mut Rng, specs: &[Spec], mids: &[i64], ts: u64) -> OrderI
         },
         sizing,
         limit,
+        tif: maxx_hot::records::Tif::Auto,
+        pin_venue: rng.pct(50),
         touch,
         origin,
         client_id,

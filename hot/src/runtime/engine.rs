@@ -80,11 +80,12 @@ pub struct Engine<S, D, G: Gateway> {
     pub stats: EngineStats,
 }
 
-/// Wires and builds an engine with these feeds and this gateway.
+/// Wires and builds an engine with these feeds and these gateways (one per venue orders may be
+/// routed to).
 pub fn build<S: FrameSource, D: Decode, G: Gateway>(
     spec: &EngineSpec,
     feeds: Vec<FeedInput<S, D>>,
-    gateway: G,
+    gateways: Vec<G>,
 ) -> Engine<S, D, G> {
     let venues: Vec<Venue> = feeds.iter().map(|f| f.venue).collect();
     let risk = Risk::new(spec.risk.clone());
@@ -132,7 +133,7 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
     );
     let kill = wiring.exec.kill.clone();
     let exec = ExecTask::new(
-        Exec::new(gateway, kill),
+        Exec::new(gateways, kill),
         wiring.exec,
         Arc::clone(&exec_stats),
         Arc::clone(&flags),

@@ -191,4 +191,12 @@ pub struct ExecStats {
     pub rejected: [Counter; RejectReason::COUNT],
     /// Orders cancelled (each `Cancelled` report).
     pub cancels: Counter,
+    /// Orders whose outcome was lost (timeout, 5xx) until the venue was queried.
+    pub unknown: Counter,
+    /// Cancels the venue refused (unknown or final orders).
+    pub cancel_rejects: Counter,
+    /// Operator commands taken.
+    pub commands: Counter,
+    /// Ticks of market data taken.
+    pub ticks: Counter,
 }

@@ -428,6 +428,8 @@ pub struct AlphaTask {
     stats: Arc<AlphaStats>,
     flags: Arc<Flags>,
     pending: Option<OrderIntent>,
+    /// A tick Execution's ring had no room for; Alpha takes no other until it is pushed.
+    pending_tick: Option<crate::records::Tick>,
     next_input: usize,
     closed: bool,
 }
@@ -442,6 +444,7 @@ impl AlphaTask {
             stats,
             flags,
             pending: None,
+            pending_tick: None,
             next_input: 0,
             closed: false,
         }
@@ -451,7 +454,7 @@ impl AlphaTask {
     /// signal board; applied weights are published to the board.
     #[inline]
     pub fn poll(&mut self) -> bool {
-        if !flush(&mut self.pending, &mut self.ends.to_risk) {
+        if !flush(&mut self.pending, &mut self.ends.to_risk) || !flush(&mut self.pending_tick, &mut self.ends.to_exec) {
             return false;
         }
         let mut busy = false;
@@ -475,6 +478,9 @@ impl AlphaTask {
             let Ok(tick) = self.ends.ticks[i].pop() else { continue };
             self.next_input = (i + 1) % n;
             self.stats.ticks.inc();
+            if self.ends.to_exec.push(tick).is_err() {
+                self.pending_tick = Some(tick);
+            }
             let (tap, board, to_risk, stats, pending) = (
                 &mut self.ends.tap,
                 &self.ends.board,
@@ -502,6 +508,7 @@ impl AlphaTask {
         if !busy
             && !self.closed
             && self.pending.is_none()
+            && self.pending_tick.is_none()
             && self.flags.feeds_closed()
             && self.ends.ticks.iter().all(|c| c.is_empty())
         {
@@ -834,7 +841,18 @@ impl<G: Gateway> ExecTask<G> {
     pub fn poll(&mut self) -> bool {
         let (tap, to_risk, stats) = (&mut self.ends.tap, &mut self.ends.to_risk, &*self.stats);
         let room = tap.slots().min(to_risk.slots());
-        let mut busy = self.exec.poll(room, &mut |e| emit(tap, to_risk, stats, e));
+        let mut busy = self.exec.poll(mono_ns(), room, &mut |e| emit(tap, to_risk, stats, e));
+        if self.exec.backlog() == 0 {
+            if let Some(cmd) = self.ends.commands.pop() {
+                self.exec.command(cmd);
+                stats.commands.inc();
+                busy = true;
+            } else if let Ok(tick) = self.ends.ticks.pop() {
+                self.exec.on_tick(&tick);
+                stats.ticks.inc();
+                busy = true;
+            }
+        }
         if self.exec.backlog() == 0
             && tap.slots() >= MAX_EVENTS_PER_ORDER
             && to_risk.slots() >= MAX_EVENTS_PER_ORDER
@@ -856,6 +874,7 @@ impl<G: Gateway> ExecTask<G> {
             && !self.closed
             && Flags::closed(&self.flags.risk_closed)
             && self.ends.orders.is_empty()
+            && self.ends.ticks.is_empty()
             && self.exec.backlog() == 0
         {
             self.maybe_hand_over_histogram(true);
@@ -953,7 +972,9 @@ fn emit(
                 stats.rejected[reason as usize].inc();
             }
             ExecReport::Cancelled { .. } => stats.cancels.inc(),
-            ExecReport::Ack { .. } => {}
+            ExecReport::Unknown { .. } => stats.unknown.inc(),
+            ExecReport::CancelRejected { .. } => stats.cancel_rejects.inc(),
+            ExecReport::Ack { .. } | ExecReport::Routed { .. } => {}
         }
         let _ = to_risk.push(r);
     }

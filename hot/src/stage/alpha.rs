@@ -24,7 +24,7 @@ use fixed::types::I64F64;
 
 use crate::ids::InstrumentId;
 use crate::num::{Price, Qty, SignedQty};
-use crate::records::{Factor, Mix, OrderIntent, Origin, Signal, SignalSide, Sizing, Tick, TickBody, Touch};
+use crate::records::{Factor, Mix, OrderIntent, Origin, Signal, SignalSide, Sizing, Tick, TickBody, Tif, Touch};
 
 /// The families of the ensemble, in the order of `alpha.weights`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -852,6 +852,8 @@ impl Alpha {
                     t => qty.signed(t > 0),
                 }),
                 limit: None,
+                tif: Tif::Auto,
+                pin_venue: false,
                 touch: inst.touch,
                 origin: Origin::Alpha,
                 client_id: 0,

@@ -17,20 +17,35 @@ use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 
-use crate::ids::InstrumentId;
+use crate::ids::{InstrumentId, Venue};
 use crate::kill::KillSwitch;
 use crate::num::{Price, Qty, fee, notional};
-use crate::records::{ExecReport, Fill, Liquidity, Order, OrderId, OrderKind, RejectReason, Side, Stamp};
+use crate::records::{ExecReport, Fill, Liquidity, Order, OrderId, OrderKind, RejectReason, Side, Stamp, Tick};
 
 /// A venue's order entry, driven from the Execution thread.
+///
+/// Execution holds one gateway per venue it can route to (usually an enum over the paper venue
+/// and the real clients, so dispatch stays static). Every answer goes through `out`, either
+/// during the call or later from [`poll`](Gateway::poll).
 pub trait Gateway {
+    /// The venue this gateway trades on.
+    fn venue(&self) -> Venue;
+
     /// Sends an order; what the venue says comes back through `out`, now or from [`poll`].
     ///
     /// [`poll`]: Gateway::poll
     fn submit(&mut self, order: &Order, out: &mut impl FnMut(ExecReport));
 
-    /// Gives the gateway a chance to read responses; returns `true` if it did any work.
-    fn poll(&mut self, _out: &mut impl FnMut(ExecReport)) -> bool {
+    /// Cancels one open order: [`ExecReport::Cancelled`] or [`ExecReport::CancelRejected`], now
+    /// or from [`poll`](Gateway::poll).
+    fn cancel(&mut self, order_id: OrderId, out: &mut impl FnMut(ExecReport));
+
+    /// Market data of this venue (a paper venue fills resting orders against it).
+    fn on_tick(&mut self, _tick: &Tick, _out: &mut impl FnMut(ExecReport)) {}
+
+    /// Reads responses and runs timers (`now_ns` from [`crate::clock::mono_ns`]); returns
+    /// `true` if it did any work.
+    fn poll(&mut self, _now_ns: u64, _out: &mut impl FnMut(ExecReport)) -> bool {
         false
     }
 
@@ -43,6 +58,13 @@ pub trait Gateway {
     /// [`cancel_all`](Gateway::cancel_all) produces. Execution sizes its report backlog with it
     /// when it is built, so cancelling everything allocates nothing.
     fn open_capacity(&self) -> usize;
+}
+
+/// An operator's request to Execution, from the cold side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecCommand {
+    /// Cancel this open order wherever it rests.
+    Cancel(OrderId),
 }
 
 /// How many resting orders a [`PaperVenue`] holds by default.
@@ -68,6 +90,7 @@ struct Resting {
 /// (see [`crate::num::fee`]).
 #[derive(Debug)]
 pub struct PaperVenue {
+    venue: Venue,
     taker_fee_bps_milli: i64,
     next_venue_order_id: u64,
     /// Resting orders in arrival order; never grows past its initial capacity.
@@ -77,13 +100,14 @@ pub struct PaperVenue {
 impl PaperVenue {
     /// A paper venue charging `taker_fee_bps_milli` thousandths of a basis point per fill, with
     /// room for [`PAPER_RESTING`] resting orders.
-    pub fn new(taker_fee_bps_milli: i64) -> Self {
-        Self::with_capacity(taker_fee_bps_milli, PAPER_RESTING)
+    pub fn new(venue: Venue, taker_fee_bps_milli: i64) -> Self {
+        Self::with_capacity(venue, taker_fee_bps_milli, PAPER_RESTING)
     }
 
     /// The same with room for `resting` resting orders. Allocates the table; call while wiring.
-    pub fn with_capacity(taker_fee_bps_milli: i64, resting: usize) -> Self {
+    pub fn with_capacity(venue: Venue, taker_fee_bps_milli: i64, resting: usize) -> Self {
         Self {
+            venue,
             taker_fee_bps_milli,
             next_venue_order_id: 1,
             resting: Vec::with_capacity(resting),
@@ -104,6 +128,10 @@ impl PaperVenue {
 }
 
 impl Gateway for PaperVenue {
+    fn venue(&self) -> Venue {
+        self.venue
+    }
+
     fn submit(&mut self, order: &Order, out: &mut impl FnMut(ExecReport)) {
         let reject = |reason| ExecReport::Reject {
             order_id: order.id,
@@ -153,7 +181,7 @@ impl Gateway for PaperVenue {
         out(ExecReport::Fill(Fill {
             order_id: order.id,
             instrument: order.instrument,
-            venue: order.venue,
+            venue: self.venue,
             side: order.side,
             price,
             qty: order.qty,
@@ -164,6 +192,25 @@ impl Gateway for PaperVenue {
             // which keeps replays deterministic.
             ts_ns: order.ts_ns,
         }));
+    }
+
+    fn cancel(&mut self, order_id: OrderId, out: &mut impl FnMut(ExecReport)) {
+        match self.resting.iter().position(|r| r.order_id == order_id) {
+            Some(at) => {
+                // `remove` keeps arrival order and never reallocates.
+                let r = self.resting.remove(at);
+                out(ExecReport::Cancelled {
+                    order_id: r.order_id,
+                    instrument: r.instrument,
+                    side: r.side,
+                    qty: r.qty,
+                });
+            }
+            None => out(ExecReport::CancelRejected {
+                order_id,
+                reason: RejectReason::UnknownOrder,
+            }),
+        }
     }
 
     fn cancel_all(&mut self, out: &mut impl FnMut(ExecReport)) {
@@ -193,9 +240,10 @@ pub enum ExecEvent {
     Report(ExecReport),
 }
 
-/// Most records one order can produce through [`Exec::process`]: the order, an ack and a fill
-/// (or a reject). The runtime reserves this many slots before it takes an order.
-pub const MAX_EVENTS_PER_ORDER: usize = 3;
+/// Most records one order can produce through [`Exec::process`]: the order, the routing
+/// decision, an ack and a fill (or a reject). The runtime reserves this many slots before it
+/// takes an order.
+pub const MAX_EVENTS_PER_ORDER: usize = 4;
 
 /// A tick-to-order latency histogram in nanoseconds: 1 ns to 60 s at 3 significant digits,
 /// never resized (recording saturates at the top instead of allocating).
@@ -204,35 +252,56 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!())
 }
 
-/// Room kept in the report backlog beyond the gateway's open capacity, for reports a gateway's
+/// Room kept in the report backlog beyond the gateways' open capacity, for reports a gateway's
 /// `poll` delivers in one go.
 const BACKLOG_SLACK: usize = 64;
 
 /// The Execution stage's state.
 #[derive(Debug)]
 pub struct Exec<G: Gateway> {
-    gateway: G,
+    /// One per venue, in the order given.
+    gateways: Vec<G>,
+    /// Open orders and the gateway holding each (index into `gateways`), for cancels.
+    open: Vec<(OrderId, u8)>,
+    /// The most orders open at once: the gateways' open capacities added up.
+    open_limit: usize,
     latency: Box<Histogram<u64>>,
     kill: KillSwitch,
     /// The kill-switch generation whose cancel-all has been done.
     kill_seen: u64,
     /// Gateway reports not yet handed on (a cancel-all can produce thousands at once; the
-    /// rings take them over several polls). Allocated for the gateway's open capacity; a
+    /// rings take them over several polls). Allocated for the gateways' open capacity; a
     /// gateway that reports more at once makes it grow, which allocates but loses nothing.
     backlog: VecDeque<ExecReport>,
 }
 
 impl<G: Gateway> Exec<G> {
-    /// Wraps a gateway, guarded by `kill`. A trip that happened before this call needs no
-    /// cancel-all (nothing is open at a gateway that has not been used).
-    pub fn new(gateway: G, kill: KillSwitch) -> Self {
-        let backlog = VecDeque::with_capacity(gateway.open_capacity() + BACKLOG_SLACK);
+    /// Wraps one gateway per venue, guarded by `kill`. A trip that happened before this call
+    /// needs no cancel-all (nothing is open at a gateway that has not been used).
+    ///
+    /// # Panics
+    /// With no gateway, more than 255, or two for one venue: wiring errors, never runtime ones.
+    pub fn new(gateways: Vec<G>, kill: KillSwitch) -> Self {
+        assert!(
+            !gateways.is_empty() && gateways.len() < 256,
+            "one gateway per venue, at least one"
+        );
+        for (i, g) in gateways.iter().enumerate() {
+            assert!(
+                gateways[..i].iter().all(|o| o.venue() != g.venue()),
+                "two gateways for {}",
+                g.venue()
+            );
+        }
+        let capacity: usize = gateways.iter().map(|g| g.open_capacity()).sum();
         Self {
-            gateway,
+            open: Vec::with_capacity(capacity),
+            open_limit: capacity,
+            backlog: VecDeque::with_capacity(capacity + BACKLOG_SLACK),
+            gateways,
             latency: Box::new(latency_histogram()),
             kill_seen: kill.generation(),
             kill,
-            backlog,
         }
     }
 
@@ -245,38 +314,109 @@ impl<G: Gateway> Exec<G> {
     /// new trip comes before any later order.
     #[inline]
     pub fn process(&mut self, order: Order, now: Stamp, out: &mut impl FnMut(ExecEvent)) -> bool {
-        if self.kill.is_tripped() {
-            out(ExecEvent::Report(ExecReport::Reject {
+        let reject = |reason| {
+            ExecEvent::Report(ExecReport::Reject {
                 order_id: order.id,
                 instrument: order.instrument,
                 side: order.side,
                 qty: order.qty,
-                reason: RejectReason::KillSwitch,
-            }));
+                reason,
+            })
+        };
+        if self.kill.is_tripped() {
+            out(reject(RejectReason::KillSwitch));
             return false;
         }
+        let route = self
+            .gateways
+            .iter()
+            .position(|g| g.venue() == order.venue)
+            .or(if order.pin_venue { None } else { Some(0) });
+        let Some(route) = route else {
+            out(reject(RejectReason::NoRoute));
+            return false;
+        };
+        if self.open.len() >= self.open_limit {
+            out(reject(RejectReason::Overflow));
+            return false;
+        }
+        let gateway = &mut self.gateways[route];
+        let order = Order {
+            venue: gateway.venue(),
+            ..order
+        };
         self.latency
             .saturating_record(now.0.saturating_sub(order.stamp.0).max(1));
         out(ExecEvent::Order(order));
-        self.gateway.submit(&order, &mut |r| out(ExecEvent::Report(r)));
+        out(ExecEvent::Report(ExecReport::Routed {
+            order_id: order.id,
+            venue: order.venue,
+        }));
+        // `len < open_limit <= capacity` was checked above, so this push does not reallocate.
+        self.open.push((order.id, route as u8));
+        let open = &mut self.open;
+        gateway.submit(&order, &mut |r| {
+            forget_if_final(open, &r);
+            out(ExecEvent::Report(r))
+        });
         true
     }
 
-    /// After a new kill-switch trip, cancels every open order at the gateway (once per trip);
-    /// otherwise lets the gateway read responses. Reports go through `out`, at most `room` of
+    /// Hands one tick of market data to the gateway of its venue; its reports (fills of resting
+    /// paper orders) wait in the backlog for [`poll`](Self::poll).
+    #[inline]
+    pub fn on_tick(&mut self, tick: &Tick) {
+        let (open, backlog) = (&mut self.open, &mut self.backlog);
+        if let Some(g) = self.gateways.iter_mut().find(|g| g.venue() == tick.venue) {
+            g.on_tick(tick, &mut |r| {
+                forget_if_final(open, &r);
+                backlog.push_back(r)
+            });
+        }
+    }
+
+    /// Applies an operator command; its reports wait in the backlog for [`poll`](Self::poll).
+    pub fn command(&mut self, cmd: ExecCommand) {
+        let (open, backlog) = (&mut self.open, &mut self.backlog);
+        match cmd {
+            ExecCommand::Cancel(order_id) => match open.iter().find(|(id, _)| *id == order_id) {
+                Some(&(_, route)) => self.gateways[usize::from(route)].cancel(order_id, &mut |r| {
+                    forget_if_final(open, &r);
+                    backlog.push_back(r)
+                }),
+                None => backlog.push_back(ExecReport::CancelRejected {
+                    order_id,
+                    reason: RejectReason::UnknownOrder,
+                }),
+            },
+        }
+    }
+
+    /// After a new kill-switch trip, cancels every open order at every gateway (once per trip);
+    /// otherwise lets the gateways read responses. Reports go through `out`, at most `room` of
     /// them; the rest wait in the backlog for the next polls, in order, never dropped.
     /// Returns whether anything happened.
     #[inline]
-    pub fn poll(&mut self, room: usize, out: &mut impl FnMut(ExecEvent)) -> bool {
+    pub fn poll(&mut self, now_ns: u64, room: usize, out: &mut impl FnMut(ExecEvent)) -> bool {
         let mut busy = false;
-        let backlog = &mut self.backlog;
+        let (open, backlog) = (&mut self.open, &mut self.backlog);
         let generation = self.kill.generation();
         if generation != self.kill_seen {
             self.kill_seen = generation;
-            self.gateway.cancel_all(&mut |r| backlog.push_back(r));
+            for g in &mut self.gateways {
+                g.cancel_all(&mut |r| {
+                    forget_if_final(open, &r);
+                    backlog.push_back(r)
+                });
+            }
             busy = true;
         } else if backlog.is_empty() {
-            busy |= self.gateway.poll(&mut |r| backlog.push_back(r));
+            for g in &mut self.gateways {
+                busy |= g.poll(now_ns, &mut |r| {
+                    forget_if_final(open, &r);
+                    backlog.push_back(r)
+                });
+            }
         }
         for _ in 0..room {
             let Some(r) = backlog.pop_front() else { break };
@@ -293,9 +433,19 @@ impl<G: Gateway> Exec<G> {
         self.backlog.len()
     }
 
-    /// The gateway.
+    /// Orders open at the gateways.
+    pub fn open_orders(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The gateways, one per venue.
+    pub fn gateways(&self) -> &[G] {
+        &self.gateways
+    }
+
+    /// The first gateway (the only one, in single-venue engines).
     pub fn gateway(&self) -> &G {
-        &self.gateway
+        &self.gateways[0]
     }
 
     /// Swaps the current latency histogram for `fresh` (which must be empty) and returns the
@@ -310,10 +460,26 @@ impl<G: Gateway> Exec<G> {
     }
 }
 
+/// Drops an order from the open table once a report says nothing of it stays open.
+#[inline]
+fn forget_if_final(open: &mut Vec<(OrderId, u8)>, r: &ExecReport) {
+    let id = match *r {
+        ExecReport::Fill(Fill {
+            order_id, last: true, ..
+        })
+        | ExecReport::Reject { order_id, .. }
+        | ExecReport::Cancelled { order_id, .. } => order_id,
+        _ => return,
+    };
+    if let Some(at) = open.iter().position(|(o, _)| *o == id) {
+        open.swap_remove(at);
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::ids::{InstrumentId, Venue};
+    use crate::ids::InstrumentId;
     use crate::records::{OrderId, Origin, Touch};
 
     fn order(side: Side, kind: OrderKind) -> Order {
@@ -324,6 +490,8 @@ mod tests {
             side,
             qty: "0.02".parse().unwrap(),
             kind,
+            tif: crate::records::Tif::Gtc,
+            pin_venue: false,
             touch: Touch {
                 bid: "61837.63".parse().unwrap(),
                 ask: "61837.64".parse().unwrap(),
@@ -339,7 +507,7 @@ mod tests {
     }
 
     fn exec(fee: i64) -> Exec<PaperVenue> {
-        Exec::new(PaperVenue::new(fee), KillSwitch::new())
+        Exec::new(vec![PaperVenue::new(Venue::Binance, fee)], KillSwitch::new())
     }
 
     #[test]
@@ -348,7 +516,14 @@ mod tests {
         let mut out = Vec::new();
         assert!(exec.process(order(Side::Buy, OrderKind::Market), Stamp(350), &mut |e| out.push(e)));
         assert_eq!(out.len(), MAX_EVENTS_PER_ORDER);
-        let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else {
+        assert!(matches!(
+            out[1],
+            ExecEvent::Report(ExecReport::Routed {
+                venue: Venue::Binance,
+                ..
+            })
+        ));
+        let ExecEvent::Report(ExecReport::Fill(f)) = out[3] else {
             panic!("{out:?}")
         };
         assert_eq!(f.price.to_string(), "61837.64");
@@ -367,9 +542,9 @@ mod tests {
         let mut out = Vec::new();
         let limit = OrderKind::Limit("61000".parse().unwrap());
         exec.process(order(Side::Buy, limit), Stamp(101), &mut |e| out.push(e));
-        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out.len(), 3, "{out:?}");
         assert!(matches!(
-            out[1],
+            out[2],
             ExecEvent::Report(ExecReport::Ack {
                 order_id: OrderId(7),
                 ..
@@ -378,7 +553,7 @@ mod tests {
         assert_eq!(exec.gateway().resting(), 1);
         out.clear();
         exec.process(order(Side::Sell, limit), Stamp(101), &mut |e| out.push(e));
-        let ExecEvent::Report(ExecReport::Fill(f)) = out[2] else {
+        let ExecEvent::Report(ExecReport::Fill(f)) = out[3] else {
             panic!("{out:?}")
         };
         assert_eq!(f.price.to_string(), "61837.63");
@@ -386,20 +561,22 @@ mod tests {
     }
 
     #[test]
-    fn a_full_resting_table_rejects() {
-        let mut exec = Exec::new(PaperVenue::with_capacity(0, 2), KillSwitch::new());
+    fn a_full_open_order_table_rejects() {
+        let mut exec = Exec::new(vec![PaperVenue::with_capacity(Venue::Binance, 0, 2)], KillSwitch::new());
         let mut out = Vec::new();
         let limit = OrderKind::Limit("61000".parse().unwrap());
         for _ in 0..3 {
             exec.process(order(Side::Buy, limit), Stamp(101), &mut |e| out.push(e));
         }
+        assert_eq!(out.len(), 7, "{out:?}");
         assert!(matches!(
-            out[5],
+            out[6],
             ExecEvent::Report(ExecReport::Reject {
-                reason: RejectReason::VenueReject,
+                reason: RejectReason::Overflow,
                 ..
             })
         ));
+        assert_eq!(exec.open_orders(), 2);
         assert_eq!(exec.gateway().resting(), 2);
     }
 
@@ -408,7 +585,7 @@ mod tests {
     #[test]
     fn the_kill_switch_blocks_orders_and_cancels_resting_ones_once() {
         let kill = KillSwitch::new();
-        let mut exec = Exec::new(PaperVenue::with_capacity(0, 8), kill.clone());
+        let mut exec = Exec::new(vec![PaperVenue::with_capacity(Venue::Binance, 0, 8)], kill.clone());
         let mut out = Vec::new();
         let limit = OrderKind::Limit("61000".parse().unwrap());
         for id in 1..=5 {
@@ -420,7 +597,7 @@ mod tests {
         }
         assert_eq!(exec.gateway().resting(), 5);
         out.clear();
-        assert!(!exec.poll(16, &mut |e| out.push(e)), "nothing to do before a trip");
+        assert!(!exec.poll(0, 16, &mut |e| out.push(e)), "nothing to do before a trip");
 
         kill.trip();
         let sent = exec.process(order(Side::Buy, OrderKind::Market), Stamp(101), &mut |e| out.push(e));
@@ -439,7 +616,7 @@ mod tests {
         out.clear();
         // Two slots of room per poll: the five cancels arrive over three polls, in order.
         let mut polls = 0;
-        while exec.poll(2, &mut |e| out.push(e)) {
+        while exec.poll(0, 2, &mut |e| out.push(e)) {
             polls += 1;
             assert!(out.len() <= 2 * polls);
         }
@@ -457,7 +634,7 @@ mod tests {
         assert_eq!(cancelled, [1, 2, 3, 4, 5]);
         assert_eq!((exec.gateway().resting(), exec.backlog()), (0, 0));
         out.clear();
-        assert!(!exec.poll(16, &mut |e| out.push(e)), "one cancel-all per trip");
+        assert!(!exec.poll(0, 16, &mut |e| out.push(e)), "one cancel-all per trip");
 
         kill.reset();
         assert!(exec.process(order(Side::Buy, limit), Stamp(101), &mut |e| out.push(e)));
@@ -466,7 +643,7 @@ mod tests {
         kill.trip();
         kill.reset();
         out.clear();
-        assert!(exec.poll(16, &mut |e| out.push(e)));
+        assert!(exec.poll(0, 16, &mut |e| out.push(e)));
         assert!(
             matches!(out[..], [ExecEvent::Report(ExecReport::Cancelled { .. })]),
             "{out:?}"
@@ -477,9 +654,9 @@ mod tests {
     fn a_switch_tripped_before_building_needs_no_cancel() {
         let kill = KillSwitch::new();
         kill.trip();
-        let mut exec = Exec::new(PaperVenue::new(0), kill);
+        let mut exec = Exec::new(vec![PaperVenue::new(Venue::Binance, 0)], kill);
         let mut out = Vec::new();
-        assert!(!exec.poll(16, &mut |e| out.push(e)));
+        assert!(!exec.poll(0, 16, &mut |e| out.push(e)));
         assert!(!exec.process(order(Side::Buy, OrderKind::Market), Stamp(101), &mut |e| out.push(e)));
         assert_eq!(out.len(), 1);
     }

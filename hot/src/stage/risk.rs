@@ -117,7 +117,7 @@ use crate::ids::{InstrumentId, Venue};
 use crate::num::{Money, ONE, Price, Qty, SignedQty, notional};
 use crate::pnl::Book;
 use crate::records::{
-    ExecReport, Factor, Order, OrderId, OrderIntent, OrderKind, Origin, RejectReason, Scope, Side, Sizing, Stamp,
+    ExecReport, Factor, Order, OrderId, OrderIntent, OrderKind, Origin, RejectReason, Scope, Side, Sizing, Stamp, Tif,
     Touch, TradingState, Transition, TransitionReason,
 };
 
@@ -777,6 +777,8 @@ impl Risk {
             side,
             qty: order_qty,
             kind,
+            tif: intent.tif,
+            pin_venue: intent.pin_venue,
             touch: intent.touch,
             origin: intent.origin,
             client_id: intent.client_id,
@@ -824,7 +826,14 @@ impl Risk {
     /// Folds an Execution report into positions, open orders, PnL and reject ratios.
     pub fn on_report(&mut self, report: &ExecReport) {
         match *report {
-            ExecReport::Ack { .. } => {}
+            // Still open, wherever it is; the reject ratio follows the venue it went to.
+            ExecReport::Routed { order_id, venue } => {
+                let s = slot_of(order_id.0);
+                if order_id.0 != 0 && self.slots[s].id == order_id.0 {
+                    self.slots[s].venue = venue;
+                }
+            }
+            ExecReport::Ack { .. } | ExecReport::Unknown { .. } | ExecReport::CancelRejected { .. } => {}
             ExecReport::Fill(fill) => {
                 self.now_ns = self.now_ns.max(fill.ts_ns);
                 let i = fill.instrument.index();
@@ -999,6 +1008,9 @@ impl Risk {
             side,
             qty,
             kind: OrderKind::Market,
+            // Trims take liquidity at once, on whichever venue the router finds best.
+            tif: Tif::Ioc,
+            pin_venue: false,
             touch,
             origin: Origin::Risk,
             client_id: 0,
@@ -1499,6 +1511,8 @@ mod tests {
             venue: Venue::Binance,
             sizing,
             limit: None,
+            tif: crate::records::Tif::Auto,
+            pin_venue: false,
             touch: Touch {
                 bid: "60000".parse().unwrap(),
                 ask: "60001".parse().unwrap(),
