@@ -29,7 +29,6 @@ use maxx_hot::records::{TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{HotThreads, available_cores, confine_current_thread, plan, spawn};
-use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::stage::risk::RiskCommand;
 use maxx_hot::topology::StageName;
 use maxx_hot::wiring::ColdEnds;
@@ -97,7 +96,7 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         mut cold,
         flags,
         stats,
-    } = build(&spec, feeds, paper_venues(&spec, config.exec.paper.taker_fee_bps_milli));
+    } = build(&spec, feeds, maxx_cold::engine::paper_venues(&config, &spec));
     let mut recorders = Vec::new();
     if let Some(dir) = &config.market_data.capture_dir {
         for (venue, ring) in std::mem::take(&mut cold.captures) {
@@ -507,11 +506,3 @@ fn log_record(index: &InstrumentIndex, r: Record) {
     }
 }
 
-/// One paper venue per venue that lists a configured instrument.
-fn paper_venues(spec: &maxx_hot::runtime::engine::EngineSpec, taker_fee_bps_milli: i64) -> Vec<PaperVenue> {
-    spec.index
-        .venues()
-        .into_iter()
-        .map(|v| PaperVenue::new(v, taker_fee_bps_milli))
-        .collect()
-}

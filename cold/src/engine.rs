@@ -13,11 +13,21 @@ use maxx_hot::ids::{Venue, VenueSymbol};
 use maxx_hot::records::Factor;
 use maxx_hot::runtime::engine::EngineSpec;
 use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams, StopParams};
+use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::stage::risk::{InstrumentRisk, Limits, RiskParams, SizingMode};
 use maxx_hot::wiring::Capacities;
 
 use crate::config::{self, Config, FeedConfig, FeedUrl};
 use crate::sim::{BinanceSimConfig, SimSymbol};
+
+/// One paper venue per venue that lists a configured instrument: Execution's gateways.
+pub fn paper_venues(config: &Config, spec: &EngineSpec) -> Vec<PaperVenue> {
+    spec.index
+        .venues()
+        .into_iter()
+        .map(|v| PaperVenue::new(v, config.exec.paper.taker_fee_bps_milli))
+        .collect()
+}
 
 /// The hot stages' parameters.
 pub fn spec(config: &Config) -> EngineSpec {
