@@ -826,14 +826,13 @@ impl Risk {
     /// Folds an Execution report into positions, open orders, PnL and reject ratios.
     pub fn on_report(&mut self, report: &ExecReport) {
         match *report {
-            // Still open, wherever it is; the reject ratio follows the venue it went to.
-            ExecReport::Routed { order_id, venue } => {
-                let s = slot_of(order_id.0);
-                if order_id.0 != 0 && self.slots[s].id == order_id.0 {
-                    self.slots[s].venue = venue;
-                }
-            }
-            ExecReport::Ack { .. } | ExecReport::Unknown { .. } | ExecReport::CancelRejected { .. } => {}
+            // Still open, wherever the router sent it. The reject window stays with the venue
+            // the order was approved for: Execution's router demotes a rejecting venue and
+            // fails over first; Risk's ratio is the backstop for when that does not help.
+            ExecReport::Routed { .. }
+            | ExecReport::Ack { .. }
+            | ExecReport::Unknown { .. }
+            | ExecReport::CancelRejected { .. } => {}
             ExecReport::Fill(fill) => {
                 self.now_ns = self.now_ns.max(fill.ts_ns);
                 let i = fill.instrument.index();
