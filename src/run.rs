@@ -11,9 +11,10 @@ use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook};
 use maxx_cold::bus::StreamWriter;
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::control::Control;
+use maxx_cold::desk::Desk;
 use maxx_cold::engine::spec;
 use maxx_cold::governor::Trigger;
-use maxx_cold::grpc::{self, RiskGrpc};
+use maxx_cold::grpc::{self, ExecutionGrpc, RiskGrpc};
 use maxx_cold::http::{self, Api, ControlRequest, load_token};
 use maxx_cold::recorder;
 use maxx_cold::risk_state::{RiskLog, risk_state_json, scope_key};
@@ -158,8 +159,9 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     outcome
 }
 
-/// Drains the taps, serves the HTTP API, the gRPC RiskService and the governor, prints status
-/// lines, waits for a stop, then drains the engine to the end.
+/// Drains the taps (feeding the order desk), serves the HTTP API, the gRPC RiskService and
+/// ExecutionService and the governor, prints status lines, waits for a stop, then drains the
+/// engine to the end.
 #[allow(clippy::too_many_arguments)]
 async fn cold_side(
     args: &RunArgs,
@@ -184,9 +186,17 @@ async fn cold_side(
     let token = load_token(config.http.token_file.as_deref()).map_err(anyhow::Error::msg)?;
     if token.is_none() {
         warn!(
-            "no API token (MAXX_API_TOKEN or http.token_file): mutating HTTP endpoints and gRPC Kill/Resume are disabled"
+            "no API token (MAXX_API_TOKEN or http.token_file): mutating HTTP endpoints, order entry and gRPC Kill/Resume are disabled"
         );
     }
+    // Order entry (POST /order, POST /cancel, gRPC ExecutionService): one desk, fed by the drain
+    // loop below.
+    let desk = Arc::new(Desk::from_config(
+        config,
+        Arc::clone(index),
+        Arc::clone(&cold.manual),
+        Arc::clone(&cold.exec_cmd),
+    ));
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = if config.http.enabled {
         let api = Arc::new(Api {
@@ -199,6 +209,7 @@ async fn cold_side(
             control: control_tx.clone(),
             token: token.clone(),
             started,
+            desk: Arc::clone(&desk),
         });
         let (addr, task) = http::serve(config.http.bind, api, async {
             let _ = http_stopped.await;
@@ -219,9 +230,13 @@ async fn cold_side(
             kill: cold.kill.clone(),
             kill_file: config.risk.kill_file.clone(),
             board: Arc::clone(&cold.risk_board),
+            token: token.clone(),
+        };
+        let execution_grpc = ExecutionGrpc {
+            desk: Arc::clone(&desk),
             token,
         };
-        let (addr, task) = grpc::serve(config.grpc.bind, risk_grpc, async {
+        let (addr, task) = grpc::serve(config.grpc.bind, risk_grpc, execution_grpc, async {
             let _ = grpc_stopped.await;
         })
         .await
@@ -236,6 +251,7 @@ async fn cold_side(
     let mut cron = next_cron(control);
     let mut kelly_every = tokio::time::interval(KELLY_EVERY);
     let mut drain = TapDrain::new(index);
+    drain.observe(Box::new(desk.feed()));
     let mut drain_every = tokio::time::interval(DRAIN_EVERY);
     drain_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut status_every = tokio::time::interval(config.hot.status_interval);
@@ -505,4 +521,3 @@ fn log_record(index: &InstrumentIndex, r: Record) {
         Record::Tick(_) | Record::Signal(_) | Record::Report(_) => {}
     }
 }
-

@@ -1,6 +1,15 @@
-//! The gRPC server (tonic), bound to `grpc.bind`: the `RiskService` of `proto/risk.proto`.
+//! The gRPC server (tonic), bound to `grpc.bind`: the `RiskService` of `proto/risk.proto`, the
+//! `ExecutionService` of `proto/execution.proto`, and server reflection (`grpc.reflection.v1`
+//! and `v1alpha`, from the descriptor set `build.rs` writes), so `grpcurl -plaintext ADDR list`
+//! works without the `.proto` files.
 //!
-//! It is the gRPC path to the kill switch the RiskSentinel issue requires, next to HTTP, the
+//! [`ExecutionGrpc`] is a thin shell over the order desk ([`crate::desk::Desk`]): it checks the
+//! bearer token and hands the request over; validation, idempotency, correlation with the
+//! engine's records and the status codes are the desk's (the HTTP API's `POST /order` and
+//! `POST /cancel` call the same desk). Requests above [`MAX_ORDER_REQUEST`] bytes are refused
+//! by tonic before decoding.
+//!
+//! The RiskService is the gRPC path to the kill switch the RiskSentinel issue requires, next to HTTP, the
 //! CLI and the kill file; the same three controls as `POST /risk/kill`, `POST /risk/resume`
 //! and `GET /risk/state`, with the same rules:
 //!
@@ -12,11 +21,11 @@
 //! - `GetState` answers from the [`RiskBoard`] Risk publishes, so a client never reaches a hot
 //!   thread.
 //!
-//! `Kill` and `Resume` need `authorization: Bearer <token>` metadata, the HTTP API's token
-//! ([`load_token`](crate::http::load_token)): missing or wrong is `UNAUTHENTICATED`; with no
-//! token configured they are disabled (`UNAVAILABLE`, saying how to configure one). `GetState`
-//! is open, like `GET /risk/state`. The ExecutionService of `proto/execution.proto` arrives with
-//! the Execution issue.
+//! `Kill`, `Resume`, `SubmitOrder` and `CancelOrder` need `authorization: Bearer <token>`
+//! metadata, the HTTP API's token ([`load_token`](crate::http::load_token)), compared in constant
+//! time: missing or wrong is `UNAUTHENTICATED` (a wrong token is not told apart from a missing
+//! one); with no token configured they are disabled (`UNAVAILABLE`, saying how to configure
+//! one). `GetState` is open, like `GET /risk/state`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,16 +42,49 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+use crate::desk::Desk;
 use crate::http::TOKEN_ENV;
 
-/// The code generated from `proto/risk.proto` (package `maxx.v1`) by `build.rs`: messages,
-/// the server trait and the client.
+/// The code generated from `proto/risk.proto` and `proto/execution.proto` (package `maxx.v1`)
+/// by `build.rs`: messages, the server traits and the clients.
 pub mod pb {
     tonic::include_proto!("maxx.v1");
+
+    /// The encoded `FileDescriptorSet` of both `.proto` files, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/maxx_descriptor.bin"));
 }
 
+use pb::execution_service_server::{ExecutionService, ExecutionServiceServer};
 use pb::risk_service_server::{RiskService, RiskServiceServer};
-use pb::{GetStateRequest, KillReply, KillRequest, ResumeReply, ResumeRequest, RiskStateReply, SymbolRiskState};
+use pb::{
+    CancelAck, CancelRequest, GetStateRequest, KillReply, KillRequest, OrderAck, OrderRequest, ResumeReply,
+    ResumeRequest, RiskStateReply, SymbolRiskState,
+};
+
+/// Largest `SubmitOrder` / `CancelOrder` request accepted, in bytes: far above any valid order
+/// (every string field is short), far below tonic's 4 MiB default.
+pub const MAX_ORDER_REQUEST: usize = 16 * 1024;
+
+/// Checks `authorization: Bearer <token>` metadata against `token`, in constant time over its
+/// bytes. `disabled` names the calls refused when no token is configured.
+fn check_bearer(token: Option<&str>, metadata: &MetadataMap, disabled: &str) -> Result<(), Status> {
+    let Some(token) = token else {
+        return Err(Status::unavailable(format!(
+            "{disabled} are disabled: no API token is configured (set {TOKEN_ENV} or http.token_file)"
+        )));
+    };
+    let given = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    let differ = a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0;
+    if differ {
+        return Err(Status::unauthenticated("invalid bearer token"));
+    }
+    Ok(())
+}
 
 /// The `RiskService` implementation: shared handles on the engine, nothing of its own.
 pub struct RiskGrpc {
@@ -74,22 +116,37 @@ impl std::fmt::Debug for RiskGrpc {
 impl RiskGrpc {
     /// Checks the bearer token of a mutating call, in constant time over its bytes.
     fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        let Some(token) = &self.token else {
-            return Err(Status::unavailable(format!(
-                "Kill and Resume are disabled: no API token is configured (set {TOKEN_ENV} or http.token_file)"
-            )));
-        };
-        let given = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
-        let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-        let differ = a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0;
-        if differ {
-            return Err(Status::unauthenticated("invalid bearer token"));
-        }
-        Ok(())
+        check_bearer(self.token.as_deref(), metadata, "Kill and Resume")
+    }
+}
+
+/// The `ExecutionService` implementation: the bearer token in front of the order desk.
+pub struct ExecutionGrpc {
+    /// The order desk (shared with the HTTP API and the drain loop).
+    pub desk: Arc<Desk>,
+    /// The bearer token of both calls; `None` disables them.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ExecutionGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token stays out of logs and panic messages.
+        f.debug_struct("ExecutionGrpc")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[tonic::async_trait]
+impl ExecutionService for ExecutionGrpc {
+    async fn submit_order(&self, request: Request<OrderRequest>) -> Result<Response<OrderAck>, Status> {
+        check_bearer(self.token.as_deref(), request.metadata(), "SubmitOrder and CancelOrder")?;
+        self.desk.submit(request.get_ref()).await.map(Response::new)
+    }
+
+    async fn cancel_order(&self, request: Request<CancelRequest>) -> Result<Response<CancelAck>, Status> {
+        check_bearer(self.token.as_deref(), request.metadata(), "SubmitOrder and CancelOrder")?;
+        self.desk.cancel(request.get_ref()).await.map(Response::new)
     }
 }
 
@@ -163,21 +220,30 @@ fn state_reply(index: &InstrumentIndex, board: &RiskBoard, kill_switch_tripped: 
 /// short, so in-flight ones finish well within this.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Binds `addr` and serves `svc` until `shutdown` resolves; returns the bound address (port 0
-/// picks a free one) and the server task. The task ends once in-flight calls have finished and
-/// clients have closed, or after [`SHUTDOWN_GRACE`], whichever comes first.
+/// Binds `addr` and serves the RiskService, the ExecutionService and reflection until
+/// `shutdown` resolves; returns the bound address (port 0 picks a free one) and the server
+/// task. The task ends once in-flight calls have finished and clients have closed, or after
+/// [`SHUTDOWN_GRACE`], whichever comes first.
 pub async fn serve(
     addr: SocketAddr,
-    svc: RiskGrpc,
+    risk: RiskGrpc,
+    execution: ExecutionGrpc,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let reflection =
+        || tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET);
+    let reflection_v1 = reflection().build_v1().map_err(std::io::Error::other)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
-            .add_service(RiskServiceServer::new(svc))
+            .add_service(RiskServiceServer::new(risk))
+            .add_service(ExecutionServiceServer::new(execution).max_decoding_message_size(MAX_ORDER_REQUEST))
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
@@ -296,6 +362,98 @@ mod tests {
         let err = svc.resume(with_token(ResumeRequest {}, "Bearer t")).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(err.message().contains("queue is full"), "{err}");
+    }
+
+    fn execution(token: Option<&str>) -> (ExecutionGrpc, Arc<ArrayQueue<maxx_hot::records::OrderIntent>>) {
+        let manual = Arc::new(ArrayQueue::new(4));
+        let rules = vec![
+            crate::desk::Rules {
+                tick_size: "0.01".parse().unwrap(),
+                lot_size: "0.00001".parse().unwrap(),
+            };
+            2
+        ];
+        let desk = Desk::new(index(), rules, Arc::clone(&manual), Arc::new(ArrayQueue::new(4)))
+            .with_waits(Duration::from_millis(10), Duration::from_millis(10));
+        let svc = ExecutionGrpc {
+            desk: Arc::new(desk),
+            token: token.map(str::to_string),
+        };
+        (svc, manual)
+    }
+
+    fn order() -> OrderRequest {
+        OrderRequest {
+            client_order_id: "g-1".into(),
+            symbol: "BTCUSDT".into(),
+            side: pb::Side::Buy as i32,
+            qty: "0.001".into(),
+            price: "61000".into(),
+            r#type: pb::OrderType::Limit as i32,
+            time_in_force: pb::TimeInForce::Gtc as i32,
+            venue: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn order_entry_checks_the_token_before_the_desk_sees_anything() {
+        let (svc, manual) = execution(Some("s3cret"));
+        let cancel = || CancelRequest {
+            target: Some(pb::cancel_request::Target::ClientOrderId("g-1".into())),
+        };
+        for request in [
+            Request::new(order()),
+            with_token(order(), "Bearer wrong!"),
+            with_token(order(), "s3cret"),
+        ] {
+            let err = svc.submit_order(request).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+        }
+        let err = svc.cancel_order(Request::new(cancel())).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+        assert!(manual.is_empty());
+
+        // With the token the desk answers: no market data here, so nothing decides in time.
+        let ack = svc
+            .submit_order(with_token(order(), "Bearer s3cret"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ack.status, pb::OrderStatus::Unknown as i32, "{ack:?}");
+        assert_eq!(manual.len(), 1);
+        let bad = OrderRequest {
+            qty: "0".into(),
+            ..order()
+        };
+        let err = svc.submit_order(with_token(bad, "Bearer s3cret")).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+        let (svc, manual) = execution(None);
+        let err = svc
+            .submit_order(with_token(order(), "Bearer anything"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+        assert!(err.message().contains(TOKEN_ENV), "{err}");
+        assert!(manual.is_empty());
+    }
+
+    #[test]
+    fn reflection_serves_both_protos() {
+        let reflection = || {
+            tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        };
+        assert!(reflection().build_v1().is_ok());
+        assert!(reflection().build_v1alpha().is_ok());
+        // The set names both files (their names are plain strings inside the encoding).
+        for name in ["risk.proto", "execution.proto", "maxx.v1"] {
+            assert!(
+                pb::FILE_DESCRIPTOR_SET
+                    .windows(name.len())
+                    .any(|w| w == name.as_bytes()),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,15 @@
 //! | `POST /risk/state` | yes | `{"scope":"BTCUSDT"\|"*","state":"active"\|"reducing"\|"halted"}`: an operator transition |
 //! | `POST /risk/kill` | yes | trip the kill switch: HALTED, every open order cancelled, nothing in flight leaves |
 //! | `POST /risk/resume` | yes | lift the kill switch and a system halt |
+//! | `POST /order` | yes | submit an order: the gRPC `SubmitOrder` as JSON (same field names, decimal strings), answered with the `OrderAck` |
+//! | `POST /cancel` | yes | `{"client_order_id":…}` or `{"order_id":…}`: the gRPC `CancelOrder`, answered with the `CancelAck` |
+//!
+//! `/order` and `/cancel` go to the order desk ([`Desk`]), which the gRPC ExecutionService
+//! shares, so both speak one contract. Enum fields take the proto names (`"SIDE_BUY"`,
+//! `"ORDER_TYPE_LIMIT"`, `"TIME_IN_FORCE_GTC"`) or their short forms (`"buy"`, `"limit"`,
+//! `"gtc"`, any case); answers give the proto names. Their errors carry the gRPC code too:
+//! `{"error": "...", "code": "invalid_argument"}`, with the HTTP status of [`http_status`]
+//! (ALREADY_EXISTS and FAILED_PRECONDITION are both 409: the `code` tells them apart).
 //!
 //! Requests that need the governor or the config go to the cold loop as [`ControlRequest`]s
 //! (it owns the governor and the PnL attribution), and the handler awaits its answer.
@@ -45,6 +54,10 @@ use maxx_hot::stage::alpha::{AlphaInput, FamilyKind};
 use maxx_hot::stage::risk::RiskCommand;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
+use tonic::{Code, Status};
+
+use crate::desk::Desk;
+use crate::grpc::pb;
 
 /// Environment variable holding the API bearer token.
 pub const TOKEN_ENV: &str = "MAXX_API_TOKEN";
@@ -140,6 +153,8 @@ pub struct Api {
     pub token: Option<String>,
     /// When the API started, for `/healthz`.
     pub started: Instant,
+    /// The order desk behind `POST /order` and `POST /cancel`.
+    pub desk: Arc<Desk>,
 }
 
 /// Reads the API token: `MAXX_API_TOKEN` if set and non-empty, else the first line of
@@ -174,6 +189,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/risk/trim", post(risk_trim))
         .route("/risk/kill", post(risk_kill))
         .route("/risk/resume", post(risk_resume))
+        .route("/order", post(order))
+        .route("/cancel", post(cancel))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
 }
@@ -404,6 +421,256 @@ async fn risk_set_state(State(api): State<Arc<Api>>, headers: HeaderMap, body: B
         },
     )?;
     Ok(Json(json!({ "accepted": true, "state": state.name() })))
+}
+
+/// Largest `/order` or `/cancel` body, in bytes (the gRPC limit too).
+const ORDER_BODY_LIMIT: usize = crate::grpc::MAX_ORDER_REQUEST;
+
+async fn order(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = match authorize(&api, &headers)
+        .map_err(api_status)
+        .and_then(|()| order_request(&body))
+    {
+        Ok(r) => r,
+        Err(s) => return status_response(&s),
+    };
+    match api.desk.submit(&request).await {
+        Ok(ack) => Json(ack_json(&ack)).into_response(),
+        Err(s) => status_response(&s),
+    }
+}
+
+async fn cancel(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = match authorize(&api, &headers)
+        .map_err(api_status)
+        .and_then(|()| cancel_request(&body))
+    {
+        Ok(r) => r,
+        Err(s) => return status_response(&s),
+    };
+    match api.desk.cancel(&request).await {
+        Ok(ack) => Json(cancel_json(&ack)).into_response(),
+        Err(s) => status_response(&s),
+    }
+}
+
+/// The HTTP status of a gRPC code, for the JSON mirror of the ExecutionService.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        Code::OutOfRange => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Cancelled | Code::Unknown | Code::Unimplemented | Code::Internal | Code::DataLoss => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// The snake-case name of a gRPC code (`"invalid_argument"`), the `code` of an error body.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// `{"error": message, "code": name}` with the code's HTTP status.
+fn status_response(s: &Status) -> Response {
+    let status = http_status(s.code());
+    let body = json!({ "error": s.message(), "code": code_name(s.code()) });
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// An auth refusal as the gRPC status the ExecutionService would give.
+fn api_status(e: ApiError) -> Status {
+    match e.status {
+        StatusCode::UNAUTHORIZED => Status::unauthenticated(e.message),
+        StatusCode::SERVICE_UNAVAILABLE => Status::unavailable(e.message),
+        _ => Status::invalid_argument(e.message),
+    }
+}
+
+/// A JSON body as an object, within [`ORDER_BODY_LIMIT`].
+fn order_object(body: &[u8]) -> Result<Map<String, Value>, Status> {
+    if body.len() > ORDER_BODY_LIMIT {
+        return Err(Status::out_of_range(format!(
+            "body: larger than {ORDER_BODY_LIMIT} bytes"
+        )));
+    }
+    object(body).map_err(|e| Status::invalid_argument(e.message))
+}
+
+/// A string field; `null` reads as empty where `optional`.
+fn text_field(value: &Value, key: &str, optional: bool) -> Result<String, Status> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null if optional => Ok(String::new()),
+        Value::Number(_) if matches!(key, "qty" | "price") => Err(Status::invalid_argument(format!(
+            "{key}: give a decimal string such as \"0.001\", not a JSON number (numbers may pass through a float)"
+        ))),
+        _ => Err(Status::invalid_argument(format!("{key}: expected a string"))),
+    }
+}
+
+/// An enum field by proto name (`"SIDE_BUY"`) or short name (`"buy"`, any case); `null` is
+/// unspecified.
+fn enum_field(
+    value: &Value,
+    key: &str,
+    prefix: &str,
+    parse: fn(&str) -> Option<i32>,
+    names: &[&str],
+) -> Result<i32, Status> {
+    let refuse = || {
+        Status::invalid_argument(format!(
+            "{key}: expected one of {} (or the same without {prefix}, any case)",
+            names.join(", ")
+        ))
+    };
+    match value {
+        Value::Null => Ok(0),
+        Value::String(s) if s.len() <= 64 => {
+            let upper = s.to_ascii_uppercase();
+            parse(&upper)
+                .or_else(|| parse(&format!("{prefix}{upper}")))
+                .filter(|v| *v != 0)
+                .ok_or_else(refuse)
+        }
+        _ => Err(refuse()),
+    }
+}
+
+/// The `POST /order` body as the gRPC request; field checks are the desk's.
+fn order_request(body: &[u8]) -> Result<pb::OrderRequest, Status> {
+    let mut r = pb::OrderRequest::default();
+    for (key, value) in &order_object(body)? {
+        match key.as_str() {
+            "client_order_id" => r.client_order_id = text_field(value, key, false)?,
+            "symbol" => r.symbol = text_field(value, key, false)?,
+            "qty" => r.qty = text_field(value, key, false)?,
+            "price" => r.price = text_field(value, key, true)?,
+            "venue" => r.venue = text_field(value, key, true)?,
+            "side" => {
+                r.side = enum_field(
+                    value,
+                    key,
+                    "SIDE_",
+                    |s| pb::Side::from_str_name(s).map(|v| v as i32),
+                    &["SIDE_BUY", "SIDE_SELL"],
+                )?
+            }
+            "type" => {
+                r.r#type = enum_field(
+                    value,
+                    key,
+                    "ORDER_TYPE_",
+                    |s| pb::OrderType::from_str_name(s).map(|v| v as i32),
+                    &["ORDER_TYPE_MARKET", "ORDER_TYPE_LIMIT", "ORDER_TYPE_LIMIT_MAKER"],
+                )?
+            }
+            "time_in_force" => {
+                r.time_in_force = enum_field(
+                    value,
+                    key,
+                    "TIME_IN_FORCE_",
+                    |s| pb::TimeInForce::from_str_name(s).map(|v| v as i32),
+                    &["TIME_IN_FORCE_GTC", "TIME_IN_FORCE_IOC", "TIME_IN_FORCE_FOK"],
+                )?
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown field {:?} (expected client_order_id, symbol, side, qty, price, type, time_in_force, venue)",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// The `POST /cancel` body as the gRPC request: exactly one of `client_order_id` and
+/// `order_id` (a number or a string of digits).
+fn cancel_request(body: &[u8]) -> Result<pb::CancelRequest, Status> {
+    use pb::cancel_request::Target;
+    let mut target = None;
+    for (key, value) in &order_object(body)? {
+        let t = match key.as_str() {
+            "client_order_id" => Target::ClientOrderId(text_field(value, key, false)?),
+            "order_id" => Target::OrderId(
+                value
+                    .as_u64()
+                    .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| Status::invalid_argument("order_id: expected a positive integer"))?,
+            ),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown field {:?} (expected client_order_id or order_id)",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        };
+        if target.replace(t).is_some() {
+            return Err(Status::invalid_argument("give client_order_id or order_id, not both"));
+        }
+    }
+    Ok(pb::CancelRequest { target })
+}
+
+/// An `OrderAck` as JSON, with the proto's field names and enum names.
+pub fn ack_json(a: &pb::OrderAck) -> Value {
+    let status = pb::OrderStatus::try_from(a.status).unwrap_or(pb::OrderStatus::Unspecified);
+    json!({
+        "client_order_id": a.client_order_id,
+        "order_id": a.order_id,
+        "status": status.as_str_name(),
+        "reject_reason": a.reject_reason,
+        "message": a.message,
+        "venue": a.venue,
+        "venue_order_id": a.venue_order_id,
+        "filled_qty": a.filled_qty,
+        "avg_price": a.avg_price,
+        "symbol": a.symbol,
+    })
+}
+
+/// A `CancelAck` as JSON, with the proto's field names.
+pub fn cancel_json(a: &pb::CancelAck) -> Value {
+    json!({
+        "order_id": a.order_id,
+        "cancelled": a.cancelled,
+        "message": a.message,
+        "client_order_id": a.client_order_id,
+        "reason": a.reason,
+        "cancelled_qty": a.cancelled_qty,
+    })
 }
 
 fn push_risk(api: &Api, cmd: RiskCommand) -> Result<(), ApiError> {

@@ -7,6 +7,7 @@ pub mod attribution;
 pub mod bus;
 pub mod config;
 pub mod control;
+pub mod desk;
 pub mod emit;
 pub mod engine;
 pub mod files;

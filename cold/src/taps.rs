@@ -7,6 +7,9 @@
 //! printer in replay, the Redis publisher and logs in `maxx run`.
 //! It is plain synchronous code so that replay can call it between two lockstep steps and
 //! `maxx run` can call it from a tokio task.
+//!
+//! [`TapObserver`]s see every record too, before the sink, and are told when a pass ends: the
+//! order desk ([`crate::desk`]) follows its orders that way, batching its updates per pass.
 
 use hdrhistogram::Histogram;
 
@@ -38,9 +41,24 @@ pub enum Record {
     Transition(Transition),
 }
 
+/// Something that sees every record a [`TapDrain`] takes, in tap order, before the sink.
+///
+/// It runs on the drain's thread, inside the drain loop, so it must not block: copy what it
+/// needs in [`record`](Self::record) and publish it once per pass in
+/// [`pass_done`](Self::pass_done).
+pub trait TapObserver: Send + std::fmt::Debug {
+    /// One record, as the sink will see it.
+    fn record(&mut self, record: &Record);
+
+    /// The drain has emptied every tap once (called after every [`TapDrain::drain`], also one
+    /// that took nothing).
+    fn pass_done(&mut self) {}
+}
+
 /// Aggregates built from the taps.
 #[derive(Debug)]
 pub struct TapDrain {
+    observers: Vec<Box<dyn TapObserver>>,
     books: Vec<Book>,
     marks: Vec<Price>,
     attribution: Attribution,
@@ -66,6 +84,7 @@ impl TapDrain {
     /// A drain for the instruments of `index`.
     pub fn new(index: &InstrumentIndex) -> Self {
         Self {
+            observers: Vec::new(),
             books: vec![Book::default(); index.len()],
             marks: vec![Price::ZERO; index.len()],
             attribution: Attribution::new(index.len()),
@@ -81,9 +100,34 @@ impl TapDrain {
         }
     }
 
-    /// Empties every tap once, passing each record to `sink` in tap order.
-    /// Returns the number of records taken.
+    /// Adds an observer: from now on it sees every record before the sink.
+    pub fn observe(&mut self, observer: Box<dyn TapObserver>) {
+        self.observers.push(observer);
+    }
+
+    /// Empties every tap once, passing each record to the observers and then to `sink`, in tap
+    /// order. Returns the number of records taken.
     pub fn drain(&mut self, ends: &mut ColdEnds, sink: &mut impl FnMut(Record)) -> usize {
+        let mut observers = std::mem::take(&mut self.observers);
+        let n = if observers.is_empty() {
+            self.drain_into(ends, sink)
+        } else {
+            let n = self.drain_into(ends, &mut |r: Record| {
+                for o in &mut observers {
+                    o.record(&r);
+                }
+                sink(r)
+            });
+            for o in &mut observers {
+                o.pass_done();
+            }
+            n
+        };
+        self.observers = observers;
+        n
+    }
+
+    fn drain_into(&mut self, ends: &mut ColdEnds, sink: &mut impl FnMut(Record)) -> usize {
         let mut n = 0;
         for (_, tap) in &mut ends.ticks {
             while let Ok(tick) = tap.pop() {
@@ -204,4 +248,77 @@ impl TapDrain {
 
 fn sum(values: impl Iterator<Item = Money>) -> Money {
     values.fold(Money::ZERO, |acc, v| acc.checked_add(v).unwrap_or(acc))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use maxx_hot::ids::{InstrumentId, Symbol, Venue, VenueSymbol};
+    use maxx_hot::records::{OrderId, TickBody};
+    use maxx_hot::wiring::wire;
+
+    use super::*;
+
+    /// Writes what it sees into a shared log.
+    #[derive(Debug)]
+    struct Log(Arc<Mutex<Vec<String>>>);
+
+    impl TapObserver for Log {
+        fn record(&mut self, record: &Record) {
+            self.0.lock().unwrap().push(kind(record).to_string());
+        }
+
+        fn pass_done(&mut self) {
+            self.0.lock().unwrap().push("pass".to_string());
+        }
+    }
+
+    fn kind(r: &Record) -> &'static str {
+        match r {
+            Record::Tick(_) => "tick",
+            Record::Order(_) => "order",
+            Record::Report(_) => "report",
+            _ => "other",
+        }
+    }
+
+    #[test]
+    fn observers_see_every_record_before_the_sink_and_every_pass() {
+        let mut names = [None; Venue::COUNT];
+        names[Venue::Binance.index()] = Some(VenueSymbol::new("BTCUSDT").unwrap());
+        let index = InstrumentIndex::new([(Symbol::new("BTCUSDT").unwrap(), names)]).unwrap();
+        let mut w = wire(&[Venue::Binance]);
+        let mut drain = TapDrain::new(&index);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        drain.observe(Box::new(Log(Arc::clone(&log))));
+
+        let tick = Tick {
+            instrument: InstrumentId(0),
+            body: TickBody::Trade {
+                price: "100".parse().unwrap(),
+                qty: "1".parse().unwrap(),
+                aggressor: maxx_hot::records::Side::Buy,
+            },
+            ..Tick::EMPTY
+        };
+        w.feeds[0].tap.push(tick).unwrap();
+        let report = ExecReport::Ack {
+            order_id: OrderId(1),
+            venue_order_id: 9,
+        };
+        w.exec.tap.push(ExecEvent::Report(report)).unwrap();
+        let mut sunk = Vec::new();
+        let n = drain.drain(&mut w.cold, &mut |r| {
+            // The observer has already seen this record.
+            assert_eq!(log.lock().unwrap().last().map(String::as_str), Some(kind(&r)));
+            sunk.push(kind(&r));
+        });
+        assert_eq!((n, sunk.as_slice()), (2, ["tick", "report"].as_slice()));
+        assert_eq!(drain.drain(&mut w.cold, &mut |_| {}), 0);
+        assert_eq!(*log.lock().unwrap(), ["tick", "report", "pass", "pass"]);
+        // The drain's own aggregates are unchanged by observing.
+        assert_eq!((drain.ticks, drain.exec_records), (1, 1));
+        assert_eq!(drain.marks()[0].to_string(), "100");
+    }
 }
