@@ -284,6 +284,17 @@ async fn cold_side(
                     break "hot threads ended";
                 }
             }
+            // An order or cancel waits for its answer: drain now, and keep draining (yielding
+            // to the runtime between passes) until none waits, so its round trip is the hot
+            // path's, not the timer's.
+            _ = desk.woken() => {
+                drain.drain(&mut cold, &mut sink);
+                record_transitions(index, &transitions, risk_log);
+            }
+            _ = tokio::task::yield_now(), if desk.waiting() > 0 => {
+                drain.drain(&mut cold, &mut sink);
+                record_transitions(index, &transitions, risk_log);
+            }
             _ = status_every.tick() => {
                 last = status_line(config, stats, &watch, &mut drain, started, last);
             }

@@ -44,6 +44,7 @@
 //! on a hot thread, and a full queue into the engine is an error for the caller, never a wait.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ use maxx_hot::records::{
     ExecReport, FAMILIES, Factor, OrderId, OrderIntent, Origin, RejectReason, Side, Sizing, Stamp, TickBody, Tif, Touch,
 };
 use maxx_hot::stage::exec::ExecCommand;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tonic::Status;
 
 use crate::config::Config;
@@ -101,6 +102,29 @@ pub struct Desk {
     cancel_wait: Duration,
     capacity: usize,
     book: Mutex<Book>,
+    /// Requests waiting for an answer from the taps; while any wait, the drain loop polls the
+    /// taps continuously instead of on its timer (see [`Desk::waiting`]).
+    waiting: AtomicUsize,
+    /// Wakes the drain loop when a request starts waiting.
+    wake: Notify,
+}
+
+/// Counts one request as waiting for as long as it lives (dropped on every way out of the
+/// wait, a cancelled request future included).
+struct Waiting<'a>(&'a Desk);
+
+impl<'a> Waiting<'a> {
+    fn start(desk: &'a Desk) -> Self {
+        desk.waiting.fetch_add(1, Ordering::AcqRel);
+        desk.wake.notify_one();
+        Self(desk)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A validated order: what idempotency compares.
@@ -196,6 +220,8 @@ impl Desk {
             cancel_wait: CANCEL_WAIT,
             capacity: REMEMBERED,
             book: Mutex::new(book),
+            waiting: AtomicUsize::new(0),
+            wake: Notify::new(),
         }
     }
 
@@ -228,6 +254,17 @@ impl Desk {
     pub fn with_capacity(mut self, orders: usize) -> Self {
         self.capacity = orders.max(1);
         self
+    }
+
+    /// Requests waiting for records from the taps. The drain loop drains continuously while
+    /// this is above zero, so an answer waits for the hot path, not for the loop's timer.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Completes when a request starts waiting (the drain loop then drains at once).
+    pub async fn woken(&self) {
+        self.wake.notified().await
     }
 
     /// The observer to add to the cold side's [`TapDrain`](crate::taps::TapDrain).
@@ -315,7 +352,10 @@ impl Desk {
                 }
             }
         };
-        if let Ok(Ok(ack)) = tokio::time::timeout(self.ack_wait, rx).await {
+        let waiting = Waiting::start(self);
+        let answer = tokio::time::timeout(self.ack_wait, rx).await;
+        drop(waiting);
+        if let Ok(Ok(ack)) = answer {
             return outcome(ack);
         }
         let book = self.book();
@@ -407,7 +447,10 @@ impl Desk {
             }
             (order_id, key, rx)
         };
-        match tokio::time::timeout(self.cancel_wait, rx).await {
+        let waiting = Waiting::start(self);
+        let answer = tokio::time::timeout(self.cancel_wait, rx).await;
+        drop(waiting);
+        match answer {
             Ok(Ok(answer)) => answer,
             _ => Ok(pb::CancelAck {
                 order_id: order_id.0,

@@ -85,7 +85,6 @@ proptest! {
         let mut g = Governor::new(p, w0);
         let mut net = [0i64; BUCKETS];
         let mut prev = w0;
-        let mut moves = 0;
         for r in &rewards {
             for k in 0..BUCKETS {
                 net[k] += r[k];
@@ -93,7 +92,6 @@ proptest! {
             let d = g.step(&pnl(net), Trigger::Cron, 0);
             prop_assert_eq!(d.old, prev);
             prev = d.new;
-            moves += usize::from(d.changed());
             prop_assert_eq!(bits_sum(&d.new), bits_sum(&w0));
             prop_assert!(validate_weights(&d.new).is_ok());
             for k in 0..FAMILIES {
@@ -108,10 +106,10 @@ proptest! {
             prop_assert_eq!(d.changed(), d.choice != Choice::Hold);
             prop_assert_eq!(g.weights(), d.new);
         }
-        // With two families free to move and rewards that differ, the governor does move.
-        if fixed.iter().filter(|x| !**x).count() >= 2 && rewards.len() >= 5 {
-            prop_assert!(moves > 0);
-        }
+        // Whether it moves at all is the sampler's choice: Thompson sampling may hold on every
+        // one of a few steps (with the only free move against the floor, holding can win each
+        // draw). That it moves toward the family that earns is shown on fixed seeds below
+        // (`weight_moves_toward_the_family_that_earns`).
     }
 }
 
