@@ -15,6 +15,7 @@ pub mod governor;
 pub mod grpc;
 pub mod http;
 pub mod logging;
+pub mod mockvenue;
 pub mod recorder;
 pub mod replay;
 pub mod risk_state;
