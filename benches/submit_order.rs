@@ -18,7 +18,6 @@
 //! 5000).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -228,7 +227,10 @@ fn main() {
             match probe.submit_order(sell).await {
                 Ok(ack) if lots(&ack.get_ref().filled_qty) > 0 => break,
                 other => {
-                    assert!(Instant::now() < deadline, "the engine never filled a market order: {other:?}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "the engine never filled a market order: {other:?}"
+                    );
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -281,4 +283,3 @@ fn main() {
     assert_eq!(m.len() as usize, calls, "every maxx call was measured");
     assert_eq!(e.len() as usize, calls, "every echo call was measured");
 }
-

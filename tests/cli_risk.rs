@@ -20,6 +20,10 @@ fn busy_config() -> String {
         ("  exit_threshold:", "  exit_threshold: 0.05"),
         ("    fast:", "    fast: 2"),
         ("    slow:", "    slow: 8"),
+        // Every order takes at once (no passive order left working, no paper latency), so a
+        // trim's result is the whole story: nothing opened before it fills after it.
+        ("  urgent_score:", "  urgent_score: 0"),
+        ("    latency_us:", "    latency_us: 0"),
     ])
 }
 

@@ -316,7 +316,15 @@ fn assert_clean_summary(status: ExitStatus, stdout: &[String], stderr: &str, wha
 #[test]
 fn bounded_run_prints_status_lines_and_a_summary() {
     let dir = TempDir::new("run-for");
-    let config = dir.write("park.yaml", config_with(&[("  wait:", "  wait: park")]));
+    // Takers only, as in `pinned_config`, so that fills + rejects account for every order.
+    let config = dir.write(
+        "park.yaml",
+        config_with(&[
+            ("  wait:", "  wait: park"),
+            ("  urgent_score:", "  urgent_score: 0"),
+            ("    latency_us:", "    latency_us: 0"),
+        ]),
+    );
     let run = Running::start(&["run", "--config", config.to_str().expect("utf-8 path"), "--for", "3s"]);
     let (status, stdout, stderr) = run.wait_exit("--for 3s");
     assert!(
@@ -360,7 +368,9 @@ fn bounded_run_prints_status_lines_and_a_summary() {
 
 /// The pinned-layout config: stage *i* on the *i*-th allowed core, the last core taking the
 /// rest. Alpha is made eager (independently of the shipped tuning) so that orders happen
-/// early and the drain on shutdown has something to settle.
+/// early and the drain on shutdown has something to settle. Every order takes at once
+/// (`urgent_score: 0`, no paper latency), so each one settles in exactly one fill or reject,
+/// the two counts the summary shows (a passive order still resting at the stop is cancelled).
 fn pinned_config(dir: &TempDir, cores: &[usize]) -> (std::path::PathBuf, BTreeMap<&'static str, usize>) {
     let map: BTreeMap<&'static str, usize> = STAGES
         .iter()
@@ -384,6 +394,8 @@ fn pinned_config(dir: &TempDir, cores: &[usize]) -> (std::path::PathBuf, BTreeMa
         ("    fast:", "    fast: 10"),
         ("    slow:", "    slow: 50"),
         ("    scale_bps:", "    scale_bps: 1"),
+        ("  urgent_score:", "  urgent_score: 0"),
+        ("    latency_us:", "    latency_us: 0"),
     ]);
     (dir.write("pinned.yaml", text), map)
 }
@@ -470,6 +482,9 @@ fn fused_layout_on_one_core_runs_one_thread() {
             ("  layout:", "  layout: fused"),
             ("  wait:", "  wait: park"),
             ("  cores:", &cores_line),
+            // Takers only, as in `pinned_config`.
+            ("  urgent_score:", "  urgent_score: 0"),
+            ("    latency_us:", "    latency_us: 0"),
         ]),
     );
     let mut run = Running::start(&["run", "--config", config.to_str().expect("utf-8 path")]);

@@ -13,20 +13,66 @@ use maxx_hot::ids::{Venue, VenueSymbol};
 use maxx_hot::records::Factor;
 use maxx_hot::runtime::engine::EngineSpec;
 use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams, StopParams};
-use maxx_hot::stage::exec::PaperVenue;
+use maxx_hot::stage::exec::{ExecParams, Fees, PAPER_RESTING, PaperVenue};
 use maxx_hot::stage::risk::{InstrumentRisk, Limits, RiskParams, SizingMode};
 use maxx_hot::wiring::Capacities;
 
 use crate::config::{self, Config, FeedConfig, FeedUrl};
 use crate::sim::{BinanceSimConfig, SimSymbol};
 
-/// One paper venue per venue that lists a configured instrument: Execution's gateways.
+/// One paper venue per venue that lists a configured instrument: Execution's gateways, each
+/// with that venue's fee schedule and latency (`exec.paper`, `exec.paper.venues.<venue>`) and
+/// the depth penalty for market orders beyond the displayed size (`exec.depth_penalty_bps`).
 pub fn paper_venues(config: &Config, spec: &EngineSpec) -> Vec<PaperVenue> {
     spec.index
         .venues()
         .into_iter()
-        .map(|v| PaperVenue::new(v, config.exec.paper.taker_fee_bps_milli))
+        .map(|v| {
+            let p = config.exec.paper.venue(v);
+            let fees = Fees {
+                maker_bps_milli: p.maker_fee_bps_milli,
+                taker_bps_milli: p.taker_fee_bps_milli,
+            };
+            // Validated to at most ten seconds, far inside u64 nanoseconds.
+            PaperVenue::configured(v, fees, p.latency.as_nanos() as u64, PAPER_RESTING)
+                .with_depth_penalty(config.exec.depth_penalty_bps_milli)
+        })
         .collect()
+}
+
+/// Execution's parameters: percents become fractions, basis points exact thousandths, and
+/// every venue's fee schedule is its paper schedule (what the router and the maker/taker rule
+/// assume for gateways that do not report their own).
+pub fn exec_params(config: &Config) -> ExecParams {
+    let e = &config.exec;
+    let pct = |p: Factor| p / Factor::from_num(100);
+    let mut fees = [Fees::default(); Venue::COUNT];
+    for v in Venue::ALL {
+        let p = e.paper.venue(v);
+        fees[v.index()] = Fees {
+            maker_bps_milli: p.maker_fee_bps_milli,
+            taker_bps_milli: p.taker_fee_bps_milli,
+        };
+    }
+    ExecParams {
+        slip: pct(e.slip_tolerance_pct),
+        // Validated to [0, 10000] bps: at most 10^7 thousandths, exact to the nearest one.
+        maker_threshold_bps_milli: (e.maker_rebate_threshold_bps * Factor::from_num(1000))
+            .round()
+            .to_num::<i64>(),
+        urgent_score: e.urgent_score,
+        // Validated to at most an hour / a day: far inside u64 nanoseconds.
+        passive_timeout_ns: e.passive_timeout.as_nanos() as u64,
+        max_reprices: e.max_reprices,
+        on_passive_timeout: e.on_passive_timeout,
+        reject_ratio: pct(e.reject_ratio_pct),
+        health_window: e.health_window,
+        probation_ns: e.probation.as_nanos() as u64,
+        latency_penalty_bps_milli_per_ms: e.latency_penalty_bps_milli_per_ms,
+        depth_penalty_bps_milli: e.depth_penalty_bps_milli,
+        fees,
+        tick_size: config.symbols.iter().map(|s| s.tick_size).collect(),
+    }
 }
 
 /// The hot stages' parameters.
@@ -66,6 +112,7 @@ pub fn spec(config: &Config) -> EngineSpec {
             tick_size: config.symbols.iter().map(|s| s.tick_size).collect(),
         },
         risk: risk_params(config),
+        exec: exec_params(config),
         histogram_every: config.hot.histogram_interval,
         capacities: Capacities {
             // About a second of a very busy feed; a full ring skips capturing, never stalls.

@@ -11,6 +11,7 @@ pub mod desk;
 pub mod emit;
 pub mod engine;
 pub mod files;
+pub mod gateways;
 pub mod governor;
 pub mod grpc;
 pub mod http;

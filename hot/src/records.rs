@@ -590,6 +590,48 @@ pub struct Transition {
     pub ts_ns: u64,
 }
 
+/// Why Execution's router sent an order where it did (carried by [`ExecReport::Routed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteReason {
+    /// The order was pinned to its venue (`pin_venue`); the router did not choose.
+    Pinned,
+    /// The only venue admitted for the instrument (listed, with a gateway, its feed live, the
+    /// gateway up, not demoted).
+    OnlyVenue,
+    /// The best expected price after fees at the displayed size among the admitted venues.
+    BestPrice,
+    /// The venue that ranked best is demoted for its reject ratio: the order went to the best
+    /// admitted one instead. Carries the demoted venue.
+    Failover(Venue),
+    /// Every venue that could take the order is demoted: the best of them took it anyway.
+    LastResort,
+}
+
+impl RouteReason {
+    /// Number of kinds (sizes per-reason counters); [`Failover`](Self::Failover) counts as one.
+    pub const COUNT: usize = 5;
+
+    /// The kind's index in `0..COUNT`, for counters.
+    pub const fn index(self) -> usize {
+        match self {
+            RouteReason::Pinned => 0,
+            RouteReason::OnlyVenue => 1,
+            RouteReason::BestPrice => 2,
+            RouteReason::Failover(_) => 3,
+            RouteReason::LastResort => 4,
+        }
+    }
+
+    /// The names of the kinds, by [`index`](Self::index).
+    pub const NAMES: [&'static str; RouteReason::COUNT] =
+        ["pinned", "only_venue", "best_price", "failover", "last_resort"];
+
+    /// `pinned`, `only_venue`, `best_price`, `failover` or `last_resort`.
+    pub const fn name(self) -> &'static str {
+        RouteReason::NAMES[self.index()]
+    }
+}
+
 /// Execution's report on one order, sent back to Risk and out to the cold side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecReport {
@@ -600,6 +642,8 @@ pub enum ExecReport {
         order_id: OrderId,
         /// Where it goes.
         venue: Venue,
+        /// Why that venue.
+        reason: RouteReason,
     },
     /// The venue accepted the order.
     Ack {

@@ -3,7 +3,7 @@
 //! | ring | from → to | record | capacity | when full |
 //! |---|---|---|---|---|
 //! | `md_alpha[v]` | `md-<v>` → `alpha` | [`Tick`] | [`cap::MD_ALPHA`] | back-pressure: the feed keeps the tick and stops reading its socket until there is room |
-//! | `alpha_exec` | `alpha` → `exec` | [`Tick`] (every tick Alpha takes, for the paper venues' fills, the maker/taker rule and the router's book) | [`cap::ALPHA_EXEC`] | back-pressure: Alpha keeps the tick and takes no other until it is pushed; Execution takes a tick only with an empty report backlog |
+//! | `alpha_exec` | `alpha` → `exec` | [`Tick`] (every tick Alpha takes, for the paper venues' fills, the maker/taker rule and the router's book) | [`cap::ALPHA_EXEC`] | back-pressure: Alpha keeps the tick and takes no other until it is pushed; Execution takes a tick only with an empty report backlog, and takes the next tick before the next order when the tick's receive time is not after the order's time (so an order meets the market it was decided on) |
 //! | `exec_cmd` | cold → `exec` | [`ExecCommand`] (cancel one order) | [`cap::COMMANDS`] | the cold caller gets its command back |
 //! | `alpha_risk` | `alpha` → `risk` | [`OrderIntent`] | [`cap::ALPHA_RISK`] | back-pressure: Alpha keeps the intent and takes no tick until it is pushed |
 //! | `risk_exec` | `risk` → `exec` | [`Order`] | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
@@ -19,6 +19,7 @@
 //! | `tap_refusals` | `risk` → cold | [`Refusal`] | [`cap::TAP_REFUSALS`] | dropped and counted; per-reason counters stay exact |
 //! | `risk_events` | `risk` → cold | [`Transition`] (trading-state changes with their reason) | [`cap::TAP_RISK_EVENTS`] | dropped and counted (`events_dropped`); the state itself is always on the `risk_board` |
 //! | `tap_exec` | `exec` → cold | [`ExecEvent`] (orders, acks, fills, rejects, cancels) | [`cap::TAP_EXEC`] | **never dropped**: Execution takes an order only when [`MAX_EVENTS_PER_ORDER`](crate::stage::exec::MAX_EVENTS_PER_ORDER) slots are free, so a stalled cold side stalls trading instead of losing a fill; a kill switch's cancel-all is held in Execution's backlog (sized to the gateway's open orders) and handed on as slots free up, before any further order |
+//! | `exec_notes` | `exec` → cold | [`ExecNote`] (venue demoted / re-admitted, passive order repriced or timed out) | [`cap::TAP_EXEC_NOTES`] | dropped and counted (`ExecStats::notes_dropped`): the same facts are in Execution's counters and the orders' own records |
 //! | `tap_bad` | `md-<v>` → cold | [`BadFrame`] samples | [`cap::TAP_BAD`] | dropped (the per-reason counters are exact; samples are for the log) |
 //! | `capture[v]` | `md-<v>` → cold capture writer | raw frame bytes (`[len u32][recv_ns u64][frame]`) | `Capacities::capture` bytes (only with `market_data.capture_dir`) | the frame is not captured and `capture_dropped` counts it: a slow disk never stalls a feed |
 //! | `hist_out` / `hist_back` | `exec` ⇄ cold | boxed HdrHistogram | [`cap::HISTOGRAMS`] | two histograms circulate; Execution keeps recording into its current one until a spare comes back |
@@ -34,7 +35,7 @@ use crate::ids::Venue;
 use crate::kill::KillSwitch;
 use crate::records::{ExecReport, Order, OrderIntent, Signal, Tick, Transition};
 use crate::stage::alpha::AlphaInput;
-use crate::stage::exec::{ExecCommand, ExecEvent};
+use crate::stage::exec::{ExecCommand, ExecEvent, ExecNote};
 use crate::stage::risk::{Refusal, RiskCommand};
 
 /// Ring capacities, in records.
@@ -64,6 +65,8 @@ pub mod cap {
     pub const TAP_REFUSALS: usize = 4096;
     /// Hot → cold order/fill tap.
     pub const TAP_EXEC: usize = 65536;
+    /// Execution → cold side notes.
+    pub const TAP_EXEC_NOTES: usize = 1024;
     /// Bad-frame samples.
     pub const TAP_BAD: usize = 16;
     /// Latency histograms in circulation.
@@ -189,6 +192,8 @@ pub struct ExecEnds {
     pub to_risk: Producer<ExecReport>,
     /// Order/fill tap (never dropped).
     pub tap: Producer<ExecEvent>,
+    /// Notes for operators (dropped when full).
+    pub notes: Producer<ExecNote>,
     /// Filled histograms out.
     pub hist_out: Producer<BoxedHistogram>,
     /// Empty histograms back.
@@ -212,6 +217,8 @@ pub struct ColdEnds {
     pub refusals: Consumer<Refusal>,
     /// Order/fill tap.
     pub exec: Consumer<ExecEvent>,
+    /// Execution's notes: venue demotions and re-admissions, reprices, passive timeouts.
+    pub exec_notes: Consumer<ExecNote>,
     /// Filled histograms.
     pub hist_in: Consumer<BoxedHistogram>,
     /// Where emptied histograms go back.
@@ -345,6 +352,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
     let (signal_tap, signals) = RingBuffer::new(c.tap_signals);
     let (refusal_tap, refusals) = RingBuffer::new(c.tap_refusals);
     let (exec_tap, exec_events) = RingBuffer::new(c.tap_exec.max(min));
+    let (notes_tap, exec_notes) = RingBuffer::new(cap::TAP_EXEC_NOTES);
     let (events_tap, risk_events) = RingBuffer::new(c.tap_risk_events.max(1));
     let (hist_out, hist_in) = RingBuffer::new(cap::HISTOGRAMS);
     let (mut hist_back_tx, hist_back_rx) = RingBuffer::new(cap::HISTOGRAMS);
@@ -383,6 +391,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             commands: Arc::clone(&exec_cmd),
             to_risk: exec_to_risk,
             tap: exec_tap,
+            notes: notes_tap,
             hist_out,
             hist_back: hist_back_rx,
             kill: kill.clone(),
@@ -394,6 +403,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             signals,
             refusals,
             exec: exec_events,
+            exec_notes,
             hist_in,
             hist_back: hist_back_tx,
             risk_cmd,

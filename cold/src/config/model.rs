@@ -18,6 +18,7 @@ use maxx_hot::feed::binance::subscription::StreamKind;
 use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
 use maxx_hot::num::{Money, Price, Qty};
 use maxx_hot::records::Factor;
+use maxx_hot::stage::exec::OnPassiveTimeout;
 use maxx_hot::topology::{Layout, StageName, WaitKind};
 
 use super::cron::Cron;
@@ -264,12 +265,37 @@ pub struct StopConfig {
 /// `exec`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExecConfig {
-    /// `slip_tolerance_pct`: largest accepted slippage from the signal price, in percent.
+    /// `slip_tolerance_pct`: largest accepted slippage of a taking order from the signal's
+    /// reference price, in percent; the IOC limit's distance from it.
     pub slip_tolerance_pct: Factor,
-    /// `maker_rebate_threshold_bps`: expected edge, in basis points, below which a passive
-    /// (maker) order is preferred to earn the rebate.
+    /// `maker_rebate_threshold_bps`: the fee saving of a maker over a taker fill at the chosen
+    /// venue (taker fee − maker fee, a rebate adding to it), in basis points, from which a
+    /// non-urgent order is posted passively to earn it.
     pub maker_rebate_threshold_bps: Factor,
-    /// `paper`: the in-process paper venue.
+    /// `urgent_score`: an order whose signal score is at least this strong in absolute value
+    /// takes liquidity, in [0, 1] (reduce-only and Risk's orders always do).
+    pub urgent_score: Factor,
+    /// `passive_timeout_ms`: how long a passive order may wait unfilled before it is repriced
+    /// (logical time), > 0.
+    pub passive_timeout: Duration,
+    /// `max_reprices`: reprices of a passive order before `on_passive_timeout` applies.
+    pub max_reprices: u32,
+    /// `on_passive_timeout`: what happens then, `take` (cross with an IOC) or `cancel`.
+    pub on_passive_timeout: OnPassiveTimeout,
+    /// `reject_ratio_pct`: a venue whose reject ratio over its health window is above this
+    /// percent is demoted by the router.
+    pub reject_ratio_pct: Factor,
+    /// `health_window`: the last this many orders per venue count for its health.
+    pub health_window: u32,
+    /// `probation_ms`: how long a demoted venue stays demoted (logical time).
+    pub probation: Duration,
+    /// `latency_penalty_bps_per_ms`, in thousandths of a basis point per millisecond of a
+    /// venue's ack-latency average.
+    pub latency_penalty_bps_milli_per_ms: i64,
+    /// `depth_penalty_bps`, in thousandths of a basis point: the price penalty assumed for the
+    /// part of an order beyond a venue's displayed size.
+    pub depth_penalty_bps_milli: i64,
+    /// `paper`: the in-process paper venues.
     pub paper: PaperConfig,
 }
 
@@ -281,8 +307,35 @@ pub struct PaperConfig {
     pub taker_fee_bps_milli: i64,
     /// `maker_fee_bps`, in thousandths of a basis point; negative is a rebate.
     pub maker_fee_bps_milli: i64,
+    /// `latency_us`: logical time between us and a paper venue's matching engine.
+    pub latency: Duration,
     /// `starting_balance`: quote-currency cash the paper account starts with; > 0.
     pub starting_balance: Money,
+    /// `venues`: per-venue schedules; a venue not listed, or a key not given, takes the values
+    /// above. Stored complete.
+    pub venues: BTreeMap<Venue, PaperVenueConfig>,
+}
+
+impl PaperConfig {
+    /// The schedule of `venue`: its own entry, or the defaults above.
+    pub fn venue(&self, venue: Venue) -> PaperVenueConfig {
+        self.venues.get(&venue).copied().unwrap_or(PaperVenueConfig {
+            taker_fee_bps_milli: self.taker_fee_bps_milli,
+            maker_fee_bps_milli: self.maker_fee_bps_milli,
+            latency: self.latency,
+        })
+    }
+}
+
+/// `exec.paper.venues.<venue>`, with the defaults filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaperVenueConfig {
+    /// `taker_fee_bps`, in thousandths of a basis point.
+    pub taker_fee_bps_milli: i64,
+    /// `maker_fee_bps`, in thousandths of a basis point; negative is a rebate.
+    pub maker_fee_bps_milli: i64,
+    /// `latency_us`.
+    pub latency: Duration,
 }
 
 /// One entry of `symbols`.

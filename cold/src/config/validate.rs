@@ -21,6 +21,7 @@ use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
 use maxx_hot::num::{Money, ONE, Price, Qty};
 use maxx_hot::records::Factor;
 use maxx_hot::stage::alpha::MeanRevParams;
+use maxx_hot::stage::exec::OnPassiveTimeout;
 use maxx_hot::topology::{Layout, StageName, WaitKind};
 
 use super::cron::Cron;
@@ -425,30 +426,121 @@ fn exec(w: &mut Walker, node: &Node, path: &str) -> Option<ExecConfig> {
     let rebate = f.required(w, "maker_rebate_threshold_bps", |w, n, p| {
         w.factor(n, p, Range::closed(0, MAX_BPS))
     });
+    let urgent_score = f.defaulted(w, "urgent_score", "0.8", |w, n, p| w.factor(n, p, Range::closed(0, 1)));
+    let passive_timeout = f.defaulted(w, "passive_timeout_ms", "2000", |w, n, p| {
+        w.int(n, p, 1, 3_600_000).map(Duration::from_millis)
+    });
+    let max_reprices = f.defaulted(w, "max_reprices", "2", |w, n, p| w.int(n, p, 0, 100).map(|v| v as u32));
+    let on_passive_timeout = f.defaulted(w, "on_passive_timeout", "take", |w, n, p| {
+        w.name(n, p, &["take", "cancel"], |s| match s {
+            "take" => Some(OnPassiveTimeout::Take),
+            "cancel" => Some(OnPassiveTimeout::Cancel),
+            _ => None,
+        })
+    });
+    let reject_ratio_pct = f.defaulted(w, "reject_ratio_pct", "2.0", percent);
+    let health_window = f.defaulted(w, "health_window", "50", |w, n, p| {
+        w.int(n, p, 1, MAX_HEALTH_WINDOW).map(|v| v as u32)
+    });
+    let probation = f.defaulted(w, "probation_ms", "60000", |w, n, p| {
+        w.int(n, p, 1, 86_400_000).map(Duration::from_millis)
+    });
+    let latency_penalty = f.defaulted(w, "latency_penalty_bps_per_ms", "0.1", |w, n, p| {
+        fee_milli(w, n, p, Range::closed(0, MAX_BPS))
+    });
+    let depth_penalty = f.defaulted(w, "depth_penalty_bps", "10", |w, n, p| {
+        fee_milli(w, n, p, Range::closed(0, MAX_BPS))
+    });
     let paper = f.defaulted(w, "paper", "{}", paper);
     f.finish(w);
     Some(ExecConfig {
         slip_tolerance_pct: slip?,
         maker_rebate_threshold_bps: rebate?,
+        urgent_score: urgent_score?,
+        passive_timeout: passive_timeout?,
+        max_reprices: max_reprices?,
+        on_passive_timeout: on_passive_timeout?,
+        reject_ratio_pct: reject_ratio_pct?,
+        health_window: health_window?,
+        probation: probation?,
+        latency_penalty_bps_milli_per_ms: latency_penalty?,
+        depth_penalty_bps_milli: depth_penalty?,
         paper: paper?,
     })
 }
 
+/// Largest `exec.health_window`: the window is a table per venue, allocated at start.
+const MAX_HEALTH_WINDOW: u64 = 100_000;
+
+/// Largest `exec.paper.latency_us`: ten seconds.
+const MAX_LATENCY_US: u64 = 10_000_000;
+
+fn taker_fee(w: &mut Walker, n: &Node, p: &str) -> Option<i64> {
+    fee_milli(w, n, p, Range::closed(0, MAX_BPS))
+}
+
+fn maker_fee(w: &mut Walker, n: &Node, p: &str) -> Option<i64> {
+    fee_milli(w, n, p, Range::closed(-MAX_BPS, MAX_BPS))
+}
+
+fn latency_us(w: &mut Walker, n: &Node, p: &str) -> Option<Duration> {
+    w.int(n, p, 0, MAX_LATENCY_US).map(Duration::from_micros)
+}
+
 fn paper(w: &mut Walker, node: &Node, path: &str) -> Option<PaperConfig> {
     let mut f = Fields::open(w, node, path)?;
-    let taker = f.defaulted(w, "taker_fee_bps", "7.5", |w, n, p| {
-        fee_milli(w, n, p, Range::closed(0, MAX_BPS))
-    });
-    let maker = f.defaulted(w, "maker_fee_bps", "2.5", |w, n, p| {
-        fee_milli(w, n, p, Range::closed(-MAX_BPS, MAX_BPS))
-    });
+    let taker = f.defaulted(w, "taker_fee_bps", "7.5", taker_fee);
+    let maker = f.defaulted(w, "maker_fee_bps", "2.5", maker_fee);
+    let latency = f.defaulted(w, "latency_us", "1000", latency_us);
     let balance = f.defaulted(w, "starting_balance", "100000", money);
+    let venues = f.defaulted(w, "venues", "{}", |w, n, p| per_venue(w, n, p, paper_venue));
     f.finish(w);
+    let (taker, maker, latency) = (taker?, maker?, latency?);
+    let venues = complete(venues?)?
+        .into_iter()
+        .map(|(venue, (t, m, l))| {
+            let entry = PaperVenueConfig {
+                taker_fee_bps_milli: t.unwrap_or(taker),
+                maker_fee_bps_milli: m.unwrap_or(maker),
+                latency: l.unwrap_or(latency),
+            };
+            (venue, entry)
+        })
+        .collect();
     Some(PaperConfig {
-        taker_fee_bps_milli: taker?,
-        maker_fee_bps_milli: maker?,
+        taker_fee_bps_milli: taker,
+        maker_fee_bps_milli: maker,
+        latency,
         starting_balance: balance?,
+        venues,
     })
+}
+
+/// One `exec.paper.venues` entry: each key optional (the section's value applies).
+type PaperVenueParts = (Option<i64>, Option<i64>, Option<Duration>);
+
+fn paper_venue(w: &mut Walker, node: &Node, path: &str) -> Option<PaperVenueParts> {
+    let mut f = Fields::open(w, node, path)?;
+    let taker = optional(w, &mut f, "taker_fee_bps", taker_fee);
+    let maker = optional(w, &mut f, "maker_fee_bps", maker_fee);
+    let latency = optional(w, &mut f, "latency_us", latency_us);
+    f.finish(w);
+    Some((taker?, maker?, latency?))
+}
+
+/// A key that may be absent: `Some(None)` when it is, `None` when it is present but invalid
+/// (reported).
+fn optional<T>(
+    w: &mut Walker,
+    f: &mut Fields<'_>,
+    key: &str,
+    read: impl FnOnce(&mut Walker, &Node, &str) -> Option<T>,
+) -> Option<Option<T>> {
+    let path = f.key_path(key);
+    match f.take(key) {
+        Some(node) => read(w, node, &path).map(Some),
+        None => Some(None),
+    }
 }
 
 /// A fee in basis points, returned in exact thousandths of a basis point.
@@ -1062,6 +1154,55 @@ mod tests {
         assert_eq!(read("'10000'"), Some(10_000_000));
         assert_eq!(read("0.0005"), None);
         assert_eq!(read("10000.001"), None);
+    }
+
+    #[test]
+    fn exec_defaults_and_per_venue_paper_schedules() {
+        let node = parse_tree(
+            "{slip_tolerance_pct: 0.05, maker_rebate_threshold_bps: 1.5, on_passive_timeout: cancel,
+              paper: {maker_fee_bps: -0.25, venues: {bybit: {taker_fee_bps: 5.5, latency_us: 0}, coinbase: {}}}}",
+        )
+        .unwrap();
+        let mut w = Walker::default();
+        let e = exec(&mut w, &node, "exec").expect("valid");
+        assert!(w.problems.is_empty());
+        assert_eq!(e.urgent_score, "0.8".parse::<Factor>().unwrap());
+        assert_eq!(e.passive_timeout, Duration::from_secs(2));
+        assert_eq!((e.max_reprices, e.on_passive_timeout), (2, OnPassiveTimeout::Cancel));
+        assert_eq!((e.health_window, e.probation), (50, Duration::from_secs(60)));
+        assert_eq!(
+            (e.latency_penalty_bps_milli_per_ms, e.depth_penalty_bps_milli),
+            (100, 10_000)
+        );
+        let bybit = e.paper.venue(Venue::Bybit);
+        assert_eq!(
+            (bybit.taker_fee_bps_milli, bybit.maker_fee_bps_milli, bybit.latency),
+            (5_500, -250, Duration::ZERO)
+        );
+        let binance = e.paper.venue(Venue::Binance);
+        assert_eq!(
+            (binance.taker_fee_bps_milli, binance.latency),
+            (7_500, Duration::from_millis(1))
+        );
+        assert_eq!(e.paper.venue(Venue::Coinbase), binance);
+        let bad = walk(
+            "{slip_tolerance_pct: 0, maker_rebate_threshold_bps: 0, on_passive_timeout: wait,
+              health_window: 0, paper: {venues: {kraken: {}, oanda: {latency_us: -1, bogus: 1}}}}",
+            |w, n, p| {
+                exec(w, n, p);
+            },
+        );
+        assert_eq!(
+            bad.iter().map(|p| p.split(':').next().unwrap()).collect::<Vec<_>>(),
+            [
+                "k.on_passive_timeout",
+                "k.health_window",
+                "k.paper.venues.kraken",
+                "k.paper.venues.oanda.latency_us",
+                "k.paper.venues.oanda.bogus",
+            ],
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::ids::{InstrumentIndex, Venue};
 use crate::source::{Decode, FrameSource};
 use crate::stage::alpha::{Alpha, AlphaParams};
-use crate::stage::exec::{Exec, Gateway};
+use crate::stage::exec::{Exec, ExecParams, Gateway};
 use crate::stage::risk::{Risk, RiskParams};
 use crate::topology::StageName;
 use crate::wiring::{Capacities, ColdEnds, wire_with};
@@ -30,14 +30,16 @@ pub struct EngineSpec {
     /// Risk's limits and parameters; `risk.kill` starts the engine with the kill switch
     /// tripped.
     pub risk: RiskParams,
+    /// Execution's parameters: the maker/taker rule, routing and venue health.
+    pub exec: ExecParams,
     /// How often Execution hands over its latency histogram.
     pub histogram_every: Duration,
     /// Ring capacities.
     pub capacities: Capacities,
     /// No tick for this long restarts a live feed (`market_data.stale_after_ms`); `None` in
-    /// replay, which also makes every feed count as live for Risk (otherwise a feed is live
-    /// for Risk only while its state gauge says `LIVE`: not before its first tick, not while
-    /// it reconnects after going stale).
+    /// replay, which also makes every feed count as live for Risk and Execution's router
+    /// (otherwise a feed is live for them only while its state gauge says `LIVE`: not before
+    /// its first tick, not while it reconnects after going stale).
     pub stale_after: Option<Duration>,
 }
 
@@ -133,11 +135,13 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
     );
     let kill = wiring.exec.kill.clone();
     let exec = ExecTask::new(
-        Exec::new(gateways, kill),
+        Exec::with_params(gateways, kill, spec.exec.clone(), Some(Arc::clone(&spec.index))),
         wiring.exec,
         Arc::clone(&exec_stats),
         Arc::clone(&flags),
         spec.histogram_every.as_nanos() as u64,
+        feed_stats.clone(),
+        spec.stale_after.is_none(),
     );
     tasks.push((StageName::Alpha, AnyTask::Alpha(alpha)));
     tasks.push((StageName::Risk, AnyTask::Risk(risk)));

@@ -2,7 +2,7 @@
 
 use crate::feed::DecodeReason;
 use crate::ids::Venue;
-use crate::records::RejectReason;
+use crate::records::{RejectReason, RouteReason};
 use crate::stats::Counter;
 
 /// Values of [`FeedStats::state`]: what the feed task knows about its data.
@@ -199,4 +199,40 @@ pub struct ExecStats {
     pub commands: Counter,
     /// Ticks of market data taken.
     pub ticks: Counter,
+    /// Engine orders routed, per venue (by `Venue::index`).
+    pub routed: [Counter; Venue::COUNT],
+    /// Engine orders routed, per [`RouteReason::index`] (`RouteReason::NAMES`).
+    pub route_reasons: [Counter; RouteReason::COUNT],
+    /// Orders Execution posted passively (maker) under the maker/taker rule.
+    pub maker_orders: Counter,
+    /// Orders Execution sent to take (IOC) under the maker/taker rule.
+    pub taker_orders: Counter,
+    /// Orders with an explicit time in force, sent as asked.
+    pub as_asked: Counter,
+    /// Passive orders repriced to a new touch.
+    pub reprices: Counter,
+    /// Passive orders crossed after their time ran out.
+    pub timeout_takes: Counter,
+    /// Passive orders cancelled after their time ran out.
+    pub timeout_cancels: Counter,
+    /// Venue demotions for a high reject ratio, per venue.
+    pub demotions: [Counter; Venue::COUNT],
+    /// Re-admissions after probation, per venue.
+    pub readmissions: [Counter; Venue::COUNT],
+    /// 1 while the venue is demoted, per venue (a gauge).
+    pub demoted: [Counter; Venue::COUNT],
+    /// Submit-to-ack latency EWMA in ns of logical time, per venue (a gauge).
+    pub ack_latency_ns: [Counter; Venue::COUNT],
+    /// Fills that provided liquidity.
+    pub maker_fills: Counter,
+    /// Fills that took liquidity.
+    pub taker_fills: Counter,
+    /// Engine orders filled completely.
+    pub filled: Counter,
+    /// Gateway reports about orders Execution no longer held.
+    pub strays: Counter,
+    /// Notes not handed to the cold side (Execution's queue or the `exec_notes` ring full).
+    pub notes_dropped: Counter,
+    /// Engine orders open at the gateways (a gauge).
+    pub open_orders: Counter,
 }

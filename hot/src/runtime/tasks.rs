@@ -797,7 +797,7 @@ impl RiskTask {
     }
 }
 
-/// Execution with its rings and its latency histogram.
+/// Execution with its rings, its latency histogram and the feeds' state gauges.
 #[derive(Debug)]
 pub struct ExecTask<G: Gateway> {
     exec: Exec<G>,
@@ -809,18 +809,43 @@ pub struct ExecTask<G: Gateway> {
     next_histogram_ns: u64,
     spare: Option<BoxedHistogram>,
     passes: u32,
+    /// Feed state gauges, for the router (a venue whose feed is not live gets no order).
+    feeds: Vec<FeedWatch>,
+    /// No staleness detection (replay): every venue counts as live.
+    replay: bool,
+    /// Notes the `exec_notes` ring had no room for.
+    notes_dropped: u64,
+    /// Ticks taken in a row while an order waited (bounded by `TICKS_BEFORE_ORDER`).
+    ticks_while_waiting: u32,
+    /// Shutdown started: every open order was asked to cancel; close once they are over, or at
+    /// this monotonic time.
+    closing: Option<u64>,
     closed: bool,
 }
 
+/// How long Execution waits at shutdown for the venues to confirm its cancels.
+const CLOSE_GRACE_NS: u64 = 5_000_000_000;
+
+/// Most ticks Execution takes ahead of a waiting order, even older ones: a source whose receive
+/// times lag the orders' times (a synthetic feed) cannot hold orders back for ever.
+const TICKS_BEFORE_ORDER: u32 = 256;
+
 impl<G: Gateway> ExecTask<G> {
-    /// An Execution task handing its histogram over every `histogram_every_ns`.
+    /// An Execution task handing its histogram over every `histogram_every_ns`, following
+    /// these feeds' state gauges (`replay`: every venue counts as live). A venue without a feed
+    /// has no market data and counts as not live (outside replay).
     pub fn new(
-        exec: Exec<G>,
+        mut exec: Exec<G>,
         ends: ExecEnds,
         stats: Arc<ExecStats>,
         flags: Arc<Flags>,
         histogram_every_ns: u64,
+        feeds: Vec<Arc<FeedStats>>,
+        replay: bool,
     ) -> Self {
+        for v in Venue::ALL {
+            exec.set_feed(v, replay || feeds.iter().any(|f| f.venue == v));
+        }
         Self {
             exec,
             ends,
@@ -831,33 +856,52 @@ impl<G: Gateway> ExecTask<G> {
             next_histogram_ns: mono_ns() + histogram_every_ns,
             spare: None,
             passes: 0,
+            feeds: feeds.into_iter().map(|stats| FeedWatch { stats, live: None }).collect(),
+            replay,
+            notes_dropped: 0,
+            ticks_while_waiting: 0,
+            closing: None,
             closed: false,
         }
     }
 
-    /// Hands on waiting reports (a kill switch's cancels first), then handles at most one
-    /// order, when nothing waits and there is room for everything the order can produce.
+    /// Hands on waiting reports (a kill switch's cancels first), then takes at most one command
+    /// or tick and one order, when nothing waits and there is room for everything the order
+    /// can produce. Of a tick and an order both waiting, the one with the earlier logical time
+    /// goes first (the tick on a tie), so an order meets the market it was decided on; after
+    /// `TICKS_BEFORE_ORDER` (256) ticks in a row the order goes first whatever their times.
     #[inline]
     pub fn poll(&mut self) -> bool {
+        self.sync_feeds();
         let (tap, to_risk, stats) = (&mut self.ends.tap, &mut self.ends.to_risk, &*self.stats);
         let room = tap.slots().min(to_risk.slots());
         let mut busy = self.exec.poll(mono_ns(), room, &mut |e| emit(tap, to_risk, stats, e));
+        let order_ts = self.ends.orders.peek().ok().map(|o| o.ts_ns);
+        let patient = self.ticks_while_waiting < TICKS_BEFORE_ORDER;
+        let tick_first = |t: &crate::records::Tick| order_ts.is_none_or(|ts| patient && t.recv_ns <= ts);
         if self.exec.backlog() == 0 {
             if let Some(cmd) = self.ends.commands.pop() {
                 self.exec.command(cmd);
                 stats.commands.inc();
                 busy = true;
-            } else if let Ok(tick) = self.ends.ticks.pop() {
+            } else if self.ends.ticks.peek().is_ok_and(tick_first)
+                && let Ok(tick) = self.ends.ticks.pop()
+            {
                 self.exec.on_tick(&tick);
                 stats.ticks.inc();
+                if order_ts.is_some() {
+                    self.ticks_while_waiting += 1;
+                }
                 busy = true;
             }
         }
         if self.exec.backlog() == 0
             && tap.slots() >= MAX_EVENTS_PER_ORDER
             && to_risk.slots() >= MAX_EVENTS_PER_ORDER
+            && !self.ends.ticks.peek().is_ok_and(tick_first)
             && let Ok(order) = self.ends.orders.pop()
         {
+            self.ticks_while_waiting = 0;
             if self
                 .exec
                 .process(order, self.clock.stamp(), &mut |e| emit(tap, to_risk, stats, e))
@@ -865,6 +909,14 @@ impl<G: Gateway> ExecTask<G> {
                 stats.orders.inc();
             }
             busy = true;
+        }
+        while let Some(note) = self.exec.pop_note() {
+            if self.ends.notes.push(note).is_err() {
+                self.notes_dropped += 1;
+            }
+        }
+        if busy {
+            self.publish();
         }
         self.passes = self.passes.wrapping_add(1);
         if self.passes.is_multiple_of(1024) || busy {
@@ -877,11 +929,64 @@ impl<G: Gateway> ExecTask<G> {
             && self.ends.ticks.is_empty()
             && self.exec.backlog() == 0
         {
-            self.maybe_hand_over_histogram(true);
-            self.closed = true;
-            Flags::close(&self.flags.exec_closed);
+            match self.closing {
+                None => {
+                    // Nothing is left working at the venues once the engine stops.
+                    self.exec.shut_down();
+                    self.closing = Some(mono_ns().saturating_add(CLOSE_GRACE_NS));
+                    busy = true;
+                }
+                Some(deadline) if self.exec.open_orders() == 0 || mono_ns() >= deadline => {
+                    self.publish();
+                    self.maybe_hand_over_histogram(true);
+                    self.closed = true;
+                    Flags::close(&self.flags.exec_closed);
+                }
+                Some(_) => {}
+            }
         }
         busy
+    }
+
+    /// Tells the router about every feed whose state changed.
+    #[inline]
+    fn sync_feeds(&mut self) {
+        for f in &mut self.feeds {
+            let live = self.replay || f.stats.state.get() == feed_state::LIVE;
+            if f.live != Some(live) {
+                f.live = Some(live);
+                self.exec.set_feed(f.stats.venue, live);
+            }
+        }
+    }
+
+    /// Mirrors Execution's totals and gauges into its counters. No allocation.
+    fn publish(&self) {
+        let (c, s) = (self.exec.counters(), &*self.stats);
+        for v in Venue::ALL {
+            let i = v.index();
+            s.routed[i].set(c.routed[i]);
+            s.demotions[i].set(c.demotions[i]);
+            s.readmissions[i].set(c.readmissions[i]);
+            let h = self.exec.venue_health(v);
+            s.demoted[i].set(u64::from(h.demoted));
+            s.ack_latency_ns[i].set(h.ack_ewma_ns);
+        }
+        for (counter, n) in s.route_reasons.iter().zip(c.route_reasons) {
+            counter.set(n);
+        }
+        s.maker_orders.set(c.maker_orders);
+        s.taker_orders.set(c.taker_orders);
+        s.as_asked.set(c.as_asked);
+        s.reprices.set(c.reprices);
+        s.timeout_takes.set(c.timeout_takes);
+        s.timeout_cancels.set(c.timeout_cancels);
+        s.maker_fills.set(c.maker_fills);
+        s.taker_fills.set(c.taker_fills);
+        s.filled.set(c.filled);
+        s.strays.set(c.strays);
+        s.notes_dropped.set(c.notes_dropped + self.notes_dropped);
+        s.open_orders.set(self.exec.open_orders() as u64);
     }
 
     /// Hands the filled histogram to the cold side when the interval has passed (or at the end)
@@ -911,6 +1016,11 @@ impl<G: Gateway> ExecTask<G> {
     /// Whether Execution has drained and closed.
     pub fn finished(&self) -> bool {
         self.closed
+    }
+
+    /// The stage's state.
+    pub fn exec(&self) -> &Exec<G> {
+        &self.exec
     }
 }
 

@@ -14,6 +14,7 @@ use maxx_hot::records::{Factor, Stamp};
 use maxx_hot::runtime::engine::EngineSpec;
 use maxx_hot::source::{FrameSource, Next};
 use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams};
+use maxx_hot::stage::exec::ExecParams;
 use maxx_hot::stage::risk::{InstrumentRisk, Limits, RiskParams, SizingMode};
 use maxx_hot::wiring::Capacities;
 
@@ -166,6 +167,7 @@ pub fn spec(capacities: Capacities) -> EngineSpec {
             tick_size: vec!["0.01".parse().unwrap()],
         },
         risk: risk_params(),
+        exec: ExecParams::default(),
         histogram_every: Duration::from_millis(10),
         capacities,
         stale_after: None,
