@@ -427,6 +427,13 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Refusals the engine makes itself without a venue's say: the kill switch stopped the
+    /// order, the router found no admitted venue, or the arithmetic would overflow. They say
+    /// nothing about a venue's health, so venue reject ratios leave them out.
+    pub const fn is_engines_own(self) -> bool {
+        matches!(self, RejectReason::KillSwitch | RejectReason::NoRoute | RejectReason::Overflow)
+    }
+
     /// Every reason, in index order.
     pub const ALL: [RejectReason; 32] = [
         RejectReason::KillSwitch,

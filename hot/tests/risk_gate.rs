@@ -192,12 +192,16 @@ impl Gate {
     }
 
     fn reject(&mut self, o: &Order) {
+        self.reject_for(o, RejectReason::VenueReject);
+    }
+
+    fn reject_for(&mut self, o: &Order, reason: RejectReason) {
         self.r.on_report(&ExecReport::Reject {
             order_id: o.id,
             instrument: o.instrument,
             side: o.side,
             qty: o.qty,
-            reason: RejectReason::VenueReject,
+            reason,
         });
     }
 
@@ -623,6 +627,30 @@ fn a_venue_reject_ratio_above_the_limit_puts_its_symbols_in_reducing_and_back() 
     }
     assert_eq!(g.r.venue_rejects(Venue::Binance), (1, false));
     g.ok(manual(BTC, Side::Buy, "0.001"));
+}
+
+#[test]
+fn rejects_the_engine_made_itself_leave_the_venue_reject_ratio_alone() {
+    let mut g = Gate::new(RiskParams {
+        reject_ratio: Factor::from_num(0.1),
+        reject_window: 10,
+        ..params()
+    });
+    let orders: Vec<Order> = (0..10).map(|_| g.ok(manual(BTC, Side::Buy, "0.002"))).collect();
+    for (o, reason) in orders.iter().zip([
+        RejectReason::NoRoute,
+        RejectReason::KillSwitch,
+        RejectReason::Overflow,
+        RejectReason::NoRoute,
+    ]) {
+        g.reject_for(o, reason);
+    }
+    assert_eq!(g.r.venue_rejects(Venue::Binance), (0, false), "no venue was asked");
+    assert!(g.transitions().is_empty());
+    // The venue's own refusals still count.
+    g.reject_for(&orders[4], RejectReason::InsufficientFunds);
+    g.reject_for(&orders[5], RejectReason::VenueFilter);
+    assert_eq!(g.r.venue_rejects(Venue::Binance), (2, true));
 }
 
 // ---- 6. tick, lot, min notional, max order ---------------------------------------------------

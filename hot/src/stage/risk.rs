@@ -98,7 +98,8 @@
 //!
 //! The reject ratio of a venue is taken over its last `reject_window` orders (approved or
 //! trimmed): rejects / `reject_window` > `reject_ratio`. Orders not yet sent count as clean, so a
-//! venue's first orders cannot trip it on one reject. Every [`ExecReport::Reject`] counts. Only
+//! venue's first orders cannot trip it on one reject. Every [`ExecReport::Reject`] counts but the
+//! engine's own ([`RejectReason::is_engines_own`]: kill switch, no route, overflow). Only
 //! new orders move the window, and in REDUCING only reductions are sent, so an operator's
 //! `Resume` or `SetState(System, ACTIVE, Operator)` also clears every venue's window (the
 //! operator has looked); otherwise a venue with nothing left to reduce would stay REDUCING.
@@ -887,8 +888,8 @@ impl Risk {
                 if order_id.0 != 0 && self.slots[s].id == order_id.0 {
                     let slot = self.slots[s];
                     self.open_remove(s);
-                    // Orders our own kill switch stopped say nothing about the venue.
-                    if reason != RejectReason::KillSwitch {
+                    // Orders the engine stopped itself say nothing about the venue.
+                    if !reason.is_engines_own() {
                         self.reject_mark(slot.venue, slot.reject_seq);
                     }
                 }
