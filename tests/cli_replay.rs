@@ -325,6 +325,17 @@ fn synthetic_capture_counts_bad_lines_skips_and_trades() {
     assert!(orders > 0, "the trend must make the shipped config trade: {s}");
     assert_eq!(count(&s, &["fills"]), orders, "every market order fills at the touch");
     assert_eq!(count(&s, &["rejects"]), 0);
+    // Execution's breakdown accounts for every order: one venue, so each was its only choice.
+    let e = &s["execution"];
+    assert_eq!(count(e, &["routed", "binance"]), orders, "{e}");
+    assert_eq!(count(e, &["route_reasons", "only_venue"]), orders, "{e}");
+    assert_eq!(
+        count(e, &["maker"]) + count(e, &["taker"]) + count(e, &["as_asked"]),
+        orders,
+        "{e}"
+    );
+    assert_eq!(count(e, &["filled"]), orders, "{e}");
+    assert_eq!(e["rejected"], serde_json::json!({}));
     assert!(count(&s, &["intents"]) >= orders);
     assert!(count(&s, &["signals"]) > 0 && count(&s, &["signals"]) <= syn.steps);
     // The market ends flat, far from any threshold, so the position is closed.

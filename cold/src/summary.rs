@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use maxx_hot::feed::DecodeReason;
-use maxx_hot::ids::InstrumentIndex;
-use maxx_hot::records::RejectReason;
+use maxx_hot::ids::{InstrumentIndex, Venue};
+use maxx_hot::records::{RejectReason, RouteReason};
 use maxx_hot::runtime::stats::{AlphaStats, ExecStats, FeedStats, RiskStats};
+use maxx_hot::stats::Counter;
 use serde::Serialize;
 
 use crate::taps::TapDrain;
@@ -35,6 +36,38 @@ pub struct SkipCounts {
     pub snapshot: u64,
     /// Anything else recognised.
     pub other: u64,
+}
+
+/// How Execution worked its orders: routing, maker or taker, outcomes. Counts only what
+/// happened (empty maps are left out of the text form).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExecCounts {
+    /// Engine orders routed, by venue.
+    pub routed: BTreeMap<&'static str, u64>,
+    /// Engine orders routed, by route reason.
+    pub route_reasons: BTreeMap<&'static str, u64>,
+    /// Orders posted passively under the maker/taker rule.
+    pub maker: u64,
+    /// Orders sent to take (IOC) under the maker/taker rule.
+    pub taker: u64,
+    /// Orders with an explicit time in force, sent as asked.
+    pub as_asked: u64,
+    /// Passive orders repriced to a new touch.
+    pub reprices: u64,
+    /// Passive orders crossed after their time ran out.
+    pub timeout_takes: u64,
+    /// Passive orders cancelled after their time ran out.
+    pub timeout_cancels: u64,
+    /// Engine orders filled completely.
+    pub filled: u64,
+    /// `Cancelled` reports (IOC remainders, operator cancels, the kill switch).
+    pub cancels: u64,
+    /// Rejects, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Orders whose outcome was lost until the venue was queried.
+    pub unknown: u64,
+    /// Venue demotions for a high reject ratio, by venue.
+    pub demotions: BTreeMap<&'static str, u64>,
 }
 
 /// Latency percentiles in nanoseconds.
@@ -95,6 +128,8 @@ pub struct Summary {
     pub fills: u64,
     /// Venue rejects.
     pub rejects: u64,
+    /// Execution's breakdown.
+    pub execution: ExecCounts,
     /// Realized PnL before fees, quote currency.
     pub realized_pnl: String,
     /// Fees paid.
@@ -147,6 +182,7 @@ pub fn summarize(
     s.orders = exec.orders.get();
     s.fills = exec.fills.get();
     s.rejects = exec.rejects.get();
+    s.execution = exec_counts(exec);
     s.realized_pnl = drain.realized().to_string();
     s.fees = drain.fees().to_string();
     s.unrealized_pnl = drain.unrealized().to_string();
@@ -157,6 +193,36 @@ pub fn summarize(
     }
     s.tick_to_order_ns = Latency::of(drain.latency());
     s
+}
+
+fn exec_counts(exec: &ExecStats) -> ExecCounts {
+    let per_venue =
+        |counters: &[Counter; Venue::COUNT]| nonzero(Venue::ALL.iter().map(|v| (v.name(), counters[v.index()].get())));
+    ExecCounts {
+        routed: per_venue(&exec.routed),
+        route_reasons: nonzero(
+            RouteReason::NAMES
+                .iter()
+                .zip(&exec.route_reasons)
+                .map(|(n, c)| (*n, c.get())),
+        ),
+        maker: exec.maker_orders.get(),
+        taker: exec.taker_orders.get(),
+        as_asked: exec.as_asked.get(),
+        reprices: exec.reprices.get(),
+        timeout_takes: exec.timeout_takes.get(),
+        timeout_cancels: exec.timeout_cancels.get(),
+        filled: exec.filled.get(),
+        cancels: exec.cancels.get(),
+        rejected: nonzero(exec.rejected.iter().enumerate().map(|(i, c)| (reject_name(i), c.get()))),
+        unknown: exec.unknown.get(),
+        demotions: per_venue(&exec.demotions),
+    }
+}
+
+/// The named counts that are not zero.
+fn nonzero(counts: impl Iterator<Item = (&'static str, u64)>) -> BTreeMap<&'static str, u64> {
+    counts.filter(|&(_, n)| n > 0).collect()
 }
 
 fn reject_name(i: usize) -> &'static str {
@@ -201,6 +267,34 @@ impl Summary {
         );
         let _ = writeln!(out, "orders        {}", self.orders);
         let _ = writeln!(out, "fills         {} ({} rejects)", self.fills, self.rejects);
+        let e = &self.execution;
+        let _ = writeln!(
+            out,
+            "execution     {} maker, {} taker, {} as asked; {} filled, {} cancels, {} reprices, {} timeouts (taken {}), {} unknown",
+            e.maker,
+            e.taker,
+            e.as_asked,
+            e.filled,
+            e.cancels,
+            e.reprices,
+            e.timeout_takes + e.timeout_cancels,
+            e.timeout_takes,
+            e.unknown
+        );
+        let _ = writeln!(
+            out,
+            "routing       by venue{}, by reason{}{}",
+            by_reason(&e.routed),
+            by_reason(&e.route_reasons),
+            if e.demotions.is_empty() {
+                String::new()
+            } else {
+                format!(", demotions{}", by_reason(&e.demotions))
+            }
+        );
+        if !e.rejected.is_empty() {
+            let _ = writeln!(out, "rejected by   {}", by_reason(&e.rejected).trim_start());
+        }
         let _ = writeln!(out, "realized pnl  {}", self.realized_pnl);
         let _ = writeln!(out, "fees          {}", self.fees);
         let _ = writeln!(out, "unrealized    {}", self.unrealized_pnl);
