@@ -12,7 +12,7 @@ use maxx_cold::bus::StreamWriter;
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::control::Control;
 use maxx_cold::desk::Desk;
-use maxx_cold::engine::spec;
+use maxx_cold::engine::{spec, venue_gateways};
 use maxx_cold::governor::Trigger;
 use maxx_cold::grpc::{self, ExecutionGrpc, RiskGrpc};
 use maxx_cold::http::{self, Api, ControlRequest, load_token};
@@ -30,6 +30,7 @@ use maxx_hot::records::{TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{HotThreads, available_cores, confine_current_thread, plan, spawn};
+use maxx_hot::stage::exec::Gateway;
 use maxx_hot::stage::risk::RiskCommand;
 use maxx_hot::topology::StageName;
 use maxx_hot::wiring::ColdEnds;
@@ -72,6 +73,22 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     info!(weights = %control_weights(&control), "{origin}");
     let mut spec = spec(&config);
     spec.alpha.weights = control.weights();
+    // Order entry first: a missing credential stops the start before anything runs.
+    let gateways = venue_gateways(&config, &spec).map_err(anyhow::Error::msg)?;
+    for g in &gateways {
+        let venue = g.venue().name();
+        match (config.exec.live.get(&g.venue()), g.client_id_prefix()) {
+            // The base URL only: keys and secrets are never logged.
+            (Some(live), Some(prefix)) => info!(
+                venue,
+                mode = g.mode(),
+                base_url = %live.base_url,
+                client_id_prefix = prefix,
+                "order entry"
+            ),
+            _ => info!(venue, mode = g.mode(), "order entry"),
+        }
+    }
     let mut sims: Vec<RunningSim> = Vec::new();
     let mut feeds = Vec::new();
     for (venue, feed) in config.enabled_feeds() {
@@ -97,7 +114,7 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         mut cold,
         flags,
         stats,
-    } = build(&spec, feeds, maxx_cold::engine::paper_venues(&config, &spec));
+    } = build(&spec, feeds, gateways);
     let mut recorders = Vec::new();
     if let Some(dir) = &config.market_data.capture_dir {
         for (venue, ring) in std::mem::take(&mut cold.captures) {

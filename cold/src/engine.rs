@@ -1,5 +1,5 @@
 //! From validated config to the parts of a running engine: the hot [`EngineSpec`], each feed's
-//! connection, and the embedded simulators.
+//! connection, each venue's order entry, and the embedded simulators.
 //!
 //! Limits and parameters reach the hot path only through here, and only from a validated
 //! [`Config`].
@@ -7,8 +7,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use maxx_hot::clock::wall_ns;
 use maxx_hot::feed::binance::subscription::{StreamKind, connection, stream_names};
 use maxx_hot::feed::ws::{Reconnect, UrlError, WsTarget};
+use maxx_hot::gateway::binance::BinanceSpot;
+use maxx_hot::gateway::bybit::BybitSpot;
+use maxx_hot::gateway::rest::{GatewayConfig, InstrumentSpec, RestGateway};
 use maxx_hot::ids::{Venue, VenueSymbol};
 use maxx_hot::records::Factor;
 use maxx_hot::runtime::engine::EngineSpec;
@@ -17,27 +21,145 @@ use maxx_hot::stage::exec::{ExecParams, Fees, PAPER_RESTING, PaperVenue};
 use maxx_hot::stage::risk::{InstrumentRisk, Limits, RiskParams, SizingMode};
 use maxx_hot::wiring::Capacities;
 
-use crate::config::{self, Config, FeedConfig, FeedUrl};
+use crate::config::{self, Config, FeedConfig, FeedUrl, LiveVenueConfig};
+use crate::gateways::VenueGateway;
 use crate::sim::{BinanceSimConfig, SimSymbol};
 
-/// One paper venue per venue that lists a configured instrument: Execution's gateways, each
-/// with that venue's fee schedule and latency (`exec.paper`, `exec.paper.venues.<venue>`) and
-/// the depth penalty for market orders beyond the displayed size (`exec.depth_penalty_bps`).
-pub fn paper_venues(config: &Config, spec: &EngineSpec) -> Vec<PaperVenue> {
+/// The paper venue of `venue`: that venue's fee schedule and latency (`exec.paper`,
+/// `exec.paper.venues.<venue>`) and the depth penalty for market orders beyond the displayed
+/// size (`exec.depth_penalty_bps`).
+pub fn paper_venue(config: &Config, venue: Venue) -> PaperVenue {
+    // Validated to at most ten seconds, far inside u64 nanoseconds.
+    let latency_ns = config.exec.paper.venue(venue).latency.as_nanos() as u64;
+    PaperVenue::configured(venue, fee_schedule(config, venue), latency_ns, PAPER_RESTING)
+        .with_depth_penalty(config.exec.depth_penalty_bps_milli)
+}
+
+/// The fee schedule of `venue` (`exec.paper.venues.<venue>`, else `exec.paper`): what the paper
+/// venue charges, what the router and the maker/taker rule assume, and a live gateway's
+/// estimate for fees the venue does not report.
+fn fee_schedule(config: &Config, venue: Venue) -> Fees {
+    let p = config.exec.paper.venue(venue);
+    Fees {
+        maker_bps_milli: p.maker_fee_bps_milli,
+        taker_bps_milli: p.taker_fee_bps_milli,
+    }
+}
+
+/// Execution's gateways, one per venue that lists a configured instrument, in venue order: the
+/// venue's REST order entry when `exec.live.<venue>` is configured, else its paper venue
+/// ([`paper_venue`]).
+///
+/// A live gateway reads its API key and secret from `MAXX_<VENUE>_API_KEY` and
+/// `MAXX_<VENUE>_API_SECRET`; a variable that is missing or empty is an error naming the
+/// variable (never a value). Its client order ids start with
+/// `<client_id_prefix>-<start time in base-36 seconds>-`, so ids of one run never repeat those
+/// of an earlier one although engine order ids restart at each run.
+pub fn venue_gateways(config: &Config, spec: &EngineSpec) -> Result<Vec<VenueGateway>, String> {
+    let start_secs = wall_ns() / 1_000_000_000;
     spec.index
         .venues()
         .into_iter()
-        .map(|v| {
-            let p = config.exec.paper.venue(v);
-            let fees = Fees {
-                maker_bps_milli: p.maker_fee_bps_milli,
-                taker_bps_milli: p.taker_fee_bps_milli,
-            };
-            // Validated to at most ten seconds, far inside u64 nanoseconds.
-            PaperVenue::configured(v, fees, p.latency.as_nanos() as u64, PAPER_RESTING)
-                .with_depth_penalty(config.exec.depth_penalty_bps_milli)
+        .map(|v| match config.exec.live.get(&v) {
+            None => Ok(VenueGateway::Paper(paper_venue(config, v))),
+            Some(live) => live_gateway(config, spec, v, live, start_secs).map_err(|e| format!("exec.live.{v}: {e}")),
         })
         .collect()
+}
+
+/// The REST gateway of `venue`.
+fn live_gateway(
+    config: &Config,
+    spec: &EngineSpec,
+    venue: Venue,
+    live: &LiveVenueConfig,
+    start_secs: u64,
+) -> Result<VenueGateway, String> {
+    let (api_key, secret) = GatewayConfig::credentials_from_env(venue)?;
+    let fees = fee_schedule(config, venue);
+    let mut c = GatewayConfig::new(live.base_url.clone(), api_key, secret);
+    c.recv_window_ms = live.recv_window_ms;
+    c.request_timeout = live.request_timeout;
+    c.order_limit = live.order_limit;
+    c.order_window = live.order_window;
+    c.open_capacity = live.open_capacity;
+    c.maker_fee_bps_milli = fees.maker_bps_milli;
+    c.taker_fee_bps_milli = fees.taker_bps_milli;
+    c.client_id_prefix = run_client_id_prefix(&live.client_id_prefix, start_secs);
+    c.instruments = instrument_specs(config, venue)?;
+    match venue {
+        Venue::Binance => {
+            // The default usage watch (90 % of the documented limits); a commission charged in
+            // a third asset (BNB) is estimated at the taker rate.
+            let d = BinanceSpot::default();
+            let protocol = BinanceSpot::new(
+                d.order_count_limit,
+                d.order_count_interval_s,
+                d.weight_limit,
+                fees.taker_bps_milli,
+            );
+            RestGateway::new(protocol, c, &spec.index).map(VenueGateway::Binance)
+        }
+        Venue::Bybit => RestGateway::new(BybitSpot::default(), c, &spec.index).map(VenueGateway::Bybit),
+        // Validation refuses these under exec.live.
+        Venue::Coinbase | Venue::Oanda => return Err(format!("{venue} order entry is not built yet")),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// How the configured instruments listed on `venue` are traded there: decimals from
+/// `tick_size` and `lot_size` (a tick of 0.01 allows two decimals), assets from `base`/`quote`
+/// or the symbol.
+fn instrument_specs(config: &Config, venue: Venue) -> Result<Vec<InstrumentSpec>, String> {
+    config
+        .symbols
+        .iter()
+        .filter(|s| s.venues.contains_key(&venue))
+        .map(|s| {
+            let assets = s.assets.as_ref().ok_or_else(|| {
+                format!(
+                    "the base and quote assets of {} are unknown (set symbols[].base and quote)",
+                    s.symbol
+                )
+            })?;
+            Ok(InstrumentSpec {
+                symbol: s.symbol.as_str().to_string(),
+                price_decimals: decimals(s.tick_size.raw()),
+                qty_decimals: decimals(s.lot_size.raw()),
+                base_asset: assets.base.clone(),
+                quote_asset: assets.quote.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Decimals of an increment held in units of 10^-8: 8 minus its trailing decimal zeros, so
+/// 0.01 (1_000_000) gives 2 and 5 (500_000_000) gives 0.
+fn decimals(raw: i64) -> u8 {
+    let mut d = 8;
+    let mut r = raw;
+    while d > 0 && r != 0 && r % 10 == 0 {
+        r /= 10;
+        d -= 1;
+    }
+    d
+}
+
+/// `<prefix>-<start_secs in base 36>-`: at most [`config::CLIENT_ID_PREFIX_MAX`] + 9
+/// characters until the year 4453.
+pub fn run_client_id_prefix(prefix: &str, start_secs: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut run = Vec::new();
+    let mut n = start_secs;
+    loop {
+        run.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    run.reverse();
+    format!("{prefix}-{}-", String::from_utf8_lossy(&run))
 }
 
 /// Execution's parameters: percents become fractions, basis points exact thousandths, and
@@ -48,11 +170,7 @@ pub fn exec_params(config: &Config) -> ExecParams {
     let pct = |p: Factor| p / Factor::from_num(100);
     let mut fees = [Fees::default(); Venue::COUNT];
     for v in Venue::ALL {
-        let p = e.paper.venue(v);
-        fees[v.index()] = Fees {
-            maker_bps_milli: p.maker_fee_bps_milli,
-            taker_bps_milli: p.taker_fee_bps_milli,
-        };
+        fees[v.index()] = fee_schedule(config, v);
     }
     ExecParams {
         slip: pct(e.slip_tolerance_pct),
@@ -239,4 +357,44 @@ pub fn feed_target(
     // A configured URL may already carry a path (`ws://host/ws`); the streams replace it.
     let target = WsTarget::resolve(&base)?;
     Ok((target.with_path(&path), messages))
+}
+
+#[cfg(test)]
+mod tests {
+    use maxx_hot::stage::exec::Gateway;
+
+    use super::*;
+
+    #[test]
+    fn decimals_follow_the_increment() {
+        assert_eq!(decimals(1_000_000), 2);
+        assert_eq!(decimals(1_000), 5);
+        assert_eq!(decimals(5_000_000), 2);
+        assert_eq!(decimals(1), 8);
+        assert_eq!(decimals(100_000_000), 0);
+        assert_eq!(decimals(500_000_000), 0);
+        assert_eq!(decimals(2_500_000_000), 0);
+    }
+
+    #[test]
+    fn client_id_prefixes_carry_the_run_in_base_36() {
+        assert_eq!(run_client_id_prefix("mx", 0), "mx-0-");
+        assert_eq!(run_client_id_prefix("mx", 35), "mx-z-");
+        assert_eq!(run_client_id_prefix("mx", 36), "mx-10-");
+        // 2024-06-01T00:00:00Z; seven base-36 digits last until 36^7 s (the year 4453).
+        assert_eq!(run_client_id_prefix("desk_1", 1_717_200_000), "desk_1-sedk00-");
+        let longest = run_client_id_prefix("abcdefg", 36u64.pow(7) - 1);
+        assert_eq!(longest.len(), 16, "{longest}");
+    }
+
+    #[test]
+    fn every_venue_trades_on_paper_unless_configured_live() {
+        let config =
+            config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/agent_config.yaml"))
+                .expect("the shipped config is valid");
+        let spec = spec(&config);
+        let gateways = venue_gateways(&config, &spec).expect("paper needs no credentials");
+        let modes: Vec<(Venue, &str)> = gateways.iter().map(|g| (g.venue(), g.mode())).collect();
+        assert_eq!(modes, [(Venue::Binance, "paper")]);
+    }
 }

@@ -8,7 +8,7 @@ use maxx_hot::gateway::binance::BinanceSpotGateway;
 use maxx_hot::gateway::bybit::BybitGateway;
 use maxx_hot::ids::Venue;
 use maxx_hot::records::{ExecReport, Order, OrderId, Tick};
-use maxx_hot::stage::exec::{Gateway, PaperVenue};
+use maxx_hot::stage::exec::{Fees, Gateway, PaperVenue};
 
 /// One venue's order entry.
 #[derive(Debug)]
@@ -30,6 +30,15 @@ impl VenueGateway {
         match self {
             VenueGateway::Paper(_) => "paper",
             VenueGateway::Binance(_) | VenueGateway::Bybit(_) => "live",
+        }
+    }
+
+    /// The start of the client order ids a live gateway sends (`mx-sedk00-`); `None` on paper.
+    pub fn client_id_prefix(&self) -> Option<&str> {
+        match self {
+            VenueGateway::Paper(_) => None,
+            VenueGateway::Binance(g) => Some(g.client_id_prefix()),
+            VenueGateway::Bybit(g) => Some(g.client_id_prefix()),
         }
     }
 }
@@ -77,5 +86,14 @@ impl Gateway for VenueGateway {
 
     fn open_capacity(&self) -> usize {
         each!(self, g => g.open_capacity())
+    }
+
+    fn fees(&self) -> Option<Fees> {
+        each!(self, g => g.fees())
+    }
+
+    #[inline]
+    fn is_up(&self) -> bool {
+        each!(self, g => g.is_up())
     }
 }

@@ -1057,3 +1057,223 @@ fn risk_sentinel_keys() {
         assert_eq!(path_set(&e), set(&[path]), "{new}: {e}");
     }
 }
+
+/// The shipped file with `exec.live` set to `block` (YAML lines indented under `live:`).
+fn with_live(block: &str) -> String {
+    edit(
+        &shipped(),
+        "    venues: {}\n",
+        &format!("    venues: {{}}\n  live:\n{block}"),
+    )
+}
+
+#[test]
+fn live_order_entry_is_off_by_default_and_takes_defaults() {
+    let c = config::load(&shipped_path()).expect("shipped");
+    assert!(c.exec.live.is_empty(), "paper is the default: {:?}", c.exec.live);
+
+    let c = config::parse(&with_live("    binance: {base_url: \"https://api.binance.com\"}\n")).expect("valid");
+    assert_eq!(c.exec.live.keys().copied().collect::<Vec<_>>(), [Venue::Binance]);
+    let b = &c.exec.live[&Venue::Binance];
+    assert_eq!(
+        *b,
+        config::LiveVenueConfig {
+            base_url: "https://api.binance.com".into(),
+            recv_window_ms: 5_000,
+            request_timeout: Duration::from_secs(2),
+            order_limit: 10,
+            order_window: Duration::from_secs(1),
+            open_capacity: 1024,
+            client_id_prefix: "mx".into(),
+        }
+    );
+
+    let c = config::parse(
+        &with_live(
+            "    bybit:
+      base_url: \"http://127.0.0.1:18080/\"
+      recv_window_ms: 60000
+      request_timeout_ms: 750
+      order_limit: 5
+      order_window_ms: 2000
+      open_capacity: 64
+      client_id_prefix: bot_7-a
+    binance: {base_url: \"http://localhost:1\"}
+",
+        )
+        .replace(
+            "venues: {binance: BTCUSDT}",
+            "venues: {binance: BTCUSDT, bybit: BTCUSDT}",
+        ),
+    )
+    .expect("valid");
+    let y = &c.exec.live[&Venue::Bybit];
+    assert_eq!(y.base_url, "http://127.0.0.1:18080", "a trailing slash is dropped");
+    assert_eq!(
+        (y.recv_window_ms, y.request_timeout, y.order_limit, y.order_window),
+        (60_000, Duration::from_millis(750), 5, Duration::from_secs(2))
+    );
+    assert_eq!((y.open_capacity, y.client_id_prefix.as_str()), (64, "bot_7-a"));
+    assert_eq!(c.exec.live.len(), 2);
+}
+
+#[test]
+fn live_order_entry_refusals() {
+    let bybit_mapped = |t: String| {
+        t.replace(
+            "venues: {binance: BTCUSDT}",
+            "venues: {binance: BTCUSDT, bybit: BTCUSDT}",
+        )
+    };
+    let binance = |entry: &str| with_live(&format!("    binance: {entry}\n"));
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            with_live("    coinbase: {base_url: \"https://api.coinbase.com\"}\n"),
+            "exec.live.coinbase",
+            "coinbase order entry is not built yet",
+        ),
+        (
+            with_live("    oanda: {base_url: \"https://api-fxtrade.oanda.com\"}\n"),
+            "exec.live.oanda",
+            "oanda order entry is not built yet",
+        ),
+        (
+            with_live("    kraken: {base_url: \"https://api.kraken.com\"}\n"),
+            "exec.live.kraken",
+            "unknown venue",
+        ),
+        (binance("{}"), "exec.live.binance.base_url", "missing required key"),
+        (
+            binance("{base_url: \"ftp://api.binance.com\"}"),
+            "exec.live.binance.base_url",
+            "must be a http:// or https:// URL",
+        ),
+        (
+            binance("{base_url: \"https://api.binance.com/api/v3\"}"),
+            "exec.live.binance.base_url",
+            "without a path",
+        ),
+        (
+            binance("{base_url: \"https://x\", api_key: abc}"),
+            "exec.live.binance.api_key",
+            "unknown key",
+        ),
+        (
+            binance("{base_url: \"https://x\", recv_window_ms: 0}"),
+            "exec.live.binance.recv_window_ms",
+            "between 1 and 60000",
+        ),
+        (
+            binance("{base_url: \"https://x\", recv_window_ms: 60001}"),
+            "exec.live.binance.recv_window_ms",
+            "between 1 and 60000",
+        ),
+        (
+            binance("{base_url: \"https://x\", request_timeout_ms: 0}"),
+            "exec.live.binance.request_timeout_ms",
+            "between 1 and 60000",
+        ),
+        (
+            binance("{base_url: \"https://x\", order_limit: 0}"),
+            "exec.live.binance.order_limit",
+            "between 1 and 100000",
+        ),
+        (
+            binance("{base_url: \"https://x\", order_window_ms: 0}"),
+            "exec.live.binance.order_window_ms",
+            "between 1 and 3600000",
+        ),
+        (
+            binance("{base_url: \"https://x\", open_capacity: 0}"),
+            "exec.live.binance.open_capacity",
+            "between 1 and 65536",
+        ),
+        (
+            binance("{base_url: \"https://x\", client_id_prefix: maxxbot1}"),
+            "exec.live.binance.client_id_prefix",
+            "1 to 7 characters",
+        ),
+        (
+            binance("{base_url: \"https://x\", client_id_prefix: \"m.x\"}"),
+            "exec.live.binance.client_id_prefix",
+            "A-Z a-z 0-9 - _",
+        ),
+        (
+            with_live("    bybit: {base_url: \"https://api.bybit.com\"}\n"),
+            "exec.live.bybit",
+            "no symbol is mapped on bybit",
+        ),
+    ];
+    for (text, path, needle) in &cases {
+        let e = errors(text);
+        assert_eq!(path_set(&e), set(&[path]), "{needle}: {e}");
+        assert!(message_at(&e, path).contains(needle), "{path}: {e}");
+    }
+    // Only the symbols a live venue trades need their assets: ETHXYZ is not on bybit.
+    let bybit_live = bybit_mapped(with_live("    bybit: {base_url: \"https://api.bybit.com\"}\n"));
+    let c = config::parse(&bybit_live.replace("ETHUSDT", "ETHXYZ")).expect("ETHXYZ stays on paper");
+    assert_eq!(c.symbols[1].assets, None);
+}
+
+#[test]
+fn symbol_assets_are_written_or_derived() {
+    let c = config::load(&shipped_path()).expect("shipped");
+    let assets = |b: &str, q: &str| {
+        Some(config::Assets {
+            base: b.into(),
+            quote: q.into(),
+        })
+    };
+    assert_eq!(c.symbols[0].assets, assets("BTC", "USDT"));
+    assert_eq!(c.symbols[1].assets, assets("ETH", "USDT"));
+    for (symbol, want) in [
+        ("BTCUSDT", assets("BTC", "USDT")),
+        ("BTCFDUSD", assets("BTC", "FDUSD")),
+        ("ETHBTC", assets("ETH", "BTC")),
+        ("BTC-USD", assets("BTC", "USD")),
+        ("EUR_USD", assets("EUR", "USD")),
+        ("BTC/USDT", assets("BTC", "USDT")),
+        ("USDT", None),
+        ("SPX500", None),
+        ("BTC-", None),
+        ("A.B-USD", None),
+    ] {
+        assert_eq!(config::Assets::from_symbol(symbol), want, "{symbol}");
+    }
+
+    // A name the rule cannot split is fine on paper, refused on a live venue, and fine again
+    // once the assets are written.
+    let xyz = shipped().replace("ETHUSDT", "ETHXYZ");
+    let c = config::parse(&xyz).expect("paper needs no assets");
+    assert_eq!(c.symbols[1].assets, None);
+    let live = xyz.replace(
+        "    venues: {}\n",
+        "    venues: {}\n  live: {binance: {base_url: \"https://x\"}}\n",
+    );
+    let e = errors(&live);
+    assert_eq!(path_set(&e), set(&["symbols[1]"]), "{e}");
+    assert!(
+        message_at(&e, "symbols[1]").contains("cannot be derived from its name: add `base:` and `quote:`"),
+        "{e}"
+    );
+    let written = live.replace(
+        "    venues: {binance: ETHXYZ}",
+        "    venues: {binance: ETHXYZ}\n    base: ETH\n    quote: XYZ",
+    );
+    let c = config::parse(&written).expect("assets written");
+    assert_eq!(c.symbols[1].assets, assets("ETH", "XYZ"));
+
+    for (extra, path) in [
+        ("    base: ETH", "symbols[1].quote"),
+        ("    quote: XYZ", "symbols[1].base"),
+        ("    base: E-TH\n    quote: XYZ", "symbols[1].base"),
+        ("    base: ETH\n    quote: 7", "symbols[1].quote"),
+    ] {
+        let text = xyz.replace(
+            "    venues: {binance: ETHXYZ}",
+            &format!("    venues: {{binance: ETHXYZ}}\n{extra}"),
+        );
+        let e = errors(&text);
+        assert_eq!(path_set(&e), set(&[path]), "{extra}: {e}");
+    }
+}

@@ -431,7 +431,10 @@ impl RejectReason {
     /// order, the router found no admitted venue, or the arithmetic would overflow. They say
     /// nothing about a venue's health, so venue reject ratios leave them out.
     pub const fn is_engines_own(self) -> bool {
-        matches!(self, RejectReason::KillSwitch | RejectReason::NoRoute | RejectReason::Overflow)
+        matches!(
+            self,
+            RejectReason::KillSwitch | RejectReason::NoRoute | RejectReason::Overflow
+        )
     }
 
     /// Every reason, in index order.

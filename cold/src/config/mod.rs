@@ -23,10 +23,10 @@ use std::path::Path;
 pub use cron::Cron;
 pub use maxx_hot::feed::binance::subscription::StreamKind;
 pub use model::{
-    AlertsConfig, AlphaConfig, BreakoutConfig, Config, ExecConfig, FeedConfig, FeedUrl, GovernorConfig, GrpcConfig,
-    HotConfig, HttpConfig, LogFormat, LogLevel, MarketDataConfig, MeanRevConfig, MomentumConfig, PaperConfig,
-    RedisConfig, RiskConfig, SentimentConfig, SimConfig, SizingMode, StopConfig, SymbolConfig, TelemetryConfig,
-    Weights,
+    AlertsConfig, AlphaConfig, Assets, BreakoutConfig, CLIENT_ID_PREFIX_MAX, Config, ExecConfig, FeedConfig, FeedUrl,
+    GovernorConfig, GrpcConfig, HotConfig, HttpConfig, LiveVenueConfig, LogFormat, LogLevel, MarketDataConfig,
+    MeanRevConfig, MomentumConfig, PaperConfig, RedisConfig, RiskConfig, SentimentConfig, SimConfig, SizingMode,
+    StopConfig, SymbolConfig, TelemetryConfig, Weights,
 };
 
 /// Where `maxx run` looks for its config when no `--config` is given.

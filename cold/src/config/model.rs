@@ -297,6 +297,39 @@ pub struct ExecConfig {
     pub depth_penalty_bps_milli: i64,
     /// `paper`: the in-process paper venues.
     pub paper: PaperConfig,
+    /// `live`: real order entry, per venue (Binance and Bybit so far). A venue listed here
+    /// trades through its REST gateway; every other venue keeps its paper venue.
+    pub live: BTreeMap<Venue, LiveVenueConfig>,
+}
+
+/// Longest `exec.live.<venue>.client_id_prefix`: the engine appends `-<run>-` (the start time in
+/// base-36 seconds, seven characters until the year 4453), and a venue gateway takes at most 16
+/// characters of prefix before the order id.
+pub const CLIENT_ID_PREFIX_MAX: usize = 7;
+
+/// `exec.live.<venue>`: one venue's REST order entry.
+///
+/// The API key and secret are never in the config: they come from `MAXX_<VENUE>_API_KEY` and
+/// `MAXX_<VENUE>_API_SECRET` at start. The fee estimate for fills whose fee the venue does not
+/// report is `exec.paper.venues.<venue>`'s schedule, the same schedule the router and the
+/// maker/taker rule use for the venue, so switching a venue live leaves routing unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveVenueConfig {
+    /// `base_url`: `http://` or `https://` scheme, host and optional port; no path.
+    pub base_url: String,
+    /// `recv_window_ms`: receive window sent with every signed request, in [1, 60000].
+    pub recv_window_ms: u32,
+    /// `request_timeout_ms`: deadline of every request.
+    pub request_timeout: Duration,
+    /// `order_limit`: our own rate limit, at most this many orders ...
+    pub order_limit: u32,
+    /// `order_window_ms`: ... per this sliding window.
+    pub order_window: Duration,
+    /// `open_capacity`: most orders open at the venue at once.
+    pub open_capacity: usize,
+    /// `client_id_prefix`: start of every client order id, at most [`CLIENT_ID_PREFIX_MAX`]
+    /// characters of `A-Z a-z 0-9 - _`; the engine appends a part unique to the run.
+    pub client_id_prefix: String,
 }
 
 /// `exec.paper`: fees are integer thousandths of a basis point (7.5 bps = 7500), the unit
@@ -359,6 +392,53 @@ pub struct SymbolConfig {
     pub lot_size: Qty,
     /// `min_notional`: smallest order value in quote currency; >= 0.
     pub min_notional: Money,
+    /// `base` and `quote`: the instrument's assets, as written or derived from `symbol`
+    /// ([`Assets::from_symbol`]); `None` when neither is possible, which only a venue with
+    /// live order entry refuses.
+    pub assets: Option<Assets>,
+}
+
+/// The two assets of a spot instrument (`BTC` and `USDT` for `BTCUSDT`): live order entry
+/// needs them to read fees charged in either.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assets {
+    /// What is bought and sold (`BTC`).
+    pub base: String,
+    /// What it is priced in (`USDT`): fees are accounted in it.
+    pub quote: String,
+}
+
+impl Assets {
+    /// Quote assets recognised at the end of a symbol written without a separator. The longest
+    /// match wins (`BTCFDUSD` is FDUSD, not USD).
+    pub const KNOWN_QUOTES: [&'static str; 15] = [
+        "USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "USD", "EUR", "GBP", "JPY", "TRY", "BRL", "BTC", "ETH", "BNB",
+    ];
+
+    /// Derives the assets from a symbol: `BTC-USD`, `EUR_USD` and `BTC/USDT` split at the
+    /// separator; `BTCUSDT` splits before the longest of [`Assets::KNOWN_QUOTES`] it ends with.
+    /// `None` when neither rule gives two valid codes ([`Assets::valid_code`]).
+    pub fn from_symbol(symbol: &str) -> Option<Assets> {
+        let (base, quote) = match symbol.split_once(['-', '_', '/']) {
+            Some(parts) => parts,
+            None => {
+                let quote = Self::KNOWN_QUOTES
+                    .iter()
+                    .filter(|q| symbol.len() > q.len() && symbol.ends_with(*q))
+                    .max_by_key(|q| q.len())?;
+                symbol.split_at(symbol.len() - quote.len())
+            }
+        };
+        (Self::valid_code(base) && Self::valid_code(quote)).then(|| Assets {
+            base: base.to_string(),
+            quote: quote.to_string(),
+        })
+    }
+
+    /// An asset code is 1 to 16 ASCII letters and digits (what the venues' gateways accept).
+    pub fn valid_code(code: &str) -> bool {
+        maxx_hot::gateway::rest::Asset::new(code).is_some()
+    }
 }
 
 impl SymbolConfig {
@@ -468,7 +548,7 @@ pub struct HttpConfig {
     pub token_file: Option<PathBuf>,
 }
 
-/// `grpc`: the gRPC server (today the RiskService; the ExecutionService with the Execution issue).
+/// `grpc`: the gRPC server (ExecutionService and RiskService).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrpcConfig {
     /// `enabled`: serve gRPC.

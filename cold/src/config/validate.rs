@@ -77,6 +77,7 @@ pub(crate) fn config(w: &mut Walker, root: &Node) -> Option<Config> {
     top.finish(w);
 
     cross_check(w, symbols.as_deref(), feeds.as_ref(), sim.as_ref());
+    live_check(w, symbols.as_deref(), exec.as_ref());
 
     let symbols = symbols?.into_iter().map(|s| s.full).collect::<Option<Vec<_>>>()?;
     if !w.problems.is_empty() {
@@ -452,6 +453,9 @@ fn exec(w: &mut Walker, node: &Node, path: &str) -> Option<ExecConfig> {
         fee_milli(w, n, p, Range::closed(0, MAX_BPS))
     });
     let paper = f.defaulted(w, "paper", "{}", paper);
+    let live = f.defaulted(w, "live", "{}", |w, n, p| {
+        per_venue_with(w, n, p, live_venue).and_then(complete)
+    });
     f.finish(w);
     Some(ExecConfig {
         slip_tolerance_pct: slip?,
@@ -466,6 +470,7 @@ fn exec(w: &mut Walker, node: &Node, path: &str) -> Option<ExecConfig> {
         latency_penalty_bps_milli_per_ms: latency_penalty?,
         depth_penalty_bps_milli: depth_penalty?,
         paper: paper?,
+        live: live?,
     })
 }
 
@@ -558,6 +563,126 @@ fn fee_milli(w: &mut Walker, n: &Node, p: &str, range: Range) -> Option<i64> {
     Some(bps.raw() / MILLI)
 }
 
+/// The venues whose order entry is built: `exec.live` accepts only these.
+const LIVE_VENUES: [Venue; 2] = [Venue::Binance, Venue::Bybit];
+
+fn live_venue(w: &mut Walker, venue: Venue, node: &Node, path: &str) -> Option<LiveVenueConfig> {
+    if !LIVE_VENUES.contains(&venue) {
+        w.report(
+            path,
+            format!(
+                "{venue} order entry is not built yet (live order entry exists for binance and bybit); \
+                 leave {venue} out of exec.live to trade it on its paper venue"
+            ),
+        );
+        return None;
+    }
+    let mut f = Fields::open(w, node, path)?;
+    let base_url = f.required(w, "base_url", base_url);
+    let recv_window_ms = f.defaulted(w, "recv_window_ms", "5000", |w, n, p| {
+        w.int(n, p, 1, 60_000).map(|v| v as u32)
+    });
+    let request_timeout = f.defaulted(w, "request_timeout_ms", "2000", |w, n, p| {
+        w.int(n, p, 1, 60_000).map(Duration::from_millis)
+    });
+    let order_limit = f.defaulted(w, "order_limit", "10", |w, n, p| {
+        w.int(n, p, 1, 100_000).map(|v| v as u32)
+    });
+    let order_window = f.defaulted(w, "order_window_ms", "1000", |w, n, p| {
+        w.int(n, p, 1, 3_600_000).map(Duration::from_millis)
+    });
+    let open_capacity = f.defaulted(w, "open_capacity", "1024", |w, n, p| {
+        w.int(n, p, 1, MAX_OPEN_CAPACITY).map(|v| v as usize)
+    });
+    let client_id_prefix = f.defaulted(w, "client_id_prefix", "mx", client_id_prefix);
+    f.finish(w);
+    Some(LiveVenueConfig {
+        base_url: base_url?,
+        recv_window_ms: recv_window_ms?,
+        request_timeout: request_timeout?,
+        order_limit: order_limit?,
+        order_window: order_window?,
+        open_capacity: open_capacity?,
+        client_id_prefix: client_id_prefix?,
+    })
+}
+
+/// Largest `exec.live.<venue>.open_capacity`: the order table and Execution's report backlog
+/// are sized by it at start.
+const MAX_OPEN_CAPACITY: u64 = 65_536;
+
+/// A venue's REST endpoint: scheme, host and port only, since every request goes to the
+/// venue's documented path.
+fn base_url(w: &mut Walker, n: &Node, p: &str) -> Option<String> {
+    let url = url(w, n, p, &["http", "https"], &[])?;
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    match rest.find('/') {
+        Some(i) if rest[i..] != *"/" => {
+            w.report(
+                p,
+                format!(
+                    "must be scheme://host[:port] without a path (requests go to the venue's own paths), got {}",
+                    n.describe()
+                ),
+            );
+            None
+        }
+        _ => Some(url.trim_end_matches('/').to_string()),
+    }
+}
+
+fn client_id_prefix(w: &mut Walker, n: &Node, p: &str) -> Option<String> {
+    let what = format!("1 to {CLIENT_ID_PREFIX_MAX} characters of A-Z a-z 0-9 - _");
+    let text = w.string(n, p, &what)?;
+    let ok = text.len() <= CLIENT_ID_PREFIX_MAX
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        w.expected(p, &what, n);
+        return None;
+    }
+    Some(text.to_string())
+}
+
+/// Ties `exec.live` to `symbols`: a live venue must list a symbol, and every symbol it lists
+/// needs its assets (to read fees charged in either).
+fn live_check(w: &mut Walker, symbols: Option<&[SymbolParts]>, exec: Option<&ExecConfig>) {
+    let (Some(symbols), Some(exec)) = (symbols, exec) else {
+        return;
+    };
+    // With a symbol entry invalid its venues are unknown: nothing is guessed.
+    if symbols.iter().any(|s| s.full.is_none()) {
+        return;
+    }
+    for venue in exec.live.keys() {
+        let mapped: Vec<(usize, &SymbolConfig)> = symbols
+            .iter()
+            .filter_map(|s| s.full.as_ref())
+            .enumerate()
+            .filter(|(_, s)| s.venues.contains_key(venue))
+            .collect();
+        if mapped.is_empty() {
+            w.report(
+                &format!("exec.live.{venue}"),
+                format!("no symbol is mapped on {venue} (add {venue} under symbols[].venues)"),
+            );
+        }
+        for (i, s) in mapped {
+            if s.assets.is_none() {
+                w.report(
+                    &index("symbols", i),
+                    format!(
+                        "the base and quote assets of {} cannot be derived from its name: add `base:` and \
+                         `quote:` (exec.live.{venue} trades it)",
+                        s.symbol
+                    ),
+                );
+            }
+        }
+    }
+}
+
 // --- extension sections ---
 
 /// What validated of one `symbols` entry; cross-checks use the parts, the config the whole.
@@ -602,6 +727,16 @@ fn symbols(w: &mut Walker, node: &Node, path: &str) -> Option<Vec<SymbolParts>> 
     Some(parts)
 }
 
+fn asset_code(w: &mut Walker, n: &Node, p: &str) -> Option<String> {
+    const WHAT: &str = "an asset code of 1 to 16 ASCII letters and digits, such as BTC";
+    let text = w.string(n, p, WHAT)?;
+    if !Assets::valid_code(text) {
+        w.expected(p, WHAT, n);
+        return None;
+    }
+    Some(text.to_string())
+}
+
 fn symbol_entry(w: &mut Walker, node: &Node, path: &str) -> SymbolParts {
     let Some(mut f) = Fields::open(w, node, path) else {
         return SymbolParts {
@@ -627,6 +762,28 @@ fn symbol_entry(w: &mut Walker, node: &Node, path: &str) -> SymbolParts {
     let min_notional = f.defaulted(w, "min_notional", "10", |w, n, p| {
         w.decimal(n, p, Range::closed(0, 1_000_000_000))
     });
+    let base = optional(w, &mut f, "base", asset_code);
+    let quote = optional(w, &mut f, "quote", asset_code);
+    let assets = match (base, quote) {
+        (Some(Some(base)), Some(Some(quote))) => Some(Some(Assets { base, quote })),
+        (Some(None), Some(None)) => Some(symbol.and_then(|s| Assets::from_symbol(s.as_str()))),
+        (Some(Some(_)), Some(None)) => {
+            w.report(
+                &f.key_path("quote"),
+                "required when base is given (the two go together)",
+            );
+            None
+        }
+        (Some(None), Some(Some(_))) => {
+            w.report(
+                &f.key_path("base"),
+                "required when quote is given (the two go together)",
+            );
+            None
+        }
+        // Present but invalid: reported.
+        _ => None,
+    };
     if let Some(order) = order_qty {
         for (key, limit) in [("max_order_qty", max_order_qty), ("max_position", max_position)] {
             if let Some(l) = limit
@@ -656,6 +813,7 @@ fn symbol_entry(w: &mut Walker, node: &Node, path: &str) -> SymbolParts {
             tick_size: tick_size?,
             lot_size: lot_size?,
             min_notional: min_notional?,
+            assets: assets.clone()?,
         })
     })();
     SymbolParts {
@@ -678,12 +836,22 @@ fn per_venue<T>(
     path: &str,
     mut read: impl FnMut(&mut Walker, &Node, &str) -> Option<T>,
 ) -> Option<PerVenue<T>> {
+    per_venue_with(w, node, path, |w, _, n, p| read(w, n, p))
+}
+
+/// [`per_venue`] for entries whose rules depend on the venue.
+fn per_venue_with<T>(
+    w: &mut Walker,
+    node: &Node,
+    path: &str,
+    mut read: impl FnMut(&mut Walker, Venue, &Node, &str) -> Option<T>,
+) -> Option<PerVenue<T>> {
     let mut f = Fields::open(w, node, path)?;
     let mut out = BTreeMap::new();
     for (key, key_path, value) in f.rest() {
         match Venue::from_name(&key) {
             Some(venue) => {
-                out.insert(venue, read(w, value, &key_path));
+                out.insert(venue, read(w, venue, value, &key_path));
             }
             None => {
                 let known: Vec<&str> = Venue::ALL.iter().map(|v| v.name()).collect();

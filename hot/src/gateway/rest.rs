@@ -81,7 +81,7 @@ use crate::gateway::sign::{Decimal, Secret};
 use crate::ids::{InstrumentId, InstrumentIndex, Venue, VenueSymbol};
 use crate::num::{Money, ONE, Price, Qty, fee, notional};
 use crate::records::{ExecReport, Fill, Liquidity, Order, OrderId, OrderKind, RejectReason, Side, Tif};
-use crate::stage::exec::Gateway;
+use crate::stage::exec::{Fees, Gateway};
 
 // ---------------------------------------------------------------------------------------------
 // Configuration.
@@ -739,6 +739,12 @@ impl<P: Protocol> RestGateway<P> {
     /// `true` if new orders are refused now for a rate limit (monotonic `now_ns`).
     pub fn orders_blocked(&self, now_ns: u64) -> bool {
         self.core.orders_blocked(now_ns)
+    }
+
+    /// The client order id prefix ([`GatewayConfig::client_id_prefix`]).
+    pub fn client_id_prefix(&self) -> &str {
+        // Checked at construction to be ASCII letters, digits, `-` and `_`.
+        std::str::from_utf8(&self.core.prefix).unwrap_or_default()
     }
 
     /// The client order id of `order_id` (`<prefix><id>`), written into `buf`.
@@ -1493,6 +1499,25 @@ impl<P: Protocol> Gateway for RestGateway<P> {
     fn open_capacity(&self) -> usize {
         self.core.slots.len()
     }
+
+    /// The configured estimate ([`GatewayConfig::maker_fee_bps_milli`], `taker_fee_bps_milli`):
+    /// the rate fills are charged at when the venue does not report their fee, so the router and
+    /// the maker/taker rule assume what the gateway will book.
+    fn fees(&self) -> Option<Fees> {
+        Some(Fees {
+            maker_bps_milli: self.core.maker_fee,
+            taker_bps_milli: self.core.taker_fee,
+        })
+    }
+
+    /// `false` while an order sent now would be refused without reaching the matching engine:
+    /// the venue has blocked new orders or every request (a rate limit, a ban, an IP block), the
+    /// connection is in its reconnect backoff after failed connects, or the clock offset is being
+    /// re-learnt after a timestamp refusal.
+    fn is_up(&self) -> bool {
+        let now_ns = mono_ns();
+        !self.core.orders_blocked(now_ns) && !self.http.in_backoff(now_ns) && !self.syncing_clock()
+    }
 }
 
 #[cfg(test)]
@@ -1515,6 +1540,139 @@ mod tests {
         assert!(fits_decimals(1, 8));
         assert!(fits_decimals(300_000_000, 0));
         assert!(!fits_decimals(150_000_000, 0));
+    }
+
+    /// A gateway for `BTCUSDT` on Binance against `url`, with a known fee estimate.
+    fn gateway(url: &str) -> RestGateway<crate::gateway::binance::BinanceSpot> {
+        use crate::ids::Symbol;
+        let vs = VenueSymbol::new("BTCUSDT").unwrap();
+        let index = InstrumentIndex::new([(Symbol::new("BTCUSDT").unwrap(), [Some(vs), None, None, None])]).unwrap();
+        let mut c = GatewayConfig::new(url, ApiKey::new("key").unwrap(), Secret::from_bytes(b"secret"));
+        c.maker_fee_bps_milli = -250;
+        c.taker_fee_bps_milli = 7_500;
+        c.instruments = vec![InstrumentSpec {
+            symbol: "BTCUSDT".into(),
+            price_decimals: 2,
+            qty_decimals: 5,
+            base_asset: "BTC".into(),
+            quote_asset: "USDT".into(),
+        }];
+        RestGateway::new(crate::gateway::binance::BinanceSpot::default(), c, &index).unwrap()
+    }
+
+    fn market_buy(id: u64) -> Order {
+        use crate::records::{Factor, Origin, Stamp, Touch};
+        Order {
+            id: OrderId(id),
+            instrument: InstrumentId(0),
+            venue: Venue::Binance,
+            side: Side::Buy,
+            qty: "0.001".parse().unwrap(),
+            kind: OrderKind::Market,
+            tif: Tif::Ioc,
+            pin_venue: true,
+            touch: Touch::default(),
+            origin: Origin::Manual,
+            client_id: 0,
+            mix: [Factor::ZERO; 4],
+            reduce_only: false,
+            ts_ns: 0,
+            stamp: Stamp(0),
+        }
+    }
+
+    /// Polls until `done` holds; panics after a generous deadline.
+    fn poll_until(
+        gw: &mut RestGateway<crate::gateway::binance::BinanceSpot>,
+        what: &str,
+        done: impl Fn(&RestGateway<crate::gateway::binance::BinanceSpot>) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !done(gw) {
+            assert!(std::time::Instant::now() < deadline, "{what}: {gw:?}");
+            if !gw.poll(mono_ns(), &mut |_| {}) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    #[test]
+    fn fees_are_the_configured_estimate() {
+        let gw = gateway("http://127.0.0.1:9");
+        assert_eq!(
+            gw.fees(),
+            Some(Fees {
+                maker_bps_milli: -250,
+                taker_bps_milli: 7_500
+            })
+        );
+        assert_eq!(gw.client_id_prefix(), "mx-");
+        // Nothing has been sent yet: the gateway counts as up.
+        assert!(gw.is_up());
+    }
+
+    #[test]
+    fn a_venue_that_cannot_be_reached_is_down_until_the_backoff_ends() {
+        // A port nobody listens on: the connect is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut gw = gateway(&format!("http://127.0.0.1:{port}"));
+        let mut reports = Vec::new();
+        gw.submit(&market_buy(1), &mut |r| reports.push(r));
+        poll_until(&mut gw, "the refused connect", |g| !g.is_up());
+        // The backoff ends (50 ms, doubling to 2 s) and nothing new fails: up again.
+        poll_until(&mut gw, "the end of the backoff", |g| g.is_up());
+    }
+
+    #[test]
+    fn a_rate_limit_answer_takes_the_venue_down() {
+        use std::io::{Read, Write};
+        // One HTTP 429 with Retry-After (Binance's answer to too many orders), then silence.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"code":-1015,"msg":"Too many new orders; current limit is 1 orders per SECOND."}"#;
+            let head = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(body.as_bytes()).unwrap();
+            // Held open so the gateway's keep-alive connection stays quiet.
+            let _ = s.read(&mut buf);
+        });
+        let mut gw = gateway(&format!("http://{addr}"));
+        assert!(gw.is_up());
+        let mut reports = Vec::new();
+        gw.submit(&market_buy(1), &mut |r| reports.push(r));
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while reports.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no answer: {gw:?}");
+            gw.poll(mono_ns(), &mut |r| reports.push(r));
+        }
+        assert!(
+            matches!(
+                reports[..],
+                [ExecReport::Reject {
+                    reason: RejectReason::VenueRateLimit,
+                    ..
+                }]
+            ),
+            "{reports:?}"
+        );
+        assert!(!gw.is_up(), "blocked for 60 s: {gw:?}");
+        drop(gw);
+        server.join().unwrap();
     }
 
     #[test]
