@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use maxx_cold::config::{self, Config, LogFormat};
 use maxx_cold::emit::EmitKind;
 use maxx_cold::engine::spec;
-use maxx_cold::logging::JsonLines;
+use maxx_cold::logging::{JsonLines, LogSink};
 use maxx_cold::replay::{ReplayOptions, replay};
 use maxx_cold::venues::start_sim;
 use maxx_hot::ids::Venue;
@@ -30,17 +30,20 @@ pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
 }
 
 /// Installs the log subscriber: JSON lines (or text) on stderr at the configured level;
-/// `RUST_LOG` overrides the level.
-pub fn init_logging(config: &Config) {
+/// `RUST_LOG` overrides the level. Lines go through a [`LogSink`] (written by its own thread);
+/// keep the sink until the command ends, dropping it writes what is left.
+pub fn init_logging(config: &Config) -> LogSink {
+    let sink = LogSink::start();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.telemetry.log_level.name()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(sink.writer());
     let _ = match config.telemetry.log_format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    sink
 }
 
 /// `maxx config check PATH`.

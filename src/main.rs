@@ -41,6 +41,9 @@ fn with_config(
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    init_logging(&config);
-    f(config).map(|()| ExitCode::SUCCESS)
+    let logs = init_logging(&config);
+    let result = f(config).map(|()| ExitCode::SUCCESS);
+    // Every log line is out before main reports an error.
+    logs.finish();
+    result
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook};
+use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook, venue_alert};
 use maxx_cold::bus::StreamWriter;
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::control::Control;
@@ -29,8 +29,8 @@ use maxx_hot::num::Money;
 use maxx_hot::records::{TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
-use maxx_hot::runtime::{HotThreads, available_cores, confine_current_thread, plan, spawn};
-use maxx_hot::stage::exec::Gateway;
+use maxx_hot::runtime::{HotThreads, available_cores, confine_current_thread, confine_threads_named, plan, spawn};
+use maxx_hot::stage::exec::{ExecNote, Gateway};
 use maxx_hot::stage::risk::RiskCommand;
 use maxx_hot::topology::StageName;
 use maxx_hot::wiring::ColdEnds;
@@ -67,6 +67,8 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         "hot path placed"
     );
     confine_current_thread(&placement.cold_cores);
+    // The log flusher started with the logger, before the placement was known.
+    confine_threads_named("log-flush", &placement.cold_cores);
     // The governor's saved weights (if they still belong to this config's alpha.weights) are
     // the weights the hot path starts with.
     let (mut control, origin) = Control::new(&config, &args.config).map_err(anyhow::Error::msg)?;
@@ -144,9 +146,11 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     let watcher =
         kill::spawn_watcher(cold.kill.clone(), config.risk.kill_file.clone()).context("starting the kill watcher")?;
     let threads = spawn(&placement.threads, tasks, config.hot.wait, || {}).context("spawning hot threads")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(placement.cold_cores.len().clamp(1, 4))
-        .thread_name("cold")
+    // One cold thread (this one, confined to the cold cores): the drain loop, the order desk
+    // and the gRPC and HTTP handlers run on it together, so an order's round trip has no
+    // cross-thread wake-up on the cold side. The cold side's work is small; a second worker
+    // would add a futex hand-off to every answer (ARCHITECTURE.md, "One cold thread").
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
@@ -279,9 +283,12 @@ async fn cold_side(
     tokio::pin!(deadline);
     let mut last = Snapshot::default();
     let transitions: RefCell<Vec<Transition>> = RefCell::new(Vec::new());
+    let notes: RefCell<Vec<ExecNote>> = RefCell::new(Vec::new());
     let mut sink = |r: Record| {
-        if let Record::Transition(t) = r {
-            transitions.borrow_mut().push(t);
+        match r {
+            Record::Transition(t) => transitions.borrow_mut().push(t),
+            Record::Note(n) => notes.borrow_mut().push(n),
+            _ => {}
         }
         log_record(index, r)
     };
@@ -296,7 +303,7 @@ async fn cold_side(
         tokio::select! {
             _ = drain_every.tick() => {
                 drain.drain(&mut cold, &mut sink);
-                record_transitions(index, &transitions, risk_log);
+                settle(index, &transitions, risk_log, &notes, &mut alerter);
                 if threads.is_finished() {
                     break "hot threads ended";
                 }
@@ -306,11 +313,11 @@ async fn cold_side(
             // path's, not the timer's.
             _ = desk.woken() => {
                 drain.drain(&mut cold, &mut sink);
-                record_transitions(index, &transitions, risk_log);
+                settle(index, &transitions, risk_log, &notes, &mut alerter);
             }
             _ = tokio::task::yield_now(), if desk.waiting() > 0 => {
                 drain.drain(&mut cold, &mut sink);
-                record_transitions(index, &transitions, risk_log);
+                settle(index, &transitions, risk_log, &notes, &mut alerter);
             }
             _ = status_every.tick() => {
                 last = status_line(config, stats, &watch, &mut drain, started, last);
@@ -322,19 +329,19 @@ async fn cold_side(
             }
             Some(request) = control_rx.recv() => {
                 drain.drain(&mut cold, &mut sink);
-                record_transitions(index, &transitions, risk_log);
+                settle(index, &transitions, risk_log, &notes, &mut alerter);
                 answer(control, request, &drain, &cold, (index, stats, risk_log));
             }
             _ = sighup.recv() => {
                 drain.drain(&mut cold, &mut sink);
-                record_transitions(index, &transitions, risk_log);
+                settle(index, &transitions, risk_log, &notes, &mut alerter);
                 // The outcome is logged either way; SIGHUP has no one to answer.
                 let _ = control.reload(&drain.attribution().pnl(), wall_ns());
                 cron = next_cron(control);
             }
             _ = &mut cron => {
                 drain.drain(&mut cold, &mut sink);
-                record_transitions(index, &transitions, risk_log);
+                settle(index, &transitions, risk_log, &notes, &mut alerter);
                 let _ = control.reweight(None, &drain.attribution().pnl(), Trigger::Cron, wall_ns());
                 cron = next_cron(control);
             }
@@ -362,12 +369,12 @@ async fn cold_side(
     flags.request_stop();
     while !threads.is_finished() {
         drain.drain(&mut cold, &mut sink);
-        record_transitions(index, &transitions, risk_log);
+        settle(index, &transitions, risk_log, &notes, &mut alerter);
         tokio::time::sleep(DRAIN_EVERY).await;
     }
     let joined = threads.join();
     drain.drain(&mut cold, &mut sink);
-    record_transitions(index, &transitions, risk_log);
+    settle(index, &transitions, risk_log, &notes, &mut alerter);
     let feeds: Vec<&FeedStats> = stats.feeds.iter().map(|f| &**f).collect();
     let summary = summarize(index, &feeds, &stats.alpha, &stats.risk, &stats.exec, &drain);
     println!("--- summary ({:.1}s) ---", started.elapsed().as_secs_f64());
@@ -377,11 +384,23 @@ async fn cold_side(
     joined.map_err(anyhow::Error::msg)
 }
 
-/// Saves halts that started or ended (the transitions are already logged).
-fn record_transitions(index: &InstrumentIndex, pending: &RefCell<Vec<Transition>>, log: &mut RiskLog) {
-    for t in pending.borrow_mut().drain(..) {
+/// After a drain pass: saves halts that started or ended, and raises an alert for each venue
+/// demotion and re-admission (both already logged as records).
+fn settle(
+    index: &InstrumentIndex,
+    transitions: &RefCell<Vec<Transition>>,
+    log: &mut RiskLog,
+    notes: &RefCell<Vec<ExecNote>>,
+    alerter: &mut Alerter,
+) {
+    for t in transitions.borrow_mut().drain(..) {
         if let Err(e) = log.record(index, t) {
             error!(error = %e, "risk state not saved");
+        }
+    }
+    for n in notes.borrow_mut().drain(..) {
+        if let Some(alert) = venue_alert(&n) {
+            alerter.raise(alert);
         }
     }
 }
@@ -546,6 +565,31 @@ fn log_record(index: &InstrumentIndex, r: Record) {
             reason = t.reason.name(),
             "trading state changed"
         ),
+        Record::Note(ExecNote::Repriced {
+            order_id,
+            child,
+            venue,
+            price,
+            qty,
+            ..
+        }) => debug!(
+            order_id = order_id.0,
+            child_order_id = child.0,
+            venue = venue.name(),
+            price = %price,
+            qty = %qty,
+            "passive order repriced"
+        ),
+        Record::Note(ExecNote::PassiveTimeout {
+            order_id, venue, take, ..
+        }) => info!(
+            order_id = order_id.0,
+            venue = venue.name(),
+            action = if take { "take" } else { "cancel" },
+            "passive order timed out"
+        ),
+        // Demotions and re-admissions are raised as alerts (`settle`), which log them.
+        Record::Note(ExecNote::Demoted { .. } | ExecNote::Readmitted { .. }) => {}
         Record::Tick(_) | Record::Signal(_) | Record::Report(_) => {}
     }
 }

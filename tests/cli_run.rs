@@ -526,13 +526,13 @@ fn fused_layout_on_one_core_runs_one_thread() {
         }
     });
     if cores.len() >= 2 {
-        // The cold side (the main thread and the tokio workers it starts after confining
-        // itself) keeps off the hot core. A status line proves the runtime is up, so the
-        // confinement has happened.
+        // The cold side (the main thread, which runs the tokio runtime, and the log flusher
+        // started before the placement was known) keeps off the hot core. A status line
+        // proves the runtime is up, so the confinement has happened.
         let cold: Vec<usize> = cores.iter().copied().filter(|&c| c != core).collect();
         let names = threads(pid);
-        let mut cold_tids = names.get("cold").cloned().unwrap_or_default();
-        assert!(!cold_tids.is_empty(), "tokio workers are named cold: {names:?}");
+        let mut cold_tids = names.get("log-flush").cloned().unwrap_or_default();
+        assert_eq!(cold_tids.len(), 1, "one log flusher: {names:?}");
         cold_tids.push(pid);
         for t in cold_tids {
             let got = thread_cpus(pid, t).map(|l| parse_cpu_list(&l));

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use maxx_hot::feed::ws::TlsConfig;
 use maxx_hot::ids::Venue;
 use maxx_hot::runtime::stats::FeedStats;
+use maxx_hot::stage::exec::ExecNote;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -52,7 +53,7 @@ pub struct FeedHealth {
     pub duplicates: u64,
 }
 
-/// What went wrong (or right again) with a feed.
+/// What went wrong (or right again) with a feed or a venue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AlertKind {
     /// The connection dropped.
@@ -65,6 +66,10 @@ pub enum AlertKind {
     Recovered,
     /// Sequence gaps: the venue's ids show missed messages.
     Gaps,
+    /// Execution's router demoted the venue for its reject ratio: orders go elsewhere.
+    VenueDemoted,
+    /// The venue's probation is over: the router admits it again.
+    VenueReadmitted,
 }
 
 impl AlertKind {
@@ -76,6 +81,8 @@ impl AlertKind {
             AlertKind::SubscribeRejected => "subscribe_rejected",
             AlertKind::Recovered => "recovered",
             AlertKind::Gaps => "gaps",
+            AlertKind::VenueDemoted => "venue_demoted",
+            AlertKind::VenueReadmitted => "venue_readmitted",
         }
     }
 }
@@ -83,7 +90,7 @@ impl AlertKind {
 /// One alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alert {
-    /// Which feed.
+    /// Which venue (its feed, or its order entry).
     pub venue: Venue,
     /// What happened.
     pub kind: AlertKind,
@@ -99,6 +106,33 @@ struct Seen {
     subscribe_rejected: u64,
     trades_quotes: u64,
     down: bool,
+}
+
+/// The alert for one of Execution's notes: venue demotions and re-admissions are alerts; the
+/// notes about single orders (reprices, passive timeouts) are not.
+pub fn venue_alert(note: &ExecNote) -> Option<Alert> {
+    match *note {
+        ExecNote::Demoted {
+            venue,
+            rejects,
+            window,
+            until_ns,
+            ts_ns,
+        } => Some(Alert {
+            venue,
+            kind: AlertKind::VenueDemoted,
+            text: format!(
+                "{venue}: demoted by the order router, {rejects} rejects in its last {window} orders (above exec.reject_ratio_pct); orders go to other venues for {} s",
+                until_ns.saturating_sub(ts_ns) / 1_000_000_000
+            ),
+        }),
+        ExecNote::Readmitted { venue, .. } => Some(Alert {
+            venue,
+            kind: AlertKind::VenueReadmitted,
+            text: format!("{venue}: probation over, the order router admits it again"),
+        }),
+        ExecNote::Repriced { .. } | ExecNote::PassiveTimeout { .. } => None,
+    }
 }
 
 /// Watches every feed's counters and reports changes as alerts.
@@ -385,6 +419,36 @@ impl Alerter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn venue_demotions_and_readmissions_are_alerts_order_notes_are_not() {
+        let demoted = ExecNote::Demoted {
+            venue: Venue::Bybit,
+            rejects: 2,
+            window: 50,
+            until_ns: 61_000_000_000,
+            ts_ns: 1_000_000_000,
+        };
+        let a = venue_alert(&demoted).unwrap();
+        assert_eq!((a.venue, a.kind), (Venue::Bybit, AlertKind::VenueDemoted));
+        assert_eq!(
+            a.text,
+            "bybit: demoted by the order router, 2 rejects in its last 50 orders (above exec.reject_ratio_pct); orders go to other venues for 60 s"
+        );
+        let back = venue_alert(&ExecNote::Readmitted {
+            venue: Venue::Bybit,
+            ts_ns: 61_000_000_000,
+        })
+        .unwrap();
+        assert_eq!((back.kind.name(), back.venue), ("venue_readmitted", Venue::Bybit));
+        let timeout = ExecNote::PassiveTimeout {
+            order_id: maxx_hot::records::OrderId(3),
+            venue: Venue::Bybit,
+            take: true,
+            ts_ns: 0,
+        };
+        assert_eq!(venue_alert(&timeout), None);
+    }
 
     #[test]
     fn webhook_urls() {

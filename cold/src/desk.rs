@@ -996,7 +996,7 @@ impl TapObserver for DeskFeed {
                 }
             }
             Record::Order(_) | Record::Report(_) | Record::Refusal(_) => self.records.push(*record),
-            Record::Signal(_) | Record::Bad(_) | Record::Transition(_) => {}
+            Record::Signal(_) | Record::Bad(_) | Record::Transition(_) | Record::Note(_) => {}
         }
     }
 

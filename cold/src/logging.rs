@@ -6,7 +6,11 @@
 //! samples into log lines.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -14,6 +18,165 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// How often the flusher writes what was logged to stderr.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// Buffered bytes that wake the flusher before its next period.
+const FLUSH_AT: usize = 64 * 1024;
+/// Most bytes held for stderr; lines beyond it are dropped and counted.
+const BUFFER_CAP: usize = 16 * 1024 * 1024;
+
+/// Log output that never makes a logging thread wait for stderr.
+///
+/// Formatted lines are appended to one in-memory buffer (a short lock, a copy); the `log-flush`
+/// thread writes the buffer to stderr every [`FLUSH_EVERY`], or sooner once 64 KiB are waiting,
+/// and at the end. So the cold thread that answers an order never pays for a write system call
+/// or for waking whoever reads the pipe (a log shipper, a terminal). Lines keep their order.
+/// If stderr stops taking data, the buffer stops at 16 MiB: further lines are dropped and
+/// counted, and the flusher reports the count in a `warn` line once stderr moves again.
+///
+/// Dropping the `LogSink` (or calling [`finish`](Self::finish)) writes everything still
+/// buffered; a process killed outright loses at most the last [`FLUSH_EVERY`] of lines.
+#[derive(Debug)]
+pub struct LogSink {
+    shared: Arc<LogShared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct LogShared {
+    buf: Mutex<Vec<u8>>,
+    cap: usize,
+    dropped: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl LogShared {
+    fn buf(&self) -> MutexGuard<'_, Vec<u8>> {
+        // A panic while holding the lock leaves whole lines behind: keep using the buffer.
+        self.buf.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The writer handed to `tracing_subscriber` (one per event).
+#[derive(Clone, Debug)]
+pub struct LogWriter {
+    shared: Arc<LogShared>,
+    flusher: Option<std::thread::Thread>,
+}
+
+impl LogSink {
+    /// Starts the flusher thread, writing to stderr. Falls back to writing straight to stderr
+    /// (no thread) if the thread cannot be started.
+    pub fn start() -> LogSink {
+        LogSink::to(io::stderr(), BUFFER_CAP)
+    }
+
+    fn to(out: impl Write + Send + 'static, cap: usize) -> LogSink {
+        let shared = Arc::new(LogShared {
+            buf: Mutex::new(Vec::new()),
+            cap,
+            dropped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let s = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || flush_loop(&s, out))
+            .ok();
+        LogSink { shared, flusher }
+    }
+
+    /// A writer for the subscriber.
+    pub fn writer(&self) -> LogWriter {
+        LogWriter {
+            shared: Arc::clone(&self.shared),
+            flusher: self.flusher.as_ref().map(|h| h.thread().clone()),
+        }
+    }
+
+    /// Writes everything buffered and stops the flusher.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(h) = self.flusher.take() {
+            self.shared.stop.store(true, Ordering::Release);
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn flush_loop(shared: &LogShared, mut dest: impl Write) {
+    let mut out = Vec::new();
+    loop {
+        let stopping = shared.stop.load(Ordering::Acquire);
+        std::mem::swap(&mut *shared.buf(), &mut out);
+        let dropped = shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let line = serde_json::json!({
+                "ts": rfc3339_now(),
+                "level": "warn",
+                "msg": "log lines dropped: stderr did not keep up",
+                "target": module_path!(),
+                "dropped": dropped,
+            });
+            let _ = writeln!(out, "{line}");
+        }
+        if !out.is_empty() {
+            let _ = dest.write_all(&out);
+            let _ = dest.flush();
+            out.clear();
+        }
+        if stopping {
+            return;
+        }
+        std::thread::park_timeout(FLUSH_EVERY);
+    }
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let Some(flusher) = &self.flusher else {
+            return io::stderr().write(bytes);
+        };
+        let mut buf = self.shared.buf();
+        if buf.len() + bytes.len() > self.shared.cap {
+            drop(buf);
+            // A formatted event arrives in one write, so this drops whole lines.
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(bytes.len());
+        }
+        let was_below = buf.len() < FLUSH_AT;
+        buf.extend_from_slice(bytes);
+        let wake = was_below && buf.len() >= FLUSH_AT;
+        drop(buf);
+        if wake {
+            flusher.unpark();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        self.clone()
+    }
+}
 
 /// The event formatter behind `telemetry.log_format: json`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -111,6 +274,116 @@ pub fn rfc3339(secs: u64, micros: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An output the test can read, which can be made to stall.
+    #[derive(Clone, Default)]
+    struct Out {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        stalled: Arc<Mutex<()>>,
+    }
+
+    impl Write for Out {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let _wait = self.stalled.lock().unwrap();
+            self.bytes.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Out {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.bytes.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn every_line_from_every_thread_arrives_whole_and_in_each_threads_order() {
+        let out = Out::default();
+        let sink = LogSink::to(out.clone(), BUFFER_CAP);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let mut w = sink.writer();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        w.write_all(format!("thread {t} line {i}\n").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        sink.finish();
+        let lines = out.lines();
+        assert_eq!(lines.len(), 8000);
+        for t in 0..4 {
+            let mine: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("thread {t} ")))
+                .collect();
+            let expected: Vec<String> = (0..2000).map(|i| format!("thread {t} line {i}")).collect();
+            assert_eq!(mine.len(), 2000);
+            assert!(
+                mine.iter().zip(&expected).all(|(a, b)| *a == b),
+                "thread {t} out of order"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_are_written_without_waiting_for_the_end() {
+        let out = Out::default();
+        let sink = LogSink::to(out.clone(), BUFFER_CAP);
+        sink.writer().write_all(b"early\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while out.lines().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the flusher never wrote");
+            std::thread::yield_now();
+        }
+        assert_eq!(out.lines(), vec!["early"]);
+        drop(sink);
+    }
+
+    #[test]
+    fn a_stalled_output_drops_whole_lines_beyond_the_cap_and_says_how_many() {
+        let out = Out::default();
+        let stall = out.stalled.lock().unwrap();
+        let sink = LogSink::to(out.clone(), 100);
+        let mut w = sink.writer();
+        // The buffer holds ten of these lines, and the flusher can hold at most one buffer's
+        // worth while it waits on the stalled output: most of the thousand are dropped.
+        let written = 1000;
+        for i in 0..written {
+            w.write_all(format!("line {i:04}\n").as_bytes()).unwrap();
+        }
+        drop(stall);
+        sink.finish();
+        let lines = out.lines();
+        let kept = lines.iter().filter(|l| l.starts_with("line ")).count() as u64;
+        let reports: Vec<Value> = lines
+            .iter()
+            .filter(|l| l.contains("log lines dropped"))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let dropped: u64 = reports.iter().map(|r| r["dropped"].as_u64().unwrap()).sum();
+        assert!(
+            !reports.is_empty() && reports.iter().all(|r| r["level"] == "warn"),
+            "{lines:?}"
+        );
+        assert!(dropped >= 800, "{dropped} dropped");
+        assert_eq!(kept + dropped, written, "every line is kept or counted");
+        assert!(
+            lines.iter().all(|l| l.len() == 9 || l.contains("log lines dropped")),
+            "only whole lines"
+        );
+    }
 
     #[test]
     fn rfc3339_dates() {

@@ -18,7 +18,7 @@ use maxx_hot::ids::InstrumentIndex;
 use maxx_hot::num::{Money, Price};
 use maxx_hot::pnl::Book;
 use maxx_hot::records::{ExecReport, Order, Signal, Tick, TickBody, Transition};
-use maxx_hot::stage::exec::{ExecEvent, latency_histogram};
+use maxx_hot::stage::exec::{ExecEvent, ExecNote, latency_histogram};
 use maxx_hot::stage::risk::Refusal;
 use maxx_hot::wiring::{BadFrame, ColdEnds};
 
@@ -39,6 +39,8 @@ pub enum Record {
     Bad(BadFrame),
     /// A trading-state change Risk made.
     Transition(Transition),
+    /// Execution's note: a venue demoted or re-admitted, a passive order repriced or timed out.
+    Note(ExecNote),
 }
 
 /// Something that sees every record a [`TapDrain`] takes, in tap order, before the sink.
@@ -186,6 +188,10 @@ impl TapDrain {
             n += 1;
             sink(Record::Transition(t));
         }
+        while let Ok(note) = ends.exec_notes.pop() {
+            n += 1;
+            sink(Record::Note(note));
+        }
         for (_, bad) in &mut ends.bad {
             while let Ok(sample) = bad.pop() {
                 n += 1;
@@ -279,6 +285,7 @@ mod tests {
             Record::Tick(_) => "tick",
             Record::Order(_) => "order",
             Record::Report(_) => "report",
+            Record::Note(_) => "note",
             _ => "other",
         }
     }
@@ -308,15 +315,20 @@ mod tests {
             venue_order_id: 9,
         };
         w.exec.tap.push(ExecEvent::Report(report)).unwrap();
+        let note = ExecNote::Readmitted {
+            venue: Venue::Binance,
+            ts_ns: 5,
+        };
+        w.exec.notes.push(note).unwrap();
         let mut sunk = Vec::new();
         let n = drain.drain(&mut w.cold, &mut |r| {
             // The observer has already seen this record.
             assert_eq!(log.lock().unwrap().last().map(String::as_str), Some(kind(&r)));
             sunk.push(kind(&r));
         });
-        assert_eq!((n, sunk.as_slice()), (2, ["tick", "report"].as_slice()));
+        assert_eq!((n, sunk.as_slice()), (3, ["tick", "report", "note"].as_slice()));
         assert_eq!(drain.drain(&mut w.cold, &mut |_| {}), 0);
-        assert_eq!(*log.lock().unwrap(), ["tick", "report", "pass", "pass"]);
+        assert_eq!(*log.lock().unwrap(), ["tick", "report", "note", "pass", "pass"]);
         // The drain's own aggregates are unchanged by observing.
         assert_eq!((drain.ticks, drain.exec_records), (1, 1));
         assert_eq!(drain.marks()[0].to_string(), "100");

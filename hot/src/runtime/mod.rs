@@ -204,18 +204,40 @@ fn fused_name(core: Option<usize>, stages: &[StageName]) -> String {
 /// Restricts the calling thread (and every thread it spawns afterwards) to `cores`.
 /// Used to keep the cold side's tokio workers off the hot cores.
 pub fn confine_current_thread(cores: &[usize]) -> bool {
+    confine(0, cores)
+}
+
+/// Restricts every thread of this process named `name` to `cores`: for threads started before
+/// the process knew its placement (the log flusher). Returns how many were confined.
+pub fn confine_threads_named(name: &str, cores: &[usize]) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid: libc::pid_t = t.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim_end() == name && confine(tid, cores)).then_some(())
+        })
+        .count()
+}
+
+/// `sched_setaffinity` of thread `tid` (0: the caller) to `cores`.
+fn confine(tid: libc::pid_t, cores: &[usize]) -> bool {
     if cores.is_empty() {
         return false;
     }
     // SAFETY: `set` is a plain-old-data bitmask that CPU_ZERO/CPU_SET initialise; the pointer
-    // and size passed to sched_setaffinity describe exactly that local value.
+    // and size passed to sched_setaffinity describe exactly that local value. A `tid` that no
+    // longer exists makes the call fail with ESRCH, nothing else.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);
         for &c in cores {
             libc::CPU_SET(c, &mut set);
         }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 
