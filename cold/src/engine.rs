@@ -27,12 +27,14 @@ use crate::sim::{BinanceSimConfig, SimSymbol};
 
 /// The paper venue of `venue`: that venue's fee schedule and latency (`exec.paper`,
 /// `exec.paper.venues.<venue>`) and the depth penalty for market orders beyond the displayed
-/// size (`exec.depth_penalty_bps`).
+/// size (`exec.depth_penalty_bps`); its clock follows the wall clock, for live trading
+/// ([`PaperVenue::with_wall_clock`]).
 pub fn paper_venue(config: &Config, venue: Venue) -> PaperVenue {
     // Validated to at most ten seconds, far inside u64 nanoseconds.
     let latency_ns = config.exec.paper.venue(venue).latency.as_nanos() as u64;
     PaperVenue::configured(venue, fee_schedule(config, venue), latency_ns, PAPER_RESTING)
         .with_depth_penalty(config.exec.depth_penalty_bps_milli)
+        .with_wall_clock()
 }
 
 /// The fee schedule of `venue` (`exec.paper.venues.<venue>`, else `exec.paper`): what the paper

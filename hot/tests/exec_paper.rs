@@ -372,6 +372,53 @@ fn a_maker_rebate_is_a_negative_fee() {
     );
 }
 
+/// Polls until `stop` holds of what was reported, or a generous deadline passes.
+fn poll_until(v: &mut PaperVenue, stop: impl Fn(&[ExecReport]) -> bool) -> Vec<ExecReport> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut got = Vec::new();
+    while !stop(&got) {
+        assert!(std::time::Instant::now() < deadline, "only {got:?}");
+        v.poll(0, &mut |r| got.push(r));
+    }
+    got
+}
+
+#[test]
+fn with_the_wall_clock_an_order_arrives_after_its_latency_without_a_tick() {
+    let mut v = venue(2).with_wall_clock();
+    let now = maxx_hot::clock::wall_ns();
+    tick(&mut v, quote(now, "100", "1", "100.02", "1"));
+    let sent = maxx_hot::clock::wall_ns();
+    assert!(submit(&mut v, order(1, Side::Buy, "0.5", limit("100.05"), Tif::Ioc, sent)).is_empty());
+    // No tick comes: polling alone brings the ack and the fill, once 2 ms have passed.
+    let r = poll_until(&mut v, |r| !r.is_empty());
+    assert!(maxx_hot::clock::wall_ns() >= sent + 2 * MS);
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0], ack(1, 1));
+    let ExecReport::Fill(f) = r[1] else { panic!("{r:?}") };
+    assert_eq!((f.price, f.qty, f.last), (p("100.02"), q("0.5"), true));
+    // It went live at its arrival time, not at the poll's.
+    assert_eq!(f.ts_ns, sent + 2 * MS);
+    // Nothing on its way: polling does nothing.
+    assert!(!v.poll(0, &mut |r| panic!("{r:?}")));
+}
+
+#[test]
+fn without_the_wall_clock_only_ticks_and_orders_move_the_venue() {
+    let mut v = venue(2);
+    let now = maxx_hot::clock::wall_ns();
+    tick(&mut v, quote(now, "100", "1", "100.02", "1"));
+    assert!(submit(&mut v, order(1, Side::Buy, "0.5", limit("100.05"), Tif::Ioc, now)).is_empty());
+    // Wait until the wall clock is well past the arrival time, then poll: replays keep their
+    // capture's time, so nothing happens until a tick says time has moved.
+    while maxx_hot::clock::wall_ns() < now + 4 * MS {
+        std::thread::yield_now();
+    }
+    assert!(!v.poll(0, &mut |r| panic!("{r:?}")));
+    let r = tick(&mut v, quote(now + 3 * MS, "100", "1", "100.02", "1"));
+    assert_eq!(r.first(), Some(&ack(1, 1)));
+}
+
 #[test]
 fn ticks_before_an_order_arrives_do_not_touch_it_and_acks_wait_for_the_latency() {
     let mut v = venue(2);

@@ -9,7 +9,10 @@
 //!   logical time): only then is it acknowledged and matched, and ticks before that do not
 //!   touch it. Cancels take the same time (a fill can beat a cancel). A zero latency makes both
 //!   immediate. The venue's clock advances with the ticks and the orders it sees, so an order
-//!   in flight goes live at the first tick (or order) at or after its arrival time.
+//!   in flight goes live at the first tick (or order) at or after its arrival time. With
+//!   [`PaperVenue::with_wall_clock`] (`maxx run`) it also follows the wall clock while an
+//!   order or cancel is on its way, so a quiet market does not hold an ack back; replays leave
+//!   it off, their time is the capture's.
 //! * **Taking.** A marketable order (a market order, or a limit at or through the opposite
 //!   touch) fills at the displayed touch, at most the displayed size: an IOC remainder is
 //!   cancelled, a GTC remainder rests at its limit (first in its queue, having taken the whole
@@ -110,6 +113,8 @@ pub struct PaperVenue {
     books: Vec<Top>,
     /// Earliest pending arrival or cancel time, or [`NEVER`].
     next_due: u64,
+    /// Whether [`Gateway::poll`] moves the clock to the wall clock.
+    wall_clock: bool,
 }
 
 impl PaperVenue {
@@ -142,7 +147,17 @@ impl PaperVenue {
             orders: Vec::with_capacity(resting),
             books: vec![Top::default(); PAPER_INSTRUMENTS],
             next_due: NEVER,
+            wall_clock: false,
         }
+    }
+
+    /// The same venue whose clock also follows the wall clock ([`crate::clock::wall_ns`], the
+    /// clock of live ticks' receive times): each [`Gateway::poll`] with an order or cancel on
+    /// its way moves the clock to now, so it arrives `latency` after it was sent whether or not
+    /// a tick comes. For live trading only: a replay's logical time is the capture's.
+    pub fn with_wall_clock(mut self) -> Self {
+        self.wall_clock = true;
+        self
     }
 
     /// The same venue filling the part of a market order beyond the displayed size at
@@ -528,6 +543,19 @@ impl Gateway for PaperVenue {
         self.orders[i].cancel_at = at;
         self.next_due = self.next_due.min(at);
         self.advance(self.now_ns, out);
+    }
+
+    fn poll(&mut self, _now_ns: u64, out: &mut impl FnMut(ExecReport)) -> bool {
+        // Nothing on its way (the common case) costs one comparison.
+        if !self.wall_clock || self.next_due == NEVER {
+            return false;
+        }
+        let now = crate::clock::wall_ns();
+        if now < self.next_due {
+            return false;
+        }
+        self.advance(now, out);
+        true
     }
 
     fn on_tick(&mut self, tick: &Tick, out: &mut impl FnMut(ExecReport)) {
