@@ -12,14 +12,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{DEADLINE, TOKEN, TempDir, config_with, http, maxx};
+use common::{Running, TOKEN, TempDir, config_with, maxx};
 use maxx_cold::mockvenue::{self, MockConfig, MockHandle, MockOrder};
 use serde_json::Value;
 
@@ -63,140 +58,21 @@ fn config(binance_url: &str, bybit_url: &str) -> String {
     ])
 }
 
-/// A `maxx run` child with its own environment; killed if the test fails.
-struct Live {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
-    addr: String,
-}
-
-impl Live {
-    /// Starts `maxx run --config <config>` with the API token and `env`, and waits for the HTTP
-    /// API.
-    fn start(config: &Path, env: &[(&str, &str)]) -> Live {
-        let mut cmd = maxx();
-        cmd.args(["run", "--config", config.to_str().expect("utf-8 path")])
-            .env("MAXX_API_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for var in CREDENTIAL_VARS {
-            cmd.env_remove(var);
-        }
-        cmd.envs(env.iter().copied());
-        let mut child = cmd.spawn().expect("start maxx run");
-        let out = child.stdout.take().expect("piped stdout");
-        let mut err = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Some(std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        }));
-        let mut live = Live {
-            child,
-            lines,
-            stdout: Vec::new(),
-            stderr,
-            addr: String::new(),
-        };
-        let deadline = Instant::now() + DEADLINE;
-        while live.addr.is_empty() {
-            if let Ok(line) = live.lines.recv_timeout(Duration::from_millis(200)) {
-                if let Some(url) = line.strip_prefix("http") {
-                    live.addr = url.trim().trim_start_matches("http://").to_string();
-                }
-                live.stdout.push(line);
-            }
-            if let Ok(Some(status)) = live.child.try_wait() {
-                live.fail(&format!("maxx exited ({status}) before the HTTP API came up"));
-            }
-            if Instant::now() > deadline {
-                live.fail("no `http  http://…` line on stdout");
-            }
-        }
-        live
-    }
-
-    /// Posts market buys of 0.001 BTCUSDT pinned to `venue` (a fresh client order id each time)
-    /// until the engine has a market to price them against; returns the first real answer.
-    fn market_buy(&mut self, venue: &str) -> (u16, Value) {
-        let deadline = Instant::now() + DEADLINE;
-        for attempt in 1.. {
-            let body = format!(
-                r#"{{"client_order_id":"live-{venue}-{attempt}","symbol":"BTCUSDT","side":"buy","qty":"0.001","type":"market","venue":"{venue}"}}"#
-            );
-            let (status, v) = http(&self.addr, "POST", "/order", Some(TOKEN), Some(&body));
-            // Until the feed is live and a price is known, Risk refuses the order and nothing
-            // reaches the venue.
-            let waiting = ["no_price", "feed_not_live"].contains(&v["reject_reason"].as_str().unwrap_or_default());
-            if !(status == 200 && waiting) {
-                return (status, v);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.fail(&format!("maxx exited ({status}) while waiting for a market"));
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("Risk never priced an order; last answer: {v}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        unreachable!("the loop returns or fails")
-    }
-
-    /// SIGINT, then waits for a clean exit; returns stdout and stderr.
-    fn stop(mut self) -> (String, String) {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "kill(SIGINT)");
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                let err = self
-                    .stderr
-                    .take()
-                    .map(|h| h.join().unwrap_or_default())
-                    .unwrap_or_default();
-                self.stdout.extend(self.lines.try_iter());
-                assert!(status.success(), "maxx exited with {status}\n{err}");
-                return (self.stdout.join("\n"), err);
-            }
-            assert!(Instant::now() < deadline, "maxx did not stop after SIGINT");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn fail(&mut self, msg: &str) -> ! {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stdout.extend(self.lines.try_iter());
-        let err = self
-            .stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
-        panic!(
-            "{msg}\n--- stdout ---\n{}\n--- stderr ---\n{err}",
-            self.stdout.join("\n")
+/// Posts market buys of 0.001 BTCUSDT pinned to `venue` (a fresh client order id each time)
+/// until the engine has a market to price them against; returns the first real answer.
+fn market_buy(run: &mut Running, venue: &str) -> (u16, Value) {
+    let mut attempt = 0;
+    run.poll(&format!("an order priced for {venue}"), |run| {
+        attempt += 1;
+        let body = format!(
+            r#"{{"client_order_id":"live-{venue}-{attempt}","symbol":"BTCUSDT","side":"buy","qty":"0.001","type":"market","venue":"{venue}"}}"#
         );
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        let (status, v) = run.post("/order", Some(TOKEN), &body);
+        // Until the feed is live and a price is known, Risk refuses the order and nothing
+        // reaches the venue.
+        let waiting = ["no_price", "feed_not_live"].contains(&v["reject_reason"].as_str().unwrap_or_default());
+        if status == 200 && waiting { Err(v.to_string()) } else { Ok((status, v)) }
+    })
 }
 
 /// Checks that the venue's answer came back over HTTP and that the mock holds exactly that
@@ -248,7 +124,7 @@ fn orders_pinned_to_a_live_venue_reach_it_signed_and_answer_with_its_fill() {
     let bybit = mockvenue::bybit::spawn(MockConfig::btcusdt(BYBIT_KEY, BYBIT_SECRET)).expect("bybit mock");
     let dir = TempDir::new("live");
     let path = dir.write("run.yaml", config(&binance.base_url(), &bybit.base_url()));
-    let mut run = Live::start(
+    let mut run = Running::start_with_env(
         &path,
         &[
             ("MAXX_BINANCE_API_KEY", BINANCE_KEY),
@@ -256,16 +132,17 @@ fn orders_pinned_to_a_live_venue_reach_it_signed_and_answer_with_its_fill() {
             ("MAXX_BYBIT_API_KEY", BYBIT_KEY),
             ("MAXX_BYBIT_API_SECRET", BYBIT_SECRET),
         ],
+        &CREDENTIAL_VARS,
     );
 
-    let answer = run.market_buy("binance");
+    let answer = market_buy(&mut run, "binance");
     assert_filled_at(&binance, "binance", answer);
     // Bybit answers a placement with its id only; the gateway learns the fill by query.
-    let answer = run.market_buy("bybit");
+    let answer = market_buy(&mut run, "bybit");
     assert_filled_at(&bybit, "bybit", answer);
     assert!(bybit.counters().queries >= 1, "{:?}", bybit.counters());
 
-    let (stdout, stderr) = run.stop();
+    let (stdout, stderr) = run.stop_with_output();
     for (venue, url) in [("binance", binance.base_url()), ("bybit", bybit.base_url())] {
         let logged = stderr.lines().any(|l| {
             l.contains("order entry")

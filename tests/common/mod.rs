@@ -322,14 +322,21 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: &std::path::Path) -> Running {
-        let mut child = maxx()
-            .args(["run", "--config", config.to_str().expect("utf-8 path")])
+        Running::start_with_env(config, &[], &[])
+    }
+
+    /// The same with `set` added to the child's environment and `unset` removed from it.
+    pub fn start_with_env(config: &std::path::Path, set: &[(&str, &str)], unset: &[&str]) -> Running {
+        let mut cmd = maxx();
+        cmd.args(["run", "--config", config.to_str().expect("utf-8 path")])
             .env("MAXX_API_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start maxx run");
+            .stderr(Stdio::piped());
+        for var in unset {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd.envs(set.iter().copied()).spawn().expect("start maxx run");
         let out = child.stdout.take().expect("piped stdout");
         let mut err = child.stderr.take().expect("piped stderr");
         let (tx, lines) = channel();
@@ -417,7 +424,12 @@ impl Running {
     }
 
     /// SIGINT, then waits for a clean exit; returns stderr.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
+        self.stop_with_output().1
+    }
+
+    /// SIGINT, then waits for a clean exit; returns all of stdout and stderr.
+    pub fn stop_with_output(mut self) -> (String, String) {
         self.signal(libc::SIGINT);
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -428,7 +440,8 @@ impl Running {
                     .map(|h| h.join().unwrap_or_default())
                     .unwrap_or_default();
                 assert!(status.success(), "maxx exited with {status}\n{err}");
-                return err;
+                self.stdout.extend(self.lines.try_iter());
+                return (self.stdout.join("\n"), err);
             }
             assert!(Instant::now() < deadline, "maxx did not stop after SIGINT");
             std::thread::sleep(Duration::from_millis(50));
