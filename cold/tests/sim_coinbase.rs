@@ -59,7 +59,11 @@ fn start(cfg: CoinbaseSimConfig) -> CoinbaseSimHandle {
 }
 
 fn connect(sim: &CoinbaseSimHandle) -> Client {
-    let stream = TcpStream::connect(sim.local_addr()).expect("tcp connect");
+    upgrade(sim, TcpStream::connect(sim.local_addr()).expect("tcp connect"))
+}
+
+/// Runs the WebSocket upgrade on a TCP connection to the simulator.
+fn upgrade(sim: &CoinbaseSimHandle, stream: TcpStream) -> Client {
     let url = format!("ws://{}/", sim.local_addr());
     let (ws, _) = tungstenite::client(url.as_str(), stream).expect("websocket upgrade");
     ws.get_ref().set_read_timeout(Some(READ_POLL)).unwrap();
@@ -695,10 +699,15 @@ fn announced_maintenance_closes_with_going_away_and_the_simulator_keeps_acceptin
     let sim = start(config(9));
     let mut a = subscribed(&sim);
     let mut b = connect(&sim);
-    wait_for_connections(&sim, 2, std::thread::yield_now);
+    // Accepted but not yet upgraded: a connection counts as open from its accept, so the
+    // notice must reach it too, however late its own thread gets going.
+    let c = TcpStream::connect(sim.local_addr()).expect("tcp connect");
+    wait_for_connections(&sim, 3, std::thread::yield_now);
     sim.faults().announce_shutdown();
     assert_eq!(expect_close(&mut a), (CloseCode::Away, "going away".to_string()));
     assert_eq!(expect_close(&mut b), (CloseCode::Away, "going away".to_string()));
+    let mut c = upgrade(&sim, c);
+    assert_eq!(expect_close(&mut c), (CloseCode::Away, "going away".to_string()));
     let mut again = subscribed(&sim);
     let mut seen = Seen::default();
     watch(&mut again, &mut seen, "data after the maintenance", |s| s.trades >= 10);

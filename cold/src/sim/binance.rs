@@ -431,14 +431,18 @@ impl server::Served for Shared {
         &self.open
     }
 
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
     fn accepted(&self) {}
 
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): ()) {
-        serve(stream, peer, self);
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): (), seen: Seen) {
+        serve(stream, peer, seen, self);
     }
 }
 
-fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve(stream: TcpStream, peer: SocketAddr, seen: Seen, shared: &Shared) {
     let configured = stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_nodelay(true))
@@ -457,7 +461,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         combined = route.combined,
         "sim-binance: client connected"
     );
-    let mut session = Session::new(ws, route, peer, shared);
+    let mut session = Session::new(ws, route, peer, seen, shared);
     session.run();
 }
 
@@ -850,7 +854,7 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(ws: WebSocket<TcpStream>, route: Route, peer: SocketAddr, shared: &'a Shared) -> Self {
+    fn new(ws: WebSocket<TcpStream>, route: Route, peer: SocketAddr, seen: Seen, shared: &'a Shared) -> Self {
         let feed = match &shared.source {
             Source::PerConnection(market) => {
                 let mut market = market.clone();
@@ -874,8 +878,8 @@ impl<'a> Session<'a> {
             pings: VecDeque::new(),
             next_ping: start + shared.ping_interval,
             last_ping_ms: 0,
-            // A fault raised before the connection opened is not for it.
-            seen: shared.faults.seen_now(),
+            // Taken when the connection was accepted: a fault raised before that is not for it.
+            seen,
             garbage_sent: 0,
         }
     }

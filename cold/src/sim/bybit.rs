@@ -604,12 +604,16 @@ impl server::Served for Shared {
         &self.open
     }
 
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
     fn accepted(&self) -> u64 {
         self.accepted.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, number: u64) {
-        serve(stream, peer, number, self);
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, number: u64, seen: Seen) {
+        serve(stream, peer, number, seen, self);
     }
 
     fn idle(&self) {
@@ -617,7 +621,7 @@ impl server::Served for Shared {
     }
 }
 
-fn serve(stream: TcpStream, peer: SocketAddr, number: u64, shared: &Shared) {
+fn serve(stream: TcpStream, peer: SocketAddr, number: u64, seen: Seen, shared: &Shared) {
     let configured = stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_nodelay(true))
@@ -627,8 +631,6 @@ fn serve(stream: TcpStream, peer: SocketAddr, number: u64, shared: &Shared) {
         debug!(%peer, error = %e, "sim-bybit: cannot configure socket");
         return;
     }
-    // The faults a connection must act on are those raised after it was accepted.
-    let seen = shared.faults.seen_now();
     let Some((ws, market)) = handshake(stream, peer, shared) else {
         return;
     };

@@ -547,14 +547,18 @@ impl server::Served for Shared {
         &self.open
     }
 
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
     fn accepted(&self) {}
 
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): ()) {
-        serve(stream, peer, self);
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): (), seen: Seen) {
+        serve(stream, peer, seen, self);
     }
 }
 
-fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve(stream: TcpStream, peer: SocketAddr, seen: Seen, shared: &Shared) {
     let configured = stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_nodelay(true))
@@ -576,7 +580,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     // From here on the socket carries WebSocket frames, which the writer can parse.
     ws.get_mut().filter = Some(PongFilter::default());
     debug!(%peer, "sim-coinbase: client connected");
-    Session::new(ws, peer, shared).run();
+    Session::new(ws, peer, seen, shared).run();
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -851,7 +855,7 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(ws: WebSocket<Conn>, peer: SocketAddr, shared: &'a Shared) -> Self {
+    fn new(ws: WebSocket<Conn>, peer: SocketAddr, seen: Seen, shared: &'a Shared) -> Self {
         let now = Instant::now();
         let (timeline, start, epoch_ns) = match &shared.source {
             Source::PerConnection(market) => {
@@ -896,7 +900,7 @@ impl<'a> Session<'a> {
             ws,
             shared,
             peer,
-            seen: shared.faults.seen_now(),
+            seen,
             timeline,
             start,
             epoch_ns,

@@ -18,7 +18,7 @@ pub struct Faults {
     shutdown_gen: AtomicU64,
 }
 
-/// The one-shot generations a connection has acted on, taken when it opens.
+/// The one-shot generations a connection has acted on, taken when it is accepted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Seen {
     drop_gen: u64,
@@ -75,7 +75,8 @@ impl Faults {
         self.shutdown_gen.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The generations as of now, for a connection that is just opening.
+    /// The generations as of now, for a connection just accepted: taken before it is counted
+    /// as open, so that every fault raised while it is open is newer.
     pub fn seen_now(&self) -> Seen {
         Seen {
             drop_gen: self.drop_gen.load(Ordering::Relaxed),

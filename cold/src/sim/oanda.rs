@@ -542,14 +542,18 @@ impl server::Served for Shared {
         &self.open
     }
 
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
     fn accepted(&self) {}
 
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): ()) {
-        serve(stream, peer, self);
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, (): (), seen: Seen) {
+        serve(stream, peer, seen, self);
     }
 }
 
-fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve(mut stream: TcpStream, peer: SocketAddr, seen: Seen, shared: &Shared) {
     let configured = stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_nodelay(true))
@@ -569,7 +573,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         Err(refusal) => return refuse(stream, peer, &refusal),
     };
     debug!(%peer, instruments = route.instruments.len(), "sim-oanda: client connected");
-    let mut session = Session::new(stream, route, peer, shared);
+    let mut session = Session::new(stream, route, peer, seen, shared);
     session.run();
 }
 
@@ -968,7 +972,7 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(stream: TcpStream, route: Route, peer: SocketAddr, shared: &'a Shared) -> Self {
+    fn new(stream: TcpStream, route: Route, peer: SocketAddr, seen: Seen, shared: &'a Shared) -> Self {
         let n = shared.listings.len();
         let mut subscribed = vec![false; n];
         for &i in &route.instruments {
@@ -1009,8 +1013,8 @@ impl<'a> Session<'a> {
             lines: Vec::with_capacity(4096),
             out: Vec::with_capacity(4096),
             sent: 0,
-            // A fault raised before the connection opened is not for it.
-            seen: shared.faults.seen_now(),
+            // Taken when the connection was accepted: a fault raised before that is not for it.
+            seen,
             garbage_sent: 0,
         };
         session.out.extend_from_slice(

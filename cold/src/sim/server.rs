@@ -1,6 +1,12 @@
 //! The accept loop every simulator shares: one thread per connection, a count of open
 //! connections that drops only once a connection's socket is closed (even if its thread
 //! panics), and a prompt stop.
+//!
+//! **Invariant:** a connection takes its one-shot fault baseline ([`Faults::seen_now`]) on the
+//! acceptor thread, before it is counted as open. A fault raised once a client has its
+//! connection (or once the count shows it) therefore reaches that connection, however late its
+//! own thread starts: a baseline taken on that thread would count a fault raised before the
+//! thread ran as one from before the connection existed, and ignore it.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -10,6 +16,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use tracing::warn;
+
+use super::faults::{Faults, Seen};
 
 /// How long the acceptor waits between polls of its non-blocking listener.
 const ACCEPT_POLL: Duration = Duration::from_millis(5);
@@ -26,10 +34,13 @@ pub(crate) trait Served: Send + Sync + 'static {
     fn stopping(&self) -> bool;
     /// The open-connection count.
     fn open(&self) -> &AtomicUsize;
+    /// The simulator's faults, from which each accepted connection takes its baseline.
+    fn faults(&self) -> &Faults;
     /// Called on the acceptor thread for each accepted connection, in accept order.
     fn accepted(&self) -> Self::Ticket;
-    /// Serves one connection on its own thread until it ends.
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, ticket: Self::Ticket);
+    /// Serves one connection on its own thread until it ends; `seen` is the fault baseline
+    /// taken when it was accepted, which the connection must act from.
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, ticket: Self::Ticket, seen: Seen);
     /// Called on the acceptor thread whenever no connection is waiting.
     fn idle(&self) {}
 }
@@ -52,13 +63,17 @@ pub(crate) fn accept_loop<S: Served>(listener: &TcpListener, shared: &Arc<S>) {
             Ok((stream, peer)) => {
                 conns.retain(|c| !c.is_finished());
                 let ticket = shared.accepted();
+                // Before the count rises: a fault raised after `connections()` shows this
+                // connection is newer than the baseline (the count's Release increment pairs
+                // with the Acquire load in each handle's `connections`), so it is acted on.
+                let seen = shared.faults().seen_now();
                 shared.open().fetch_add(1, Ordering::Release);
                 let guard = OpenGuard(Arc::clone(shared));
                 let spawned = thread::Builder::new()
                     .name(format!("sim-{}-conn", S::NAME))
                     .spawn(move || {
                         let guard = guard;
-                        guard.0.serve(stream, peer, ticket);
+                        guard.0.serve(stream, peer, ticket, seen);
                     });
                 // On failure the closure, and with it the guard and the socket, is dropped.
                 match spawned {
