@@ -5,14 +5,19 @@
 //!   passes the desk's validation, the RiskSentinel gate, Execution's router and the paper
 //!   venue, and returns when the desk has the first decisive record (the venue's ack or fill).
 //!   Buys and sells alternate, so the position stays flat and no limit is reached.
-//! - **echo**: an ExecutionService in this process that answers every `SubmitOrder` with an
-//!   ack built from the request, served by tonic on loopback: the cost of the gRPC transport,
-//!   HTTP/2 and protobuf alone.
+//! - **echo**: a bare tonic ExecutionService that answers every `SubmitOrder` with an ack built
+//!   from the request, in a process of its own (this binary, re-run with `--echo-server`) on a
+//!   current-thread runtime as `maxx run`'s cold side is: the cost of a gRPC server process —
+//!   the transport, HTTP/2, protobuf and waking the server — and nothing else. The ratio
+//!   maxx / echo is the figure to quote.
+//! - **echo-in**: the same service on the client's own thread in this process. No process is
+//!   woken (client and server take turns on one thread), so it is faster than any server a
+//!   client can reach; shown for reference.
 //!
-//! Both are driven by the same client code, one call at a time (closed loop), in alternating
-//! blocks so machine noise falls on both alike. Latencies go into HdrHistograms; the report is a
-//! percentile table per target and the maxx / echo ratio per percentile. Absolute numbers are
-//! machine-specific; the ratio is the figure to quote.
+//! All are driven by the same client code, one call at a time (closed loop), in alternating
+//! blocks so machine noise falls on each alike. Latencies go into HdrHistograms; the report is
+//! a percentile table per target and the ratios per percentile. Absolute numbers are
+//! machine-specific; the ratios are the figures to quote.
 //!
 //! Run with `cargo bench --bench submit_order` (`SUBMIT_ORDER_CALLS=N` per target, default
 //! 5000).
@@ -130,7 +135,51 @@ fn micros(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1_000.0)
 }
 
+/// `--echo-server`: serve the echo on a free loopback port, print it, and stop when stdin
+/// closes (the bench died; at its end the bench kills it).
+fn echo_server() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("{}", listener.local_addr().expect("local addr"));
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        });
+        Server::builder()
+            .add_service(ExecutionServiceServer::new(Echo))
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
+                let _ = stdin_closed.await;
+            })
+            .await
+            .expect("echo server");
+    });
+}
+
+/// The echo server in a child process, and its address.
+fn spawn_echo_server() -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(std::env::current_exe().expect("current exe"))
+        .arg("--echo-server")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the echo server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped stdout")),
+        &mut line,
+    )
+    .expect("echo server address");
+    (child, line.trim().to_string())
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--echo-server") {
+        return echo_server();
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this once as a smoke test.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let calls: usize = if smoke {
@@ -154,11 +203,12 @@ fn main() {
         ]),
     );
     let run = Running::start(&config);
+    let (mut echo_child, echo_proc_addr) = spawn_echo_server();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (maxx, echo) = runtime.block_on(async {
+    let (maxx, echo, echo_in) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let echo_addr = listener.local_addr().expect("local addr");
         tokio::spawn(
@@ -179,7 +229,11 @@ fn main() {
                 }
             }
         };
-        (connect(run.grpc.clone()).await, connect(echo_addr.to_string()).await)
+        (
+            connect(run.grpc.clone()).await,
+            connect(echo_proc_addr.clone()).await,
+            connect(echo_addr.to_string()).await,
+        )
     });
     let mut targets = [
         Target {
@@ -192,6 +246,13 @@ fn main() {
         Target {
             name: "echo",
             client: echo,
+            histogram: histogram(),
+            sent: 0,
+            position: 0,
+        },
+        Target {
+            name: "echo-in",
+            client: echo_in,
             histogram: histogram(),
             sent: 0,
             position: 0,
@@ -256,6 +317,9 @@ fn main() {
     });
     let stderr = run.stop();
     let _ = stderr;
+    // Its clients are still connected, so a graceful stop would wait for them.
+    let _ = echo_child.kill();
+    let _ = echo_child.wait();
     println!("SubmitOrder round trip, {calls} calls per target, closed loop, one client");
     println!(
         "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -274,15 +338,20 @@ fn main() {
             micros(h.mean() as u64),
         );
     }
-    let (m, e) = (&targets[0].histogram, &targets[1].histogram);
-    let ratio = |q: f64| m.value_at_quantile(q) as f64 / e.value_at_quantile(q).max(1) as f64;
-    println!(
-        "ratio maxx/echo: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}",
-        ratio(0.5),
-        ratio(0.9),
-        ratio(0.99),
-        ratio(0.999)
-    );
-    assert_eq!(m.len() as usize, calls, "every maxx call was measured");
-    assert_eq!(e.len() as usize, calls, "every echo call was measured");
+    let m = &targets[0].histogram;
+    for base in &targets[1..] {
+        let e = &base.histogram;
+        let ratio = |q: f64| m.value_at_quantile(q) as f64 / e.value_at_quantile(q).max(1) as f64;
+        println!(
+            "ratio maxx/{:<8} p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}",
+            format!("{}:", base.name),
+            ratio(0.5),
+            ratio(0.9),
+            ratio(0.99),
+            ratio(0.999)
+        );
+    }
+    for t in &targets {
+        assert_eq!(t.histogram.len() as usize, calls, "every {} call was measured", t.name);
+    }
 }
