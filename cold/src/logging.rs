@@ -5,14 +5,13 @@
 //! level. Only cold threads log: the hot path counts, and the cold side turns counts and
 //! samples into log lines.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -182,31 +181,81 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JsonLines;
 
-struct Fields(Map<String, Value>);
+/// An event's fields as JSON members: `msg` apart (it goes first), every other field
+/// appended as `,"name":value` in the order the event gives them.
+#[derive(Default)]
+struct Fields {
+    msg: String,
+    rest: String,
+}
 
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(key(field), Value::String(format!("{value:?}")));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(key(field), Value::String(value.to_string()));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(key(field), Value::from(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(key(field), Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(key(field), Value::from(value));
+impl Fields {
+    fn key(&mut self, field: &Field) -> Option<&mut String> {
+        if field.name() == "message" {
+            return None;
+        }
+        self.rest.push(',');
+        push_json_str(&mut self.rest, field.name());
+        self.rest.push(':');
+        Some(&mut self.rest)
     }
 }
 
-fn key(field: &Field) -> String {
-    match field.name() {
-        "message" => "msg".to_string(),
-        other => other.to_string(),
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        match self.key(field) {
+            Some(out) => push_json_str(out, &text),
+            None => self.msg = text,
+        }
     }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match self.key(field) {
+            Some(out) => push_json_str(out, value),
+            None => self.msg = value.to_string(),
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        match self.key(field) {
+            Some(out) => {
+                let _ = write!(out, "{value}");
+            }
+            None => self.msg = value.to_string(),
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match self.key(field) {
+            Some(out) => {
+                let _ = write!(out, "{value}");
+            }
+            None => self.msg = value.to_string(),
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        match self.key(field) {
+            Some(out) => out.push_str(if value { "true" } else { "false" }),
+            None => self.msg = value.to_string(),
+        }
+    }
+}
+
+/// Appends `text` as a JSON string (quoted, escaped).
+fn push_json_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -215,21 +264,20 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let mut fields = Fields(Map::new());
+        let mut fields = Fields::default();
         event.record(&mut fields);
-        let mut line = Map::new();
-        line.insert("ts".into(), Value::String(rfc3339_now()));
-        line.insert(
-            "level".into(),
-            Value::String(level_name(*event.metadata().level()).into()),
-        );
-        line.insert(
-            "msg".into(),
-            fields.0.remove("msg").unwrap_or(Value::String(String::new())),
-        );
-        line.insert("target".into(), Value::String(event.metadata().target().into()));
-        line.extend(fields.0);
-        writeln!(writer, "{}", Value::Object(line))
+        let mut line = String::with_capacity(128 + fields.msg.len() + fields.rest.len());
+        line.push_str("{\"ts\":\"");
+        line.push_str(&rfc3339_now());
+        line.push_str("\",\"level\":\"");
+        line.push_str(level_name(*event.metadata().level()));
+        line.push_str("\",\"msg\":");
+        push_json_str(&mut line, &fields.msg);
+        line.push_str(",\"target\":");
+        push_json_str(&mut line, event.metadata().target());
+        line.push_str(&fields.rest);
+        line.push_str("}\n");
+        writer.write_str(&line)
     }
 }
 
@@ -273,6 +321,8 @@ pub fn rfc3339(secs: u64, micros: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     /// An output the test can read, which can be made to stall.
@@ -383,6 +433,51 @@ mod tests {
             lines.iter().all(|l| l.len() == 9 || l.contains("log lines dropped")),
             "only whole lines"
         );
+    }
+
+    #[test]
+    fn json_lines_put_ts_level_msg_target_first_then_the_fields_escaped() {
+        let out = Out::default();
+        let sink = LogSink::to(out.clone(), BUFFER_CAP);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(sink.writer())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                symbol = "BTC\"USD\\T",
+                order_id = 42u64,
+                delta = -3i64,
+                ok = true,
+                price = %"62650.2",
+                note = "line\nbreak\u{1}",
+                "order {} sent",
+                7
+            );
+        });
+        sink.finish();
+        let lines = out.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let v: Value = serde_json::from_str(&lines[0]).unwrap_or_else(|e| panic!("{e}: {}", lines[0]));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "ts", "level", "msg", "target", "symbol", "order_id", "delta", "ok", "price", "note"
+            ]
+        );
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["msg"], "order 7 sent");
+        assert_eq!(v["target"], module_path!());
+        assert_eq!(v["symbol"], "BTC\"USD\\T");
+        assert_eq!(
+            (v["order_id"].as_u64(), v["delta"].as_i64(), v["ok"].as_bool()),
+            (Some(42), Some(-3), Some(true))
+        );
+        assert_eq!(v["price"], "62650.2");
+        assert_eq!(v["note"], "line\nbreak\u{1}");
+        let ts = v["ts"].as_str().unwrap();
+        assert!(ts.len() == 27 && ts.ends_with('Z'), "{ts}");
     }
 
     #[test]
