@@ -11,6 +11,13 @@
 //! lost, is refused by Redis as "equal or smaller than the target stream top item" and counted
 //! as a duplicate, so a stream never holds the same entry twice.
 
+pub mod agent_events;
+pub mod consume;
+pub mod entry;
+pub mod journal;
+pub mod key;
+pub mod publish;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
