@@ -2,6 +2,7 @@
 //! telemetry).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod alerts;
 pub mod attribution;
 pub mod bus;
