@@ -1,1 +1,747 @@
-//! (being written)
+//! The stream publisher: a bounded queue in front of one Redis connection, written in
+//! pipelined `XADD` batches.
+//!
+//! The drain loop hands every [`Entry`] to [`Publisher::try_publish`], which never waits on
+//! Redis: it takes a short lock on the queue, appends, wakes the writer task and returns.
+//! The writer task takes up to [`PublisherConfig::batch`] entries at a time, sends them as one
+//! pipeline of `XADD <stream> [MAXLEN ~ <n>] <id> field value …` and reads one reply per entry.
+//!
+//! Idempotency comes from the explicit ids ([`super::entry::StreamIds`]): each stream has one
+//! writer and strictly increasing ids, so an entry sent again (after a reconnect, a lost reply,
+//! or a journal replay) is refused by Redis as "equal or smaller than the target stream top
+//! item" and counted as a duplicate, never written twice. This holds for any number of
+//! re-sends, unlike Redis 8.6's idempotent XADD, which remembers only a bounded window.
+//!
+//! When the queue is full, the policy depends on the stream ([`StreamKind::sheddable`]):
+//! ticks and signals are shed and counted per kind; orders, fills, PnL and other streams are
+//! never dropped but go to the [`Spill`] in order. The default spill is [`MemorySpill`], an
+//! unbounded in-memory queue whose depth is a metric; the journal plugs in a durable one with
+//! [`Publisher::spawn_with_spill`]. Once anything is in the spill, every later never-drop entry
+//! goes there too, and the writer moves spilled entries back into the queue, oldest first, as
+//! room frees: per stream, entries reach Redis in the order they were published, which the
+//! id rule above needs (an entry overtaken by a later one of its stream would be refused).
+//!
+//! Failures, sorted by what the writer does:
+//! - connection lost, timeout or no reply: reconnect with capped exponential backoff and send
+//!   the unacknowledged batch again (the ids make that harmless);
+//! - a refusal that can clear (`OOM`, `READONLY`, `LOADING`, `MASTERDOWN`, `BUSY`, `TRYAGAIN`,
+//!   `NOAUTH`, `WRONGPASS`, `NOPERM`, `CLUSTERDOWN`): keep the refused entries, back off and
+//!   send them again; the entries Redis took in the same batch count as written;
+//! - any other refusal (e.g. `WRONGTYPE`: the key is not a stream): sending again cannot help;
+//!   the entry is dropped, counted in `refused`, and logged with its stream and id.
+//!
+//! Limit: if a refusal that can clear clears within one pipeline, a later entry of the same
+//! stream may be written ahead of the refused one, which is then refused on re-send as below
+//! the top (counted as a duplicate). Redis refuses whole batches for these conditions in
+//! practice (memory, role and auth do not flip between two commands of one pipeline).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Value};
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::Entry;
+use super::entry::StreamKind;
+
+/// How many entries each stream keeps (`XADD … MAXLEN ~ <n>`); `None` keeps everything.
+///
+/// `~` lets Redis trim whole macro nodes, so a stream holds at least `n` entries and a little
+/// more; exact trimming would cost a node rewrite on every write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Each `ticks:<symbol>` stream.
+    pub ticks: Option<u64>,
+    /// Each `signals:<symbol>` stream.
+    pub signals: Option<u64>,
+    /// `orders`.
+    pub orders: Option<u64>,
+    /// `fills`.
+    pub fills: Option<u64>,
+    /// `pnl`.
+    pub pnl: Option<u64>,
+    /// Any other stream.
+    pub other: Option<u64>,
+}
+
+impl Default for Retention {
+    /// Market data and its derivatives are bounded (about a day of a busy symbol); orders and
+    /// fills are kept whole because the Portfolio rebuilds its books from `fills`.
+    fn default() -> Self {
+        Self {
+            ticks: Some(1_000_000),
+            signals: Some(1_000_000),
+            orders: None,
+            fills: None,
+            pnl: Some(1_000_000),
+            other: Some(100_000),
+        }
+    }
+}
+
+impl Retention {
+    /// The bound for streams of `kind`.
+    pub const fn maxlen(&self, kind: StreamKind) -> Option<u64> {
+        match kind {
+            StreamKind::Ticks => self.ticks,
+            StreamKind::Signals => self.signals,
+            StreamKind::Orders => self.orders,
+            StreamKind::Fills => self.fills,
+            StreamKind::Pnl => self.pnl,
+            StreamKind::Other => self.other,
+        }
+    }
+}
+
+/// What the publisher needs; [`validate`](Self::validate) refuses unusable values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublisherConfig {
+    /// `redis://[:password@]host:port[/db]` or `rediss://…` for TLS.
+    pub url: String,
+    /// Entries the queue holds before the full-queue policy applies.
+    pub queue: usize,
+    /// Most entries in one pipeline.
+    pub batch: usize,
+    /// Per-stream retention.
+    pub retention: Retention,
+    /// Longest wait to connect.
+    pub connect_timeout: Duration,
+    /// Longest wait for a batch's replies before the connection counts as lost.
+    pub response_timeout: Duration,
+    /// First delay before reconnecting or re-sending.
+    pub backoff_start: Duration,
+    /// Largest such delay.
+    pub backoff_cap: Duration,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".to_string(),
+            queue: 65_536,
+            batch: 256,
+            retention: Retention::default(),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(5),
+            backoff_start: Duration::from_millis(50),
+            backoff_cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PublisherConfig {
+    /// Checks every value, naming the first bad one.
+    pub fn validate(&self) -> Result<(), PublishError> {
+        redis::Client::open(self.url.as_str()).map_err(|e| PublishError::BadUrl {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let bad = |what: &str| Err(PublishError::BadConfig(what.to_string()));
+        if self.queue == 0 {
+            return bad("queue must hold at least one entry");
+        }
+        if self.batch == 0 {
+            return bad("batch must be at least one entry");
+        }
+        for kind in StreamKind::ALL {
+            if self.retention.maxlen(kind) == Some(0) {
+                return Err(PublishError::BadConfig(format!(
+                    "retention for {} streams must be at least 1 entry (or unbounded)",
+                    kind.name()
+                )));
+            }
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+            ("backoff_start", self.backoff_start),
+        ] {
+            if d.is_zero() {
+                return Err(PublishError::BadConfig(format!("{name} must be above zero")));
+            }
+        }
+        if self.backoff_cap < self.backoff_start {
+            return bad("backoff_cap must not be below backoff_start");
+        }
+        Ok(())
+    }
+}
+
+/// Why a publisher could not start.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum PublishError {
+    /// The URL does not parse.
+    #[error("redis url {url:?}: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("publisher config: {0}")]
+    BadConfig(String),
+}
+
+/// Where never-drop entries wait when the queue is full, oldest first.
+///
+/// The publisher calls it under its queue lock, from both the publishing thread and the writer
+/// task, so an implementation must be quick and must not block on the network.
+pub trait Spill: Send + std::fmt::Debug {
+    /// Keeps an entry after all those kept before.
+    fn push(&mut self, entry: Entry);
+    /// Takes the oldest entry.
+    fn pop(&mut self) -> Option<Entry>;
+    /// Entries held.
+    fn len(&self) -> usize;
+    /// `true` if it holds nothing.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The default [`Spill`]: in memory, unbounded (its depth is the `spill_depth` metric).
+/// It keeps orders, fills and PnL through an outage of any length as long as memory lasts,
+/// but not through a crash of the process: that needs the journal.
+#[derive(Debug, Default)]
+pub struct MemorySpill(VecDeque<Entry>);
+
+impl Spill for MemorySpill {
+    fn push(&mut self, entry: Entry) {
+        self.0.push_back(entry);
+    }
+
+    fn pop(&mut self) -> Option<Entry> {
+        self.0.pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// What [`Publisher::try_publish`] did with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// In the queue.
+    Queued,
+    /// In the spill (the queue was full, or older never-drop entries are spilled).
+    Spilled,
+    /// Dropped and counted: the queue was full and the stream may be shed.
+    Shed,
+}
+
+/// The publisher's counters, readable from any thread.
+///
+/// Every access is `Relaxed`: each counter is a number on its own, and no other data is
+/// published through it, so no happens-before edge is needed.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// Entries Redis accepted.
+    pub written: AtomicU64,
+    /// Entries Redis refused as at or below the stream's top: already written.
+    pub duplicates: AtomicU64,
+    /// Entries shed because the queue was full, by [`StreamKind::index`].
+    pub shed: [AtomicU64; StreamKind::COUNT],
+    /// Entries that went to the spill.
+    pub spilled: AtomicU64,
+    /// Entries Redis refused for good (e.g. `WRONGTYPE`) and that were dropped.
+    pub refused: AtomicU64,
+    /// Failed connects, lost connections, and refused batches or entries.
+    pub errors: AtomicU64,
+    /// Connections made after the first.
+    pub reconnects: AtomicU64,
+    /// Entries in the queue, as of the last change.
+    pub queue_depth: AtomicU64,
+    /// Entries in the spill, as of the last change.
+    pub spill_depth: AtomicU64,
+    /// Microseconds from queueing to Redis's reply, for the last entry written.
+    pub last_lag_us: AtomicU64,
+    /// `true` while the writer holds a working connection.
+    pub connected: AtomicBool,
+}
+
+impl PublisherStats {
+    /// Entries shed of `kind`.
+    pub fn shed(&self, kind: StreamKind) -> u64 {
+        self.shed[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// Entries Redis holds because of this publisher: written plus duplicates.
+    pub fn acknowledged(&self) -> u64 {
+        self.written.load(Ordering::Relaxed) + self.duplicates.load(Ordering::Relaxed)
+    }
+}
+
+struct Queued {
+    entry: Entry,
+    at: Instant,
+}
+
+struct State {
+    queue: VecDeque<Queued>,
+    spill: Box<dyn Spill>,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    notify: Notify,
+    stats: PublisherStats,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("stats", &self.stats)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock guards plain queues that every step leaves consistent, so a panic while it
+        // was held leaves nothing half-done to recover from.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn depths(&self, st: &State) {
+        self.stats.queue_depth.store(st.queue.len() as u64, Ordering::Relaxed);
+        self.stats.spill_depth.store(st.spill.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The publishing half; the writer task runs until [`close`](Self::close) or until the handle
+/// is dropped and everything queued has been written.
+#[derive(Debug)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Starts the writer task on the current tokio runtime with a [`MemorySpill`].
+    /// Connecting happens in the task: a Redis that is down at start delays entries, never
+    /// the caller.
+    pub fn spawn(config: PublisherConfig) -> Result<Self, PublishError> {
+        Self::spawn_with_spill(config, Box::new(MemorySpill::default()))
+    }
+
+    /// Starts the writer task with `spill` for never-drop entries that find the queue full.
+    /// Entries already in `spill` are published first, in order.
+    pub fn spawn_with_spill(config: PublisherConfig, spill: Box<dyn Spill>) -> Result<Self, PublishError> {
+        config.validate()?;
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| PublishError::BadUrl {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::with_capacity(config.queue.min(1 << 16)),
+                spill,
+                closed: false,
+            }),
+            notify: Notify::new(),
+            stats: PublisherStats::default(),
+            capacity: config.queue,
+        });
+        {
+            // Entries the spill already holds go first: move them into the queue now, so that
+            // nothing published before the writer's first look can overtake them.
+            let mut st = shared.lock();
+            promote(&mut st, shared.capacity);
+            shared.depths(&st);
+        }
+        let task = tokio::spawn(write_loop(client, config, Arc::clone(&shared)));
+        Ok(Self {
+            shared,
+            task: Some(task),
+        })
+    }
+
+    /// Queues an entry without waiting; see the module doc for the full-queue policy.
+    pub fn try_publish(&self, entry: Entry) -> Outcome {
+        let kind = StreamKind::of(&entry.stream);
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        let full = st.queue.len() >= shared.capacity;
+        let outcome = if kind.sheddable() {
+            if full {
+                shared.stats.shed[kind.index()].fetch_add(1, Ordering::Relaxed);
+                return Outcome::Shed;
+            }
+            st.queue.push_back(Queued {
+                entry,
+                at: Instant::now(),
+            });
+            Outcome::Queued
+        } else if full || !st.spill.is_empty() {
+            st.spill.push(entry);
+            shared.stats.spilled.fetch_add(1, Ordering::Relaxed);
+            Outcome::Spilled
+        } else {
+            st.queue.push_back(Queued {
+                entry,
+                at: Instant::now(),
+            });
+            Outcome::Queued
+        };
+        shared.depths(&st);
+        drop(st);
+        shared.notify.notify_one();
+        outcome
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &PublisherStats {
+        &self.shared.stats
+    }
+
+    /// Stops taking entries and waits until the writer has written (or had refused) everything
+    /// queued and spilled. While Redis is down this waits for it: bound it with a timeout.
+    pub async fn close(mut self) {
+        self.shared.lock().closed = true;
+        self.shared.notify.notify_one();
+        if let Some(task) = self.task.take() {
+            // The task ends on its own; a join error means it panicked, already reported.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // Let the task finish what is queued, then end, instead of waiting forever.
+        self.shared.lock().closed = true;
+        self.shared.notify.notify_one();
+    }
+}
+
+/// What one reply says about its entry.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    Written,
+    Duplicate,
+    /// Refused for a reason that can clear: send again later.
+    Retry(String),
+    /// Refused for good.
+    Refused(String),
+}
+
+fn classify(reply: &Value) -> Reply {
+    match reply {
+        Value::ServerError(e) => {
+            let detail = e.details().unwrap_or("");
+            let text = format!("{} {detail}", e.code());
+            if detail.contains("equal or smaller than the target stream top item") {
+                Reply::Duplicate
+            } else if matches!(
+                e.code(),
+                "OOM"
+                    | "READONLY"
+                    | "LOADING"
+                    | "MASTERDOWN"
+                    | "BUSY"
+                    | "TRYAGAIN"
+                    | "NOAUTH"
+                    | "WRONGPASS"
+                    | "NOPERM"
+                    | "CLUSTERDOWN"
+            ) {
+                Reply::Retry(text)
+            } else {
+                Reply::Refused(text)
+            }
+        }
+        _ => Reply::Written,
+    }
+}
+
+fn xadd_pipeline(batch: &[Queued], retention: &Retention) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for q in batch {
+        let e = &q.entry;
+        let cmd = pipe.cmd("XADD").arg(&e.stream);
+        if let Some(n) = retention.maxlen(StreamKind::of(&e.stream)) {
+            cmd.arg("MAXLEN").arg("~").arg(n);
+        }
+        cmd.arg(&e.id);
+        for (k, v) in &e.fields {
+            cmd.arg(k).arg(v);
+        }
+    }
+    pipe
+}
+
+/// Moves spilled entries, oldest first, into the queue while it has room.
+fn promote(st: &mut State, capacity: usize) {
+    while st.queue.len() < capacity {
+        let Some(entry) = st.spill.pop() else { break };
+        st.queue.push_back(Queued {
+            entry,
+            at: Instant::now(),
+        });
+    }
+}
+
+async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<Shared>) {
+    let stats = &shared.stats;
+    let conn_config = AsyncConnectionConfig::new()
+        .set_connection_timeout(config.connect_timeout)
+        .set_response_timeout(config.response_timeout);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut connected_before = false;
+    let mut backoff = config.backoff_start;
+    // Taken from the queue and not yet acknowledged by Redis, in queue order.
+    let mut batch: Vec<Queued> = Vec::with_capacity(config.batch);
+    loop {
+        if batch.is_empty() {
+            // Registered before looking, so a wake-up between the look and the wait is kept.
+            let notified = shared.notify.notified();
+            let closed = {
+                let mut st = shared.lock();
+                // Refill from the spill before and after taking the batch: before, so that a
+                // spill holding entries from an earlier run is not left waiting on an empty
+                // queue; after, so that the room the batch made is used at once.
+                promote(&mut st, shared.capacity);
+                let n = st.queue.len().min(config.batch);
+                batch.extend(st.queue.drain(..n));
+                promote(&mut st, shared.capacity);
+                shared.depths(&st);
+                st.closed
+            };
+            if batch.is_empty() {
+                if closed {
+                    return;
+                }
+                notified.await;
+                continue;
+            }
+        }
+
+        let Some(c) = conn.as_mut() else {
+            match client.get_multiplexed_async_connection_with_config(&conn_config).await {
+                Ok(c) => {
+                    if connected_before {
+                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    connected_before = true;
+                    stats.connected.store(true, Ordering::Relaxed);
+                    info!(url = %config.url, "redis publisher connected");
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "redis unavailable; entries wait");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(config.backoff_cap);
+                }
+            }
+            continue;
+        };
+
+        let pipe = xadd_pipeline(&batch, &config.retention);
+        let replies = match c.req_packed_commands(&pipe, 0, batch.len()).await {
+            Ok(r) if r.len() == batch.len() => r,
+            outcome => {
+                // The batch's fate is unknown (some entries may have landed): reconnect and
+                // send it whole again; what landed comes back as duplicates.
+                let reason = match outcome {
+                    Ok(r) => format!("{} replies for {} entries", r.len(), batch.len()),
+                    Err(e) => e.to_string(),
+                };
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                stats.connected.store(false, Ordering::Relaxed);
+                warn!(error = %reason, entries = batch.len(), retry_in_ms = backoff.as_millis() as u64, "redis write failed; reconnecting");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.backoff_cap);
+                continue;
+            }
+        };
+
+        let now = Instant::now();
+        let mut retry_reason = None;
+        let mut kept = Vec::new();
+        for (q, reply) in batch.drain(..).zip(&replies) {
+            match classify(reply) {
+                Reply::Written => {
+                    stats.written.fetch_add(1, Ordering::Relaxed);
+                    let lag = now.saturating_duration_since(q.at).as_micros();
+                    stats
+                        .last_lag_us
+                        .store(u64::try_from(lag).unwrap_or(u64::MAX), Ordering::Relaxed);
+                }
+                Reply::Duplicate => {
+                    stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Reply::Retry(reason) => {
+                    retry_reason = Some(reason);
+                    kept.push(q);
+                }
+                Reply::Refused(reason) => {
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    error!(stream = %q.entry.stream, id = %q.entry.id, error = %reason, "redis refused the entry for good; dropped");
+                }
+            }
+        }
+        batch = kept;
+        match retry_reason {
+            Some(reason) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %reason, entries = batch.len(), retry_in_ms = backoff.as_millis() as u64, "redis refused entries for now; will send again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.backoff_cap);
+            }
+            None => backoff = config.backoff_start,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(stream: &str, id: &str) -> Entry {
+        Entry {
+            stream: stream.to_string(),
+            id: id.to_string(),
+            fields: vec![("k".to_string(), "v".to_string())],
+        }
+    }
+
+    fn server_error(code: &str, detail: &str) -> Value {
+        let v = redis::parse_redis_value(format!("-{code} {detail}\r\n").as_bytes()).unwrap();
+        assert!(matches!(v, Value::ServerError(_)), "{v:?}");
+        v
+    }
+
+    #[test]
+    fn replies_are_classified() {
+        assert_eq!(classify(&Value::BulkString(b"1-0".to_vec())), Reply::Written);
+        assert_eq!(
+            classify(&server_error(
+                "ERR",
+                "The ID specified in XADD is equal or smaller than the target stream top item"
+            )),
+            Reply::Duplicate
+        );
+        assert!(matches!(
+            classify(&server_error(
+                "OOM",
+                "command not allowed when used memory > 'maxmemory'."
+            )),
+            Reply::Retry(_)
+        ));
+        assert!(matches!(
+            classify(&server_error(
+                "READONLY",
+                "You can't write against a read only replica."
+            )),
+            Reply::Retry(_)
+        ));
+        assert!(matches!(
+            classify(&server_error(
+                "WRONGTYPE",
+                "Operation against a key holding the wrong kind of value"
+            )),
+            Reply::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn config_is_validated() {
+        assert_eq!(PublisherConfig::default().validate(), Ok(()));
+        let bad = |f: fn(&mut PublisherConfig)| {
+            let mut c = PublisherConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(bad(|c| c.url = "http://x".into()).starts_with("redis url \"http://x\""));
+        assert_eq!(
+            bad(|c| c.queue = 0),
+            "publisher config: queue must hold at least one entry"
+        );
+        assert_eq!(
+            bad(|c| c.batch = 0),
+            "publisher config: batch must be at least one entry"
+        );
+        assert_eq!(
+            bad(|c| c.retention.fills = Some(0)),
+            "publisher config: retention for fills streams must be at least 1 entry (or unbounded)"
+        );
+        assert_eq!(
+            bad(|c| c.backoff_cap = Duration::from_millis(1)),
+            "publisher config: backoff_cap must not be below backoff_start"
+        );
+        assert_eq!(
+            bad(|c| c.response_timeout = Duration::ZERO),
+            "publisher config: response_timeout must be above zero"
+        );
+    }
+
+    #[test]
+    fn pipeline_carries_retention_and_ids() {
+        let batch = [
+            Queued {
+                entry: entry("ticks:BTCUSDT", "5-0"),
+                at: Instant::now(),
+            },
+            Queued {
+                entry: entry("fills", "6-0"),
+                at: Instant::now(),
+            },
+        ];
+        let retention = Retention {
+            ticks: Some(10),
+            ..Retention::default()
+        };
+        let packed = String::from_utf8(xadd_pipeline(&batch, &retention).get_packed_pipeline())
+            .unwrap()
+            .replace("\r\n", " ");
+        assert_eq!(
+            packed,
+            "*8 $4 XADD $13 ticks:BTCUSDT $6 MAXLEN $1 ~ $2 10 $3 5-0 $1 k $1 v \
+             *5 $4 XADD $5 fills $3 6-0 $1 k $1 v "
+        );
+    }
+
+    /// The full-queue policy, with no Redis to drain the queue (the URL points nowhere, so the
+    /// writer keeps the first batch and waits).
+    #[tokio::test]
+    async fn full_queue_sheds_market_data_and_spills_the_rest() {
+        let config = PublisherConfig {
+            url: "redis://127.0.0.1:1".to_string(),
+            queue: 2,
+            batch: 1,
+            ..PublisherConfig::default()
+        };
+        let p = Publisher::spawn(config).unwrap();
+        // Fill the queue while the writer holds nothing yet: it may take one entry as its
+        // batch at any moment, so fill until the queue reports full.
+        let mut n = 0;
+        while p.stats().queue_depth.load(Ordering::Relaxed) < 2 {
+            assert_eq!(p.try_publish(entry("orders", &format!("1-{n}"))), Outcome::Queued);
+            n += 1;
+            assert!(n < 10, "queue never filled");
+        }
+        assert_eq!(p.try_publish(entry("ticks:X", "1-0")), Outcome::Shed);
+        assert_eq!(p.try_publish(entry("signals:X", "1-0")), Outcome::Shed);
+        assert_eq!(p.try_publish(entry("fills", "1-0")), Outcome::Spilled);
+        assert_eq!(p.try_publish(entry("pnl", "1-0")), Outcome::Spilled);
+        assert_eq!(p.stats().shed(StreamKind::Ticks), 1);
+        assert_eq!(p.stats().shed(StreamKind::Signals), 1);
+        assert_eq!(p.stats().shed(StreamKind::Orders), 0);
+        assert_eq!(p.stats().spilled.load(Ordering::Relaxed), 2);
+        assert_eq!(p.stats().spill_depth.load(Ordering::Relaxed), 2);
+    }
+}
