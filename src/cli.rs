@@ -1,4 +1,4 @@
-//! The command line: `maxx run | replay | sim | config check | kill`.
+//! The command line: `maxx run | replay | sim | config check | kill | tail`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +31,32 @@ pub enum Command {
     Config(ConfigCommand),
     /// Trip the kill switch of the running instance: HALTED, every open order cancelled.
     Kill(KillArgs),
+    /// Print a Redis stream live, one readable line per entry.
+    Tail(TailArgs),
+}
+
+/// `maxx tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The stream: `ticks:<symbol>`, `signals:<symbol>`, `orders`, `fills` or `pnl` (any other
+    /// stream is printed raw).
+    pub stream: String,
+    /// Read through this consumer group (created if missing) and acknowledge what is printed.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Where to start: `$` for new entries only, `0` for the whole stream, or an entry id
+    /// (`<ms>-<n>`) to print what follows it. With `--group`, where a new group starts.
+    #[arg(long, default_value = "$")]
+    pub from: maxx_cold::bus::consume::ReadFrom,
+    /// Redis URL; defaults to the config's `redis.url`, else `redis://127.0.0.1:6379`.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Exit after printing this many entries.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Config file to take `redis.url` from (default: `config/agent_config.yaml` if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// `maxx kill`.

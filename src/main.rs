@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             Ok(c) => kill_cmd(args, &c),
             Err(code) => return code,
         },
+        Command::Tail(args) => maxx::tail::tail_cmd(args),
     };
     match result {
         Ok(code) => code,
