@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use maxx_cold::agent::{Lifecycle, LifecycleState, names as agent_names};
 use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook, venue_alert};
 use maxx_cold::bus::StreamWriter;
+use maxx_cold::bus::agent_events::LifecycleEvents;
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::control::Control;
 use maxx_cold::desk::Desk;
@@ -196,6 +198,14 @@ async fn cold_side(
     risk_log: &mut RiskLog,
 ) -> Result<()> {
     let started = Instant::now();
+    // The engine's threads are up: each agent's lifecycle goes Init → Running on
+    // `agent.events` (PUBLISHed when Redis is enabled, logged always).
+    let events = if config.redis.enabled {
+        LifecycleEvents::spawn(&config.redis.url).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?
+    } else {
+        LifecycleEvents::log_only()
+    };
+    let mut agents = Agents::start(config, &events)?;
     let stream = if config.redis.enabled {
         Some(StreamWriter::spawn(&config.redis.url).map_err(anyhow::Error::msg)?)
     } else {
@@ -330,13 +340,17 @@ async fn cold_side(
             Some(request) = control_rx.recv() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
-                answer(control, request, &drain, &cold, (index, stats, risk_log));
+                if answer(control, request, &drain, &cold, (index, stats, risk_log)) {
+                    agents.recycled();
+                }
             }
             _ = sighup.recv() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
                 // The outcome is logged either way; SIGHUP has no one to answer.
-                let _ = control.reload(&drain.attribution().pnl(), wall_ns());
+                if control.reload(&drain.attribution().pnl(), wall_ns()).is_ok() {
+                    agents.recycled();
+                }
                 cron = next_cron(control);
             }
             _ = &mut cron => {
@@ -375,6 +389,10 @@ async fn cold_side(
     let joined = threads.join();
     drain.drain(&mut cold, &mut sink);
     settle(index, &transitions, risk_log, &notes, &mut alerter);
+    agents.shutdown();
+    if !events.flush(SERVER_GRACE).await {
+        warn!("agent.events: the last lifecycle events did not reach Redis in time");
+    }
     let feeds: Vec<&FeedStats> = stats.feeds.iter().map(|f| &**f).collect();
     let summary = summarize(index, &feeds, &stats.alpha, &stats.risk, &stats.exec, &drain);
     println!("--- summary ({:.1}s) ---", started.elapsed().as_secs_f64());
@@ -382,6 +400,57 @@ async fn cold_side(
     println!("equity        {}", equity(config, &drain));
     info!(reason, orders = summary.orders, fills = summary.fills, "stopped");
     joined.map_err(anyhow::Error::msg)
+}
+
+/// The lifecycles of the agents `maxx run` runs: MarketData per enabled feed, Alpha,
+/// RiskSentinel and Execution (whose work is on the hot threads), and the MetaGovernor (in the
+/// cold loop). They are driven from here, never from a hot thread.
+struct Agents {
+    all: Vec<Lifecycle>,
+}
+
+impl Agents {
+    /// Records Init, then Running, for every agent.
+    fn start(config: &Config, events: &LifecycleEvents) -> Result<Agents> {
+        let mut names: Vec<String> = config
+            .enabled_feeds()
+            .map(|(v, _)| agent_names::market_data(v))
+            .collect();
+        names.extend(
+            [
+                agent_names::ALPHA,
+                agent_names::RISK_SENTINEL,
+                agent_names::EXECUTION,
+                agent_names::META_GOVERNOR,
+            ]
+            .map(str::to_string),
+        );
+        let mut all = Vec::new();
+        for name in names {
+            let mut l = Lifecycle::new(&name, events.clone()).map_err(|e| anyhow::anyhow!("agent {name}: {e}"))?;
+            l.to(LifecycleState::Running).map_err(|e| anyhow::anyhow!("{e}"))?;
+            all.push(l);
+        }
+        Ok(Agents { all })
+    }
+
+    /// A config reload was applied: the agents that take it live (Alpha's weights, the
+    /// MetaGovernor's cron and policy) go Recycling → Running.
+    fn recycled(&mut self) {
+        for l in &mut self.all {
+            if [agent_names::ALPHA, agent_names::META_GOVERNOR].contains(&l.agent()) {
+                let _ = l.to(LifecycleState::Recycling);
+                let _ = l.to(LifecycleState::Running);
+            }
+        }
+    }
+
+    /// Records Shutdown for every agent.
+    fn shutdown(&mut self) {
+        for l in &mut self.all {
+            let _ = l.to(LifecycleState::Shutdown);
+        }
+    }
 }
 
 /// After a drain pass: saves halts that started or ended, and raises an alert for each venue
@@ -412,13 +481,14 @@ const SERVER_GRACE: Duration = Duration::from_secs(2);
 const KELLY_EVERY: Duration = Duration::from_secs(1);
 
 /// Answers one control request from the HTTP API.
+/// Answers one control request from the HTTP API; `true` when it reloaded the config.
 fn answer(
     control: &mut Control,
     request: ControlRequest,
     drain: &TapDrain,
     cold: &ColdEnds,
     risk: (&InstrumentIndex, &EngineStats, &RiskLog),
-) {
+) -> bool {
     let pnl = drain.attribution().pnl();
     let board: &SignalBoard = &cold.board;
     match request {
@@ -432,12 +502,16 @@ fn answer(
             let _ = reply.send(control.reweight(weights, &pnl, Trigger::Http, wall_ns()));
         }
         ControlRequest::Reload { reply } => {
-            let _ = reply.send(control.reload(&pnl, wall_ns()));
+            let outcome = control.reload(&pnl, wall_ns());
+            let reloaded = outcome.is_ok();
+            let _ = reply.send(outcome);
+            return reloaded;
         }
         ControlRequest::Status { reply } => {
             let _ = reply.send(Ok(control.status(board, &pnl)));
         }
     }
+    false
 }
 
 /// Sleeps until the next `alpha.reweight_cron` firing (UTC, whole seconds).
