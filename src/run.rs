@@ -11,6 +11,9 @@ use maxx_cold::agent::{Lifecycle, LifecycleState, names as agent_names};
 use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook, venue_alert};
 use maxx_cold::bus::StreamWriter;
 use maxx_cold::bus::agent_events::LifecycleEvents;
+use maxx_cold::bus::entry::{EntryBuilder, PnlSnapshot, StreamKind};
+use maxx_cold::bus::publish::{MemorySpill, Publisher, PublisherConfig, Spill, stream_tops};
+use maxx_cold::bus::spill::JournalSpill;
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::control::Control;
 use maxx_cold::desk::Desk;
@@ -28,7 +31,7 @@ use maxx_hot::clock::wall_ns;
 use maxx_hot::ids::InstrumentIndex;
 use maxx_hot::kill;
 use maxx_hot::num::Money;
-use maxx_hot::records::{TradingState, Transition, TransitionReason};
+use maxx_hot::records::{ExecReport, TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{HotThreads, available_cores, confine_current_thread, confine_threads_named, plan, spawn};
@@ -48,6 +51,10 @@ const DRAIN_EVERY: Duration = Duration::from_millis(1);
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// At most one webhook POST per feed and alert kind in this period (all are logged).
 const ALERT_EVERY: Duration = Duration::from_secs(30);
+/// Longest wait at shutdown for the stream publisher to hand everything to Redis.
+const BUS_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait at start for each stream's top entry (where new ids resume).
+const BUS_RESUME_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs every agent until stopped; returns after the summary is printed.
 pub fn run(args: &RunArgs, config: Config) -> Result<()> {
@@ -212,6 +219,16 @@ async fn cold_side(
         None
     };
     control.connect(Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.risk_cmd), stream);
+    let bus = RefCell::new(if config.redis.enabled {
+        Some(Bus::start(config, index).await?)
+    } else {
+        None
+    });
+    // Installed before the servers announce their addresses, so that a signal sent as soon as
+    // they are up is queued for the loop below instead of ending the process.
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(64);
     // One token for HTTP and gRPC.
     let token = load_token(config.http.token_file.as_deref()).map_err(anyhow::Error::msg)?;
@@ -278,7 +295,6 @@ async fn cold_side(
     } else {
         None
     };
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut cron = next_cron(control);
     let mut kelly_every = tokio::time::interval(KELLY_EVERY);
     let mut drain = TapDrain::new(index);
@@ -287,14 +303,17 @@ async fn cold_side(
     drain_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut status_every = tokio::time::interval(config.hot.status_interval);
     status_every.tick().await;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
     tokio::pin!(deadline);
     let mut last = Snapshot::default();
     let transitions: RefCell<Vec<Transition>> = RefCell::new(Vec::new());
     let notes: RefCell<Vec<ExecNote>> = RefCell::new(Vec::new());
+    let mut pnl_every = tokio::time::interval(config.redis.pnl_every);
+    pnl_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sink = |r: Record| {
+        if let Some(bus) = bus.borrow_mut().as_mut() {
+            bus.record(&r);
+        }
         match r {
             Record::Transition(t) => transitions.borrow_mut().push(t),
             Record::Note(n) => notes.borrow_mut().push(n),
@@ -314,6 +333,7 @@ async fn cold_side(
             _ = drain_every.tick() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
+                publish_pnl(&bus, config, &drain, false);
                 if threads.is_finished() {
                     break "hot threads ended";
                 }
@@ -324,13 +344,21 @@ async fn cold_side(
             _ = desk.woken() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
+                publish_pnl(&bus, config, &drain, false);
             }
             _ = tokio::task::yield_now(), if desk.waiting() > 0 => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
+                publish_pnl(&bus, config, &drain, false);
             }
             _ = status_every.tick() => {
                 last = status_line(config, stats, &watch, &mut drain, started, last);
+                if let Some(bus) = bus.borrow().as_ref() {
+                    bus.log_counters();
+                }
+            }
+            _ = pnl_every.tick(), if config.redis.enabled => {
+                publish_pnl(&bus, config, &drain, true);
             }
             _ = watch_every.tick() => {
                 for alert in watch.check() {
@@ -340,6 +368,7 @@ async fn cold_side(
             Some(request) = control_rx.recv() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
+                publish_pnl(&bus, config, &drain, false);
                 if answer(control, request, &drain, &cold, (index, stats, risk_log)) {
                     agents.recycled();
                 }
@@ -347,6 +376,7 @@ async fn cold_side(
             _ = sighup.recv() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
+                publish_pnl(&bus, config, &drain, false);
                 // The outcome is logged either way; SIGHUP has no one to answer.
                 if control.reload(&drain.attribution().pnl(), wall_ns()).is_ok() {
                     agents.recycled();
@@ -356,6 +386,7 @@ async fn cold_side(
             _ = &mut cron => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
+                publish_pnl(&bus, config, &drain, false);
                 let _ = control.reweight(None, &drain.attribution().pnl(), Trigger::Cron, wall_ns());
                 cron = next_cron(control);
             }
@@ -384,11 +415,17 @@ async fn cold_side(
     while !threads.is_finished() {
         drain.drain(&mut cold, &mut sink);
         settle(index, &transitions, risk_log, &notes, &mut alerter);
+        publish_pnl(&bus, config, &drain, false);
         tokio::time::sleep(DRAIN_EVERY).await;
     }
     let joined = threads.join();
     drain.drain(&mut cold, &mut sink);
     settle(index, &transitions, risk_log, &notes, &mut alerter);
+    // The last snapshot: the final equity, whatever the timer last saw.
+    publish_pnl(&bus, config, &drain, true);
+    if let Some(bus) = bus.into_inner() {
+        bus.close().await;
+    }
     agents.shutdown();
     if !events.flush(SERVER_GRACE).await {
         warn!("agent.events: the last lifecycle events did not reach Redis in time");
@@ -400,6 +437,175 @@ async fn cold_side(
     println!("equity        {}", equity(config, &drain));
     info!(reason, orders = summary.orders, fills = summary.fills, "stopped");
     joined.map_err(anyhow::Error::msg)
+}
+
+/// The Redis Streams side of `maxx run`: turns drained records and PnL snapshots into stream
+/// entries and queues them on the publisher, never waiting on Redis.
+struct Bus {
+    publisher: Publisher,
+    builder: EntryBuilder,
+    /// A fill was published since the last `pnl` entry.
+    fill_since_pnl: bool,
+    /// Records or snapshots that could not become entries (logged at the first and every
+    /// power of two).
+    unbuildable: u64,
+    /// Entries the journal could not take (kept in memory instead); `None` without a journal.
+    unjournaled: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Bus {
+    /// Opens the journal (if configured), resumes each stream's ids above both its top in
+    /// Redis and the journal's pending entries, and starts the publisher, which sends the
+    /// journal's pending entries first.
+    async fn start(config: &Config, index: &Arc<InstrumentIndex>) -> Result<Bus> {
+        let redis = &config.redis;
+        let mut builder =
+            EntryBuilder::new(&redis.instance, index).map_err(|e| anyhow::anyhow!("redis.instance: {e}"))?;
+        let mut streams = vec!["orders".to_string(), "fills".to_string(), "pnl".to_string()];
+        for i in index.iter() {
+            streams.push(format!("ticks:{}", i.symbol.as_str()));
+            streams.push(format!("signals:{}", i.symbol.as_str()));
+        }
+        let mut tops = match stream_tops(&redis.url, &streams, BUS_RESUME_WAIT).await {
+            Ok(tops) => tops,
+            Err(e) => {
+                // Ids then come from the events' times alone, which stay above an earlier
+                // run's unless the clock went back.
+                warn!(error = %e, "redis: the streams' tops are unknown; ids follow the events' times");
+                Default::default()
+            }
+        };
+        let (spill, unjournaled): (Box<dyn Spill>, _) = match &redis.journal_dir {
+            Some(dir) => {
+                let spill = JournalSpill::open(dir, redis.journal_fsync)
+                    .with_context(|| format!("redis.journal_dir {}", dir.display()))?;
+                for (stream, top) in spill.pending_tops() {
+                    let t = tops.entry(stream).or_default();
+                    *t = (*t).max(top);
+                }
+                if !spill.is_empty() {
+                    info!(entries = spill.len(), dir = %dir.display(), "bus journal: publishing entries left by the last run first");
+                }
+                let unjournaled = spill.unjournaled();
+                (Box::new(spill), Some(unjournaled))
+            }
+            None => (Box::new(MemorySpill::default()), None),
+        };
+        for (stream, top) in tops {
+            builder.ids_mut().resume(&stream, top);
+        }
+        let publisher = Publisher::spawn_with_spill(PublisherConfig::from_redis(redis), spill)
+            .map_err(|e| anyhow::anyhow!("redis: {e}"))?;
+        Ok(Bus {
+            publisher,
+            builder,
+            fill_since_pnl: false,
+            unbuildable: 0,
+            unjournaled,
+        })
+    }
+
+    /// Queues the entry of a record, if a stream carries it.
+    fn record(&mut self, r: &Record) {
+        match self.builder.record(r) {
+            Ok(Some(entry)) => {
+                self.publisher.try_publish(entry);
+                if matches!(r, Record::Report(ExecReport::Fill(_))) {
+                    self.fill_since_pnl = true;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.unbuildable(&e),
+        }
+    }
+
+    fn pnl(&mut self, p: &PnlSnapshot) {
+        match self.builder.pnl(p) {
+            Ok(entry) => {
+                self.publisher.try_publish(entry);
+                self.fill_since_pnl = false;
+            }
+            Err(e) => self.unbuildable(&e),
+        }
+    }
+
+    fn unbuildable(&mut self, e: &dyn std::fmt::Display) {
+        self.unbuildable += 1;
+        if self.unbuildable.is_power_of_two() {
+            warn!(error = %e, count = self.unbuildable, "a record could not become a stream entry; skipped");
+        }
+    }
+
+    /// One log line of the publisher's counters.
+    fn log_counters(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.publisher.stats();
+        info!(
+            written = s.written.load(Relaxed),
+            duplicates = s.duplicates.load(Relaxed),
+            shed_ticks = s.shed(StreamKind::Ticks),
+            shed_signals = s.shed(StreamKind::Signals),
+            spilled = s.spilled.load(Relaxed),
+            refused = s.refused.load(Relaxed),
+            errors = s.errors.load(Relaxed),
+            reconnects = s.reconnects.load(Relaxed),
+            queue_depth = s.queue_depth.load(Relaxed),
+            spill_depth = s.spill_depth.load(Relaxed),
+            lag_us = s.last_lag_us.load(Relaxed),
+            connected = s.connected.load(Relaxed),
+            unjournaled = self.unjournaled.as_ref().map_or(0, |u| u.load(Relaxed)),
+            unbuildable = self.unbuildable,
+            "bus"
+        );
+    }
+
+    /// Waits (bounded) for Redis to have everything queued; logs what it could not publish.
+    async fn close(self) {
+        self.log_counters();
+        let journaled = self.unjournaled.is_some();
+        let closed = self.publisher.close_within(BUS_GRACE).await;
+        if closed.drained {
+            info!(
+                written = closed.written,
+                duplicates = closed.duplicates,
+                shed = closed.shed,
+                refused = closed.refused,
+                "bus: every entry reached Redis"
+            );
+        } else if journaled {
+            warn!(
+                left = closed.left,
+                written = closed.written,
+                "bus: Redis did not take every entry in time; the journal keeps orders, fills and pnl for the next start"
+            );
+        } else {
+            error!(
+                left = closed.left,
+                written = closed.written,
+                "bus: Redis did not take every entry in time; they are lost (set redis.journal_dir to keep them)"
+            );
+        }
+        println!(
+            "bus           written {} | duplicates {} | shed {} | refused {} | unpublished {}",
+            closed.written, closed.duplicates, closed.shed, closed.refused, closed.left
+        );
+    }
+}
+
+/// Publishes a `pnl` entry when `always`, or when a fill was published since the last one.
+fn publish_pnl(bus: &RefCell<Option<Bus>>, config: &Config, drain: &TapDrain, always: bool) {
+    let mut bus = bus.borrow_mut();
+    let Some(bus) = bus.as_mut() else { return };
+    if !always && !bus.fill_since_pnl {
+        return;
+    }
+    let realized = drain.realized();
+    bus.pnl(&PnlSnapshot {
+        ts_ns: wall_ns(),
+        equity: equity(config, drain),
+        realized: realized.checked_add(drain.fees().neg()).unwrap_or(realized),
+        unrealized: drain.unrealized(),
+    });
 }
 
 /// The lifecycles of the agents `maxx run` runs: MarketData per enabled feed, Alpha,

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use maxx_cold::config::{self, Config, ConfigErrors, FeedUrl, LogFormat, LogLevel, StreamKind};
+use maxx_cold::config::{
+    self, Config, ConfigErrors, FeedUrl, JournalFsync, LogFormat, LogLevel, StreamKind, StreamRetention,
+};
 use maxx_hot::ids::{InstrumentId, Symbol, Venue};
 use maxx_hot::num::{Money, Price, Qty};
 use maxx_hot::records::Factor;
@@ -106,6 +108,21 @@ fn shipped_config_validates() {
     assert_eq!(c.hot.cores.len(), 4);
     assert!(!c.redis.enabled);
     assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
+    assert_eq!(c.redis.instance, "maxx");
+    assert_eq!((c.redis.queue, c.redis.batch), (65_536, 256));
+    assert_eq!(
+        c.redis.retention,
+        StreamRetention {
+            ticks: Some(100_000),
+            signals: Some(100_000),
+            orders: None,
+            fills: None,
+            pnl: None,
+        }
+    );
+    assert_eq!(c.redis.journal_dir, None);
+    assert_eq!(c.redis.journal_fsync, JournalFsync::EveryMs(100));
+    assert_eq!(c.redis.pnl_every, Duration::from_millis(1000));
     assert_eq!(c.http.bind, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.http.token_file, None);
     assert_eq!(c.grpc.bind, "127.0.0.1:50051".parse().unwrap());
@@ -688,6 +705,34 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
         "url: \"rediss://127.0.0.1:6379\"",
         &["redis.url"],
     ),
+    ("instance: maxx", "instance: \"two words\"", &["redis.instance"]),
+    ("instance: maxx", "instance: \"\"", &["redis.instance"]),
+    ("queue: 65536", "queue: 0", &["redis.queue"]),
+    ("batch: 256", "batch: 65537", &["redis.batch"]),
+    ("ticks: 100000", "ticks: -1", &["redis.retention.ticks"]),
+    ("pnl: 0 ", "pnl: 0\n    trades: 5 ", &["redis.retention.trades"]),
+    ("journal_dir: null", "journal_dir: 7", &["redis.journal_dir"]),
+    (
+        "journal_fsync: {every_ms: 100}",
+        "journal_fsync: sometimes",
+        &["redis.journal_fsync"],
+    ),
+    (
+        "journal_fsync: {every_ms: 100}",
+        "journal_fsync: {every_ms: 0}",
+        &["redis.journal_fsync.every_ms"],
+    ),
+    (
+        "journal_fsync: {every_ms: 100}",
+        "journal_fsync: {every_ms: 5, often: true}",
+        &["redis.journal_fsync.often"],
+    ),
+    (
+        "journal_fsync: {every_ms: 100}",
+        "journal_fsync: {}",
+        &["redis.journal_fsync.every_ms"],
+    ),
+    ("pnl_every_ms: 1000", "pnl_every_ms: 0", &["redis.pnl_every_ms"]),
     ("bind: \"127.0.0.1:8080\"", "bind: \"127.0.0.1\"", &["http.bind"]),
     ("token_file: null", "token_file: \"\"", &["http.token_file"]),
     ("bind: \"127.0.0.1:50051\"", "bind: 50051", &["grpc.bind"]),
@@ -1276,4 +1321,31 @@ fn symbol_assets_are_written_or_derived() {
         let e = errors(&text);
         assert_eq!(path_set(&e), set(&[path]), "{extra}: {e}");
     }
+}
+
+#[test]
+fn redis_bus_keys_take_every_form() {
+    let base = shipped();
+    let text = edit(&base, "journal_fsync: {every_ms: 100}", "journal_fsync: always");
+    let text = edit(&text, "journal_dir: null", "journal_dir: \"bus-journal\"");
+    let text = edit(&text, "orders: 0", "orders: 5000");
+    let c = config::parse(&text).unwrap();
+    assert_eq!(c.redis.journal_fsync, JournalFsync::Always);
+    assert_eq!(c.redis.journal_dir, Some(PathBuf::from("bus-journal")));
+    assert_eq!(c.redis.retention.orders, Some(5000));
+    let c = config::parse(&edit(&base, "journal_fsync: {every_ms: 100}", "journal_fsync: never")).unwrap();
+    assert_eq!(c.redis.journal_fsync, JournalFsync::Never);
+    // Omitted keys take the documented defaults.
+    let start = base.find("\nredis:\n").expect("a redis section") + 1;
+    let end = start + base[start..].find("\n\n").expect("a blank line after it");
+    let bare = format!("{}redis:\n  enabled: true{}", &base[..start], &base[end..]);
+    let c = config::parse(&bare).unwrap();
+    assert!(c.redis.enabled);
+    assert_eq!(c.redis.instance, "maxx");
+    assert_eq!((c.redis.queue, c.redis.batch), (65_536, 256));
+    assert_eq!(c.redis.retention.ticks, Some(100_000));
+    assert_eq!(c.redis.retention.fills, None);
+    assert_eq!(c.redis.journal_dir, None);
+    assert_eq!(c.redis.journal_fsync, JournalFsync::EveryMs(100));
+    assert_eq!(c.redis.pnl_every, Duration::from_millis(1000));
 }

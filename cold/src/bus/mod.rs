@@ -17,6 +17,7 @@ pub mod entry;
 pub mod journal;
 pub mod key;
 pub mod publish;
+pub mod spill;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,10 +16,14 @@
 //! ticks and signals are shed and counted per kind; orders, fills, PnL and other streams are
 //! never dropped but go to the [`Spill`] in order. The default spill is [`MemorySpill`], an
 //! unbounded in-memory queue whose depth is a metric; the journal plugs in a durable one with
-//! [`Publisher::spawn_with_spill`]. Once anything is in the spill, every later never-drop entry
-//! goes there too, and the writer moves spilled entries back into the queue, oldest first, as
-//! room frees: per stream, entries reach Redis in the order they were published, which the
-//! id rule above needs (an entry overtaken by a later one of its stream would be refused).
+//! [`Publisher::spawn_with_spill`] ([`super::spill::JournalSpill`]). A durable spill is
+//! write-ahead ([`Spill::write_ahead`]): every never-drop entry passes through it, even when the
+//! queue has room, and it is told once Redis has answered the entry ([`Spill::answered`]), so a
+//! crash loses nothing not yet answered. Once anything is in the spill, every later never-drop
+//! entry goes there too, and the writer moves spilled entries back into the queue, oldest
+//! first, as room frees: per stream, entries reach Redis in the order they were published,
+//! which the id rule above needs (an entry overtaken by a later one of its stream would be
+//! refused).
 //!
 //! Failures, sorted by what the writer does:
 //! - connection lost, timeout or no reply: reconnect with capped exponential backoff and send
@@ -35,7 +39,7 @@
 //! the top (counted as a duplicate). Redis refuses whole batches for these conditions in
 //! practice (memory, role and auth do not flip between two commands of one pipeline).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -48,7 +52,8 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::Entry;
-use super::entry::StreamKind;
+use super::entry::{StreamId, StreamKind};
+use crate::config::RedisConfig;
 
 /// How many entries each stream keeps (`XADD … MAXLEN ~ <n>`); `None` keeps everything.
 ///
@@ -136,6 +141,26 @@ impl Default for PublisherConfig {
 }
 
 impl PublisherConfig {
+    /// The publisher settings of the config's `redis` section; timeouts and backoff keep their
+    /// defaults, and streams of no known kind keep the default bound.
+    pub fn from_redis(redis: &RedisConfig) -> Self {
+        let r = &redis.retention;
+        Self {
+            url: redis.url.clone(),
+            queue: redis.queue,
+            batch: redis.batch,
+            retention: Retention {
+                ticks: r.ticks,
+                signals: r.signals,
+                orders: r.orders,
+                fills: r.fills,
+                pnl: r.pnl,
+                other: Retention::default().other,
+            },
+            ..Self::default()
+        }
+    }
+
     /// Checks every value, naming the first bad one.
     pub fn validate(&self) -> Result<(), PublishError> {
         redis::Client::open(self.url.as_str()).map_err(|e| PublishError::BadUrl {
@@ -203,6 +228,19 @@ pub trait Spill: Send + std::fmt::Debug {
     /// `true` if it holds nothing.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// `true` for a spill that outlives the process (a journal): then every never-drop entry
+    /// passes through it on its way to the queue, even when the queue has room, so that a
+    /// crash loses none of them.
+    fn write_ahead(&self) -> bool {
+        false
+    }
+    /// Redis has answered an entry this spill handed out with [`pop`](Self::pop) (written,
+    /// already present, or refused for good): the spill need not keep it any longer. Called
+    /// in the order Redis answered, which is the order of `pop` except around a refusal that
+    /// is retried.
+    fn answered(&mut self, entry: &Entry) {
+        let _ = entry;
     }
 }
 
@@ -282,6 +320,8 @@ impl PublisherStats {
 struct Queued {
     entry: Entry,
     at: Instant,
+    /// Came out of the spill, which is told once Redis has answered it.
+    from_spill: bool,
 }
 
 struct State {
@@ -381,16 +421,24 @@ impl Publisher {
             st.queue.push_back(Queued {
                 entry,
                 at: Instant::now(),
+                from_spill: false,
             });
             Outcome::Queued
         } else if full || !st.spill.is_empty() {
             st.spill.push(entry);
             shared.stats.spilled.fetch_add(1, Ordering::Relaxed);
             Outcome::Spilled
+        } else if st.spill.write_ahead() {
+            // Kept by the spill first, then queued at once: the queue has room and nothing
+            // older is spilled, so this is the entry `promote` moves.
+            st.spill.push(entry);
+            promote(&mut st, shared.capacity);
+            Outcome::Queued
         } else {
             st.queue.push_back(Queued {
                 entry,
                 at: Instant::now(),
+                from_spill: false,
             });
             Outcome::Queued
         };
@@ -417,11 +465,88 @@ impl Publisher {
     }
 }
 
+/// How [`Publisher::close_within`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// `true` if everything queued and spilled was answered by Redis in time.
+    pub drained: bool,
+    /// Entries still queued or spilled when the wait ended (a batch being sent at that moment
+    /// is not counted).
+    pub left: usize,
+    /// Final [`PublisherStats::written`].
+    pub written: u64,
+    /// Final [`PublisherStats::duplicates`].
+    pub duplicates: u64,
+    /// Final sum of [`PublisherStats::shed`] over every kind.
+    pub shed: u64,
+    /// Final [`PublisherStats::refused`].
+    pub refused: u64,
+}
+
+impl Publisher {
+    /// [`close`](Self::close), waiting at most `limit`; what is left stays in the spill (the
+    /// journal keeps it for the next start).
+    pub async fn close_within(self, limit: Duration) -> Closed {
+        let shared = Arc::clone(&self.shared);
+        let drained = tokio::time::timeout(limit, self.close()).await.is_ok();
+        let left = {
+            let st = shared.lock();
+            st.queue.len() + st.spill.len()
+        };
+        let stats = &shared.stats;
+        Closed {
+            drained,
+            left,
+            written: stats.written.load(Ordering::Relaxed),
+            duplicates: stats.duplicates.load(Ordering::Relaxed),
+            shed: stats.shed.iter().map(|s| s.load(Ordering::Relaxed)).sum(),
+            refused: stats.refused.load(Ordering::Relaxed),
+        }
+    }
+}
+
 impl Drop for Publisher {
     fn drop(&mut self) {
         // Let the task finish what is queued, then end, instead of waiting forever.
         self.shared.lock().closed = true;
         self.shared.notify.notify_one();
+    }
+}
+
+/// Each existing stream's top entry id (`XREVRANGE <stream> + - COUNT 1`), so that a writer
+/// that starts again can resume its ids above what the stream holds
+/// ([`super::entry::StreamIds::resume`]); streams that do not exist are left out. Waits at most
+/// `limit` in all.
+pub async fn stream_tops(url: &str, streams: &[String], limit: Duration) -> Result<BTreeMap<String, StreamId>, String> {
+    let ask = async {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut tops = BTreeMap::new();
+        for stream in streams {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+                .arg(stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(entry) = reply.ids.first() {
+                let top = entry
+                    .id
+                    .parse::<StreamId>()
+                    .map_err(|e| redis::RedisError::from((redis::ErrorKind::TypeError, "stream top", e.to_string())))?;
+                tops.insert(stream.clone(), top);
+            }
+        }
+        Ok::<_, redis::RedisError>(tops)
+    };
+    match tokio::time::timeout(limit, ask).await {
+        Ok(Ok(tops)) => Ok(tops),
+        Ok(Err(e)) => Err(format!("reading the streams' tops from {url}: {e}")),
+        Err(_) => Err(format!(
+            "reading the streams' tops from {url}: no answer within {limit:?}"
+        )),
     }
 }
 
@@ -488,6 +613,7 @@ fn promote(st: &mut State, capacity: usize) {
         st.queue.push_back(Queued {
             entry,
             at: Instant::now(),
+            from_spill: true,
         });
     }
 }
@@ -571,8 +697,13 @@ async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<
         let now = Instant::now();
         let mut retry_reason = None;
         let mut kept = Vec::new();
+        let mut answered = Vec::new();
         for (q, reply) in batch.drain(..).zip(&replies) {
-            match classify(reply) {
+            let reply = classify(reply);
+            if q.from_spill && !matches!(reply, Reply::Retry(_)) {
+                answered.push(q.entry.clone());
+            }
+            match reply {
                 Reply::Written => {
                     stats.written.fetch_add(1, Ordering::Relaxed);
                     let lag = now.saturating_duration_since(q.at).as_micros();
@@ -595,6 +726,12 @@ async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<
             }
         }
         batch = kept;
+        if !answered.is_empty() {
+            let mut st = shared.lock();
+            for entry in &answered {
+                st.spill.answered(entry);
+            }
+        }
         match retry_reason {
             Some(reason) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -695,10 +832,12 @@ mod tests {
             Queued {
                 entry: entry("ticks:BTCUSDT", "5-0"),
                 at: Instant::now(),
+                from_spill: false,
             },
             Queued {
                 entry: entry("fills", "6-0"),
                 at: Instant::now(),
+                from_spill: false,
             },
         ];
         let retention = Retention {
@@ -743,5 +882,90 @@ mod tests {
         assert_eq!(p.stats().shed(StreamKind::Orders), 0);
         assert_eq!(p.stats().spilled.load(Ordering::Relaxed), 2);
         assert_eq!(p.stats().spill_depth.load(Ordering::Relaxed), 2);
+    }
+
+    /// A write-ahead spill that remembers what passed through it.
+    #[derive(Debug, Default)]
+    struct Recording {
+        seen: Arc<Mutex<Vec<String>>>,
+        held: VecDeque<Entry>,
+    }
+
+    impl Spill for Recording {
+        fn push(&mut self, entry: Entry) {
+            self.seen.lock().unwrap().push(entry.stream.clone());
+            self.held.push_back(entry);
+        }
+
+        fn pop(&mut self) -> Option<Entry> {
+            self.held.pop_front()
+        }
+
+        fn len(&self) -> usize {
+            self.held.len()
+        }
+
+        fn write_ahead(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_ahead_spill_sees_every_never_drop_entry_and_no_market_data() {
+        let config = PublisherConfig {
+            url: "redis://127.0.0.1:1".to_string(),
+            ..PublisherConfig::default()
+        };
+        let spill = Recording::default();
+        let seen = Arc::clone(&spill.seen);
+        let p = Publisher::spawn_with_spill(config, Box::new(spill)).unwrap();
+        for (stream, id) in [
+            ("ticks:X", "1-0"),
+            ("orders", "1-0"),
+            ("signals:X", "1-0"),
+            ("fills", "1-0"),
+            ("pnl", "1-0"),
+        ] {
+            // The queue has room: everything is queued, the never-drop entries by way of the spill.
+            assert_eq!(p.try_publish(entry(stream, id)), Outcome::Queued);
+        }
+        assert_eq!(*seen.lock().unwrap(), ["orders", "fills", "pnl"]);
+        assert_eq!(p.stats().spilled.load(Ordering::Relaxed), 0);
+        assert_eq!(p.stats().spill_depth.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_redis_section_maps_to_the_publisher() {
+        let redis = crate::config::RedisConfig {
+            enabled: true,
+            url: "redis://127.0.0.1:7000".to_string(),
+            instance: "maxx".to_string(),
+            queue: 10,
+            batch: 3,
+            retention: crate::config::StreamRetention {
+                ticks: Some(5),
+                signals: Some(6),
+                orders: None,
+                fills: None,
+                pnl: Some(7),
+            },
+            journal_dir: None,
+            journal_fsync: crate::config::JournalFsync::Always,
+            pnl_every: Duration::from_secs(1),
+        };
+        let c = PublisherConfig::from_redis(&redis);
+        assert_eq!((c.url.as_str(), c.queue, c.batch), ("redis://127.0.0.1:7000", 10, 3));
+        assert_eq!(
+            [
+                StreamKind::Ticks,
+                StreamKind::Signals,
+                StreamKind::Orders,
+                StreamKind::Fills,
+                StreamKind::Pnl
+            ]
+            .map(|k| c.retention.maxlen(k)),
+            [Some(5), Some(6), None, None, Some(7)]
+        );
+        assert!(c.validate().is_ok());
     }
 }

@@ -24,9 +24,9 @@ pub use cron::Cron;
 pub use maxx_hot::feed::binance::subscription::StreamKind;
 pub use model::{
     AlertsConfig, AlphaConfig, Assets, BreakoutConfig, CLIENT_ID_PREFIX_MAX, Config, ExecConfig, FeedConfig, FeedUrl,
-    GovernorConfig, GrpcConfig, HotConfig, HttpConfig, LiveVenueConfig, LogFormat, LogLevel, MarketDataConfig,
-    MeanRevConfig, MomentumConfig, PaperConfig, RedisConfig, RiskConfig, SentimentConfig, SimConfig, SizingMode,
-    StopConfig, SymbolConfig, TelemetryConfig, Weights,
+    GovernorConfig, GrpcConfig, HotConfig, HttpConfig, JournalFsync, LiveVenueConfig, LogFormat, LogLevel,
+    MarketDataConfig, MeanRevConfig, MomentumConfig, PaperConfig, RedisConfig, RiskConfig, SentimentConfig, SimConfig,
+    SizingMode, StopConfig, StreamRetention, SymbolConfig, TelemetryConfig, Weights,
 };
 
 /// Where `maxx run` looks for its config when no `--config` is given.

@@ -68,7 +68,7 @@ impl Config {
     }
 
     /// Resolves relative file paths written in the config (`governor.state_file`,
-    /// `risk.state_file`, `risk.kill_file`) against
+    /// `risk.state_file`, `risk.kill_file`, `redis.journal_dir`) against
     /// `dir`, the directory of the config file, so that a run's state lives next to its config
     /// whatever the working directory.
     pub fn resolve_paths(&mut self, dir: &std::path::Path) {
@@ -76,6 +76,7 @@ impl Config {
             &mut self.governor.state_file,
             &mut self.risk.state_file,
             &mut self.risk.kill_file,
+            &mut self.redis.journal_dir,
         ]
         .into_iter()
         .flatten()
@@ -517,6 +518,50 @@ pub struct RedisConfig {
     pub enabled: bool,
     /// `url`: `redis://host:port[/db]` or `unix:///path`.
     pub url: String,
+    /// `instance`: this engine's name in every entry key's source identity (1 to 64 characters
+    /// of `[A-Za-z0-9_.-]`); two engines writing one Redis must have different names.
+    pub instance: String,
+    /// `queue`: entries waiting for Redis before ticks and signals are shed and orders, fills
+    /// and PnL spill.
+    pub queue: usize,
+    /// `batch`: most entries in one pipelined write.
+    pub batch: usize,
+    /// `retention`: how many entries each stream kind keeps.
+    pub retention: StreamRetention,
+    /// `journal_dir`: the journal for orders, fills and PnL that are not yet in Redis, resolved
+    /// against the config file's directory when relative; `None` keeps them in memory only.
+    pub journal_dir: Option<PathBuf>,
+    /// `journal_fsync`: when journal appends are forced to disk.
+    pub journal_fsync: JournalFsync,
+    /// `pnl_every_ms`: period of `pnl` entries (one is also published after every fill).
+    pub pnl_every: Duration,
+}
+
+/// `redis.retention`: `MAXLEN ~` per stream kind; `None` (written `0`) keeps every entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamRetention {
+    /// `ticks`: each `ticks:<symbol>` stream.
+    pub ticks: Option<u64>,
+    /// `signals`: each `signals:<symbol>` stream.
+    pub signals: Option<u64>,
+    /// `orders`.
+    pub orders: Option<u64>,
+    /// `fills`.
+    pub fills: Option<u64>,
+    /// `pnl`.
+    pub pnl: Option<u64>,
+}
+
+/// `redis.journal_fsync`: when the journal forces appends to disk. Every choice survives a
+/// crash of the process; they differ on power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalFsync {
+    /// `always`: every append is synced before it counts as kept.
+    Always,
+    /// `every_ms: N`: at most the last `N` ms of appends can be lost on power loss.
+    EveryMs(u64),
+    /// `never`: the operating system writes appends back when it chooses.
+    Never,
 }
 
 /// `governor`: the MetaGovernor (re-weights `alpha.weights` at `alpha.reweight_cron`).

@@ -1092,11 +1092,79 @@ fn redis(w: &mut Walker, node: &Node, path: &str) -> Option<RedisConfig> {
     let url = f.defaulted(w, "url", "'redis://127.0.0.1:6379'", |w, n, p| {
         url(w, n, p, &["redis", "unix"], &refused)
     });
+    let instance = f.defaulted(w, "instance", "maxx", |w, n, p| {
+        let name = w.string(n, p, "an instance name")?;
+        let ok = name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            w.report(
+                p,
+                format!("must be 1 to 64 characters of A-Z a-z 0-9 _ . -, got {name:?}"),
+            );
+            return None;
+        }
+        Some(name.to_string())
+    });
+    let queue = f.defaulted(w, "queue", "65536", |w, n, p| w.int(n, p, 1, 1 << 24));
+    let batch = f.defaulted(w, "batch", "256", |w, n, p| w.int(n, p, 1, 65_536));
+    let retention = f.defaulted(w, "retention", "{}", stream_retention);
+    let journal_dir = f.defaulted(w, "journal_dir", "null", |w, n, p| w.opt_path(n, p));
+    let journal_fsync = f.defaulted(w, "journal_fsync", "{every_ms: 100}", journal_fsync);
+    let pnl_every = f.defaulted(w, "pnl_every_ms", "1000", millis);
     f.finish(w);
     Some(RedisConfig {
         enabled: enabled?,
         url: url?,
+        instance: instance?,
+        queue: usize::try_from(queue?).ok()?,
+        batch: usize::try_from(batch?).ok()?,
+        retention: retention?,
+        journal_dir: journal_dir?,
+        journal_fsync: journal_fsync?,
+        pnl_every: pnl_every?,
     })
+}
+
+/// `redis.retention`: entry counts, `0` for unbounded.
+fn stream_retention(w: &mut Walker, node: &Node, path: &str) -> Option<StreamRetention> {
+    let mut f = Fields::open(w, node, path)?;
+    let mut kind = |w: &mut Walker, key: &str, default: &str| {
+        f.defaulted(w, key, default, |w, n, p| {
+            w.int(n, p, 0, u64::MAX).map(|v| (v > 0).then_some(v))
+        })
+    };
+    let ticks = kind(w, "ticks", "100000");
+    let signals = kind(w, "signals", "100000");
+    let orders = kind(w, "orders", "0");
+    let fills = kind(w, "fills", "0");
+    let pnl = kind(w, "pnl", "0");
+    f.finish(w);
+    Some(StreamRetention {
+        ticks: ticks?,
+        signals: signals?,
+        orders: orders?,
+        fills: fills?,
+        pnl: pnl?,
+    })
+}
+
+/// `redis.journal_fsync`: `always`, `never`, or `{every_ms: N}`.
+fn journal_fsync(w: &mut Walker, node: &Node, path: &str) -> Option<JournalFsync> {
+    match node {
+        Node::Map(_) => {
+            let mut f = Fields::open(w, node, path)?;
+            let ms = f.required(w, "every_ms", |w, n, p| w.int(n, p, 1, u64::MAX));
+            f.finish(w);
+            ms.map(JournalFsync::EveryMs)
+        }
+        other => w.name(other, path, &["always", "never", "{every_ms: N}"], |name| match name {
+            "always" => Some(JournalFsync::Always),
+            "never" => Some(JournalFsync::Never),
+            _ => None,
+        }),
+    }
 }
 
 fn governor(w: &mut Walker, node: &Node, path: &str) -> Option<GovernorConfig> {
