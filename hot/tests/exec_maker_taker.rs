@@ -11,7 +11,7 @@ use maxx_hot::kill::KillSwitch;
 use maxx_hot::num::{Price, Qty, SignedQty};
 use maxx_hot::records::{
     ExecReport, Factor, Liquidity, Order, OrderId, OrderIntent, OrderKind, Origin, RouteReason, Side, Sizing, Stamp,
-    Tick, TickBody, Tif, Touch,
+    Tick, Tif, Touch,
 };
 use maxx_hot::stage::exec::{CHILD_ID_BIT, Exec, ExecEvent, ExecNote, ExecParams, Fees, OnPassiveTimeout, PaperVenue};
 use maxx_hot::stage::risk::{Decision, Risk};
@@ -61,31 +61,11 @@ fn exec_with(params: ExecParams, fees: Fees, latency_ns: u64) -> Exec<PaperVenue
 }
 
 fn quote(at: u64, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> Tick {
-    Tick {
-        instrument: InstrumentId(0),
-        venue: Venue::Binance,
-        body: TickBody::Quote {
-            bid: p(bid),
-            bid_qty: q(bid_qty),
-            ask: p(ask),
-            ask_qty: q(ask_qty),
-        },
-        seq: 0,
-        exchange_ns: 0,
-        recv_ns: at,
-        stamp: Stamp(0),
-    }
+    common::quote_tick(Venue::Binance, at, bid, bid_qty, ask, ask_qty)
 }
 
 fn trade(at: u64, price: &str, qty: &str, aggressor: Side) -> Tick {
-    Tick {
-        body: TickBody::Trade {
-            price: p(price),
-            qty: q(qty),
-            aggressor,
-        },
-        ..quote(at, "1", "1", "2", "1")
-    }
+    common::trade_tick(Venue::Binance, at, price, qty, aggressor)
 }
 
 /// An Alpha order for 1 of instrument 0 with this signal score (split over two families),

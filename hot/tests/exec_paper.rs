@@ -6,11 +6,12 @@
 //! latency model (ticks before an order arrives do not touch it; acks and cancels are delayed
 //! alike) and cancels by id and all at once.
 
+mod common;
+
 use maxx_hot::ids::{InstrumentId, Venue};
 use maxx_hot::num::{Money, Price, Qty};
 use maxx_hot::records::{
-    ExecReport, Factor, Fill, Liquidity, Order, OrderId, OrderKind, Origin, RejectReason, Side, Stamp, Tick, TickBody,
-    Tif, Touch,
+    ExecReport, Factor, Fill, Liquidity, Order, OrderId, OrderKind, Origin, RejectReason, Side, Stamp, Tick, Tif, Touch,
 };
 use maxx_hot::stage::exec::{Fees, Gateway, PaperVenue};
 
@@ -43,31 +44,11 @@ fn venue(latency_ms: u64) -> PaperVenue {
 }
 
 fn quote(at: u64, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> Tick {
-    Tick {
-        instrument: InstrumentId(0),
-        venue: Venue::Binance,
-        body: TickBody::Quote {
-            bid: p(bid),
-            bid_qty: q(bid_qty),
-            ask: p(ask),
-            ask_qty: q(ask_qty),
-        },
-        seq: 0,
-        exchange_ns: 0,
-        recv_ns: at,
-        stamp: Stamp(0),
-    }
+    common::quote_tick(Venue::Binance, at, bid, bid_qty, ask, ask_qty)
 }
 
 fn trade(at: u64, price: &str, qty: &str, aggressor: Side) -> Tick {
-    Tick {
-        body: TickBody::Trade {
-            price: p(price),
-            qty: q(qty),
-            aggressor,
-        },
-        ..quote(at, "1", "1", "2", "1")
-    }
+    common::trade_tick(Venue::Binance, at, price, qty, aggressor)
 }
 
 fn order(id: u64, side: Side, qty: &str, kind: OrderKind, tif: Tif, at: u64) -> Order {

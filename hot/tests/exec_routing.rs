@@ -6,6 +6,8 @@
 //! fills, latency, cancels) that gives identical records when run twice and allocates nothing
 //! in steady state (a counting global allocator, as in `tests/hot_alloc.rs`).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -125,20 +127,7 @@ fn exec(venues: &[(Venue, i64, u64, usize)], params: ExecParams) -> Exec<PaperVe
 }
 
 fn quote(venue: Venue, at: u64, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> Tick {
-    Tick {
-        instrument: BTC,
-        venue,
-        body: TickBody::Quote {
-            bid: p(bid),
-            bid_qty: q(bid_qty),
-            ask: p(ask),
-            ask_qty: q(ask_qty),
-        },
-        seq: 0,
-        exchange_ns: 0,
-        recv_ns: at,
-        stamp: Stamp(0),
-    }
+    common::quote_tick(venue, at, bid, bid_qty, ask, ask_qty)
 }
 
 fn order(id: u64, side: Side, qty: &str) -> Order {

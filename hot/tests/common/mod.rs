@@ -10,7 +10,7 @@ use std::time::Duration;
 use maxx_hot::clock::mono_ns;
 use maxx_hot::feed::FrameMeta;
 use maxx_hot::ids::{InstrumentIndex, Symbol, Venue, VenueSymbol};
-use maxx_hot::records::{Factor, Stamp};
+use maxx_hot::records::{Factor, Side, Stamp, Tick, TickBody};
 use maxx_hot::runtime::engine::EngineSpec;
 use maxx_hot::source::{FrameSource, Next};
 use maxx_hot::stage::alpha::{AlphaParams, BreakoutParams, MeanRevParams, MomentumParams, SentimentParams};
@@ -171,5 +171,35 @@ pub fn spec(capacities: Capacities) -> EngineSpec {
         histogram_every: Duration::from_millis(10),
         capacities,
         stale_after: None,
+    }
+}
+
+/// A best bid/offer for instrument 0 at `venue`, received at `at` (ns).
+pub fn quote_tick(venue: Venue, at: u64, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> Tick {
+    Tick {
+        instrument: maxx_hot::ids::InstrumentId(0),
+        venue,
+        body: TickBody::Quote {
+            bid: bid.parse().unwrap(),
+            bid_qty: bid_qty.parse().unwrap(),
+            ask: ask.parse().unwrap(),
+            ask_qty: ask_qty.parse().unwrap(),
+        },
+        seq: 0,
+        exchange_ns: 0,
+        recv_ns: at,
+        stamp: Stamp(0),
+    }
+}
+
+/// A trade of instrument 0 at `venue`, received at `at` (ns), `aggressor` taking.
+pub fn trade_tick(venue: Venue, at: u64, price: &str, qty: &str, aggressor: Side) -> Tick {
+    Tick {
+        body: TickBody::Trade {
+            price: price.parse().unwrap(),
+            qty: qty.parse().unwrap(),
+            aggressor,
+        },
+        ..quote_tick(venue, at, "1", "1", "2", "1")
     }
 }

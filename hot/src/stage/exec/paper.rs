@@ -223,13 +223,7 @@ impl PaperVenue {
                 break;
             };
             if self.orders[i].live {
-                let e = self.orders.remove(i);
-                out(ExecReport::Cancelled {
-                    order_id: e.id,
-                    instrument: e.instrument,
-                    side: e.side,
-                    qty: e.open,
-                });
+                self.cancel_now(i, out);
             } else {
                 self.arrive(i, at, out);
             }
