@@ -207,16 +207,19 @@ async fn cold_side(
     let started = Instant::now();
     // The engine's threads are up: each agent's lifecycle goes Init → Running on
     // `agent.events` (PUBLISHed when Redis is enabled, logged always).
-    let events = if config.redis.enabled {
-        LifecycleEvents::spawn(&config.redis.url).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?
-    } else {
-        LifecycleEvents::log_only()
-    };
-    let mut agents = Agents::start(config, &events)?;
-    let stream = if config.redis.enabled {
-        Some(StreamWriter::spawn(&config.redis.url).map_err(anyhow::Error::msg)?)
+    let endpoint = if config.redis.enabled {
+        Some(maxx_cold::bus::connect::RedisEndpoint::from_config(&config.redis).map_err(anyhow::Error::msg)?)
     } else {
         None
+    };
+    let events = match &endpoint {
+        Some(endpoint) => LifecycleEvents::spawn(endpoint).map_err(|e| anyhow::anyhow!("redis: {e}"))?,
+        None => LifecycleEvents::log_only(),
+    };
+    let mut agents = Agents::start(config, &events)?;
+    let stream = match &endpoint {
+        Some(endpoint) => Some(StreamWriter::spawn(endpoint).map_err(anyhow::Error::msg)?),
+        None => None,
     };
     control.connect(Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.risk_cmd), stream);
     let bus = RefCell::new(if config.redis.enabled {
@@ -257,6 +260,7 @@ async fn cold_side(
             control: control_tx.clone(),
             token: token.clone(),
             started,
+            health: Arc::new(maxx_cold::health::HealthBoard::new()),
             desk: Arc::clone(&desk),
         });
         let (addr, task) = http::serve(config.http.bind, api, async {
@@ -466,7 +470,8 @@ impl Bus {
             streams.push(format!("ticks:{}", i.symbol.as_str()));
             streams.push(format!("signals:{}", i.symbol.as_str()));
         }
-        let mut tops = match stream_tops(&redis.url, &streams, BUS_RESUME_WAIT).await {
+        let endpoint = maxx_cold::bus::connect::RedisEndpoint::from_config(redis).map_err(anyhow::Error::msg)?;
+        let mut tops = match stream_tops(&endpoint, &streams, BUS_RESUME_WAIT).await {
             Ok(tops) => tops,
             Err(e) => {
                 // Ids then come from the events' times alone, which stay above an earlier
@@ -494,8 +499,9 @@ impl Bus {
         for (stream, top) in tops {
             builder.ids_mut().resume(&stream, top);
         }
-        let publisher = Publisher::spawn_with_spill(PublisherConfig::from_redis(redis), spill)
-            .map_err(|e| anyhow::anyhow!("redis: {e}"))?;
+        let publisher_config = PublisherConfig::from_redis(redis).map_err(|e| anyhow::anyhow!("redis: {e}"))?;
+        let publisher =
+            Publisher::spawn_with_spill(publisher_config, spill).map_err(|e| anyhow::anyhow!("redis: {e}"))?;
         Ok(Bus {
             publisher,
             builder,

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::bus::consume::{
     Consumer, ConsumerOptions, RawEntry, ReadFrom, StreamKind, StreamReader, StreamRecord, TypedEntry, decode,
 };
@@ -32,8 +33,8 @@ const BLOCK: Duration = Duration::from_secs(1);
 
 /// Runs `maxx tail`.
 pub fn tail_cmd(args: &TailArgs) -> Result<ExitCode> {
-    let url = match redis_url(args) {
-        Ok(url) => url,
+    let endpoint = match redis_endpoint(args) {
+        Ok(endpoint) => endpoint,
         Err(code) => return Ok(code),
     };
     // Reconnect notices go to stderr, so the operator sees why the output paused.
@@ -48,25 +49,31 @@ pub fn tail_cmd(args: &TailArgs) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         match &args.group {
-            Some(group) => tail_group(args, &url, group).await,
-            None => tail_plain(args, &url).await,
+            Some(group) => tail_group(args, &endpoint, group).await,
+            None => tail_plain(args, &endpoint).await,
         }
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--redis`, else the config's `redis.url` (the given `--config`, or the default config when
-/// it exists), else [`DEFAULT_URL`]. A config with problems lists them and exits 1.
-fn redis_url(args: &TailArgs) -> Result<String, ExitCode> {
+/// `--redis URL` (with default timeouts, no TLS CA, any password in the URL), else the config's
+/// Redis endpoint (`redis.url`, `redis.password_env`, `redis.tls_ca_file`, timeouts; the given
+/// `--config`, or the default config when it exists), else [`DEFAULT_URL`]. A config with
+/// problems, or whose password or CA file cannot be read, is reported and exits 1.
+fn redis_endpoint(args: &TailArgs) -> Result<RedisEndpoint, ExitCode> {
     if let Some(url) = &args.redis {
-        return Ok(url.clone());
+        return Ok(RedisEndpoint::new(url.as_str()));
     }
     let path = match &args.config {
         Some(p) => p.as_path(),
         None if Path::new(DEFAULT_CONFIG).is_file() => Path::new(DEFAULT_CONFIG),
-        None => return Ok(DEFAULT_URL.to_string()),
+        None => return Ok(RedisEndpoint::new(DEFAULT_URL)),
     };
-    load_config(path).map(|c| c.redis.url)
+    let config = load_config(path)?;
+    RedisEndpoint::from_config(&config.redis).map_err(|e| {
+        eprintln!("{}: {e}", path.display());
+        ExitCode::from(1)
+    })
 }
 
 /// Counts printed entries against `--count`.
@@ -95,11 +102,17 @@ impl Budget {
     }
 }
 
-async fn tail_plain(args: &TailArgs, url: &str) -> Result<()> {
+async fn tail_plain(args: &TailArgs, endpoint: &RedisEndpoint) -> Result<()> {
     let mut budget = Budget(args.count);
     let known = StreamKind::of(&args.stream).is_ok();
-    let mut reader = StreamReader::new(url, &args.stream, args.from.clone(), budget.batch() as usize, BLOCK)
-        .with_context(|| format!("cannot read {}", args.stream))?;
+    let mut reader = StreamReader::new(
+        endpoint,
+        &args.stream,
+        args.from.clone(),
+        budget.batch() as usize,
+        BLOCK,
+    )
+    .with_context(|| format!("cannot read {}", args.stream))?;
     let mut out = std::io::stdout().lock();
     while !budget.spent() {
         let batch = reader
@@ -126,7 +139,7 @@ async fn tail_plain(args: &TailArgs, url: &str) -> Result<()> {
     Ok(())
 }
 
-async fn tail_group(args: &TailArgs, url: &str, group: &str) -> Result<()> {
+async fn tail_group(args: &TailArgs, endpoint: &RedisEndpoint, group: &str) -> Result<()> {
     let mut budget = Budget(args.count);
     let options = ConsumerOptions {
         count: budget.batch() as usize,
@@ -139,7 +152,7 @@ async fn tail_group(args: &TailArgs, url: &str, group: &str) -> Result<()> {
         ..ConsumerOptions::default()
     };
     let name = format!("tail-{}", std::process::id());
-    let mut consumer = Consumer::new(url, &args.stream, group, &name, options)
+    let mut consumer = Consumer::new(endpoint, &args.stream, group, &name, options)
         .await
         .with_context(|| format!("cannot read {} in group {group}", args.stream))?;
     let mut out = std::io::stdout().lock();

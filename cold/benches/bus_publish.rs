@@ -74,7 +74,7 @@ fn publisher_rate(rt: &tokio::runtime::Runtime, server: &RedisServer, entries: &
     flush(server);
     rt.block_on(async {
         let p = Publisher::spawn(PublisherConfig {
-            url: server.url(),
+            endpoint: server.url().into(),
             queue: entries.len(),
             batch,
             retention: Retention {

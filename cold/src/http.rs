@@ -9,7 +9,8 @@
 //!
 //! | endpoint | auth | does |
 //! |---|---|---|
-//! | `GET /healthz` | no | liveness: `{"status":"ok", "uptime_sec":…}` |
+//! | `GET /healthz` | no | readiness: 200 `{"status":"ok", …}` when every health probe passes (feeds live, Redis connected, cold agents running), else 503 `{"status":"failing", "failing":[names], "checks":{name:{ok, detail}}}` |
+//! | `GET /livez` | no | liveness: 200 `{"status":"alive", "uptime_sec":…}` while the process can serve |
 //! | `GET /signal/{symbol}` | no | the latest ensemble signal of a symbol, with each family's contribution and the weights in force |
 //! | `POST /sentiment` | yes | `{"symbol":"BTCUSDT","score":0.6}`: an external sentiment score in [-1, 1] for the sentiment family |
 //! | `POST /govern/reweight` | yes | one MetaGovernor step now (empty body or `{}`), or operator weights `{"weights":{…},"normalise":false}` |
@@ -58,6 +59,7 @@ use tonic::{Code, Status};
 
 use crate::desk::Desk;
 use crate::grpc::pb;
+use crate::health::HealthBoard;
 
 /// Environment variable holding the API bearer token.
 pub const TOKEN_ENV: &str = "MAXX_API_TOKEN";
@@ -151,8 +153,10 @@ pub struct Api {
     pub control: mpsc::Sender<ControlRequest>,
     /// The bearer token of mutating endpoints; `None` disables them.
     pub token: Option<String>,
-    /// When the API started, for `/healthz`.
+    /// When the API started, for `/livez` and `/healthz`.
     pub started: Instant,
+    /// The probes behind `/healthz`.
+    pub health: Arc<HealthBoard>,
     /// The order desk behind `POST /order` and `POST /cancel`.
     pub desk: Arc<Desk>,
 }
@@ -180,6 +184,7 @@ pub fn load_token(token_file: Option<&std::path::Path>) -> Result<Option<String>
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
         .route("/signal/{symbol}", get(signal))
         .route("/sentiment", post(sentiment))
         .route("/govern", get(govern_status))
@@ -212,8 +217,22 @@ pub async fn serve(
     Ok((local, task))
 }
 
-async fn healthz(State(api): State<Arc<Api>>) -> Json<Value> {
-    Json(json!({ "status": "ok", "uptime_sec": api.started.elapsed().as_secs() }))
+/// Readiness: 200 when every probe passes, 503 naming the ones that fail.
+async fn healthz(State(api): State<Arc<Api>>) -> Response {
+    let report = api.health.check();
+    let mut body = report.to_json();
+    body["uptime_sec"] = json!(api.started.elapsed().as_secs());
+    let status = if report.ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Liveness: 200 while the process can answer at all.
+async fn livez(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(json!({ "status": "alive", "uptime_sec": api.started.elapsed().as_secs() }))
 }
 
 async fn signal(State(api): State<Arc<Api>>, Path(symbol): Path<String>) -> Result<Json<Value>, ApiError> {

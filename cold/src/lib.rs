@@ -15,6 +15,7 @@ pub mod files;
 pub mod gateways;
 pub mod governor;
 pub mod grpc;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod mockvenue;

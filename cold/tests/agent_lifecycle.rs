@@ -15,7 +15,8 @@ use common::RedisServer;
 use maxx_cold::agent::{
     Agent, AgentError, Health, Lifecycle, LifecycleState, StopSignal, Supervisor, SupervisorConfig,
 };
-use maxx_cold::bus::agent_events::{CHANNEL, EventsOptions, LifecycleEvents, parse_event};
+use maxx_cold::bus::agent_events::{CHANNEL, LifecycleEvents, parse_event};
+use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::config::Config;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -225,7 +226,7 @@ async fn wait_state(mut watch: tokio::sync::watch::Receiver<LifecycleState>, sta
 async fn a_recycled_agent_publishes_init_running_recycling_running_shutdown() {
     let server = RedisServer::start();
     let mut sub = Subscriber::start(&server);
-    let events = LifecycleEvents::spawn(&server.url()).unwrap();
+    let events = LifecycleEvents::spawn(server.url()).unwrap();
 
     let handle = Supervisor::spawn(Steady::default(), events.clone(), SupervisorConfig::default()).unwrap();
     wait_state(handle.watch(), Running).await;
@@ -256,7 +257,7 @@ async fn a_recycled_agent_publishes_init_running_recycling_running_shutdown() {
 async fn a_failing_agent_backs_off_with_growing_delays_then_recovers() {
     let server = RedisServer::start();
     let mut sub = Subscriber::start(&server);
-    let events = LifecycleEvents::spawn(&server.url()).unwrap();
+    let events = LifecycleEvents::spawn(server.url()).unwrap();
 
     // reset_after far above any run: every failure counts towards the backoff.
     let handle = Supervisor::spawn(
@@ -298,7 +299,7 @@ async fn a_failing_agent_backs_off_with_growing_delays_then_recovers() {
 async fn a_failure_after_healthy_running_starts_the_backoff_again() {
     let server = RedisServer::start();
     let mut sub = Subscriber::start(&server);
-    let events = LifecycleEvents::spawn(&server.url()).unwrap();
+    let events = LifecycleEvents::spawn(server.url()).unwrap();
 
     // Each run lasts at least 20 ms, above reset_after: the run failures are new problems.
     let handle = Supervisor::spawn(
@@ -360,7 +361,7 @@ impl Agent for Misconfigured {
 async fn a_fatal_start_error_shuts_the_agent_down_without_retrying() {
     let server = RedisServer::start();
     let mut sub = Subscriber::start(&server);
-    let events = LifecycleEvents::spawn(&server.url()).unwrap();
+    let events = LifecycleEvents::spawn(server.url()).unwrap();
     let handle = Supervisor::spawn(Misconfigured, events.clone(), quick_backoff(Duration::from_secs(60))).unwrap();
     sub.expect("execution", &[Init, Shutdown]).await;
     sub.assert_drained(&server, &events).await;
@@ -374,7 +375,7 @@ async fn a_fatal_start_error_shuts_the_agent_down_without_retrying() {
 async fn invalid_transitions_are_refused_and_never_published() {
     let server = RedisServer::start();
     let mut sub = Subscriber::start(&server);
-    let events = LifecycleEvents::spawn(&server.url()).unwrap();
+    let events = LifecycleEvents::spawn(server.url()).unwrap();
 
     let mut life = Lifecycle::new("alpha", events.clone()).unwrap();
     for bad in [Recycling, Init] {
@@ -439,12 +440,12 @@ async fn transitions_during_a_redis_outage_arrive_in_order_after_the_restart() {
     let mut server = RedisServer::start();
     let gate = Gate::start(server.port).await;
     let mut sub = Subscriber::start(&server);
-    let options = EventsOptions {
-        backoff_start: Duration::from_millis(20),
-        backoff_cap: Duration::from_millis(200),
-        ..EventsOptions::default()
+    let endpoint = RedisEndpoint {
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        ..RedisEndpoint::new(gate.url())
     };
-    let events = LifecycleEvents::spawn_with(&gate.url(), options).unwrap();
+    let events = LifecycleEvents::spawn(endpoint).unwrap();
 
     let mut life = Lifecycle::new("risk_sentinel", events.clone()).unwrap();
     life.to(Running).unwrap();

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::RedisServer;
+use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::bus::consume::{Consumer, ConsumerOptions, EntryId, ReadFrom, StreamReader, StreamRecord, decode};
 use maxx_hot::ids::Venue;
 use maxx_hot::records::{Liquidity, OrderKind, Origin, Side, SignalSide, Tif};
@@ -64,8 +65,15 @@ fn options() -> ConsumerOptions {
         min_idle: Duration::from_millis(200),
         max_deliveries: 3,
         start: "0".to_string(),
-        backoff_start: Duration::from_millis(20),
-        backoff_cap: Duration::from_millis(200),
+    }
+}
+
+/// The server with quick reconnects, so that outages in the tests end soon after Redis is back.
+fn endpoint(server: &RedisServer) -> RedisEndpoint {
+    RedisEndpoint {
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        ..RedisEndpoint::new(server.url())
     }
 }
 
@@ -156,7 +164,7 @@ async fn each_stream_decodes_to_exact_types() {
     for stream in ["ticks:BTCUSDT", "signals:BTCUSDT", "orders", "fills", "pnl"] {
         // The plain reader and a group reader see the same typed entry.
         let mut reader = StreamReader::new(
-            &server.url(),
+            endpoint(&server),
             stream,
             ReadFrom::After(EntryId::default()),
             10,
@@ -166,7 +174,7 @@ async fn each_stream_decodes_to_exact_types() {
         let raws = reader.next_batch().await.expect("XREAD");
         assert_eq!(raws.len(), 1, "{stream}: {raws:?}");
         let plain = decode(stream, &raws[0]).unwrap_or_else(|e| panic!("{e}"));
-        let mut group = Consumer::new(&server.url(), stream, "g", "c1", options())
+        let mut group = Consumer::new(endpoint(&server), stream, "g", "c1", options())
             .await
             .expect("consumer");
         let batch = group.next_batch().await.expect("XREADGROUP");
@@ -244,7 +252,7 @@ async fn a_killed_consumers_pending_entries_are_recovered() {
     }
     let written: BTreeSet<EntryId> = (1..=5).map(|seq| EntryId { ms: 1764151200000, seq }).collect();
 
-    let mut a = Consumer::new(&server.url(), "fills", "portfolio", "a", options())
+    let mut a = Consumer::new(endpoint(&server), "fills", "portfolio", "a", options())
         .await
         .expect("consumer a");
     let got = a.next_batch().await.expect("a reads");
@@ -253,7 +261,7 @@ async fn a_killed_consumers_pending_entries_are_recovered() {
     drop(a);
     assert_eq!(pending_count(&mut c, "fills", "portfolio").await, 5);
 
-    let mut b = Consumer::new(&server.url(), "fills", "portfolio", "b", options())
+    let mut b = Consumer::new(endpoint(&server), "fills", "portfolio", "b", options())
         .await
         .expect("consumer b");
     let mut recovered = BTreeSet::new();
@@ -282,7 +290,7 @@ async fn garbage_goes_to_the_dead_letter_stream_after_max_deliveries() {
     xadd(&mut c, "fills", "1000-3", &pairs).await;
     xadd_fill(&mut c, "1000-4", "4").await;
 
-    let mut consumer = Consumer::new(&server.url(), "fills", "portfolio", "p", options())
+    let mut consumer = Consumer::new(endpoint(&server), "fills", "portfolio", "p", options())
         .await
         .expect("consumer");
     let mut good = BTreeSet::new();
@@ -326,7 +334,7 @@ async fn garbage_goes_to_the_dead_letter_stream_after_max_deliveries() {
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 2);
 
     let mut reader = StreamReader::new(
-        &server.url(),
+        endpoint(&server),
         "fills:dead",
         ReadFrom::After(EntryId::default()),
         10,
@@ -360,7 +368,7 @@ async fn the_consumer_reconnects_after_the_server_restarts() {
     let mut server = RedisServer::start();
     let mut c = conn(&server).await;
     xadd_fill(&mut c, "1000-0", "1").await;
-    let mut consumer = Consumer::new(&server.url(), "fills", "portfolio", "p", options())
+    let mut consumer = Consumer::new(endpoint(&server), "fills", "portfolio", "p", options())
         .await
         .expect("consumer");
     let first = consumer.next_batch().await.expect("before the restart");
@@ -403,8 +411,14 @@ async fn the_plain_reader_starts_at_the_end_without_gaps() {
     let server = RedisServer::start();
     let mut c = conn(&server).await;
     xadd_fill(&mut c, "1000-0", "1").await;
-    let mut reader =
-        StreamReader::new(&server.url(), "fills", ReadFrom::End, 10, Duration::from_millis(100)).expect("reader");
+    let mut reader = StreamReader::new(
+        endpoint(&server),
+        "fills",
+        ReadFrom::End,
+        10,
+        Duration::from_millis(100),
+    )
+    .expect("reader");
     // Resolves `$` to 1000-0; nothing after it yet.
     assert!(reader.next_batch().await.expect("first read").is_empty());
     xadd_fill(&mut c, "2000-0", "2").await;
@@ -428,7 +442,7 @@ async fn refusals_are_clear_errors_not_retries() {
         .query_async(&mut c)
         .await
         .expect("SET");
-    let err = Consumer::new(&server.url(), "fills", "g", "c", options())
+    let err = Consumer::new(endpoint(&server), "fills", "g", "c", options())
         .await
         .expect_err("a string key is not a stream");
     assert!(
@@ -437,7 +451,7 @@ async fn refusals_are_clear_errors_not_retries() {
         "{err}"
     );
 
-    let err = Consumer::new(&server.url(), "trades", "g", "c", options())
+    let err = Consumer::new(endpoint(&server), "trades", "g", "c", options())
         .await
         .expect_err("no schema");
     assert!(err.to_string().contains("has no known schema"), "{err}");
@@ -547,7 +561,7 @@ async fn entries_built_by_the_publisher_decode_to_their_source_values() {
         let pairs: Vec<(&str, &str)> = e.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         xadd(&mut c, &e.stream, &e.id, &pairs).await;
         let mut reader = StreamReader::new(
-            &server.url(),
+            endpoint(&server),
             &e.stream,
             ReadFrom::After(EntryId::default()),
             10,

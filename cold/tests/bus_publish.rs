@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::RedisServer;
 use maxx_cold::bus::Entry;
+use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::bus::entry::{EntryBuilder, PnlSnapshot, StreamKind};
 use maxx_cold::bus::publish::{MemorySpill, Outcome, Publisher, PublisherConfig, Retention, Spill};
 use maxx_cold::taps::Record;
@@ -112,12 +113,14 @@ fn fill(order_id: u64, ts: u64) -> Record {
 
 fn config(url: &str) -> PublisherConfig {
     PublisherConfig {
-        url: url.to_string(),
+        endpoint: RedisEndpoint {
+            connect_timeout: Duration::from_millis(500),
+            response_timeout: Duration::from_secs(2),
+            reconnect_min: Duration::from_millis(20),
+            reconnect_max: Duration::from_millis(200),
+            ..RedisEndpoint::new(url)
+        },
         batch: 16,
-        connect_timeout: Duration::from_millis(500),
-        response_timeout: Duration::from_secs(2),
-        backoff_start: Duration::from_millis(20),
-        backoff_cap: Duration::from_millis(200),
         ..PublisherConfig::default()
     }
 }
@@ -454,6 +457,7 @@ async fn a_killed_redis_loses_no_order_or_fill() {
             match p.try_publish(e.clone()) {
                 Outcome::Shed => *shed += 1,
                 Outcome::Queued | Outcome::Spilled => sent.push(e),
+                Outcome::Oversized => panic!("an engine entry is never oversized: {e:?}"),
             }
         }
         *i += 1;
@@ -562,7 +566,7 @@ async fn a_lost_reply_is_sent_again_without_a_second_entry() {
         .map(|i| b.record(&order(i, T0 + i * MS)).unwrap().unwrap())
         .collect();
     let mut cfg = config(&server.url());
-    cfg.response_timeout = Duration::from_millis(300);
+    cfg.endpoint.response_timeout = Duration::from_millis(300);
     let p = Publisher::spawn(cfg).unwrap();
     p.try_publish(entries[0].clone());
     wait_until("the first entry is written", || p.stats().acknowledged() == 1).await;

@@ -123,6 +123,19 @@ fn shipped_config_validates() {
     assert_eq!(c.redis.journal_dir, None);
     assert_eq!(c.redis.journal_fsync, JournalFsync::EveryMs(100));
     assert_eq!(c.redis.pnl_every, Duration::from_millis(1000));
+    assert_eq!(
+        (c.redis.password_env.as_deref(), c.redis.tls_ca_file.as_deref()),
+        (None, None)
+    );
+    assert_eq!(
+        [
+            c.redis.connect_timeout,
+            c.redis.response_timeout,
+            c.redis.reconnect_min,
+            c.redis.reconnect_max
+        ],
+        [2000, 5000, 50, 5000].map(Duration::from_millis)
+    );
     assert_eq!(c.http.bind, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.http.token_file, None);
     assert_eq!(c.grpc.bind, "127.0.0.1:50051".parse().unwrap());
@@ -700,10 +713,33 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
         "url: \"http://127.0.0.1:6379\"",
         &["redis.url"],
     ),
+    ("url: \"redis://127.0.0.1:6379\"", "url: \"rediss://\"", &["redis.url"]),
+    ("password_env: null", "password_env: \"\"", &["redis.password_env"]),
+    ("password_env: null", "password_env: \"A=B\"", &["redis.password_env"]),
+    ("password_env: null", "password_env: 7", &["redis.password_env"]),
+    // A CA file needs a rediss:// url.
+    ("tls_ca_file: null", "tls_ca_file: \"ca.pem\"", &["redis.tls_ca_file"]),
+    ("tls_ca_file: null", "tls_ca_file: \"\"", &["redis.tls_ca_file"]),
     (
-        "url: \"redis://127.0.0.1:6379\"",
-        "url: \"rediss://127.0.0.1:6379\"",
-        &["redis.url"],
+        "connect_timeout_ms: 2000",
+        "connect_timeout_ms: 0",
+        &["redis.connect_timeout_ms"],
+    ),
+    (
+        "response_timeout_ms: 5000",
+        "response_timeout_ms: -5",
+        &["redis.response_timeout_ms"],
+    ),
+    (
+        "reconnect_min_ms: 50",
+        "reconnect_min_ms: 0",
+        &["redis.reconnect_min_ms"],
+    ),
+    // Below reconnect_min_ms (50).
+    (
+        "reconnect_max_ms: 5000",
+        "reconnect_max_ms: 10",
+        &["redis.reconnect_max_ms"],
     ),
     ("instance: maxx", "instance: \"two words\"", &["redis.instance"]),
     ("instance: maxx", "instance: \"\"", &["redis.instance"]),
@@ -1348,4 +1384,65 @@ fn redis_bus_keys_take_every_form() {
     assert_eq!(c.redis.journal_dir, None);
     assert_eq!(c.redis.journal_fsync, JournalFsync::EveryMs(100));
     assert_eq!(c.redis.pnl_every, Duration::from_millis(1000));
+    assert_eq!(
+        (c.redis.password_env.as_deref(), c.redis.tls_ca_file.as_deref()),
+        (None, None)
+    );
+    assert_eq!(
+        [
+            c.redis.connect_timeout,
+            c.redis.response_timeout,
+            c.redis.reconnect_min,
+            c.redis.reconnect_max
+        ],
+        [2000, 5000, 50, 5000].map(Duration::from_millis)
+    );
+}
+
+#[test]
+fn redis_connection_keys_take_every_form() {
+    let base = shipped();
+    let text = edit(
+        &base,
+        "url: \"redis://127.0.0.1:6379\"",
+        "url: \"rediss://redis.internal:6380/2\"",
+    );
+    let text = edit(&text, "password_env: null", "password_env: MAXX_REDIS_PASSWORD");
+    let text = edit(&text, "tls_ca_file: null", "tls_ca_file: \"certs/redis-ca.pem\"");
+    let text = edit(&text, "reconnect_min_ms: 50", "reconnect_min_ms: 5000");
+    let c = config::parse(&text).unwrap();
+    assert_eq!(c.redis.url, "rediss://redis.internal:6380/2");
+    assert_eq!(c.redis.password_env.as_deref(), Some("MAXX_REDIS_PASSWORD"));
+    assert_eq!(c.redis.tls_ca_file, Some(PathBuf::from("certs/redis-ca.pem")));
+    // Equal bounds are fine: a constant delay.
+    assert_eq!(c.redis.reconnect_min, c.redis.reconnect_max);
+}
+
+#[test]
+fn a_password_is_given_one_way_and_never_shown() {
+    let base = shipped();
+    // In the url and from the environment at once: refused at password_env.
+    let text = edit(
+        &base,
+        "url: \"redis://127.0.0.1:6379\"",
+        "url: \"redis://:hunter2@127.0.0.1:6379\"",
+    );
+    assert!(config::parse(&text).is_ok(), "a password in the url alone is fine");
+    let e = errors(&edit(&text, "password_env: null", "password_env: MAXX_REDIS_PASSWORD"));
+    assert_eq!(path_set(&e), set(&["redis.password_env"]), "{e}");
+    assert!(
+        message_at(&e, "redis.password_env").contains("carries a password"),
+        "{e}"
+    );
+    // A refused url never repeats its password.
+    let e = errors(&edit(
+        &base,
+        "url: \"redis://127.0.0.1:6379\"",
+        "url: \"http://:hunter2@h:1\"",
+    ));
+    assert_eq!(path_set(&e), set(&["redis.url"]), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = errors(&edit(&text, "tls_ca_file: null", "tls_ca_file: ca.pem"));
+    assert_eq!(path_set(&e), set(&["redis.tls_ca_file"]), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
 }

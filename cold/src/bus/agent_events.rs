@@ -13,8 +13,9 @@
 //! Recording a transition never waits on Redis. [`LifecycleEvents::record`] logs the transition
 //! (`info!` with `agent` and `state`), updates the per-agent health view
 //! ([`LifecycleEvents::states`]) and puts the message on a bounded queue. A tokio task with its
-//! own connection drains the queue in order. While Redis is down the task keeps the message at
-//! the head of the queue and reconnects with capped exponential backoff, so transitions raised
+//! own connection ([`RedisEndpoint`]: password, TLS, timeouts) drains the queue in order. While
+//! Redis is down the task keeps the message at the head of the queue and reconnects with the
+//! endpoint's capped exponential backoff, so transitions raised
 //! during an outage are published, in order, once Redis is back. When the queue is full the new
 //! message is dropped, counted ([`EventStats::dropped`]) and logged: a lifecycle message is a
 //! notification, and the state itself stays visible in the health view and the logs.
@@ -32,32 +33,24 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::connect::{RedisEndpoint, describe};
 use crate::agent::{LifecycleState, NameError, check_name};
 
 /// The Redis pub/sub channel of lifecycle events.
 pub const CHANNEL: &str = "agent.events";
 
-/// Tuning of the publishing task.
+/// Tuning of the publishing task (the reconnect backoff is the endpoint's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventsOptions {
     /// Messages waiting for Redis; beyond this new ones are dropped (and counted).
     pub queue: usize,
-    /// First reconnect delay after Redis became unreachable.
-    pub backoff_start: Duration,
-    /// Largest reconnect delay.
-    pub backoff_cap: Duration,
 }
 
 impl Default for EventsOptions {
     fn default() -> Self {
         // A few transitions per agent per restart: 1024 covers a long outage of a crash-looping
-        // agent set, and the cap keeps an outage of minutes from delaying recovery by more than
-        // a few seconds.
-        Self {
-            queue: 1024,
-            backoff_start: Duration::from_millis(100),
-            backoff_cap: Duration::from_secs(5),
-        }
+        // agent set.
+        Self { queue: 1024 }
     }
 }
 
@@ -70,7 +63,7 @@ pub enum EventsError {
     /// `redis.url` does not parse; fix the config.
     #[error("redis.url {url:?}: {reason}")]
     BadUrl {
-        /// The URL given.
+        /// The URL given, password masked.
         url: String,
         /// What the Redis client said.
         reason: String,
@@ -124,28 +117,24 @@ struct Inner {
 impl LifecycleEvents {
     /// Starts the publishing task on the current tokio runtime with default options.
     /// Connecting happens in the task, so a Redis that is down delays messages, never the caller.
-    pub fn spawn(url: &str) -> Result<Self, EventsError> {
-        Self::spawn_with(url, EventsOptions::default())
+    pub fn spawn(endpoint: impl Into<RedisEndpoint>) -> Result<Self, EventsError> {
+        Self::spawn_with(endpoint, EventsOptions::default())
     }
 
     /// Like [`LifecycleEvents::spawn`], with explicit options.
-    pub fn spawn_with(url: &str, options: EventsOptions) -> Result<Self, EventsError> {
+    pub fn spawn_with(endpoint: impl Into<RedisEndpoint>, options: EventsOptions) -> Result<Self, EventsError> {
+        let endpoint = endpoint.into();
         if options.queue == 0 {
             return Err(EventsError::BadOptions("queue must hold at least one message".into()));
         }
-        if options.backoff_start.is_zero() || options.backoff_cap < options.backoff_start {
-            return Err(EventsError::BadOptions(format!(
-                "backoff_start ({:?}) must be above zero and at most backoff_cap ({:?})",
-                options.backoff_start, options.backoff_cap
-            )));
-        }
-        let client = redis::Client::open(url).map_err(|e| EventsError::BadUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
+        endpoint.validate().map_err(EventsError::BadOptions)?;
+        let client = endpoint.client().map_err(|reason| EventsError::BadUrl {
+            url: endpoint.redacted_url(),
+            reason,
         })?;
         let (tx, rx) = mpsc::channel(options.queue);
         let stats = Arc::new(EventStats::default());
-        tokio::spawn(drain(client, rx, Arc::clone(&stats), options));
+        tokio::spawn(drain(client, endpoint, rx, Arc::clone(&stats)));
         Ok(Self::with_sender(Some(tx), stats))
     }
 
@@ -272,9 +261,10 @@ pub fn parse_event(message: &str) -> Result<Event, String> {
 }
 
 /// The publishing task: one connection, messages in queue order, reconnect with backoff.
-async fn drain(client: redis::Client, mut rx: mpsc::Receiver<String>, stats: Arc<EventStats>, options: EventsOptions) {
+async fn drain(client: redis::Client, endpoint: RedisEndpoint, mut rx: mpsc::Receiver<String>, stats: Arc<EventStats>) {
+    let conn_config = endpoint.connection_config();
     let mut conn = None;
-    let mut backoff = options.backoff_start;
+    let mut backoff = endpoint.reconnect_min;
     let mut pending: Option<String> = None;
     loop {
         let message = match pending.take() {
@@ -285,18 +275,18 @@ async fn drain(client: redis::Client, mut rx: mpsc::Receiver<String>, stats: Arc
             },
         };
         if conn.is_none() {
-            match client.get_multiplexed_async_connection().await {
+            match client.get_multiplexed_async_connection_with_config(&conn_config).await {
                 Ok(c) => {
-                    info!(channel = CHANNEL, "redis connected");
-                    backoff = options.backoff_start;
+                    info!(channel = CHANNEL, url = %endpoint.redacted_url(), "redis connected");
+                    backoff = endpoint.reconnect_min;
                     conn = Some(c);
                 }
                 Err(e) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, channel = CHANNEL, retry_in_ms = backoff.as_millis() as u64, "redis unavailable");
+                    warn!(error = %describe(&e), channel = CHANNEL, url = %endpoint.redacted_url(), retry_in_ms = backoff.as_millis() as u64, "redis unavailable");
                     pending = Some(message);
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(options.backoff_cap);
+                    backoff = endpoint.next_backoff(backoff);
                     continue;
                 }
             }
@@ -322,7 +312,7 @@ async fn drain(client: redis::Client, mut rx: mpsc::Receiver<String>, stats: Arc
                 conn = None;
                 pending = Some(message);
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(options.backoff_cap);
+                backoff = endpoint.next_backoff(backoff);
             }
         }
     }
@@ -376,39 +366,40 @@ mod tests {
 
     #[tokio::test]
     async fn bad_options_and_urls_are_refused() {
-        let zero = EventsOptions {
-            queue: 0,
-            ..EventsOptions::default()
-        };
+        let zero = EventsOptions { queue: 0 };
         assert!(matches!(
             LifecycleEvents::spawn_with("redis://127.0.0.1:1", zero),
             Err(EventsError::BadOptions(_))
         ));
-        let inverted = EventsOptions {
-            backoff_start: Duration::from_secs(2),
-            backoff_cap: Duration::from_secs(1),
-            ..EventsOptions::default()
+        let inverted = RedisEndpoint {
+            reconnect_min: Duration::from_secs(2),
+            reconnect_max: Duration::from_secs(1),
+            ..RedisEndpoint::new("redis://127.0.0.1:1")
         };
         assert!(matches!(
-            LifecycleEvents::spawn_with("redis://127.0.0.1:1", inverted),
+            LifecycleEvents::spawn(inverted),
             Err(EventsError::BadOptions(_))
         ));
         assert!(matches!(
             LifecycleEvents::spawn("http://nowhere"),
             Err(EventsError::BadUrl { .. })
         ));
+        match LifecycleEvents::spawn("http://:secret@nowhere") {
+            Err(e) => assert!(!e.to_string().contains("secret"), "{e}"),
+            Ok(_) => panic!("an http url was accepted"),
+        }
     }
 
     #[tokio::test]
     async fn a_full_queue_drops_and_counts() {
         // Port 1 refuses connections, so the first message stays at the head of the task and
         // the single queue slot fills.
-        let options = EventsOptions {
-            queue: 1,
-            backoff_start: Duration::from_secs(60),
-            backoff_cap: Duration::from_secs(60),
+        let endpoint = RedisEndpoint {
+            reconnect_min: Duration::from_secs(60),
+            reconnect_max: Duration::from_secs(60),
+            ..RedisEndpoint::new("redis://127.0.0.1:1")
         };
-        let events = LifecycleEvents::spawn_with("redis://127.0.0.1:1", options).unwrap();
+        let events = LifecycleEvents::spawn_with(endpoint, EventsOptions { queue: 1 }).unwrap();
         for _ in 0..5 {
             events.record("alpha", LifecycleState::Init).unwrap();
         }

@@ -19,7 +19,8 @@
 //!   read with `XPENDING`) it is copied with its original fields plus `error` and `source_id`
 //!   to the dead-letter stream `<stream>:dead` and acknowledged, in one `MULTI`/`EXEC`, so a
 //!   garbage entry is never lost and never blocks the stream.
-//! - Connection errors are retried with capped exponential backoff; after a reconnect the
+//! - Both readers connect as their [`RedisEndpoint`] says (password, TLS, timeouts) and retry
+//!   connection errors with its capped exponential backoff; after a reconnect the
 //!   group is created again if the server lost it (`XGROUP CREATE ... MKSTREAM`).
 //!
 //! `XAUTOCLAIM` needs Redis 6.2 or later.
@@ -40,6 +41,8 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tracing::{info, warn};
 use uuid::Uuid;
+
+use super::connect::RedisEndpoint;
 
 /// A stream entry id, `<unix_ms>-<n>`; ordered as Redis orders them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -620,10 +623,6 @@ pub struct ConsumerOptions {
     /// Where a new group starts: `0` (the whole stream, e.g. to rebuild state) or `$` (new
     /// entries only), or an entry id.
     pub start: String,
-    /// First reconnect delay.
-    pub backoff_start: Duration,
-    /// Largest reconnect delay.
-    pub backoff_cap: Duration,
 }
 
 impl Default for ConsumerOptions {
@@ -634,8 +633,6 @@ impl Default for ConsumerOptions {
             min_idle: Duration::from_secs(30),
             max_deliveries: 5,
             start: "0".to_string(),
-            backoff_start: Duration::from_millis(100),
-            backoff_cap: Duration::from_secs(5),
         }
     }
 }
@@ -692,28 +689,30 @@ impl Batch {
 /// One connection with reconnect and backoff, shared by both readers.
 struct Link {
     client: redis::Client,
+    /// The URL for messages, password masked.
     url: String,
+    endpoint: RedisEndpoint,
     conn: Option<MultiplexedConnection>,
-    response_timeout: Duration,
     backoff: Duration,
-    backoff_start: Duration,
-    backoff_cap: Duration,
     stats: Arc<ConsumerStats>,
 }
 
 impl Link {
-    fn open(url: &str, block: Duration, backoff_start: Duration, backoff_cap: Duration) -> Result<Self, ConsumeError> {
-        let client = redis::Client::open(url).map_err(|e| ConsumeError::Invalid(format!("redis url: {e}")))?;
-        let shown = redacted(url);
+    fn open(endpoint: RedisEndpoint, block: Duration) -> Result<Self, ConsumeError> {
+        endpoint
+            .validate()
+            .map_err(|e| ConsumeError::Invalid(format!("redis: {e}")))?;
+        let client = endpoint.client().map_err(ConsumeError::Invalid)?;
+        let mut endpoint = endpoint;
+        // A blocked read answers after `block`: only a reply later than the endpoint's
+        // response timeout beyond that means a dead link.
+        endpoint.response_timeout += block;
         Ok(Link {
             client,
-            url: shown,
+            url: endpoint.redacted_url(),
+            backoff: endpoint.reconnect_min,
+            endpoint,
             conn: None,
-            // A blocked read answers after `block`; anything much later is a dead link.
-            response_timeout: block + Duration::from_secs(10),
-            backoff: backoff_start,
-            backoff_start,
-            backoff_cap,
             stats: Arc::new(ConsumerStats::default()),
         })
     }
@@ -723,9 +722,7 @@ impl Link {
         if self.conn.is_some() {
             return Ok(false);
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(self.response_timeout);
+        let config = self.endpoint.connection_config();
         match self.client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(c) => {
                 self.conn = Some(c);
@@ -750,11 +747,11 @@ impl Link {
         self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         warn!(url = %self.url, error = %error, retry_in_ms = self.backoff.as_millis() as u64, "redis unavailable");
         tokio::time::sleep(self.backoff).await;
-        self.backoff = (self.backoff * 2).min(self.backoff_cap);
+        self.backoff = self.endpoint.next_backoff(self.backoff);
     }
 
     fn ok(&mut self) {
-        self.backoff = self.backoff_start;
+        self.backoff = self.endpoint.reconnect_min;
     }
 
     async fn query(&mut self, cmd: &redis::Cmd) -> Result<Value, redis::RedisError> {
@@ -767,14 +764,6 @@ impl Link {
 
 fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal()
-}
-
-/// The URL with any password replaced, for messages.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 /// A reader of one stream in a consumer group. See the module docs for the delivery rules.
@@ -807,7 +796,7 @@ impl Consumer {
     /// at [`ConsumerOptions::start`]. Fails if `stream` has no known schema, the options are
     /// out of range, or Redis cannot be reached now.
     pub async fn new(
-        url: &str,
+        endpoint: impl Into<RedisEndpoint>,
         stream: &str,
         group: &str,
         consumer: &str,
@@ -831,7 +820,7 @@ impl Consumer {
                 options.start
             )));
         }
-        let link = Link::open(url, options.block, options.backoff_start, options.backoff_cap)?;
+        let link = Link::open(endpoint.into(), options.block)?;
         let mut consumer = Consumer {
             link,
             stream: stream.to_string(),
@@ -1145,11 +1134,17 @@ impl fmt::Debug for StreamReader {
 impl StreamReader {
     /// A reader of `stream` from `from`, reading up to `count` entries at a time and waiting up
     /// to `block` for new ones. Connects on the first read.
-    pub fn new(url: &str, stream: &str, from: ReadFrom, count: usize, block: Duration) -> Result<Self, ConsumeError> {
+    pub fn new(
+        endpoint: impl Into<RedisEndpoint>,
+        stream: &str,
+        from: ReadFrom,
+        count: usize,
+        block: Duration,
+    ) -> Result<Self, ConsumeError> {
         if stream.is_empty() {
             return Err(ConsumeError::Invalid("stream name must not be empty".to_string()));
         }
-        let link = Link::open(url, block, Duration::from_millis(100), Duration::from_secs(5))?;
+        let link = Link::open(endpoint.into(), block)?;
         let last = match from {
             ReadFrom::End => None,
             ReadFrom::After(id) => Some(id),
@@ -1517,6 +1512,9 @@ mod tests {
         assert_eq!("$".parse::<ReadFrom>(), Ok(ReadFrom::End));
         assert_eq!("0".parse::<ReadFrom>(), Ok(ReadFrom::After(EntryId::default())));
         assert!("x".parse::<ReadFrom>().is_err());
-        assert_eq!(redacted("redis://:secret@host:1/0"), "redis://***@host:1/0");
+        assert_eq!(
+            super::super::connect::redacted_url("redis://:secret@host:1/0"),
+            "redis://***@host:1/0"
+        );
     }
 }

@@ -6,12 +6,15 @@
 //! counts it). While Redis is down the task keeps the entry at the head of the queue and
 //! reconnects with capped exponential backoff, so nothing is lost across an outage.
 //!
+//! It connects as [`connect::RedisEndpoint`] says (password, TLS, timeouts, reconnect backoff).
+//!
 //! Entries carry explicit ids (`<unix_ms>-<seq>` chosen by the caller, strictly increasing):
 //! re-sending an entry after a reconnect, when the first attempt did land but its reply was
 //! lost, is refused by Redis as "equal or smaller than the target stream top item" and counted
 //! as a duplicate, so a stream never holds the same entry twice.
 
 pub mod agent_events;
+pub mod connect;
 pub mod consume;
 pub mod entry;
 pub mod journal;
@@ -21,17 +24,13 @@ pub mod spill;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use self::connect::{RedisEndpoint, describe};
+
 /// Entries waiting for Redis; beyond this they are dropped (and counted).
 const QUEUE: usize = 1024;
-/// First reconnect delay.
-const BACKOFF_START: Duration = Duration::from_millis(100);
-/// Largest reconnect delay.
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// One stream entry: an explicit id and its fields, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,11 +66,13 @@ pub struct StreamWriter {
 impl StreamWriter {
     /// Starts the writer task on the current tokio runtime. Connecting happens in the task, so
     /// a Redis that is down at start delays entries, never the caller.
-    pub fn spawn(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis.url {url:?}: {e}"))?;
+    pub fn spawn(endpoint: impl Into<RedisEndpoint>) -> Result<Self, String> {
+        let endpoint = endpoint.into();
+        endpoint.validate().map_err(|e| format!("redis: {e}"))?;
+        let client = endpoint.client()?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run(client, rx, Arc::clone(&stats)));
+        tokio::spawn(run(client, endpoint, rx, Arc::clone(&stats)));
         Ok(Self { tx, stats })
     }
 
@@ -92,9 +93,10 @@ impl StreamWriter {
     }
 }
 
-async fn run(client: redis::Client, mut rx: mpsc::Receiver<Entry>, stats: Arc<WriterStats>) {
+async fn run(client: redis::Client, endpoint: RedisEndpoint, mut rx: mpsc::Receiver<Entry>, stats: Arc<WriterStats>) {
+    let conn_config = endpoint.connection_config();
     let mut conn = None;
-    let mut backoff = BACKOFF_START;
+    let mut backoff = endpoint.reconnect_min;
     let mut pending: Option<Entry> = None;
     loop {
         let entry = match pending.take() {
@@ -105,18 +107,18 @@ async fn run(client: redis::Client, mut rx: mpsc::Receiver<Entry>, stats: Arc<Wr
             },
         };
         if conn.is_none() {
-            match client.get_multiplexed_async_connection().await {
+            match client.get_multiplexed_async_connection_with_config(&conn_config).await {
                 Ok(c) => {
-                    info!("redis connected");
-                    backoff = BACKOFF_START;
+                    info!(url = %endpoint.redacted_url(), "redis connected");
+                    backoff = endpoint.reconnect_min;
                     conn = Some(c);
                 }
                 Err(e) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "redis unavailable");
+                    warn!(url = %endpoint.redacted_url(), error = %describe(&e), retry_in_ms = backoff.as_millis() as u64, "redis unavailable");
                     pending = Some(entry);
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_CAP);
+                    backoff = endpoint.next_backoff(backoff);
                     continue;
                 }
             }
@@ -145,7 +147,7 @@ async fn run(client: redis::Client, mut rx: mpsc::Receiver<Entry>, stats: Arc<Wr
                 conn = None;
                 pending = Some(entry);
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_CAP);
+                backoff = endpoint.next_backoff(backoff);
             }
         }
     }

@@ -25,6 +25,19 @@
 //! which the id rule above needs (an entry overtaken by a later one of its stream would be
 //! refused).
 //!
+//! Oversized entries: an entry whose stream, id, field names and values add up to more than
+//! [`PublisherConfig::max_entry_bytes`] is refused by [`Publisher::try_publish`] at once
+//! ([`Outcome::Oversized`]), counted in `oversized`, logged as an error with its stream and id,
+//! and never queued. Redis answers a bulk string above its `proto-max-bulk-len` by closing the
+//! connection, so such an entry, once queued, would fail its batch on every re-send and hold
+//! back everything behind it; refused at the door, it cannot wedge the queue. The default bound
+//! (512 KiB) is far above any entry the engine makes (a few hundred bytes) and below the
+//! smallest `proto-max-bulk-len` Redis accepts (1 MiB).
+//!
+//! The connection is [`PublisherConfig::endpoint`] ([`RedisEndpoint`]: password, TLS, connect
+//! and response timeouts, reconnect backoff). The last failure, in words, is kept in
+//! [`PublisherStats::last_error`] for health reports.
+//!
 //! Failures, sorted by what the writer does:
 //! - connection lost, timeout or no reply: reconnect with capped exponential backoff and send
 //!   the unacknowledged batch again (the ids make that harmless);
@@ -44,14 +57,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use redis::Value;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Value};
 use thiserror::Error;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::Entry;
+use super::connect::{RedisEndpoint, describe};
 use super::entry::{StreamId, StreamKind};
 use crate::config::RedisConfig;
 
@@ -107,46 +121,43 @@ impl Retention {
 /// What the publisher needs; [`validate`](Self::validate) refuses unusable values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublisherConfig {
-    /// `redis://[:password@]host:port[/db]` or `rediss://…` for TLS.
-    pub url: String,
+    /// Where and how to connect; its response timeout bounds the wait for a batch's replies,
+    /// and its backoff spaces reconnects and re-sends.
+    pub endpoint: RedisEndpoint,
     /// Entries the queue holds before the full-queue policy applies.
     pub queue: usize,
     /// Most entries in one pipeline.
     pub batch: usize,
     /// Per-stream retention.
     pub retention: Retention,
-    /// Longest wait to connect.
-    pub connect_timeout: Duration,
-    /// Longest wait for a batch's replies before the connection counts as lost.
-    pub response_timeout: Duration,
-    /// First delay before reconnecting or re-sending.
-    pub backoff_start: Duration,
-    /// Largest such delay.
-    pub backoff_cap: Duration,
+    /// Largest entry accepted, in bytes of stream name, id, field names and values; larger
+    /// ones are refused at enqueue time (see the module doc).
+    pub max_entry_bytes: usize,
 }
+
+/// Default [`PublisherConfig::max_entry_bytes`].
+pub const MAX_ENTRY_BYTES: usize = 512 * 1024;
 
 impl Default for PublisherConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".to_string(),
+            endpoint: RedisEndpoint::default(),
             queue: 65_536,
             batch: 256,
             retention: Retention::default(),
-            connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(5),
-            backoff_start: Duration::from_millis(50),
-            backoff_cap: Duration::from_secs(5),
+            max_entry_bytes: MAX_ENTRY_BYTES,
         }
     }
 }
 
 impl PublisherConfig {
-    /// The publisher settings of the config's `redis` section; timeouts and backoff keep their
-    /// defaults, and streams of no known kind keep the default bound.
-    pub fn from_redis(redis: &RedisConfig) -> Self {
+    /// The publisher settings of the config's `redis` section, with its endpoint
+    /// ([`RedisEndpoint::from_config`]: fails if the password variable or the CA file cannot
+    /// be read); streams of no known kind keep the default bound.
+    pub fn from_redis(redis: &RedisConfig) -> Result<Self, PublishError> {
         let r = &redis.retention;
-        Self {
-            url: redis.url.clone(),
+        Ok(Self {
+            endpoint: RedisEndpoint::from_config(redis).map_err(PublishError::Endpoint)?,
             queue: redis.queue,
             batch: redis.batch,
             retention: Retention {
@@ -158,14 +169,14 @@ impl PublisherConfig {
                 other: Retention::default().other,
             },
             ..Self::default()
-        }
+        })
     }
 
     /// Checks every value, naming the first bad one.
     pub fn validate(&self) -> Result<(), PublishError> {
-        redis::Client::open(self.url.as_str()).map_err(|e| PublishError::BadUrl {
-            url: self.url.clone(),
-            reason: e.to_string(),
+        self.endpoint.client().map_err(|reason| PublishError::BadUrl {
+            url: self.endpoint.redacted_url(),
+            reason,
         })?;
         let bad = |what: &str| Err(PublishError::BadConfig(what.to_string()));
         if self.queue == 0 {
@@ -173,6 +184,9 @@ impl PublisherConfig {
         }
         if self.batch == 0 {
             return bad("batch must be at least one entry");
+        }
+        if self.max_entry_bytes == 0 {
+            return bad("max_entry_bytes must be above zero");
         }
         for kind in StreamKind::ALL {
             if self.retention.maxlen(kind) == Some(0) {
@@ -182,19 +196,7 @@ impl PublisherConfig {
                 )));
             }
         }
-        for (name, d) in [
-            ("connect_timeout", self.connect_timeout),
-            ("response_timeout", self.response_timeout),
-            ("backoff_start", self.backoff_start),
-        ] {
-            if d.is_zero() {
-                return Err(PublishError::BadConfig(format!("{name} must be above zero")));
-            }
-        }
-        if self.backoff_cap < self.backoff_start {
-            return bad("backoff_cap must not be below backoff_start");
-        }
-        Ok(())
+        self.endpoint.validate().map_err(PublishError::BadConfig)
     }
 }
 
@@ -204,7 +206,7 @@ pub enum PublishError {
     /// The URL does not parse.
     #[error("redis url {url:?}: {reason}")]
     BadUrl {
-        /// The URL given.
+        /// The URL given, password masked.
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -212,6 +214,9 @@ pub enum PublishError {
     /// A value is out of range.
     #[error("publisher config: {0}")]
     BadConfig(String),
+    /// The password or the CA file named by the config cannot be read.
+    #[error("{0}")]
+    Endpoint(String),
 }
 
 /// Where never-drop entries wait when the queue is full, oldest first.
@@ -273,6 +278,8 @@ pub enum Outcome {
     Spilled,
     /// Dropped and counted: the queue was full and the stream may be shed.
     Shed,
+    /// Refused, counted and logged: larger than [`PublisherConfig::max_entry_bytes`].
+    Oversized,
 }
 
 /// The publisher's counters, readable from any thread.
@@ -291,6 +298,8 @@ pub struct PublisherStats {
     pub spilled: AtomicU64,
     /// Entries Redis refused for good (e.g. `WRONGTYPE`) and that were dropped.
     pub refused: AtomicU64,
+    /// Entries refused at enqueue time as larger than `max_entry_bytes`.
+    pub oversized: AtomicU64,
     /// Failed connects, lost connections, and refused batches or entries.
     pub errors: AtomicU64,
     /// Connections made after the first.
@@ -303,6 +312,9 @@ pub struct PublisherStats {
     pub last_lag_us: AtomicU64,
     /// `true` while the writer holds a working connection.
     pub connected: AtomicBool,
+    /// The last failure in words (connect, write, refusal), URL password masked; `None`
+    /// until the first one. Not cleared by a success: compare with `connected`.
+    last_error: Mutex<Option<String>>,
 }
 
 impl PublisherStats {
@@ -315,6 +327,21 @@ impl PublisherStats {
     pub fn acknowledged(&self) -> u64 {
         self.written.load(Ordering::Relaxed) + self.duplicates.load(Ordering::Relaxed)
     }
+
+    /// The last failure in words, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn failed(&self, error: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+}
+
+/// Bytes an entry puts on the wire, roughly: stream, id, field names and values.
+fn entry_bytes(e: &Entry) -> usize {
+    e.stream.len() + e.id.len() + e.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
 }
 
 struct Queued {
@@ -335,6 +362,7 @@ struct Shared {
     notify: Notify,
     stats: PublisherStats,
     capacity: usize,
+    max_entry_bytes: usize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -379,9 +407,9 @@ impl Publisher {
     /// Entries already in `spill` are published first, in order.
     pub fn spawn_with_spill(config: PublisherConfig, spill: Box<dyn Spill>) -> Result<Self, PublishError> {
         config.validate()?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| PublishError::BadUrl {
-            url: config.url.clone(),
-            reason: e.to_string(),
+        let client = config.endpoint.client().map_err(|reason| PublishError::BadUrl {
+            url: config.endpoint.redacted_url(),
+            reason,
         })?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -392,6 +420,7 @@ impl Publisher {
             notify: Notify::new(),
             stats: PublisherStats::default(),
             capacity: config.queue,
+            max_entry_bytes: config.max_entry_bytes,
         });
         {
             // Entries the spill already holds go first: move them into the queue now, so that
@@ -411,6 +440,17 @@ impl Publisher {
     pub fn try_publish(&self, entry: Entry) -> Outcome {
         let kind = StreamKind::of(&entry.stream);
         let shared = &*self.shared;
+        let size = entry_bytes(&entry);
+        if size > shared.max_entry_bytes {
+            shared.stats.oversized.fetch_add(1, Ordering::Relaxed);
+            let text = format!(
+                "entry of {size} bytes on {} ({}) is above max_entry_bytes ({}); refused",
+                entry.stream, entry.id, shared.max_entry_bytes
+            );
+            error!(stream = %entry.stream, id = %entry.id, bytes = size, limit = shared.max_entry_bytes, "redis publisher: entry too large; refused");
+            shared.stats.failed(text);
+            return Outcome::Oversized;
+        }
         let mut st = shared.lock();
         let full = st.queue.len() >= shared.capacity;
         let outcome = if kind.sheddable() {
@@ -517,10 +557,18 @@ impl Drop for Publisher {
 /// that starts again can resume its ids above what the stream holds
 /// ([`super::entry::StreamIds::resume`]); streams that do not exist are left out. Waits at most
 /// `limit` in all.
-pub async fn stream_tops(url: &str, streams: &[String], limit: Duration) -> Result<BTreeMap<String, StreamId>, String> {
+pub async fn stream_tops(
+    endpoint: impl Into<RedisEndpoint>,
+    streams: &[String],
+    limit: Duration,
+) -> Result<BTreeMap<String, StreamId>, String> {
+    let endpoint = endpoint.into();
+    let url = endpoint.redacted_url();
+    let client = endpoint.client()?;
     let ask = async {
-        let client = redis::Client::open(url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&endpoint.connection_config())
+            .await?;
         let mut tops = BTreeMap::new();
         for stream in streams {
             let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
@@ -543,7 +591,7 @@ pub async fn stream_tops(url: &str, streams: &[String], limit: Duration) -> Resu
     };
     match tokio::time::timeout(limit, ask).await {
         Ok(Ok(tops)) => Ok(tops),
-        Ok(Err(e)) => Err(format!("reading the streams' tops from {url}: {e}")),
+        Ok(Err(e)) => Err(format!("reading the streams' tops from {url}: {}", describe(&e))),
         Err(_) => Err(format!(
             "reading the streams' tops from {url}: no answer within {limit:?}"
         )),
@@ -620,12 +668,12 @@ fn promote(st: &mut State, capacity: usize) {
 
 async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<Shared>) {
     let stats = &shared.stats;
-    let conn_config = AsyncConnectionConfig::new()
-        .set_connection_timeout(config.connect_timeout)
-        .set_response_timeout(config.response_timeout);
+    let endpoint = &config.endpoint;
+    let url = endpoint.redacted_url();
+    let conn_config = endpoint.connection_config();
     let mut conn: Option<MultiplexedConnection> = None;
     let mut connected_before = false;
-    let mut backoff = config.backoff_start;
+    let mut backoff = endpoint.reconnect_min;
     // Taken from the queue and not yet acknowledged by Redis, in queue order.
     let mut batch: Vec<Queued> = Vec::with_capacity(config.batch);
     loop {
@@ -661,14 +709,15 @@ async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<
                     }
                     connected_before = true;
                     stats.connected.store(true, Ordering::Relaxed);
-                    info!(url = %config.url, "redis publisher connected");
+                    info!(url = %url, "redis publisher connected");
                     conn = Some(c);
                 }
                 Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "redis unavailable; entries wait");
+                    let reason = describe(&e);
+                    warn!(url = %url, error = %reason, retry_in_ms = backoff.as_millis() as u64, "redis unavailable; entries wait");
+                    stats.failed(format!("connecting to {url}: {reason}"));
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(config.backoff_cap);
+                    backoff = endpoint.next_backoff(backoff);
                 }
             }
             continue;
@@ -682,14 +731,14 @@ async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<
                 // send it whole again; what landed comes back as duplicates.
                 let reason = match outcome {
                     Ok(r) => format!("{} replies for {} entries", r.len(), batch.len()),
-                    Err(e) => e.to_string(),
+                    Err(e) => describe(&e),
                 };
-                stats.errors.fetch_add(1, Ordering::Relaxed);
                 stats.connected.store(false, Ordering::Relaxed);
-                warn!(error = %reason, entries = batch.len(), retry_in_ms = backoff.as_millis() as u64, "redis write failed; reconnecting");
+                warn!(url = %url, error = %reason, entries = batch.len(), retry_in_ms = backoff.as_millis() as u64, "redis write failed; reconnecting");
+                stats.failed(format!("writing to {url}: {reason}"));
                 conn = None;
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(config.backoff_cap);
+                backoff = endpoint.next_backoff(backoff);
                 continue;
             }
         };
@@ -720,8 +769,11 @@ async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<
                 }
                 Reply::Refused(reason) => {
                     stats.refused.fetch_add(1, Ordering::Relaxed);
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
                     error!(stream = %q.entry.stream, id = %q.entry.id, error = %reason, "redis refused the entry for good; dropped");
+                    stats.failed(format!(
+                        "{url} refused {} {} for good: {reason}",
+                        q.entry.stream, q.entry.id
+                    ));
                 }
             }
         }
@@ -734,12 +786,15 @@ async fn write_loop(client: redis::Client, config: PublisherConfig, shared: Arc<
         }
         match retry_reason {
             Some(reason) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                warn!(error = %reason, entries = batch.len(), retry_in_ms = backoff.as_millis() as u64, "redis refused entries for now; will send again");
+                warn!(url = %url, error = %reason, entries = batch.len(), retry_in_ms = backoff.as_millis() as u64, "redis refused entries for now; will send again");
+                stats.failed(format!(
+                    "{url} refused {} entries for now (will send again): {reason}",
+                    batch.len()
+                ));
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(config.backoff_cap);
+                backoff = endpoint.next_backoff(backoff);
             }
-            None => backoff = config.backoff_start,
+            None => backoff = endpoint.reconnect_min,
         }
     }
 }
@@ -803,7 +858,9 @@ mod tests {
             f(&mut c);
             c.validate().unwrap_err().to_string()
         };
-        assert!(bad(|c| c.url = "http://x".into()).starts_with("redis url \"http://x\""));
+        assert!(bad(|c| c.endpoint.url = "http://x".into()).starts_with("redis url \"http://x\""));
+        let shown = bad(|c| c.endpoint.url = "http://:secret@x".into());
+        assert!(!shown.contains("secret"), "{shown}");
         assert_eq!(
             bad(|c| c.queue = 0),
             "publisher config: queue must hold at least one entry"
@@ -817,12 +874,16 @@ mod tests {
             "publisher config: retention for fills streams must be at least 1 entry (or unbounded)"
         );
         assert_eq!(
-            bad(|c| c.backoff_cap = Duration::from_millis(1)),
-            "publisher config: backoff_cap must not be below backoff_start"
+            bad(|c| c.endpoint.reconnect_max = Duration::from_millis(1)),
+            "publisher config: reconnect_max must not be below reconnect_min"
         );
         assert_eq!(
-            bad(|c| c.response_timeout = Duration::ZERO),
+            bad(|c| c.endpoint.response_timeout = Duration::ZERO),
             "publisher config: response_timeout must be above zero"
+        );
+        assert_eq!(
+            bad(|c| c.max_entry_bytes = 0),
+            "publisher config: max_entry_bytes must be above zero"
         );
     }
 
@@ -859,7 +920,7 @@ mod tests {
     #[tokio::test]
     async fn full_queue_sheds_market_data_and_spills_the_rest() {
         let config = PublisherConfig {
-            url: "redis://127.0.0.1:1".to_string(),
+            endpoint: RedisEndpoint::new("redis://127.0.0.1:1"),
             queue: 2,
             batch: 1,
             ..PublisherConfig::default()
@@ -913,7 +974,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_ahead_spill_sees_every_never_drop_entry_and_no_market_data() {
         let config = PublisherConfig {
-            url: "redis://127.0.0.1:1".to_string(),
+            endpoint: RedisEndpoint::new("redis://127.0.0.1:1"),
             ..PublisherConfig::default()
         };
         let spill = Recording::default();
@@ -939,6 +1000,12 @@ mod tests {
         let redis = crate::config::RedisConfig {
             enabled: true,
             url: "redis://127.0.0.1:7000".to_string(),
+            password_env: None,
+            tls_ca_file: None,
+            connect_timeout: Duration::from_millis(300),
+            response_timeout: Duration::from_millis(400),
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(20),
             instance: "maxx".to_string(),
             queue: 10,
             batch: 3,
@@ -953,8 +1020,20 @@ mod tests {
             journal_fsync: crate::config::JournalFsync::Always,
             pnl_every: Duration::from_secs(1),
         };
-        let c = PublisherConfig::from_redis(&redis);
-        assert_eq!((c.url.as_str(), c.queue, c.batch), ("redis://127.0.0.1:7000", 10, 3));
+        let c = PublisherConfig::from_redis(&redis).unwrap();
+        assert_eq!(
+            (c.endpoint.url.as_str(), c.queue, c.batch),
+            ("redis://127.0.0.1:7000", 10, 3)
+        );
+        assert_eq!(
+            [
+                c.endpoint.connect_timeout,
+                c.endpoint.response_timeout,
+                c.endpoint.reconnect_min,
+                c.endpoint.reconnect_max
+            ],
+            [300, 400, 10, 20].map(Duration::from_millis)
+        );
         assert_eq!(
             [
                 StreamKind::Ticks,

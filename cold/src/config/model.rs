@@ -68,7 +68,7 @@ impl Config {
     }
 
     /// Resolves relative file paths written in the config (`governor.state_file`,
-    /// `risk.state_file`, `risk.kill_file`, `redis.journal_dir`) against
+    /// `risk.state_file`, `risk.kill_file`, `redis.journal_dir`, `redis.tls_ca_file`) against
     /// `dir`, the directory of the config file, so that a run's state lives next to its config
     /// whatever the working directory.
     pub fn resolve_paths(&mut self, dir: &std::path::Path) {
@@ -77,6 +77,7 @@ impl Config {
             &mut self.risk.state_file,
             &mut self.risk.kill_file,
             &mut self.redis.journal_dir,
+            &mut self.redis.tls_ca_file,
         ]
         .into_iter()
         .flatten()
@@ -516,8 +517,22 @@ pub struct HotConfig {
 pub struct RedisConfig {
     /// `enabled`: publish taps to Redis Streams.
     pub enabled: bool,
-    /// `url`: `redis://host:port[/db]` or `unix:///path`.
+    /// `url`: `redis://host:port[/db]`, `rediss://host:port[/db]` (TLS) or `unix:///path`.
     pub url: String,
+    /// `password_env`: name of the environment variable holding the password; `None` for none
+    /// (or a password in the URL).
+    pub password_env: Option<String>,
+    /// `tls_ca_file`: PEM root certificates trusted for a `rediss://` URL instead of the
+    /// system's, resolved against the config file's directory when relative.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `connect_timeout_ms`: longest wait to connect.
+    pub connect_timeout: Duration,
+    /// `response_timeout_ms`: longest wait for a reply before the connection counts as lost.
+    pub response_timeout: Duration,
+    /// `reconnect_min_ms`: first reconnect delay, doubled on each further failure.
+    pub reconnect_min: Duration,
+    /// `reconnect_max_ms`: largest reconnect delay (>= `reconnect_min`).
+    pub reconnect_max: Duration,
     /// `instance`: this engine's name in every entry key's source identity (1 to 64 characters
     /// of `[A-Za-z0-9_.-]`); two engines writing one Redis must have different names.
     pub instance: String,

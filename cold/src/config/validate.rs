@@ -153,11 +153,10 @@ fn url(w: &mut Walker, n: &Node, p: &str, schemes: &[&str], refused: &[(&str, &s
         return None;
     };
     let (scheme, rest) = s.split_once("://").unwrap_or(("", ""));
+    // A password in the URL never reaches a message.
+    let shown = format!("{:?}", crate::bus::connect::redacted_url(s));
     if let Some((_, why)) = refused.iter().find(|(r, _)| *r == scheme) {
-        w.report(
-            p,
-            format!("{scheme}:// is not supported yet ({why}), got {}", n.describe()),
-        );
+        w.report(p, format!("{scheme}:// is not supported yet ({why}), got {shown}"));
         return None;
     }
     // A network URL needs a host right after `://`; `unix:///path` has an absolute path there.
@@ -167,7 +166,7 @@ fn url(w: &mut Walker, n: &Node, p: &str, schemes: &[&str], refused: &[(&str, &s
         !rest.is_empty() && !rest.starts_with('/')
     };
     if !schemes.contains(&scheme) || !host_ok || s.chars().any(char::is_whitespace) {
-        w.expected(p, &what, n);
+        w.report(p, format!("must be {what}, got {shown}"));
         return None;
     }
     Some(s.clone())
@@ -1088,10 +1087,24 @@ fn cores(w: &mut Walker, node: &Node, path: &str) -> Option<BTreeMap<StageName, 
 fn redis(w: &mut Walker, node: &Node, path: &str) -> Option<RedisConfig> {
     let mut f = Fields::open(w, node, path)?;
     let enabled = f.defaulted(w, "enabled", "false", flag);
-    let refused = [("rediss", "TLS to Redis is not built in")];
     let url = f.defaulted(w, "url", "'redis://127.0.0.1:6379'", |w, n, p| {
-        url(w, n, p, &["redis", "unix"], &refused)
+        url(w, n, p, &["redis", "rediss", "unix"], &[])
     });
+    let password_env = f.defaulted(w, "password_env", "null", |w, n, p| {
+        let name = w.opt_string(n, p, "an environment variable name or null")?;
+        match name {
+            Some(v) if v.contains(['=', '\0']) || v.chars().any(char::is_whitespace) => {
+                w.report(p, format!("must be an environment variable name, got {v:?}"));
+                None
+            }
+            v => Some(v.map(str::to_string)),
+        }
+    });
+    let tls_ca_file = f.defaulted(w, "tls_ca_file", "null", |w, n, p| w.opt_path(n, p));
+    let connect_timeout = f.defaulted(w, "connect_timeout_ms", "2000", millis);
+    let response_timeout = f.defaulted(w, "response_timeout_ms", "5000", millis);
+    let reconnect_min = f.defaulted(w, "reconnect_min_ms", "50", millis);
+    let reconnect_max = f.defaulted(w, "reconnect_max_ms", "5000", millis);
     let instance = f.defaulted(w, "instance", "maxx", |w, n, p| {
         let name = w.string(n, p, "an instance name")?;
         let ok = name.len() <= 64
@@ -1113,10 +1126,48 @@ fn redis(w: &mut Walker, node: &Node, path: &str) -> Option<RedisConfig> {
     let journal_dir = f.defaulted(w, "journal_dir", "null", |w, n, p| w.opt_path(n, p));
     let journal_fsync = f.defaulted(w, "journal_fsync", "{every_ms: 100}", journal_fsync);
     let pnl_every = f.defaulted(w, "pnl_every_ms", "1000", millis);
+    // Cross-field checks, each on the parts that did validate.
+    if let (Some(u), Some(Some(_))) = (&url, &password_env)
+        && crate::bus::connect::url_has_password(u)
+    {
+        w.report(
+            &f.key_path("password_env"),
+            "must be null when redis.url carries a password (give the password one way)",
+        );
+    }
+    if let (Some(u), Some(Some(_))) = (&url, &tls_ca_file)
+        && !u.starts_with("rediss://")
+    {
+        w.report(
+            &f.key_path("tls_ca_file"),
+            format!(
+                "needs a rediss:// redis.url, got {:?}",
+                crate::bus::connect::redacted_url(u)
+            ),
+        );
+    }
+    if let (Some(min), Some(max)) = (reconnect_min, reconnect_max)
+        && max < min
+    {
+        w.report(
+            &f.key_path("reconnect_max_ms"),
+            format!(
+                "must be at least reconnect_min_ms ({}), got {}",
+                min.as_millis(),
+                max.as_millis()
+            ),
+        );
+    }
     f.finish(w);
     Some(RedisConfig {
         enabled: enabled?,
         url: url?,
+        password_env: password_env?,
+        tls_ca_file: tls_ca_file?,
+        connect_timeout: connect_timeout?,
+        response_timeout: response_timeout?,
+        reconnect_min: reconnect_min?,
+        reconnect_max: reconnect_max?,
         instance: instance?,
         queue: usize::try_from(queue?).ok()?,
         batch: usize::try_from(batch?).ok()?,

@@ -5,33 +5,107 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How a [`RedisServer`] is started beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    /// Extra command-line arguments, e.g. `["--replicaof", "127.0.0.1", "6379"]`.
+    pub args: Vec<String>,
+    /// `--requirepass`; [`RedisServer::cmd`] then authenticates first.
+    pub password: Option<String>,
+    /// Serve TLS only (`--port 0 --tls-port <port>`) with this certificate.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A self-signed certificate for `127.0.0.1` and `localhost` and its key, as PEM files in a
+/// fresh directory; the certificate is its own CA.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The directory holding both files.
+    pub dir: PathBuf,
+    /// The certificate, PEM; also the CA file clients trust.
+    pub cert: PathBuf,
+    /// The private key, PEM.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Generates a certificate and key with rcgen and writes them to a new temporary directory.
+    pub fn generate() -> TlsFiles {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("rcgen");
+        let dir = std::env::temp_dir().join(format!(
+            "maxx-redis-tls-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).expect("tls dir");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+        TlsFiles { dir, cert, key }
+    }
+}
+
 /// A private `redis-server` on a free loopback port, persisting nothing; killed on drop. It can
-/// be SIGKILLed and restarted on the same port, to test outages.
+/// be SIGKILLed and restarted on the same port, to test outages, and paused with SIGSTOP.
 pub struct RedisServer {
     child: Option<Child>,
-    /// Its port.
+    /// Its port (the TLS port for a TLS server).
     pub port: u16,
+    options: RedisOptions,
 }
 
 impl RedisServer {
     /// Starts one and waits until it answers PING. Panics naming the package if the binary is
     /// missing.
     pub fn start() -> RedisServer {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts one with `options` and waits until it is up (answers PING, or for TLS accepts
+    /// connections).
+    pub fn start_with(options: RedisOptions) -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let mut server = RedisServer { child: None, port };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            options,
+        };
         server.restart();
         server
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`, or `rediss://…` for a TLS server; no password.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("server running");
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal} {pid} failed");
     }
 
     /// SIGKILLs the server (no shutdown, nothing saved) and waits for it to be gone.
@@ -46,23 +120,44 @@ impl RedisServer {
     /// it answers PING.
     pub fn restart(&mut self) {
         self.kill();
+        let port = self.port.to_string();
+        let mut args: Vec<String> = match &self.options.tls {
+            None => vec!["--port".into(), port],
+            Some(tls) => vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port,
+                "--tls-cert-file".into(),
+                tls.cert.display().to_string(),
+                "--tls-key-file".into(),
+                tls.key.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        };
+        args.extend(
+            ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                .iter()
+                .map(|a| a.to_string()),
+        );
+        if let Some(p) = &self.options.password {
+            args.extend(["--requirepass".to_string(), p.clone()]);
+        }
+        args.extend(self.options.args.iter().cloned());
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install the redis-server package"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.cmd(&["PING"]).as_deref() != Some("+PONG") {
+        let up = |s: &Self| match &s.options.tls {
+            // The TLS port speaks TLS only; listening is as far as a plain socket can tell.
+            Some(_) => TcpStream::connect(("127.0.0.1", s.port)).is_ok(),
+            None => s.cmd(&["PING"]).as_deref() == Some("+PONG"),
+        };
+        while !up(self) {
             assert!(
                 Instant::now() < deadline,
                 "redis-server on port {} never answered PING",
@@ -72,16 +167,28 @@ impl RedisServer {
         }
     }
 
-    /// Sends one command as RESP over a fresh connection; returns the raw reply text (read
-    /// until the server pauses for 500 ms), or `None` if the server is not reachable. Slow by
-    /// design: for PING and one-off checks; tests read streams with the `redis` crate.
+    /// Sends one command as RESP over a fresh connection (after `AUTH` when the server has a
+    /// password); returns the raw reply text (read until the server pauses for 500 ms), or
+    /// `None` if the server is not reachable. Plain TCP only, so `None` for a TLS server. Slow
+    /// by design: for PING and one-off checks; tests read streams with the `redis` crate.
     pub fn cmd(&self, args: &[&str]) -> Option<String> {
+        if self.options.tls.is_some() {
+            return None;
+        }
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        let resp = |args: &[&str]| {
+            let mut req = format!("*{}\r\n", args.len());
+            for a in args {
+                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            req
+        };
+        let mut req = String::new();
+        if let Some(p) = &self.options.password {
+            req.push_str(&resp(&["AUTH", p]));
         }
+        req.push_str(&resp(args));
         s.write_all(req.as_bytes()).ok()?;
         let mut buf = vec![0u8; 1 << 20];
         let mut got = 0;
@@ -95,12 +202,19 @@ impl RedisServer {
                 buf.resize(buf.len() * 2, 0);
             }
         }
-        Some(String::from_utf8_lossy(&buf[..got]).trim_end().to_string())
+        let text = String::from_utf8_lossy(&buf[..got]).trim_end().to_string();
+        match &self.options.password {
+            Some(_) => Some(text.strip_prefix("+OK\r\n").unwrap_or(&text).to_string()),
+            None => Some(text),
+        }
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(tls) = &self.options.tls {
+            let _ = std::fs::remove_dir_all(&tls.dir);
+        }
     }
 }
