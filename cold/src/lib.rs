@@ -19,6 +19,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod mockvenue;
+pub mod portfolio;
 pub mod recorder;
 pub mod replay;
 pub mod risk_state;

@@ -1,0 +1,518 @@
+//! The Portfolio agent against a real `redis-server`: its books, rebuilt from `fills` and then
+//! followed live, equal books computed here by applying the same fills to `maxx_hot::pnl::Book`
+//! directly (every position, average price, realized PnL, fee and count, exactly); a recycle
+//! and a fresh agent count nothing twice and miss nothing; a SIGKILLed Redis turns the agent
+//! unhealthy and into CrashLoopBackoff, and after the restart it rebuilds the exact state;
+//! entries that do not decode are counted and skipped.
+//!
+//! Fills reach Redis the way `maxx run` writes them: `Record`s through the `EntryBuilder` and
+//! the `Publisher`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::RedisServer;
+use maxx_cold::agent::{Agent, LifecycleState, Supervisor, SupervisorConfig, SupervisorHandle};
+use maxx_cold::bus::agent_events::LifecycleEvents;
+use maxx_cold::bus::connect::RedisEndpoint;
+use maxx_cold::bus::consume::EntryId;
+use maxx_cold::bus::entry::EntryBuilder;
+use maxx_cold::bus::publish::{Outcome, Publisher, PublisherConfig};
+use maxx_cold::portfolio::{Portfolio, PortfolioOptions, Snapshot};
+use maxx_cold::taps::Record;
+use maxx_hot::ids::{InstrumentId, InstrumentIndex, Symbol, Venue};
+use maxx_hot::num::{Money, ONE, Price, Qty, fee, notional};
+use maxx_hot::pnl::Book;
+use maxx_hot::records::{ExecReport, Fill, Liquidity, OrderId, Side};
+
+use LifecycleState::*;
+
+/// 2026-01-01T00:00:00Z in ns.
+const T0: u64 = 1_767_225_600_000_000_000;
+const MS: u64 = 1_000_000;
+/// Generous: a deadline only fails a broken test, it never paces a passing one.
+const DEADLINE: Duration = Duration::from_secs(60);
+const SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
+const VENUES: [Venue; 2] = [Venue::Binance, Venue::Bybit];
+
+fn index() -> InstrumentIndex {
+    InstrumentIndex::new(SYMBOLS.map(|s| (Symbol::new(s).unwrap(), [None; Venue::COUNT]))).unwrap()
+}
+
+/// A seeded stream of fills over three symbols on two venues: random sides and sizes (one of
+/// them a third, so partial closes round), prices around each symbol's level, taker fees and
+/// maker rebates as the venues charge them. One fill per millisecond from `t0`.
+struct FillGen {
+    state: u64,
+    n: u64,
+    t0: u64,
+}
+
+impl FillGen {
+    fn new(seed: u64, t0: u64) -> Self {
+        Self { state: seed, n: 0, t0 }
+    }
+
+    /// SplitMix64.
+    fn rand(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn next_fill(&mut self) -> Fill {
+        const QTYS: [&str; 6] = ["0.001", "0.25", "0.5", "1", "1.5", "0.33333333"];
+        const LEVELS: [i64; 3] = [97_000, 3_500, 150];
+        let r = self.rand();
+        let instrument = (r % 3) as usize;
+        let venue = VENUES[((r >> 8) % 2) as usize];
+        let side = if (r >> 16).is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let qty: Qty = QTYS[((r >> 24) % 6) as usize].parse().unwrap();
+        // ± 10 in steps of 0.01.
+        let offset = ((r >> 32) % 2001) as i64 - 1000;
+        let price = Price::from_raw(LEVELS[instrument] * ONE + offset * 1_000_000).unwrap();
+        let liquidity = if (r >> 48).is_multiple_of(3) {
+            Liquidity::Maker
+        } else {
+            Liquidity::Taker
+        };
+        let traded = notional(price, qty).unwrap();
+        let fee = match liquidity {
+            Liquidity::Taker => fee(traded, 7_500).unwrap(),
+            Liquidity::Maker => fee(traded, 1_000).unwrap().neg(),
+        };
+        let fill = Fill {
+            order_id: OrderId(1_000 + self.n),
+            instrument: InstrumentId(instrument as u16),
+            venue,
+            side,
+            price,
+            qty,
+            fee,
+            liquidity,
+            last: true,
+            ts_ns: self.t0 + self.n * MS,
+        };
+        self.n += 1;
+        fill
+    }
+
+    fn take(&mut self, n: usize) -> Vec<Fill> {
+        (0..n).map(|_| self.next_fill()).collect()
+    }
+}
+
+/// Books computed here, independently of the agent: `Book::apply` over the fills in order.
+struct Expected {
+    books: BTreeMap<(Venue, Symbol), Book>,
+    /// Fills that took a position through zero to the other side.
+    flips: usize,
+    /// Fills that reduced a position without closing it.
+    partial_closes: usize,
+}
+
+fn expected(fills: &[Fill]) -> Expected {
+    let mut e = Expected {
+        books: BTreeMap::new(),
+        flips: 0,
+        partial_closes: 0,
+    };
+    for f in fills {
+        let symbol = Symbol::new(SYMBOLS[f.instrument.0 as usize]).unwrap();
+        let book = e.books.entry((f.venue, symbol)).or_default();
+        let before = book.position.raw();
+        book.apply(f).unwrap();
+        let after = book.position.raw();
+        if before != 0 && after != 0 && (before > 0) != (after > 0) {
+            e.flips += 1;
+        }
+        if before != 0 && (before > 0) == (after > 0) && after.abs() < before.abs() {
+            e.partial_closes += 1;
+        }
+    }
+    e
+}
+
+/// The agent's snapshot equals the books computed from `fills`, field by field.
+fn assert_books(snapshot: &Snapshot, fills: &[Fill]) {
+    let e = expected(fills);
+    let got: Vec<_> = snapshot
+        .positions
+        .iter()
+        .map(|p| {
+            (
+                (p.venue, p.symbol),
+                p.position,
+                p.avg_price,
+                p.realized,
+                p.fees,
+                p.net,
+                p.fills,
+            )
+        })
+        .collect();
+    let want: Vec<_> = e
+        .books
+        .iter()
+        .map(|(&key, b)| {
+            (
+                key,
+                b.position,
+                b.avg_price(),
+                b.realized,
+                b.fees,
+                b.realized.checked_sub(b.fees).unwrap(),
+                b.fills,
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let total = |f: fn(&Book) -> Money| {
+        e.books
+            .values()
+            .map(f)
+            .fold(Money::ZERO, |a, b| a.checked_add(b).unwrap())
+    };
+    let (realized, fees) = (total(|b| b.realized), total(|b| b.fees));
+    assert_eq!(
+        (snapshot.totals.realized, snapshot.totals.fees, snapshot.totals.net),
+        (realized, fees, realized.checked_sub(fees).unwrap())
+    );
+    assert_eq!(snapshot.applied, fills.len() as u64);
+    assert_eq!(snapshot.skipped_overflow, 0);
+}
+
+/// Fills into Redis through the project's own path.
+struct Bus {
+    publisher: Publisher,
+    builder: EntryBuilder,
+    sent: u64,
+}
+
+impl Bus {
+    fn new(url: &str) -> Bus {
+        let config = PublisherConfig {
+            endpoint: endpoint(url),
+            queue: 4096,
+            batch: 32,
+            ..PublisherConfig::default()
+        };
+        Bus {
+            publisher: Publisher::spawn(config).unwrap(),
+            builder: EntryBuilder::new("portfolio-test", &index()).unwrap(),
+            sent: 0,
+        }
+    }
+
+    /// Publishes `fills` and waits until Redis has written every one (none refused as a
+    /// duplicate).
+    async fn publish(&mut self, fills: &[Fill]) {
+        for f in fills {
+            let entry = self
+                .builder
+                .record(&Record::Report(ExecReport::Fill(*f)))
+                .unwrap()
+                .expect("a fill makes an entry");
+            assert_eq!(entry.stream, "fills");
+            assert_eq!(self.publisher.try_publish(entry), Outcome::Queued);
+            self.sent += 1;
+        }
+        let stats = self.publisher.stats();
+        wait_until("the publisher has written every fill", || {
+            stats.acknowledged() == self.sent
+        })
+        .await;
+        assert_eq!(stats.written.load(Ordering::Relaxed), self.sent);
+    }
+}
+
+/// `url` with short timeouts and backoff, so an outage is noticed and left quickly.
+fn endpoint(url: &str) -> RedisEndpoint {
+    RedisEndpoint {
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        ..RedisEndpoint::new(url)
+    }
+}
+
+fn spawn(url: &str) -> SupervisorHandle<Portfolio> {
+    let options = PortfolioOptions {
+        // Small batches, so a rebuild takes several reads.
+        batch: 64,
+        block: Duration::from_millis(100),
+        watch_every: Duration::from_millis(20),
+    };
+    let policy = SupervisorConfig {
+        backoff_start: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(200),
+        ..SupervisorConfig::default()
+    };
+    Supervisor::spawn(
+        Portfolio::new(endpoint(url), options).unwrap(),
+        LifecycleEvents::log_only(),
+        policy,
+    )
+    .unwrap()
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the agent is Running, healthy and has applied `applied` fills and skipped
+/// `garbage` entries; returns its snapshot.
+async fn caught_up(h: &SupervisorHandle<Portfolio>, applied: u64, garbage: u64) -> Snapshot {
+    wait_until(&format!("the portfolio is live with {applied} fills"), || {
+        let s = h.agent().snapshot();
+        h.state() == Running && h.health().ok && s.applied == applied && s.skipped_garbage == garbage
+    })
+    .await;
+    let health = h.health();
+    assert!(
+        health
+            .detail
+            .starts_with(&format!("live: {applied} fills applied through ")),
+        "{health:?}"
+    );
+    h.agent().snapshot()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_are_rebuilt_followed_live_and_never_count_a_fill_twice() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut bus = Bus::new(&url);
+    let mut fills_gen = FillGen::new(7, T0);
+
+    // Rebuild: the fills are in the stream before the agent starts.
+    let mut all = fills_gen.take(150);
+    bus.publish(&all).await;
+    let h = spawn(&url);
+    let snapshot = caught_up(&h, 150, 0).await;
+    assert_books(&snapshot, &all);
+    assert_eq!(snapshot.last_id.to_string(), format!("{}-0", (T0 + 149 * MS) / MS));
+
+    // Live: fills published while it runs.
+    let more = fills_gen.take(150);
+    bus.publish(&more).await;
+    all.extend(more);
+    assert_books(&caught_up(&h, 300, 0).await, &all);
+
+    // A recycle rebuilds from the start into fresh books: still 300, not 600.
+    h.recycle().await.unwrap();
+    assert_books(&caught_up(&h, 300, 0).await, &all);
+    h.shutdown().await;
+
+    // A fresh agent after more fills arrived while none ran.
+    let more = fills_gen.take(100);
+    bus.publish(&more).await;
+    all.extend(more);
+    let h = spawn(&url);
+    assert_books(&caught_up(&h, 400, 0).await, &all);
+    h.shutdown().await;
+
+    // The data exercised what it is meant to.
+    let e = expected(&all);
+    assert_eq!(e.books.len(), SYMBOLS.len() * VENUES.len());
+    assert!(e.flips > 0, "no position flipped through zero");
+    assert!(e.partial_closes > 0, "no partial close");
+    bus.publisher.close().await;
+}
+
+/// A `redis-server` that persists every write before replying (`appendfsync always`), so a
+/// SIGKILL loses nothing it acknowledged, and that can be SIGKILLed and restarted on its port.
+struct DurableRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl DurableRedis {
+    fn start() -> DurableRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("maxx-portfolio-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = DurableRedis { child: None, port, dir };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install the redis-server package"));
+        self.child = Some(child);
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let pong = redis::Client::open(self.url())
+                .unwrap()
+                .get_connection_with_timeout(Duration::from_millis(500))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.as_deref() == Ok("PONG") {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "redis-server on port {} never answered PING",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DurableRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_crash_loops_the_agent_and_the_restart_rebuilds_the_exact_books() {
+    let mut server = DurableRedis::start();
+    let url = server.url();
+    let mut bus = Bus::new(&url);
+    let mut fills_gen = FillGen::new(11, T0);
+    let mut all = fills_gen.take(200);
+    bus.publish(&all).await;
+    let h = spawn(&url);
+    assert_books(&caught_up(&h, 200, 0).await, &all);
+
+    let mut states = h.watch();
+    server.kill();
+    tokio::time::timeout(DEADLINE, states.wait_for(|s| *s == CrashLoopBackoff))
+        .await
+        .expect("CrashLoopBackoff within the deadline")
+        .expect("supervisor alive");
+    let health = h.health();
+    assert!(!health.ok);
+    assert!(health.detail.contains("redis unreachable"), "{health:?}");
+    assert!(!h.agent().health().ok);
+    // While Redis is away, the last state stays readable.
+    assert_books(&h.agent().snapshot(), &all);
+
+    server.restart();
+    assert_books(&caught_up(&h, 200, 0).await, &all);
+    // And it follows live again.
+    let more = fills_gen.take(50);
+    bus.publish(&more).await;
+    all.extend(more);
+    assert_books(&caught_up(&h, 250, 0).await, &all);
+    h.shutdown().await;
+    bus.publisher.close().await;
+}
+
+/// `XADD fills * field value …` on a raw connection, as a foreign writer would.
+fn xadd_raw(url: &str, fields: &[(&str, &str)]) -> String {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg("fills").arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.query::<String>(&mut conn).unwrap()
+}
+
+/// Every field of a good fill, with `field` replaced by `value` (or removed if `None`).
+fn fill_fields_but(field: &str, value: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+    let good = [
+        ("key", "019abc12-3456-7def-8123-456789abcdef"),
+        ("ts", "1767225600000000000"),
+        ("order_id", "1"),
+        ("price", "100"),
+        ("fee", "0.1"),
+        ("qty", "1"),
+        ("side", "buy"),
+        ("symbol", "BTCUSDT"),
+        ("venue", "binance"),
+        ("liquidity", "taker"),
+    ];
+    good.into_iter()
+        .filter_map(|(k, v)| {
+            if k == field {
+                value.map(|v| (k, v))
+            } else {
+                Some((k, v))
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_do_not_decode_are_counted_and_skipped() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut bus = Bus::new(&url);
+    // `XADD *` ids are at least the current time, so the published fills are dated an hour
+    // ahead: the raw entries then take the next id after the last fill, and the fills after
+    // them (one millisecond apart) stay above.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut fills_gen = FillGen::new(13, now / MS * MS + 3_600_000 * MS);
+
+    let mut all = fills_gen.take(50);
+    bus.publish(&all).await;
+    xadd_raw(&url, &[("colour", "red")]);
+    let more = fills_gen.take(50);
+    bus.publish(&more).await;
+    all.extend(more);
+    xadd_raw(&url, &fill_fields_but("price", Some("abc")));
+
+    // Read by the rebuild.
+    let h = spawn(&url);
+    let snapshot = caught_up(&h, 100, 2).await;
+    assert_books(&snapshot, &all);
+
+    // Read live.
+    let garbage = xadd_raw(&url, &fill_fields_but("fee", None));
+    let more = fills_gen.take(50);
+    bus.publish(&more).await;
+    all.extend(more);
+    let snapshot = caught_up(&h, 150, 3).await;
+    assert_books(&snapshot, &all);
+    assert!(snapshot.last_id > garbage.parse::<EntryId>().unwrap());
+
+    // A rebuild reads them again and counts them once.
+    h.recycle().await.unwrap();
+    assert_books(&caught_up(&h, 150, 3).await, &all);
+    h.shutdown().await;
+    bus.publisher.close().await;
+}
