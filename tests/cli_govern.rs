@@ -44,8 +44,13 @@ fn signal_sentiment_and_reweight_over_http_and_weights_survive_restart_and_reloa
     let path = dir.write("run.yaml", config(&[]));
     let mut run = Running::start(&path);
 
-    let (status, body) = run.get("/healthz");
-    assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+    // Liveness answers at once; readiness (feeds live, Redis connected) may take a moment.
+    let (status, body) = run.get("/livez");
+    assert_eq!((status, body["status"].as_str()), (200, Some("alive")), "{body}");
+    run.poll("/healthz to report ready", |r| match r.get("/healthz") {
+        (200, v) if v["status"] == "ok" => Ok(()),
+        (s, v) => Err(format!("{s} {v}")),
+    });
 
     // Unknown symbol: 404 naming the configured ones.
     let (status, body) = run.get("/signal/DOGEUSDT");
@@ -116,6 +121,44 @@ fn signal_sentiment_and_reweight_over_http_and_weights_survive_restart_and_reloa
     }
     let (_, status) = run.get("/govern");
     assert!(close(weights(&status["weights"]), [0.4, 0.3, 0.3, 0.0]), "{status}");
+    let steps_before = status["steps"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no steps in {status}"));
+
+    // A governor step, operator weights and a reload all need the token: without one or with a
+    // wrong one they are refused with 401 and change nothing. The file on disk holds other valid
+    // weights meanwhile, so a reload that slipped through would show.
+    let original = std::fs::read_to_string(&path).unwrap();
+    let other = original.replace(
+        "    momentum: 0.4\n    mean_rev: 0.3\n",
+        "    momentum: 0.1\n    mean_rev: 0.6\n",
+    );
+    assert_ne!(other, original, "the weights block moved");
+    std::fs::write(&path, &other).unwrap();
+    let operator = r#"{"weights":{"momentum":0,"mean_rev":0,"breakout":0,"sentiment":1}}"#;
+    for (endpoint, body) in [
+        ("/govern/reweight", ""),
+        ("/govern/reweight", "{}"),
+        ("/govern/reweight", operator),
+        ("/reload", ""),
+    ] {
+        for token in [None, Some("wrong")] {
+            let (s, v) = run.post(endpoint, token, body);
+            assert_eq!(s, 401, "{endpoint} {body:?} with token {token:?} -> {v}");
+            assert!(!error_text(&v).is_empty(), "{v}");
+        }
+    }
+    let (_, status) = run.get("/govern");
+    assert!(
+        close(weights(&status["weights"]), [0.4, 0.3, 0.3, 0.0]),
+        "unauthorised requests changed the weights: {status}"
+    );
+    assert_eq!(
+        status["steps"].as_u64(),
+        Some(steps_before),
+        "unauthorised requests ran a governor step: {status}"
+    );
+    std::fs::write(&path, &original).unwrap();
 
     // Operator weights, normalised on request, reach the Alpha thread.
     let (s, v) = run.post(

@@ -1,7 +1,8 @@
 //! Zero heap allocations on the hot threads after warm-up, while real frames flow: the Binance
 //! simulator streams over a loopback WebSocket into the real connector, decoder, Alpha, Risk and
 //! Execution running on their own threads; a counting global allocator counts every allocation
-//! made on a hot thread while armed.
+//! made on a hot thread while armed. While armed, the cold side also pushes a weights command
+//! and a sentiment score onto Alpha's command queue, so applying them is counted too.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -14,11 +15,13 @@ use maxx_cold::engine::{feed_target, reconnect, sim_config, spec};
 use maxx_cold::taps::TapDrain;
 use maxx_hot::feed::binance::parse::BinanceDecoder;
 use maxx_hot::feed::ws::WsFeed;
+use maxx_hot::ids::InstrumentId;
 use maxx_hot::ids::Venue;
 use maxx_hot::records::Factor;
 use maxx_hot::runtime::engine::{Engine, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{available_cores, plan, spawn};
+use maxx_hot::stage::alpha::{AlphaInput, FamilyKind};
 use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::topology::{Layout as HotLayout, StageName, WaitKind};
 
@@ -122,6 +125,8 @@ fn hot_threads_do_not_allocate_in_steady_state() {
     let placement = plan(HotLayout::Pinned, &map, &stages, &cores).unwrap();
     let threads = spawn(&placement.threads, tasks, WaitKind::SpinYield, mark_hot).unwrap();
 
+    // The cold ends Alpha's commands go through, and the board that confirms them.
+    let (alpha_cmd, board) = (Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.board));
     let mut drain = TapDrain::new(&spec.index);
     let mut pump = |drain: &mut TapDrain| {
         drain.drain(&mut cold, &mut |_| {});
@@ -134,7 +139,28 @@ fn hot_threads_do_not_allocate_in_steady_state() {
         ticks() > 5_000 && stats.exec.orders.get() > 10 && drain.latency().len() > 5
     });
     let (ticks0, orders0, fills0) = (ticks(), stats.exec.orders.get(), drain.fills);
+    let (version0, sentiment0) = (board.weights_version(), stats.alpha.sentiment_inputs.get());
+    let equal = [Factor::from_num(0.25); FamilyKind::COUNT];
+    assert_ne!(board.weights(), equal, "the new weights differ from the running ones");
     ARMED.store(true, Ordering::SeqCst);
+    // Commands from the cold side while counting: Alpha applies them between two ticks.
+    alpha_cmd.push(AlphaInput::Weights(equal)).expect("room for weights");
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    alpha_cmd
+        .push(AlphaInput::Sentiment {
+            instrument: InstrumentId(0),
+            score: Factor::from_num(0.5),
+            ts_ns: now_ns,
+        })
+        .expect("room for a sentiment score");
+    wait_for("Alpha applying the weights and the sentiment score", deadline, || {
+        pump(&mut drain);
+        board.weights_version() > version0 && stats.alpha.sentiment_inputs.get() > sentiment0
+    });
+    assert_eq!(board.weights(), equal, "the board shows the weights Alpha applied");
     wait_for("steady-state traffic", deadline, || {
         pump(&mut drain);
         ticks() > ticks0 + 30_000 && stats.exec.orders.get() > orders0 + 50

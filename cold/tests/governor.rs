@@ -297,9 +297,9 @@ fn corrupt_or_invalid_state_files_are_refused_with_the_path() {
 fn a_pnl_baseline_is_set_without_a_reward() {
     let mut g = Governor::new(params(5), start());
     g.set_pnl_baseline(&pnl([500_000_000_000, 0, 0, 0, 0]));
-    let d = g.step(&pnl([600_000_000_000, 0, 0, 0, 0]), Trigger::Startup, 0);
+    let d = g.step(&pnl([600_000_000_000, 0, 0, 0, 0]), Trigger::Cron, 0);
     assert_eq!(d.rewards[0], Money::from_units(1000).unwrap());
-    assert_eq!(d.trigger.name(), "startup");
+    assert_eq!(d.trigger.name(), "cron");
 }
 
 #[test]

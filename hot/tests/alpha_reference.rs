@@ -3,9 +3,10 @@
 //! Each reference below is written from the definition in the family's doc comment, separately
 //! from the hot code: it recomputes every window from scratch at every trade (no running sums,
 //! no deques, no state machine), and uses `f64` wherever the definition is a real number.
-//! The series are a generated random walk (always) and the real Binance BTCUSDT trades in
-//! `/work/shared/data/hftbacktest/spot/btcusdt_20240808.gz` (when the file is present; skipped
-//! with a note otherwise).
+//! The series are a generated random walk (always) and the real Binance trades of every spot
+//! capture `*.gz` under `../shared/data/hftbacktest/spot/` (BTCUSDT and ETHUSDT at the time of
+//! writing; each is checked when present, and the test notes it and checks only the generated
+//! series when the folder is absent).
 //!
 //! What must agree, and how:
 //! - Whether a family has an opinion (warm-up) must agree exactly, trade by trade.
@@ -19,6 +20,15 @@
 //!   its value but keeps `f64` cancellation (large prices, small spreads) far below 1e-9.
 //! - Momentum's reference runs the EMA recursion in `f64` on whole-unit prices; the hot side
 //!   runs it in `I64F64`, and the two differ by rounding only (about 1e-12 here).
+//! - Sentiment is driven by time, not by prices: external scores arrive at seeded points of each
+//!   series (some a little before the trade that follows, some after it), and the reference is
+//!   `s₀ · 2^(−(t − t₀)/half_life)` in `f64` with `powf`, no opinion before the first score or
+//!   from 16 half-lives on (an integer comparison, so the opinion must agree exactly). `s₀` is
+//!   the score as the hot side holds it (`I32F32`, what the cold side delivers); the hot decay
+//!   is integer fixed point (see `decay`), within 2.4e-10 of the exact value. The unit test
+//!   `sentiment_decay_matches_powers_of_two` in `hot/src/stage/alpha.rs` checks `decay` itself
+//!   over edge and random elapsed times; this one checks the family as Alpha drives it, over the
+//!   series' real receive times.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -26,14 +36,18 @@ use std::path::Path;
 use maxx_hot::ids::{InstrumentId, Venue};
 use maxx_hot::num::{Price, Qty};
 use maxx_hot::records::{Factor, Side, Stamp, Tick, TickBody};
-use maxx_hot::stage::alpha::{Breakout, BreakoutParams, Family, MeanRev, MeanRevParams, Momentum, MomentumParams};
+use maxx_hot::stage::alpha::{
+    Breakout, BreakoutParams, Family, MeanRev, MeanRevParams, Momentum, MomentumParams, Sentiment, SentimentParams,
+};
 
-const REAL_TRADES: &str = "/work/shared/data/hftbacktest/spot/btcusdt_20240808.gz";
+/// The folder of real spot captures (`<recv_ns> <frame>` lines, gzip), next to the workspace.
+const SPOT_CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/hftbacktest/spot");
 
-/// One trade: price and quantity as decimal text, as a venue sends them.
+/// One trade: price and quantity as decimal text, as a venue sends them, and its receive time.
 struct Trade {
     price: String,
     qty: String,
+    recv_ns: u64,
 }
 
 /// A decimal string with at most 8 places as a count of 10⁻⁸ (the reference's own parser).
@@ -56,6 +70,7 @@ fn generated() -> Vec<Trade> {
         z ^ (z >> 31)
     };
     let mut cents: i64 = 6_183_763;
+    let mut recv_ns: u64 = 1_723_161_254_000_000_000;
     let mut out = Vec::new();
     for _ in 0..4000 {
         let r = next();
@@ -66,26 +81,46 @@ fn generated() -> Vec<Trade> {
         if (r >> 40) % 25 == 0 {
             qty_milli *= 30;
         }
+        // Gaps of up to ~8 ms between trades, and now and then a quiet second.
+        recv_ns += 1 + (r >> 48) % 8_000_000 + if (r >> 45) % 64 == 0 { 1_000_000_000 } else { 0 };
         out.push(Trade {
             price: format!("{}.{:02}", cents / 100, cents % 100),
             qty: format!("{}.{:03}", qty_milli / 1000, qty_milli % 1000),
+            recv_ns,
         });
     }
     out
 }
 
-/// The `@trade` frames of a capture (`<recv_ns> <json>` lines, gzip), or `None` if absent.
-fn real() -> Option<Vec<Trade>> {
-    if !Path::new(REAL_TRADES).exists() {
-        eprintln!("note: {REAL_TRADES} is absent; only the generated series is checked");
-        return None;
-    }
-    let file = std::fs::File::open(REAL_TRADES).unwrap();
+/// The `@trade` frames of every spot capture, by file name; empty (with a note) if the folder
+/// is absent.
+fn real() -> Vec<(String, Vec<Trade>)> {
+    let Ok(dir) = std::fs::read_dir(SPOT_CAPTURES) else {
+        eprintln!("note: {SPOT_CAPTURES} is absent; only the generated series is checked");
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = dir
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), trades_of(p)))
+        .collect()
+}
+
+/// The `@trade` frames of one capture.
+fn trades_of(path: &Path) -> Vec<Trade> {
+    let file = std::fs::File::open(path).unwrap();
     let lines = BufReader::new(flate2::read::GzDecoder::new(file)).lines();
     let mut out = Vec::new();
     for line in lines {
         let line = line.unwrap();
-        let Some((_, frame)) = line.split_once(' ') else {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((recv_ns, frame)) = line.split_once(' ') else {
             continue;
         };
         if !frame.contains("@trade") {
@@ -96,10 +131,28 @@ fn real() -> Option<Vec<Trade>> {
         out.push(Trade {
             price: field("p"),
             qty: field("q"),
+            recv_ns: recv_ns.parse().unwrap(),
         });
     }
-    assert!(out.len() > 1000, "only {} trades in {REAL_TRADES}", out.len());
-    Some(out)
+    assert!(out.len() > 1000, "only {} trades in {}", out.len(), path.display());
+    out
+}
+
+/// Trade `i` of a series as the hot side sees it.
+fn tick(i: usize, t: &Trade) -> Tick {
+    Tick {
+        instrument: InstrumentId(0),
+        venue: Venue::Binance,
+        body: TickBody::Trade {
+            price: t.price.parse::<Price>().unwrap(),
+            qty: t.qty.parse::<Qty>().unwrap(),
+            aggressor: Side::Buy,
+        },
+        seq: i as u64,
+        exchange_ns: 0,
+        recv_ns: t.recv_ns,
+        stamp: Stamp(i as u64),
+    }
 }
 
 /// Runs a hot family over the trades, returning its score after each.
@@ -108,26 +161,14 @@ fn hot_scores(family: &mut impl Family, trades: &[Trade]) -> Vec<Option<f64>> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let tick = Tick {
-                instrument: InstrumentId(0),
-                venue: Venue::Binance,
-                body: TickBody::Trade {
-                    price: t.price.parse::<Price>().unwrap(),
-                    qty: t.qty.parse::<Qty>().unwrap(),
-                    aggressor: Side::Buy,
-                },
-                seq: i as u64,
-                exchange_ns: 0,
-                recv_ns: i as u64,
-                stamp: Stamp(i as u64),
-            };
-            family.on_tick(&tick);
+            family.on_tick(&tick(i, t));
             family.score().map(|s| s.to_num::<f64>())
         })
         .collect()
 }
 
-fn assert_agree(what: &str, hot: &[Option<f64>], reference: &[Option<f64>]) {
+/// Checks agreement trade by trade; returns how many trades had an opinion.
+fn agree(what: &str, hot: &[Option<f64>], reference: &[Option<f64>]) -> usize {
     assert_eq!(hot.len(), reference.len());
     let mut opinions = 0;
     for (i, (h, r)) in hot.iter().zip(reference).enumerate() {
@@ -143,6 +184,11 @@ fn assert_agree(what: &str, hot: &[Option<f64>], reference: &[Option<f64>]) {
             _ => panic!("{what}: trade {i}: hot {h:?} vs reference {r:?}"),
         }
     }
+    opinions
+}
+
+fn assert_agree(what: &str, hot: &[Option<f64>], reference: &[Option<f64>]) {
+    let opinions = agree(what, hot, reference);
     assert!(opinions > hot.len() / 2, "{what}: only {opinions} opinions");
 }
 
@@ -231,7 +277,104 @@ fn breakout_reference(trades: &[Trade], p: BreakoutParams) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// An external sentiment score reaching the family just before trade `at`, stamped `ts_ns`.
+struct Arrival {
+    at: usize,
+    score: Factor,
+    ts_ns: u64,
+}
+
+/// Seeded arrivals: about one per 150 trades; scores ±1 or uniform in [-1, 1] (to 10⁻⁶), stamped
+/// up to two half-lives before the trade, or after it (the trade is then older than the score),
+/// or exactly 16 half-lives or one nanosecond less before it (the edge of forgetting).
+fn arrivals(trades: &[Trade], half_life_ns: u64, seed: u64) -> Vec<Arrival> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        // xorshift64.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::new();
+    for (at, t) in trades.iter().enumerate() {
+        let r = next();
+        if r % 150 != 0 {
+            continue;
+        }
+        let score = match (r >> 8) % 8 {
+            0 => Factor::ONE,
+            1 => -Factor::ONE,
+            _ => Factor::from_num(((r >> 16) % 2_000_001) as f64 / 1e6 - 1.0),
+        };
+        let offset = next() % (2 * half_life_ns);
+        let ts_ns = match (r >> 12) % 8 {
+            0 | 1 => t.recv_ns + offset,
+            2 => t.recv_ns - 16 * half_life_ns,
+            3 => t.recv_ns - (16 * half_life_ns - 1),
+            _ => t.recv_ns.saturating_sub(offset),
+        };
+        out.push(Arrival { at, score, ts_ns });
+    }
+    out
+}
+
+/// `s₀ · 2^(−(t − t₀)/half_life)` for the last score `s₀` received at `t₀`, with `t` the trade's
+/// receive time (a trade older than the score counts as `t₀`); no opinion before any score or
+/// once 16 half-lives have passed.
+fn sentiment_reference(trades: &[Trade], p: SentimentParams, arrivals: &[Arrival]) -> Vec<Option<f64>> {
+    let h = p.half_life_ns;
+    let mut last: Option<(f64, u64)> = None;
+    let mut pending = arrivals.iter().peekable();
+    let mut out = Vec::new();
+    for (i, t) in trades.iter().enumerate() {
+        while let Some(a) = pending.next_if(|a| a.at == i) {
+            last = Some((a.score.to_num::<f64>(), a.ts_ns));
+        }
+        out.push(last.and_then(|(s0, t0)| {
+            let elapsed = t.recv_ns.saturating_sub(t0);
+            (elapsed < 16 * h).then(|| s0 * 2f64.powf(-(elapsed as f64) / h as f64))
+        }));
+    }
+    out
+}
+
+/// The hot sentiment family given the same arrivals and trades.
+fn sentiment_hot(trades: &[Trade], p: SentimentParams, arrivals: &[Arrival]) -> Vec<Option<f64>> {
+    let mut family = Sentiment::new(p);
+    let mut pending = arrivals.iter().peekable();
+    let mut out = Vec::new();
+    for (i, t) in trades.iter().enumerate() {
+        while let Some(a) = pending.next_if(|a| a.at == i) {
+            family.set(a.score, a.ts_ns);
+        }
+        family.on_tick(&tick(i, t));
+        out.push(family.score().map(|s| s.to_num::<f64>()));
+    }
+    out
+}
+
+fn check_sentiment(series: &str, trades: &[Trade]) {
+    let (mut opinions, mut forgotten) = (0, 0);
+    for (seed, half_life_ns) in [(1, 1), (2, 50_000_000), (3, 2_000_000_000), (4, 30_000_000_000)] {
+        let p = SentimentParams { half_life_ns };
+        let arrivals = arrivals(trades, half_life_ns, seed);
+        assert!(arrivals.len() > 10, "{series}: only {} arrivals", arrivals.len());
+        let reference = sentiment_reference(trades, p, &arrivals);
+        opinions += agree(
+            &format!("{series} sentiment {p:?}"),
+            &sentiment_hot(trades, p, &arrivals),
+            &reference,
+        );
+        forgotten += reference[arrivals[0].at..].iter().filter(|s| s.is_none()).count();
+    }
+    // Both sides of the 16-half-life edge are exercised.
+    assert!(opinions > trades.len(), "{series}: only {opinions} sentiment opinions");
+    assert!(forgotten > 0, "{series}: no sentiment score was ever forgotten");
+}
+
 fn check_all(series: &str, trades: &[Trade]) {
+    check_sentiment(series, trades);
     for p in [
         MomentumParams {
             fast: 10,
@@ -306,8 +449,16 @@ fn families_match_their_references_on_a_generated_walk() {
 }
 
 #[test]
-fn families_match_their_references_on_real_btcusdt_trades() {
-    if let Some(trades) = real() {
-        check_all("btcusdt", &trades);
+fn families_match_their_references_on_real_spot_trades() {
+    let captures = real();
+    for (name, trades) in &captures {
+        check_all(name, trades);
+    }
+    if !captures.is_empty() {
+        eprintln!(
+            "checked {} captures: {}",
+            captures.len(),
+            captures.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        );
     }
 }

@@ -124,19 +124,16 @@ pub enum Trigger {
     Cron,
     /// `POST /govern/reweight`.
     Http,
-    /// A catch-up step at start (e.g. a scheduled step was missed while stopped).
-    Startup,
     /// A config reload (SIGHUP or `POST /reload`) that changed `alpha.weights`.
     Reload,
 }
 
 impl Trigger {
-    /// `cron`, `http`, `startup` or `reload`.
+    /// `cron`, `http` or `reload`.
     pub const fn name(self) -> &'static str {
         match self {
             Trigger::Cron => "cron",
             Trigger::Http => "http",
-            Trigger::Startup => "startup",
             Trigger::Reload => "reload",
         }
     }

@@ -1456,4 +1456,98 @@ mod tests {
         // 0.75 ≥ entry 0.5: a buy target.
         assert!(out.iter().any(|o| matches!(o, AlphaOut::Intent(_))));
     }
+
+    /// The weighted mean of the present scores in plain f64, written apart from [`ensemble`].
+    fn weighted_f64(w: &Weights, scores: &[Option<Factor>; FamilyKind::COUNT]) -> f64 {
+        let (mut num, mut den) = (0f64, 0f64);
+        for (w, s) in w.iter().zip(scores) {
+            if let Some(s) = s {
+                num += w.to_num::<f64>() * s.to_num::<f64>();
+                den += w.to_num::<f64>();
+            }
+        }
+        num / den
+    }
+
+    #[test]
+    fn new_weights_apply_whole_between_two_ticks() {
+        let p = params();
+        let old = p.weights;
+        // Exact in binary, and giving sentiment (weight 0 before) a say.
+        let new = [
+            Factor::from_num(0.125),
+            Factor::from_num(0.5),
+            Factor::from_num(0.125),
+            Factor::from_num(0.25),
+        ];
+        // Separate family instances see the same trades and sentiment score as Alpha; their
+        // scores are what each of Alpha's signals must combine.
+        let mut m = Momentum::new(p.momentum);
+        let mut r = MeanRev::new(p.mean_rev);
+        let mut b = Breakout::new(p.breakout);
+        let mut sent = Sentiment::new(p.sentiment);
+        let mut alpha = Alpha::new(p.clone());
+        let mut out = Vec::new();
+        let mut seq = 0u64;
+        let mut trade_both = |alpha: &mut Alpha, out: &mut Vec<AlphaOut>, sent: &mut Sentiment, price: i64| {
+            seq += 1;
+            let t = trade(price, seq);
+            alpha.process(AlphaInput::Tick(t), &mut |o| out.push(o));
+            for f in [&mut m as &mut dyn Family, &mut r, &mut b, sent] {
+                f.on_tick(&t);
+            }
+            [m.score(), r.score(), b.score(), sent.score()]
+        };
+        let mut before_scores = [None; FamilyKind::COUNT];
+        for (i, price) in [100, 100, 100, 100, 100, 101, 103, 102].into_iter().enumerate() {
+            if i == 6 {
+                // A sentiment score while its weight is still 0: present, but without a say.
+                let (score, ts_ns) = (Factor::from_num(-0.5), i as u64);
+                alpha.process(
+                    AlphaInput::Sentiment {
+                        instrument: InstrumentId(0),
+                        score,
+                        ts_ns,
+                    },
+                    &mut |o| out.push(o),
+                );
+                sent.set(score, ts_ns);
+            }
+            before_scores = trade_both(&mut alpha, &mut out, &mut sent, price);
+        }
+        assert!(before_scores.iter().all(Option::is_some), "{before_scores:?}");
+        let before = *signals(&out).last().expect("signals before the switch");
+        let expected = ensemble(&old, &before_scores).unwrap();
+        assert_eq!(
+            (before.score, before.mix),
+            expected,
+            "the last signal uses the old weights"
+        );
+        assert!((before.score.to_num::<f64>() - weighted_f64(&old, &before_scores)).abs() < 1e-8);
+        assert_eq!(before.mix[FamilyKind::Sentiment as usize], Factor::ZERO);
+
+        // The switch itself emits nothing; Alpha holds the whole new vector at once.
+        out.clear();
+        alpha.process(AlphaInput::Weights(new), &mut |o| out.push(o));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(alpha.weights(), &new);
+
+        let after_scores = trade_both(&mut alpha, &mut out, &mut sent, 104);
+        let after = signals(&out);
+        assert_eq!(after.len(), 1, "{out:?}");
+        let after = after[0];
+        let expected = ensemble(&new, &after_scores).unwrap();
+        assert_eq!(
+            (after.score, after.mix),
+            expected,
+            "the first signal uses the new weights"
+        );
+        assert!((after.score.to_num::<f64>() - weighted_f64(&new, &after_scores)).abs() < 1e-8);
+        // The weights made the difference: the old ones would have scored this trade otherwise,
+        // and sentiment now contributes.
+        assert_ne!(ensemble(&old, &after_scores).unwrap().0, after.score);
+        assert_ne!(after.mix[FamilyKind::Sentiment as usize], Factor::ZERO);
+        let sum: Factor = after.mix.iter().copied().sum();
+        assert!((sum - after.score).abs() <= 4 * Factor::DELTA, "{after:?}");
+    }
 }
