@@ -480,6 +480,10 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
     ("momentum: 0.4", "momentum: 1.5", &["alpha.weights.momentum"]),
     ("mean_rev: 0.3", "mean_rev: abc", &["alpha.weights.mean_rev"]),
     ("sentiment: 0.0", "sentiment: -0.1", &["alpha.weights.sentiment"]),
+    ("momentum: 0.4", "momentum: .nan", &["alpha.weights.momentum"]),
+    ("momentum: 0.4", "momentum: NaN", &["alpha.weights.momentum"]),
+    ("momentum: 0.4", "momentum: .inf", &["alpha.weights.momentum"]),
+    ("mean_rev: 0.3", "mean_rev: -.inf", &["alpha.weights.mean_rev"]),
     ("breakout: 0.3", "breakout: 3e-1", &["alpha.weights.breakout"]),
     (
         "  weights:\n",
