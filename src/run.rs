@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use maxx_cold::agent::{Lifecycle, LifecycleState, names as agent_names};
+use maxx_cold::agent::{Health, Lifecycle, LifecycleState, Supervisor, SupervisorConfig, names as agent_names};
 use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook, venue_alert};
 use maxx_cold::bus::StreamWriter;
 use maxx_cold::bus::agent_events::LifecycleEvents;
+use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::bus::entry::{EntryBuilder, PnlSnapshot, StreamKind};
 use maxx_cold::bus::publish::{MemorySpill, Publisher, PublisherConfig, Spill, stream_tops};
 use maxx_cold::bus::spill::JournalSpill;
@@ -20,7 +21,9 @@ use maxx_cold::desk::Desk;
 use maxx_cold::engine::{spec, venue_gateways};
 use maxx_cold::governor::Trigger;
 use maxx_cold::grpc::{self, ExecutionGrpc, RiskGrpc};
+use maxx_cold::health::HealthBoard;
 use maxx_cold::http::{self, Api, ControlRequest, load_token};
+use maxx_cold::portfolio::{Portfolio, PortfolioOptions};
 use maxx_cold::recorder;
 use maxx_cold::risk_state::{RiskLog, risk_state_json, scope_key};
 use maxx_cold::summary::{Latency, summarize};
@@ -33,7 +36,7 @@ use maxx_hot::kill;
 use maxx_hot::num::Money;
 use maxx_hot::records::{ExecReport, TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::engine::{Engine, EngineStats, FeedInput, build};
-use maxx_hot::runtime::stats::FeedStats;
+use maxx_hot::runtime::stats::{FeedStats, feed_state};
 use maxx_hot::runtime::{HotThreads, available_cores, confine_current_thread, confine_threads_named, plan, spawn};
 use maxx_hot::stage::exec::{ExecNote, Gateway};
 use maxx_hot::stage::risk::RiskCommand;
@@ -208,7 +211,7 @@ async fn cold_side(
     // The engine's threads are up: each agent's lifecycle goes Init → Running on
     // `agent.events` (PUBLISHed when Redis is enabled, logged always).
     let endpoint = if config.redis.enabled {
-        Some(maxx_cold::bus::connect::RedisEndpoint::from_config(&config.redis).map_err(anyhow::Error::msg)?)
+        Some(RedisEndpoint::from_config(&config.redis).map_err(anyhow::Error::msg)?)
     } else {
         None
     };
@@ -222,11 +225,24 @@ async fn cold_side(
         None => None,
     };
     control.connect(Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.risk_cmd), stream);
-    let bus = RefCell::new(if config.redis.enabled {
-        Some(Bus::start(config, index).await?)
-    } else {
-        None
+    let bus = RefCell::new(match &endpoint {
+        Some(endpoint) => Some(Bus::start(config, index, endpoint).await?),
+        None => None,
     });
+    // The Portfolio agent keeps its books from the `fills` stream, so it needs Redis; it runs
+    // under a supervisor (CrashLoopBackoff while Redis is unreachable, rebuilt on restart).
+    let portfolio = match &endpoint {
+        Some(endpoint) => {
+            let agent = Portfolio::new(endpoint.clone(), PortfolioOptions::default())
+                .map_err(|e| anyhow::anyhow!("portfolio: {e}"))?;
+            Some(
+                Supervisor::spawn(agent, events.clone(), SupervisorConfig::default())
+                    .map_err(|e| anyhow::anyhow!("portfolio: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    let health = Arc::new(health_board(stats, bus.borrow().as_ref(), portfolio.as_ref()));
     // Installed before the servers announce their addresses, so that a signal sent as soon as
     // they are up is queued for the loop below instead of ending the process.
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -260,7 +276,8 @@ async fn cold_side(
             control: control_tx.clone(),
             token: token.clone(),
             started,
-            health: Arc::new(maxx_cold::health::HealthBoard::new()),
+            health: Arc::clone(&health),
+            portfolio: portfolio.as_ref().map(|p| Arc::clone(p.agent())),
             desk: Arc::clone(&desk),
         });
         let (addr, task) = http::serve(config.http.bind, api, async {
@@ -430,6 +447,9 @@ async fn cold_side(
     if let Some(bus) = bus.into_inner() {
         bus.close().await;
     }
+    if let Some(portfolio) = portfolio {
+        portfolio.shutdown().await;
+    }
     agents.shutdown();
     if !events.flush(SERVER_GRACE).await {
         warn!("agent.events: the last lifecycle events did not reach Redis in time");
@@ -461,7 +481,7 @@ impl Bus {
     /// Opens the journal (if configured), resumes each stream's ids above both its top in
     /// Redis and the journal's pending entries, and starts the publisher, which sends the
     /// journal's pending entries first.
-    async fn start(config: &Config, index: &Arc<InstrumentIndex>) -> Result<Bus> {
+    async fn start(config: &Config, index: &Arc<InstrumentIndex>, endpoint: &RedisEndpoint) -> Result<Bus> {
         let redis = &config.redis;
         let mut builder =
             EntryBuilder::new(&redis.instance, index).map_err(|e| anyhow::anyhow!("redis.instance: {e}"))?;
@@ -470,8 +490,7 @@ impl Bus {
             streams.push(format!("ticks:{}", i.symbol.as_str()));
             streams.push(format!("signals:{}", i.symbol.as_str()));
         }
-        let endpoint = maxx_cold::bus::connect::RedisEndpoint::from_config(redis).map_err(anyhow::Error::msg)?;
-        let mut tops = match stream_tops(&endpoint, &streams, BUS_RESUME_WAIT).await {
+        let mut tops = match stream_tops(endpoint, &streams, BUS_RESUME_WAIT).await {
             Ok(tops) => tops,
             Err(e) => {
                 // Ids then come from the events' times alone, which stay above an earlier
@@ -662,6 +681,49 @@ impl Agents {
         for l in &mut self.all {
             let _ = l.to(LifecycleState::Shutdown);
         }
+    }
+}
+
+/// The probes behind `/healthz`: each feed is live, the stream publisher is connected, the
+/// Portfolio is running and caught up.
+fn health_board(
+    stats: &EngineStats,
+    bus: Option<&Bus>,
+    portfolio: Option<&maxx_cold::agent::SupervisorHandle<Portfolio>>,
+) -> HealthBoard {
+    let mut board = HealthBoard::new();
+    for feed in &stats.feeds {
+        let feed = Arc::clone(feed);
+        board.add(format!("feed.{}", feed.venue.name()), move || feed_health(&feed));
+    }
+    if let Some(bus) = bus {
+        board.add("redis", bus.publisher.probe());
+    }
+    if let Some(p) = portfolio {
+        let agent = Arc::clone(p.agent());
+        let state = p.watch();
+        board.add(agent_names::PORTFOLIO, move || {
+            let state = *state.borrow();
+            let h = maxx_cold::agent::Agent::health(&*agent);
+            if state == LifecycleState::Running {
+                h
+            } else {
+                Health::failing(format!("{state}: {}", h.detail))
+            }
+        });
+    }
+    board
+}
+
+/// A feed is healthy while ticks arrive.
+fn feed_health(feed: &FeedStats) -> Health {
+    let last = feed.last_tick_wall_ns.get();
+    let age_ms = wall_ns().saturating_sub(last) / 1_000_000;
+    match feed.state.get() {
+        feed_state::LIVE => Health::ok(format!("live: last tick {age_ms} ms ago")),
+        feed_state::STALE => Health::failing(format!("stale: no tick for {age_ms} ms; reconnecting")),
+        _ if feed.connects.get() == 0 => Health::failing("waiting: not connected yet"),
+        _ => Health::failing("waiting: connected, no tick yet"),
     }
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::{RedisServer, Running, TOKEN, TempDir, config_with};
 use maxx_cold::bus::consume::{EntryId, RawEntry, StreamRecord, TypedEntry, decode};
 use maxx_cold::bus::journal::{FsyncPolicy, Journal};
+use maxx_cold::portfolio::Books;
 use serde_json::Value;
 
 /// What Risk answers before the engine has seen the market.
@@ -83,6 +84,60 @@ fn decoded(con: &mut redis::Connection, stream: &str) -> Vec<TypedEntry> {
         .iter()
         .map(|raw| decode(stream, raw).unwrap_or_else(|e| panic!("{e}")))
         .collect()
+}
+
+/// Waits until the Portfolio of `maxx run` (`GET /pnl`) is live and has consumed at least
+/// `at_least` fills, then checks that its books equal books recomputed from scratch over the
+/// `fills` stream up to the last entry it consumed: it missed nothing and counted nothing twice,
+/// whatever the process went through.
+fn assert_portfolio_matches_fills(run: &mut Running, url: &str, at_least: usize) -> Value {
+    let pnl = run.poll("the Portfolio live with every fill", |r| {
+        let (status, body) = r.get("/pnl");
+        let applied = body["applied"].as_u64().unwrap_or(0) as usize;
+        if status == 200 && body["live"] == true && applied >= at_least {
+            Ok(body)
+        } else {
+            Err(format!("{status} {body}"))
+        }
+    });
+    let last: EntryId = pnl["last_id"].as_str().expect("last_id").parse().expect("entry id");
+    let client = redis::Client::open(url).expect("redis url");
+    let mut con = client.get_connection().expect("redis connection");
+    let mut books = Books::new();
+    for raw in xrange(&mut con, "fills") {
+        let id: EntryId = raw.id.parse().expect("entry id");
+        if id > last {
+            break;
+        }
+        let typed = decode("fills", &raw).unwrap_or_else(|e| panic!("{e}"));
+        let StreamRecord::Fill(fill) = typed.record else {
+            panic!("not a fill: {typed:?}")
+        };
+        assert!(books.apply(id, &fill), "entry {id} applies once");
+    }
+    let want = serde_json::to_value(books.snapshot()).expect("snapshot json");
+    for key in ["positions", "totals", "last_id", "applied", "skipped_garbage"] {
+        assert_eq!(
+            pnl[key], want[key],
+            "GET /pnl {key} vs the fills stream:\n{pnl}\n{want}"
+        );
+    }
+    pnl
+}
+
+/// Waits until `GET /healthz` answers `status` and, for a 503, names `failing` among the failing.
+fn wait_health(run: &mut Running, status: u16, failing: &str) -> Value {
+    run.poll(&format!("/healthz {status} {failing}"), |r| {
+        let (s, body) = r.get("/healthz");
+        let named = body["failing"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|n| n == failing));
+        if s == status && (status == 200 || named) {
+            Ok(body)
+        } else {
+            Err(format!("{s} {body}"))
+        }
+    })
 }
 
 /// How long a redis-server may take to come up.
@@ -249,6 +304,7 @@ fn a_run_publishes_every_order_and_fill_once_and_a_restart_adds_no_duplicates() 
 
     let mut run = Running::start(&path);
     fill_market_orders(&mut run, "first", 3);
+    assert_portfolio_matches_fills(&mut run, &redis.url(), 3);
     run.poll("ticks and pnl entries in Redis", |_| {
         let ticks = redis.cmd(&["XLEN", "ticks:BTCUSDT"]).unwrap_or_default();
         let pnl = redis.cmd(&["XLEN", "pnl"]).unwrap_or_default();
@@ -303,7 +359,10 @@ fn a_run_publishes_every_order_and_fill_once_and_a_restart_adds_no_duplicates() 
     // A second run on the same Redis and journal: the streams continue above their tops and
     // nothing of the first run is written again.
     let mut run = Running::start(&path);
+    // The Portfolio rebuilds the first run's books from `fills` before it goes live.
+    assert_portfolio_matches_fills(&mut run, &redis.url(), fills.len());
     fill_market_orders(&mut run, "second", 1);
+    assert_portfolio_matches_fills(&mut run, &redis.url(), fills.len() + 1);
     let (stdout, _) = run.stop_with_output();
     let orders_second = summary_count(&stdout, "orders");
     let fills_second = summary_count(&stdout, "fills");
@@ -329,6 +388,7 @@ fn redis_killed_mid_run_and_restarted_ends_with_every_order_and_fill_once_in_ord
     redis.start();
     let path = dir.write("run.yaml", config(&redis.url(), &dir.path().join("journal")));
     let mut run = Running::start(&path);
+    wait_health(&mut run, 200, "");
     let before = fill_market_orders(&mut run, "up", 2);
     run.poll("the first orders in Redis", |_| {
         let n = xlen(&redis.url(), "orders");
@@ -340,10 +400,20 @@ fn redis_killed_mid_run_and_restarted_ends_with_every_order_and_fill_once_in_ord
     });
 
     redis.kill();
+    // /healthz turns 503 naming Redis (and the Portfolio, which reads from it); /livez stays 200.
+    let body = wait_health(&mut run, 503, "redis");
+    assert!(
+        body["checks"]["redis"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("not connected")),
+        "{body}"
+    );
+    assert_eq!(run.get("/livez").0, 200);
     // Orders and fills while Redis is down wait in the publisher (and the journal).
     let during = fill_market_orders(&mut run, "down", 2);
     redis.start();
     let after = fill_market_orders(&mut run, "back", 1);
+    wait_health(&mut run, 200, "");
     let want = before.len() + during.len() + after.len();
     run.poll("every order in Redis after the restart", |_| {
         let n = xlen(&redis.url(), "orders");
@@ -353,6 +423,8 @@ fn redis_killed_mid_run_and_restarted_ends_with_every_order_and_fill_once_in_ord
             Err(format!("XLEN orders {n}, want at least {want}"))
         }
     });
+    // The Portfolio went through CrashLoopBackoff while Redis was gone and rebuilt after it.
+    assert_portfolio_matches_fills(&mut run, &redis.url(), want);
     let (stdout, _) = run.stop_with_output();
 
     let client = redis::Client::open(redis.url()).expect("redis url");

@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | no | readiness: 200 `{"status":"ok", …}` when every health probe passes (feeds live, Redis connected, cold agents running), else 503 `{"status":"failing", "failing":[names], "checks":{name:{ok, detail}}}` |
 //! | `GET /livez` | no | liveness: 200 `{"status":"alive", "uptime_sec":…}` while the process can serve |
+//! | `GET /pnl` | no | the Portfolio's books rebuilt from `fills`: per venue and symbol position, average price, realized, fees, net; totals; `live` once caught up |
 //! | `GET /signal/{symbol}` | no | the latest ensemble signal of a symbol, with each family's contribution and the weights in force |
 //! | `POST /sentiment` | yes | `{"symbol":"BTCUSDT","score":0.6}`: an external sentiment score in [-1, 1] for the sentiment family |
 //! | `POST /govern/reweight` | yes | one MetaGovernor step now (empty body or `{}`), or operator weights `{"weights":{…},"normalise":false}` |
@@ -60,6 +61,7 @@ use tonic::{Code, Status};
 use crate::desk::Desk;
 use crate::grpc::pb;
 use crate::health::HealthBoard;
+use crate::portfolio::Portfolio;
 
 /// Environment variable holding the API bearer token.
 pub const TOKEN_ENV: &str = "MAXX_API_TOKEN";
@@ -157,6 +159,8 @@ pub struct Api {
     pub started: Instant,
     /// The probes behind `/healthz`.
     pub health: Arc<HealthBoard>,
+    /// The Portfolio agent behind `GET /pnl`; `None` without Redis (it is built from `fills`).
+    pub portfolio: Option<Arc<Portfolio>>,
     /// The order desk behind `POST /order` and `POST /cancel`.
     pub desk: Arc<Desk>,
 }
@@ -186,6 +190,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
         .route("/signal/{symbol}", get(signal))
+        .route("/pnl", get(pnl))
         .route("/sentiment", post(sentiment))
         .route("/govern", get(govern_status))
         .route("/govern/reweight", post(reweight))
@@ -228,6 +233,22 @@ async fn healthz(State(api): State<Arc<Api>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// The Portfolio's books: positions, average prices, realized PnL and fees per venue and symbol.
+async fn pnl(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    let Some(portfolio) = &api.portfolio else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Portfolio: it is built from the fills stream, so it needs redis.enabled: true",
+        ));
+    };
+    let health = crate::agent::Agent::health(&**portfolio);
+    let mut body = serde_json::to_value(portfolio.snapshot())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("pnl snapshot: {e}")))?;
+    body["live"] = json!(health.ok);
+    body["status"] = json!(health.detail);
+    Ok(Json(body))
 }
 
 /// Liveness: 200 while the process can answer at all.

@@ -493,6 +493,26 @@ impl Publisher {
         &self.shared.stats
     }
 
+    /// A health probe for `/healthz`: ok while the writer holds a working connection, failing
+    /// with the last error otherwise; both say how much is waiting.
+    pub fn probe(&self) -> impl Fn() -> crate::agent::Health + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || {
+            let s = &shared.stats;
+            let queued = s.queue_depth.load(Ordering::Relaxed);
+            let spilled = s.spill_depth.load(Ordering::Relaxed);
+            if s.connected.load(Ordering::Relaxed) {
+                crate::agent::Health::ok(format!(
+                    "connected: {} entries acknowledged, {queued} queued, {spilled} spilled",
+                    s.acknowledged()
+                ))
+            } else {
+                let why = s.last_error().unwrap_or_else(|| "no connection yet".to_string());
+                crate::agent::Health::failing(format!("not connected: {why}; {queued} queued, {spilled} spilled"))
+            }
+        }
+    }
+
     /// Stops taking entries and waits until the writer has written (or had refused) everything
     /// queued and spilled. While Redis is down this waits for it: bound it with a timeout.
     pub async fn close(mut self) {
