@@ -13,12 +13,13 @@ use common::{DEADLINE, RedisServer, Running, TempDir, config_with};
 const CHANNEL: &str = "agent.events";
 
 /// The agents of the shipped config (one feed, Binance).
-const AGENTS: [&str; 5] = [
+const AGENTS: [&str; 6] = [
     "market_data.binance",
     "alpha",
     "risk_sentinel",
     "execution",
     "meta_governor",
+    "portfolio",
 ];
 
 /// Every message published on `agent.events`, from a subscription made before `maxx run`
@@ -109,7 +110,8 @@ fn every_agent_publishes_its_lifecycle_on_agent_events() {
             "{seen:?}"
         );
     }
-    for agent in ["market_data.binance", "risk_sentinel", "execution"] {
+    // The Portfolio (a supervised cold agent) takes a reload without recycling.
+    for agent in ["market_data.binance", "risk_sentinel", "execution", "portfolio"] {
         assert_eq!(states_of(&seen, agent), ["Init", "Running", "Shutdown"], "{seen:?}");
     }
     // Nothing from agents that do not exist.
