@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::bus::consume::{
-    Consumer, ConsumerOptions, RawEntry, ReadFrom, StreamKind, StreamReader, StreamRecord, TypedEntry, decode,
+    Consumer, ConsumerOptions, RawEntry, ReadFrom, Schema, StreamReader, StreamRecord, TypedEntry, decode,
 };
 use maxx_cold::logging::rfc3339;
 use maxx_hot::records::{Liquidity, OrderKind, Origin};
@@ -104,7 +104,7 @@ impl Budget {
 
 async fn tail_plain(args: &TailArgs, endpoint: &RedisEndpoint) -> Result<()> {
     let mut budget = Budget(args.count);
-    let known = StreamKind::of(&args.stream).is_ok();
+    let known = Schema::of(&args.stream).is_ok();
     let mut reader = StreamReader::new(
         endpoint,
         &args.stream,

@@ -44,36 +44,12 @@ use uuid::Uuid;
 
 use super::connect::RedisEndpoint;
 
-/// A stream entry id, `<unix_ms>-<n>`; ordered as Redis orders them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EntryId {
-    /// Milliseconds part.
-    pub ms: u64,
-    /// Sequence within the millisecond.
-    pub seq: u64,
-}
-
-impl fmt::Display for EntryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
-    }
-}
-
-impl FromStr for EntryId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid stream entry id {s:?}: expected <ms>-<n>");
-        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
-        Ok(EntryId {
-            ms: canonical_u64(ms).ok_or_else(bad)?,
-            seq: canonical_u64(seq).ok_or_else(bad)?,
-        })
-    }
-}
+use super::entry::EntryError;
+pub use super::entry::EntryId;
 
 /// Which schema a stream follows, from its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StreamKind {
+pub enum Schema {
     /// `ticks:<symbol>`: trades.
     Ticks(Symbol),
     /// `signals:<symbol>`: the Alpha ensemble's signals.
@@ -86,16 +62,16 @@ pub enum StreamKind {
     Pnl,
 }
 
-impl StreamKind {
+impl Schema {
     /// The schema of `stream`, or why it has none.
-    pub fn of(stream: &str) -> Result<StreamKind, String> {
+    pub fn of(stream: &str) -> Result<Schema, String> {
         let symbol = |s: &str| Symbol::new(s).map_err(|e| format!("stream {stream:?}: bad symbol {s:?} ({e})"));
         match stream.split_once(':') {
-            Some(("ticks", s)) => symbol(s).map(StreamKind::Ticks),
-            Some(("signals", s)) => symbol(s).map(StreamKind::Signals),
-            None if stream == "orders" => Ok(StreamKind::Orders),
-            None if stream == "fills" => Ok(StreamKind::Fills),
-            None if stream == "pnl" => Ok(StreamKind::Pnl),
+            Some(("ticks", s)) => symbol(s).map(Schema::Ticks),
+            Some(("signals", s)) => symbol(s).map(Schema::Signals),
+            None if stream == "orders" => Ok(Schema::Orders),
+            None if stream == "fills" => Ok(Schema::Fills),
+            None if stream == "pnl" => Ok(Schema::Pnl),
             _ => Err(format!(
                 "stream {stream:?} has no known schema (ticks:<symbol>, signals:<symbol>, orders, fills, pnl)"
             )),
@@ -309,15 +285,15 @@ pub fn decode(stream: &str, raw: &RawEntry) -> Result<TypedEntry, DecodeError> {
         id: raw.id.clone(),
         problem,
     };
-    let kind = StreamKind::of(stream).map_err(|e| fail(Problem::UnknownStream(e)))?;
+    let kind = Schema::of(stream).map_err(|e| fail(Problem::UnknownStream(e)))?;
     let id: EntryId = raw.id.parse().map_err(|_| fail(Problem::BadId))?;
     let schema: &[&'static str] = match kind {
-        StreamKind::Ticks(_) => &["key", "ts", "price", "volume", "venue", "recv_ts", "side", "seq"],
-        StreamKind::Signals(_) => &["key", "ts", "score", "side", "confidence"],
-        StreamKind::Orders => &[
+        Schema::Ticks(_) => &["key", "ts", "price", "volume", "venue", "recv_ts", "side", "seq"],
+        Schema::Signals(_) => &["key", "ts", "score", "side", "confidence"],
+        Schema::Orders => &[
             "key", "ts", "id", "symbol", "qty", "side", "venue", "type", "price", "tif", "origin",
         ],
-        StreamKind::Fills => &[
+        Schema::Fills => &[
             "key",
             "ts",
             "order_id",
@@ -329,13 +305,13 @@ pub fn decode(stream: &str, raw: &RawEntry) -> Result<TypedEntry, DecodeError> {
             "venue",
             "liquidity",
         ],
-        StreamKind::Pnl => &["key", "ts", "equity", "realized", "unrealized"],
+        Schema::Pnl => &["key", "ts", "equity", "realized", "unrealized"],
     };
     let f = Fields::collect(schema, raw).map_err(fail)?;
     let body = (|| -> Result<(Uuid, StreamRecord), Problem> {
         let key = f.key()?;
         let record = match kind {
-            StreamKind::Ticks(symbol) => StreamRecord::Tick(TickRecord {
+            Schema::Ticks(symbol) => StreamRecord::Tick(TickRecord {
                 symbol,
                 ts: f.u64("ts")?,
                 price: f.positive_price("price")?,
@@ -345,7 +321,7 @@ pub fn decode(stream: &str, raw: &RawEntry) -> Result<TypedEntry, DecodeError> {
                 side: f.side()?,
                 seq: f.u64("seq")?,
             }),
-            StreamKind::Signals(symbol) => StreamRecord::Signal(SignalRecord {
+            Schema::Signals(symbol) => StreamRecord::Signal(SignalRecord {
                 symbol,
                 ts: f.u64("ts")?,
                 score: f.factor("score", -1, 1)?,
@@ -359,7 +335,7 @@ pub fn decode(stream: &str, raw: &RawEntry) -> Result<TypedEntry, DecodeError> {
                 )?,
                 confidence: f.factor("confidence", 0, 1)?,
             }),
-            StreamKind::Orders => StreamRecord::Order(OrderRecord {
+            Schema::Orders => StreamRecord::Order(OrderRecord {
                 ts: f.u64("ts")?,
                 id: f.u64("id")?,
                 symbol: f.symbol()?,
@@ -386,7 +362,7 @@ pub fn decode(stream: &str, raw: &RawEntry) -> Result<TypedEntry, DecodeError> {
                     ],
                 )?,
             }),
-            StreamKind::Fills => StreamRecord::Fill(FillRecord {
+            Schema::Fills => StreamRecord::Fill(FillRecord {
                 ts: f.u64("ts")?,
                 order_id: f.u64("order_id")?,
                 price: f.positive_price("price")?,
@@ -397,7 +373,7 @@ pub fn decode(stream: &str, raw: &RawEntry) -> Result<TypedEntry, DecodeError> {
                 venue: f.venue()?,
                 liquidity: f.choice("liquidity", &[("maker", Liquidity::Maker), ("taker", Liquidity::Taker)])?,
             }),
-            StreamKind::Pnl => StreamRecord::Pnl(PnlRecord {
+            Schema::Pnl => StreamRecord::Pnl(PnlRecord {
                 ts: f.u64("ts")?,
                 equity: f.decimal::<Money>("equity")?,
                 realized: f.decimal::<Money>("realized")?,
@@ -802,7 +778,7 @@ impl Consumer {
         consumer: &str,
         options: ConsumerOptions,
     ) -> Result<Self, ConsumeError> {
-        StreamKind::of(stream).map_err(ConsumeError::Invalid)?;
+        Schema::of(stream).map_err(ConsumeError::Invalid)?;
         if group.is_empty() || consumer.is_empty() {
             return Err(ConsumeError::Invalid(
                 "group and consumer names must not be empty".to_string(),
@@ -1192,7 +1168,10 @@ impl StreamReader {
                 let reply = self.run("XREVRANGE", &cmd).await?;
                 let top = entries(&reply).ok_or_else(|| self.bad_reply("XREVRANGE", &reply))?;
                 let id = match top.first() {
-                    Some(e) => e.id.parse().map_err(|e: String| self.bad_reply_text("XREVRANGE", e))?,
+                    Some(e) => {
+                        e.id.parse()
+                            .map_err(|e: EntryError| self.bad_reply_text("XREVRANGE", e.to_string()))?
+                    }
                     None => EntryId::default(),
                 };
                 self.last = Some(id);
@@ -1210,7 +1189,10 @@ impl StreamReader {
         let reply = self.run("XREAD", &cmd).await?;
         let batch = read_reply(&reply).ok_or_else(|| self.bad_reply("XREAD", &reply))?;
         if let Some(e) = batch.last() {
-            self.last = Some(e.id.parse().map_err(|e: String| self.bad_reply_text("XREAD", e))?);
+            self.last = Some(
+                e.id.parse()
+                    .map_err(|e: EntryError| self.bad_reply_text("XREAD", e.to_string()))?,
+            );
         }
         Ok(batch)
     }

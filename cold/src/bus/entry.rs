@@ -121,34 +121,37 @@ impl StreamKind {
     }
 }
 
-/// A stream entry id, `<ms>-<n>`.
+/// A stream entry id, `<ms>-<seq>`, ordered as Redis orders them. The writer sets them
+/// explicitly ([`StreamIds`]); readers ([`super::consume`]) and the journal parse them back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StreamId {
+pub struct EntryId {
     /// Milliseconds since the epoch.
     pub ms: u64,
     /// Sequence within the millisecond.
-    pub n: u64,
+    pub seq: u64,
 }
 
-impl fmt::Display for StreamId {
+impl fmt::Display for EntryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.n)
+        write!(f, "{}-{}", self.ms, self.seq)
     }
 }
 
-impl std::str::FromStr for StreamId {
+impl std::str::FromStr for EntryId {
     type Err = EntryError;
 
+    /// Parses the canonical form Redis writes: two decimal numbers without signs or leading
+    /// zeros, joined by `-`.
     fn from_str(s: &str) -> Result<Self, EntryError> {
         let bad = || EntryError::BadId(s.to_string());
-        let (ms, n) = s.split_once('-').ok_or_else(bad)?;
-        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-        if !digits(ms) || !digits(n) {
-            return Err(bad());
-        }
-        Ok(StreamId {
-            ms: ms.parse().map_err(|_| bad())?,
-            n: n.parse().map_err(|_| bad())?,
+        let number = |t: &str| {
+            let canonical = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && (t == "0" || !t.starts_with('0'));
+            if canonical { t.parse().ok() } else { None }
+        };
+        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+        Ok(EntryId {
+            ms: number(ms).ok_or_else(bad)?,
+            seq: number(seq).ok_or_else(bad)?,
         })
     }
 }
@@ -156,7 +159,7 @@ impl std::str::FromStr for StreamId {
 /// Strictly increasing ids per stream, from the events' own times.
 #[derive(Clone, Debug, Default)]
 pub struct StreamIds {
-    last: BTreeMap<String, StreamId>,
+    last: BTreeMap<String, EntryId>,
 }
 
 impl StreamIds {
@@ -167,29 +170,32 @@ impl StreamIds {
 
     /// Continues `stream` after `last` (e.g. the stream's top entry read at start, or the last
     /// id a journal holds), so that new ids stay above it.
-    pub fn resume(&mut self, stream: &str, last: StreamId) {
+    pub fn resume(&mut self, stream: &str, last: EntryId) {
         self.last.insert(stream.to_string(), last);
     }
 
     /// The last id given for `stream`, if any.
-    pub fn last(&self, stream: &str) -> Option<StreamId> {
+    pub fn last(&self, stream: &str) -> Option<EntryId> {
         self.last.get(stream).copied()
     }
 
     /// The id of the next entry of `stream`, for an event at `ts_ns`.
-    pub fn next(&mut self, stream: &str, ts_ns: u64) -> StreamId {
+    pub fn next(&mut self, stream: &str, ts_ns: u64) -> EntryId {
         let ms = ts_ns / NS_PER_MS;
         let id = match self.last.get(stream) {
-            Some(last) if ms <= last.ms => match last.n.checked_add(1) {
-                Some(n) => StreamId { ms: last.ms, n },
+            Some(last) if ms <= last.ms => match last.seq.checked_add(1) {
+                Some(seq) => EntryId { ms: last.ms, seq },
                 // The millisecond is used up (only after a resume at `n = u64::MAX`): the
                 // next id Redis accepts is the next millisecond's first.
-                None => StreamId { ms: last.ms + 1, n: 0 },
+                None => EntryId {
+                    ms: last.ms + 1,
+                    seq: 0,
+                },
             },
             // Redis refuses the id 0-0, so an event at the epoch starts at 0-1.
-            _ => StreamId {
+            _ => EntryId {
                 ms,
-                n: u64::from(ms == 0),
+                seq: u64::from(ms == 0),
             },
         };
         match self.last.get_mut(stream) {
@@ -215,7 +221,7 @@ pub enum EntryError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// A text that is not a stream id.
-    #[error("{0:?} is not a stream id (<ms>-<n>)")]
+    #[error("invalid stream entry id {0:?}: expected <ms>-<seq>")]
     BadId(String),
 }
 
@@ -381,7 +387,7 @@ impl EntryBuilder {
             return Err(KeyError::TimeOutOfRange(ms).into());
         }
         let id = self.ids.next(&stream, ts_ns);
-        let key = event_key(id.ms, &format!("{}/{stream}", self.instance), id.n)?;
+        let key = event_key(id.ms, &format!("{}/{stream}", self.instance), id.seq)?;
         let mut all = Vec::with_capacity(N + 2);
         all.push(("key".to_string(), key.to_string()));
         all.push(("ts".to_string(), ts_ns.to_string()));
@@ -665,7 +671,7 @@ mod tests {
         ids.resume("orders", "500-7".parse().unwrap());
         assert_eq!(ids.next("orders", 400 * NS_PER_MS).to_string(), "500-8");
         assert_eq!(ids.next("orders", 501 * NS_PER_MS).to_string(), "501-0");
-        ids.resume("fills", StreamId { ms: 9, n: u64::MAX });
+        ids.resume("fills", EntryId { ms: 9, seq: u64::MAX });
         assert_eq!(ids.next("fills", 9 * NS_PER_MS).to_string(), "10-0");
     }
 
@@ -714,11 +720,11 @@ mod tests {
             err.to_string(),
             "instrument id 7 is not in the instrument index (2 instruments)"
         );
-        assert!("12".parse::<StreamId>().is_err());
-        assert!("a-1".parse::<StreamId>().is_err());
-        assert!("1-".parse::<StreamId>().is_err());
-        assert!("1-+2".parse::<StreamId>().is_err());
-        assert_eq!("5-3".parse::<StreamId>().unwrap(), StreamId { ms: 5, n: 3 });
+        assert!("12".parse::<EntryId>().is_err());
+        assert!("a-1".parse::<EntryId>().is_err());
+        assert!("1-".parse::<EntryId>().is_err());
+        assert!("1-+2".parse::<EntryId>().is_err());
+        assert_eq!("5-3".parse::<EntryId>().unwrap(), EntryId { ms: 5, seq: 3 });
     }
 
     #[test]

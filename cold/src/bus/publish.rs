@@ -66,7 +66,7 @@ use tracing::{error, info, warn};
 
 use super::Entry;
 use super::connect::{RedisEndpoint, describe};
-use super::entry::{StreamId, StreamKind};
+use super::entry::{EntryId, StreamKind};
 use crate::config::RedisConfig;
 
 /// How many entries each stream keeps (`XADD … MAXLEN ~ <n>`); `None` keeps everything.
@@ -581,7 +581,7 @@ pub async fn stream_tops(
     endpoint: impl Into<RedisEndpoint>,
     streams: &[String],
     limit: Duration,
-) -> Result<BTreeMap<String, StreamId>, String> {
+) -> Result<BTreeMap<String, EntryId>, String> {
     let endpoint = endpoint.into();
     let url = endpoint.redacted_url();
     let client = endpoint.client()?;
@@ -602,7 +602,7 @@ pub async fn stream_tops(
             if let Some(entry) = reply.ids.first() {
                 let top = entry
                     .id
-                    .parse::<StreamId>()
+                    .parse::<EntryId>()
                     .map_err(|e| redis::RedisError::from((redis::ErrorKind::TypeError, "stream top", e.to_string())))?;
                 tops.insert(stream.clone(), top);
             }

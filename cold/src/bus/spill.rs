@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use super::Entry;
-use super::entry::StreamId;
+use super::entry::EntryId;
 use super::journal::{FsyncPolicy, Journal, JournalError};
 use super::publish::Spill;
 use crate::config::JournalFsync;
@@ -113,10 +113,10 @@ impl JournalSpill {
 
     /// Per stream, the highest id among the entries waiting from an earlier run: new ids must
     /// go above it, as above the stream's top in Redis.
-    pub fn pending_tops(&self) -> BTreeMap<String, StreamId> {
-        let mut tops: BTreeMap<String, StreamId> = BTreeMap::new();
+    pub fn pending_tops(&self) -> BTreeMap<String, EntryId> {
+        let mut tops: BTreeMap<String, EntryId> = BTreeMap::new();
         for (_, e) in &self.waiting {
-            let Ok(id) = e.id.parse::<StreamId>() else { continue };
+            let Ok(id) = e.id.parse::<EntryId>() else { continue };
             let top = tops.entry(e.stream.clone()).or_default();
             *top = (*top).max(id);
         }
@@ -268,7 +268,7 @@ mod tests {
             assert_eq!(spill.len(), 1);
         }
         let mut spill = JournalSpill::open(&dir.0, JournalFsync::Always).unwrap();
-        assert_eq!(spill.pending_tops()["fills"], StreamId { ms: 4, n: 0 });
+        assert_eq!(spill.pending_tops()["fills"], EntryId { ms: 4, seq: 0 });
         let back: Vec<Entry> = std::iter::from_fn(|| spill.pop()).collect();
         assert_eq!(back, [fill(2), fill(3), fill(4)]);
         for e in &back {
