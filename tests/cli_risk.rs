@@ -69,6 +69,22 @@ fn risk_state_operator_states_trim_kill_and_a_halt_that_survives_restart() {
     assert!(v["symbols"]["BTCUSDT"]["max_position"]["used"].is_string(), "{v}");
     assert_eq!(v["limits"]["sizing"], "kelly", "{v}");
     assert!(v["refused"]["price_collar"].is_u64(), "{v}");
+    // Per venue (the shipped config trades on Binance only): the rate limit, the reject ratio
+    // and the feed as Risk has them in force.
+    let venues = v["venues"].as_object().unwrap();
+    assert_eq!(venues.keys().collect::<Vec<_>>(), ["binance"], "{v}");
+    let binance = &v["venues"]["binance"];
+    let used = binance["orders_last_sec"].as_u64().unwrap();
+    assert!(used <= 20, "{v}");
+    assert_eq!(binance["max_orders_per_sec"], 20, "{v}");
+    assert_eq!(binance["reject_window"], 200, "{v}");
+    assert_eq!(binance["reject_limit_pct"], "2", "{v}");
+    assert!(
+        binance["rejects"].is_u64() && binance["reject_ratio_pct"].is_string(),
+        "{v}"
+    );
+    assert_eq!(binance["reject_ratio_high"], false, "{v}");
+    assert_eq!(binance["feed"], "live", "{v}");
 
     // Bad operator input: refused, nothing changes.
     for (body, status) in [
@@ -325,4 +341,54 @@ fn sighup_applies_changed_risk_limits_between_two_orders() {
         }
     });
     let _ = run.stop();
+}
+
+#[test]
+fn sighup_applies_changed_global_risk_limits_between_two_orders() {
+    let dir = TempDir::new("risk-sighup-global");
+    let path = dir.write("run.yaml", busy_config());
+    let mut run = Running::start(&path);
+    run.poll("orders approved", |r| {
+        let (_, v) = r.get("/risk/state");
+        if v["approved"].as_u64().unwrap_or(0) > 0 {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    // Lower the gross exposure limit below any order and the rate limit: global keys, which a
+    // reload now applies without a restart.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lowered = text
+        .replace("  max_gross_notional: 50000 ", "  max_gross_notional: 1 ")
+        .replace("  max_orders_per_sec: 20 ", "  max_orders_per_sec: 7 ");
+    assert!(
+        lowered.contains("  max_gross_notional: 1 ") && lowered.contains("  max_orders_per_sec: 7 "),
+        "the risk lines moved"
+    );
+    let (_, before) = run.get("/risk/state");
+    let refused_before = before["refused"]["gross_exposure"].as_u64().unwrap();
+    std::fs::write(&path, lowered).unwrap();
+    run.signal(libc::SIGHUP);
+    // The new limits reach the page (the config in force) and Risk (its own publication).
+    run.poll("the reloaded limits in force", |r| {
+        let (_, v) = r.get("/risk/state");
+        if v["system"]["gross_notional"]["limit"] == "1" && v["venues"]["binance"]["max_orders_per_sec"] == 7 {
+            Ok(())
+        } else {
+            Err(format!("{} {}", v["system"], v["venues"]))
+        }
+    });
+    // Orders Alpha had approved before now grow exposure past the limit and are refused.
+    run.poll("an order refused for gross exposure", |r| {
+        let (_, v) = r.get("/risk/state");
+        if v["refused"]["gross_exposure"].as_u64().unwrap_or(0) > refused_before {
+            Ok(())
+        } else {
+            Err(v["refused"].to_string())
+        }
+    });
+    // Nothing else needed a restart: the engine kept running and says so in its log.
+    let stderr = run.stop();
+    assert!(!stderr.contains("take effect at the next restart"), "{stderr}");
 }

@@ -3,8 +3,10 @@
 //! side's feed watch and alerter posting to a local HTTP server, and the capture writer.
 //!
 //! - a dropped connection and a silent feed are both noticed, reconnected with backoff, alerted
-//!   (webhook received) and recovered from; garbage frames are counted and survived; the
-//!   capture replays to the same counts;
+//!   (webhook received) and recovered from; while the feed is stale Risk holds its symbols to
+//!   reductions (REDUCING on the risk board, `feed_stale` transitions) and lets them go when it
+//!   is live again; garbage frames are counted and survived; the capture replays to the same
+//!   counts;
 //! - planned make-before-break resubscribes deliver every trade id exactly once.
 
 use std::collections::BTreeMap;
@@ -21,7 +23,7 @@ use maxx_cold::taps::{Record, TapDrain};
 use maxx_hot::feed::binance::parse::BinanceDecoder;
 use maxx_hot::feed::ws::WsFeed;
 use maxx_hot::ids::Venue;
-use maxx_hot::records::TickBody;
+use maxx_hot::records::{TickBody, TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::engine::{Engine, FeedInput, build};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{plan, spawn};
@@ -65,6 +67,8 @@ struct Harness {
     watch: FeedWatch,
     alerter: Alerter,
     trades: BTreeMap<u16, Vec<u64>>,
+    /// Every trading-state transition Risk tapped out, in order.
+    transitions: Vec<Transition>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -73,12 +77,13 @@ impl Harness {
     fn pump(&mut self) {
         let _guard = self._rt.enter();
         let trades = &mut self.trades;
-        self.drain.drain(&mut self.cold, &mut |r| {
-            if let Record::Tick(t) = r
-                && let TickBody::Trade { .. } = t.body
-            {
+        let transitions = &mut self.transitions;
+        self.drain.drain(&mut self.cold, &mut |r| match r {
+            Record::Tick(t) if matches!(t.body, TickBody::Trade { .. }) => {
                 trades.entry(t.instrument.0).or_default().push(t.seq);
             }
+            Record::Transition(t) => transitions.push(t),
+            _ => {}
         });
         for alert in self.watch.check() {
             self.alerter.raise(alert);
@@ -163,6 +168,7 @@ fn start(
         watch: FeedWatch::new(engine_stats.feeds.clone(), stale_after),
         alerter: Alerter::new(webhook, Duration::from_millis(1)),
         trades: BTreeMap::new(),
+        transitions: Vec::new(),
         _rt: rt,
     };
     (harness, stats, flags, threads)
@@ -170,6 +176,31 @@ fn start(
 
 fn ticks(s: &FeedStats) -> u64 {
     s.trades.get() + s.quotes.get()
+}
+
+/// Whether the risk board shows the Binance feed `live` and every symbol ACTIVE, or the feed
+/// stale and every symbol REDUCING.
+fn risk_sees(h: &Harness, live: bool) -> bool {
+    let view = h.cold.risk_board.read();
+    let want = if live {
+        TradingState::Active
+    } else {
+        TradingState::Reducing
+    };
+    view.version > 0
+        && view.system.venues[Venue::Binance.index()].feed_live == live
+        && view.instruments.iter().all(|i| i.state == want)
+}
+
+/// Per-symbol transitions in `ts` made for a feed change `reason` (to REDUCING for
+/// `feed_stale`, to ACTIVE for `feed_live`).
+fn feed_transitions(ts: &[Transition], reason: TransitionReason) -> usize {
+    let to = if reason == TransitionReason::FeedStale {
+        TradingState::Reducing
+    } else {
+        TradingState::Active
+    };
+    ts.iter().filter(|t| t.reason == reason && t.to == to).count()
 }
 
 fn posted(bodies: &Mutex<Vec<String>>, needle: &str) -> bool {
@@ -197,7 +228,9 @@ fn drops_silence_and_garbage_are_survived_alerted_and_captured() {
     h.until("recovery after the drop", deadline, |_| {
         stats.connects.get() >= 2 && ticks(&stats) > before + 300 && posted(&bodies, "ticks flowing again")
     });
+    h.until("Risk sees the feed live again", deadline, |h| risk_sees(h, true));
     // 2. The venue goes silent: no tick for stale_after restarts the connection.
+    let seen = h.transitions.len();
     sim.faults().set_silent(true);
     h.until("the stale alert", deadline, |_| posted(&bodies, "no tick for 600 ms"));
     assert!(stats.stale_restarts.get() >= 1);
@@ -206,10 +239,23 @@ fn drops_silence_and_garbage_are_survived_alerted_and_captured() {
         maxx_hot::runtime::stats::feed_state::STALE,
         "Risk can see the feed is stale"
     );
+    // Risk holds every Binance symbol (all of the shipped ones) to reductions, with a
+    // transition each that says why.
+    h.until("Risk holding the symbols to reductions", deadline, |h| {
+        risk_sees(h, false)
+    });
+    let symbols = h.cold.risk_board.read().instruments.len();
+    h.until("a feed_stale transition per symbol", deadline, |h| {
+        feed_transitions(&h.transitions[seen..], TransitionReason::FeedStale) == symbols
+    });
+    let seen = h.transitions.len();
     sim.faults().set_silent(false);
     let before = ticks(&stats);
     h.until("recovery after silence", deadline, |_| ticks(&stats) > before + 300);
     assert_eq!(stats.state.get(), maxx_hot::runtime::stats::feed_state::LIVE);
+    h.until("Risk letting the symbols trade again", deadline, |h| {
+        risk_sees(h, true) && feed_transitions(&h.transitions[seen..], TransitionReason::FeedLive) == symbols
+    });
     // 3. Garbage: three bad texts and one binary frame, counted and skipped.
     let bad_before = stats.bad_total();
     sim.faults().inject_garbage(3);

@@ -5,6 +5,12 @@
 //! [`ControlRequest`]s from the HTTP API, runs a governor step when `alpha.reweight_cron`
 //! fires, reloads the config on SIGHUP, and watches equity for the intraday drawdown rule.
 //!
+//! A reload applies live: `alpha.weights` and `alpha.reweight_cron`; every symbol's risk limits
+//! (when the symbol list itself is unchanged); and the global risk keys Risk reads
+//! ([`LIVE_RISK_KEYS`]), which are staged together with the symbols' limits and committed by one
+//! `CommitLimits`, so Risk switches between two orders; `risk.daily_drawdown_pct` goes to the
+//! drawdown guard. Any other change is reported as needing a restart.
+//!
 //! Every weight change, whatever its source (governor step, operator weights, reload), goes the
 //! same way: validated → pushed to the Alpha thread through the cold → hot command queue (it
 //! applies between two ticks) → persisted to `governor.state_file` (atomic replace) → logged
@@ -27,7 +33,7 @@ use maxx_hot::ids::InstrumentId;
 use maxx_hot::num::Money;
 use maxx_hot::records::{FAMILIES, Factor, Scope, TradingState, TransitionReason};
 use maxx_hot::stage::alpha::{AlphaInput, FamilyKind, Weights};
-use maxx_hot::stage::risk::{Limits, RiskCommand};
+use maxx_hot::stage::risk::{GlobalLimits, Limits, RiskCommand};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
@@ -41,6 +47,56 @@ use crate::http::{ApiError, OperatorWeights, Reply};
 
 /// The Redis stream governor decisions are appended to.
 pub const STREAM: &str = "governor";
+
+/// The `risk` keys a reload applies while running.
+pub const LIVE_RISK_KEYS: [&str; 10] = [
+    "max_trade_risk_pct",
+    "daily_drawdown_pct",
+    "price_collar_pct",
+    "max_gross_notional",
+    "max_orders_per_sec",
+    "sizing",
+    "kelly_damping",
+    "reject_ratio_pct",
+    "reject_window",
+    "stop.manual_pct",
+];
+
+/// The `risk` keys of [`LIVE_RISK_KEYS`] that differ between `a` and `b`.
+fn risk_changes(a: &config::RiskConfig, b: &config::RiskConfig) -> Vec<&'static str> {
+    let same = [
+        a.max_trade_risk_pct == b.max_trade_risk_pct,
+        a.daily_drawdown_pct == b.daily_drawdown_pct,
+        a.price_collar_pct == b.price_collar_pct,
+        a.max_gross_notional == b.max_gross_notional,
+        a.max_orders_per_sec == b.max_orders_per_sec,
+        a.sizing == b.sizing,
+        a.kelly_damping == b.kelly_damping,
+        a.reject_ratio_pct == b.reject_ratio_pct,
+        a.reject_window == b.reject_window,
+        a.stop.manual_pct == b.stop.manual_pct,
+    ];
+    LIVE_RISK_KEYS
+        .iter()
+        .zip(same)
+        .filter(|(_, same)| !same)
+        .map(|(k, _)| *k)
+        .collect()
+}
+
+/// `into` with the [`LIVE_RISK_KEYS`] of `from`.
+fn take_live_risk(into: &mut config::RiskConfig, from: &config::RiskConfig) {
+    into.max_trade_risk_pct = from.max_trade_risk_pct;
+    into.daily_drawdown_pct = from.daily_drawdown_pct;
+    into.price_collar_pct = from.price_collar_pct;
+    into.max_gross_notional = from.max_gross_notional;
+    into.max_orders_per_sec = from.max_orders_per_sec;
+    into.sizing = from.sizing;
+    into.kelly_damping = from.kelly_damping;
+    into.reject_ratio_pct = from.reject_ratio_pct;
+    into.reject_window = from.reject_window;
+    into.stop.manual_pct = from.stop.manual_pct;
+}
 
 /// The governor in service.
 #[derive(Debug)]
@@ -208,9 +264,11 @@ impl Control {
     }
 
     /// Re-reads the config file; an invalid file is refused whole and the running config stays.
-    /// A change of `alpha.weights` is applied like operator weights, changed per-symbol risk limits
-    /// are staged and committed together (Risk switches between two orders); other changes are
-    /// reported as needing a restart.
+    /// A change of `alpha.weights` is applied like operator weights; changed per-symbol risk
+    /// limits and changed global risk keys ([`LIVE_RISK_KEYS`]) are staged and committed together
+    /// (Risk switches between two orders), and a new `risk.daily_drawdown_pct` reaches the
+    /// drawdown guard; other changes are reported as needing a restart. If Risk's command queue
+    /// cannot take the new limits, nothing is applied and the caller is told to retry.
     pub fn reload(&mut self, pnl: &[FamilyPnl; FAMILIES + 1], now_ns: u64) -> Reply {
         let next = match config::load(&self.config_path) {
             Ok(c) => c,
@@ -238,6 +296,12 @@ impl Control {
                 applied_symbols = Some(next.symbols.clone());
             }
         }
+        // The global risk keys Risk and the drawdown guard read apply live whatever else changed.
+        let risk_keys = risk_changes(&self.config.risk, &next.risk);
+        take_live_risk(&mut rest_old.risk, &next.risk);
+        let old_global = risk_params(&self.config).global();
+        let new_global = risk_params(&next).global();
+        let global = (old_global != new_global).then_some(new_global);
         let needs_restart = rest_old != rest_new;
         let weights_changed = next.alpha.weights != self.config.alpha.weights;
         let cron_changed = next.alpha.reweight_cron != self.config.alpha.reweight_cron;
@@ -246,12 +310,17 @@ impl Control {
         applied.alpha.weights = next.alpha.weights;
         applied.alpha.reweight_cron = next.alpha.reweight_cron.clone();
         let changes = limit_changes.unwrap_or_default();
-        if !changes.is_empty() {
-            self.push_limits(&changes)?;
+        if !changes.is_empty() || global.is_some() {
+            self.push_limits(&changes, global)?;
             if let Some(symbols) = applied_symbols {
                 applied.symbols = symbols;
             }
             self.config.symbols = applied.symbols.clone();
+        }
+        if !risk_keys.is_empty() {
+            take_live_risk(&mut applied.risk, &next.risk);
+            take_live_risk(&mut self.config.risk, &next.risk);
+            self.kelly.set_daily_drawdown_pct(next.risk.daily_drawdown_pct);
         }
         let changed_symbols: Vec<String> = changes
             .iter()
@@ -262,6 +331,7 @@ impl Control {
             "weights_changed": weights_changed,
             "cron_changed": cron_changed,
             "limits_changed": changed_symbols,
+            "risk_changed": risk_keys,
             "needs_restart": needs_restart,
         });
         if weights_changed {
@@ -279,7 +349,7 @@ impl Control {
         }
         self.config = applied;
         if needs_restart {
-            warn!(path = %self.config_path.display(), "config reloaded: keys other than alpha.weights and alpha.reweight_cron changed and take effect at the next restart");
+            warn!(path = %self.config_path.display(), "config reloaded: keys that only apply at start changed (anything but alpha.weights, alpha.reweight_cron, symbols' risk limits and the live risk keys) and take effect at the next restart");
         }
         info!(weights_changed, cron_changed, needs_restart, "config reloaded");
         Ok(answer)
@@ -310,13 +380,14 @@ impl Control {
         )
     }
 
-    /// Stages every changed symbol's limits and commits them in one step, so Risk switches
-    /// between two orders; refuses (changing nothing) if the queue cannot take them all.
-    fn push_limits(&self, changes: &[(InstrumentId, Limits)]) -> Result<(), ApiError> {
+    /// Stages every changed symbol's limits and the new global limits, if any, and commits them
+    /// in one step, so Risk switches between two orders; refuses (changing nothing) if the queue
+    /// cannot take them all.
+    fn push_limits(&self, changes: &[(InstrumentId, Limits)], global: Option<GlobalLimits>) -> Result<(), ApiError> {
         let Some(q) = &self.risk_cmd else {
             return Err(internal("the hot path is not connected".into()));
         };
-        if q.capacity() - q.len() < changes.len() + 1 {
+        if q.capacity() - q.len() < changes.len() + usize::from(global.is_some()) + 1 {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the Risk command queue cannot take the new limits now; nothing was applied, retry shortly",
@@ -328,9 +399,13 @@ impl Control {
                 limits: *limits,
             });
         }
+        if let Some(global) = global {
+            let _ = q.push(RiskCommand::StageGlobal(global));
+        }
         let _ = q.push(RiskCommand::CommitLimits);
         info!(
             symbols = changes.len(),
+            global = global.is_some(),
             "risk limits reloaded; in force from the next order"
         );
         Ok(())

@@ -158,6 +158,13 @@ pub fn scope_key(index: &InstrumentIndex, scope: Scope) -> String {
 
 /// `GET /risk/state`: states, every limit with its usage, Kelly clip, kill switch, refusals per
 /// reason and the recent transitions.
+///
+/// `venues` has one entry per venue that lists a configured symbol: `orders_last_sec` (orders
+/// Risk sent there within the second before its latest event) against `max_orders_per_sec`,
+/// `rejects` among the last `reject_window` orders as `reject_ratio_pct` against
+/// `reject_limit_pct` (`reject_ratio_high`: its symbols are REDUCING for it), and `feed`
+/// (`live`, or `stale` while Risk holds its symbols to reductions). The rate limit, window and
+/// ratio limit are the ones Risk has in force, from its own publication.
 pub fn risk_state_json(
     config: &crate::config::Config,
     index: &InstrumentIndex,
@@ -190,6 +197,11 @@ pub fn risk_state_json(
             }),
         );
     }
+    let mut venues = serde_json::Map::new();
+    for venue in index.venues() {
+        let v = view.system.venues[venue.index()];
+        venues.insert(venue.name().to_string(), venue_json(&v));
+    }
     let refusals: serde_json::Map<String, Value> = maxx_hot::records::RejectReason::ALL
         .iter()
         .map(|reason| (reason.name().to_string(), json!(stats.refused[*reason as usize].get())))
@@ -217,8 +229,55 @@ pub fn risk_state_json(
             "kelly_damping": r.kelly_damping.to_string(),
         },
         "symbols": symbols,
+        "venues": venues,
         "approved": stats.approved.get(),
         "refused": refusals,
         "transitions": log.recent_json(index),
     })
+}
+
+/// One venue's usage of the rate limit and the reject ratio, and its feed as Risk sees it.
+pub fn venue_json(v: &maxx_hot::board::VenueRiskView) -> Value {
+    json!({
+        "orders_last_sec": v.orders_last_sec,
+        "max_orders_per_sec": v.max_orders_per_sec,
+        "rejects": v.rejects,
+        "reject_window": v.reject_window,
+        "reject_ratio_pct": percent(u128::from(v.rejects) * 100, u128::from(v.reject_window)),
+        "reject_limit_pct": percent(u128::try_from(v.reject_limit.to_bits()).unwrap_or(0) * 100, 1 << 32),
+        "reject_ratio_high": v.reject_high,
+        "feed": if v.feed_live { "live" } else { "stale" },
+    })
+}
+
+/// `num / den` as a decimal string rounded half up to four decimals, trailing zeros dropped
+/// ("0" for a zero denominator). Exact integer arithmetic.
+fn percent(num: u128, den: u128) -> String {
+    if den == 0 {
+        return "0".into();
+    }
+    let scaled = (num * 10_000 + den / 2) / den;
+    let (int, frac) = (scaled / 10_000, scaled % 10_000);
+    if frac == 0 {
+        int.to_string()
+    } else {
+        format!("{int}.{frac:04}").trim_end_matches('0').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percents_are_exact_decimals() {
+        assert_eq!(percent(100, 200), "0.5");
+        assert_eq!(percent(0, 200), "0");
+        assert_eq!(percent(5, 0), "0");
+        assert_eq!(percent(100, 3), "33.3333");
+        assert_eq!(percent(200, 3), "66.6667");
+        // 2 % as the fraction Risk holds (0.02 in 32 fractional bits) reads back as 2.
+        let two = maxx_hot::records::Factor::from_num(2) / maxx_hot::records::Factor::from_num(100);
+        assert_eq!(percent(u128::try_from(two.to_bits()).unwrap() * 100, 1 << 32), "2");
+    }
 }

@@ -1,8 +1,9 @@
 //! The boards: values a hot thread publishes for any other thread to read. The
 //! [`SignalBoard`] holds the latest [`Signal`] of every instrument and the ensemble weights in
 //! force, published by the Alpha thread (`GET /signal/{symbol}`, the governor confirming that
-//! new weights were applied); the [`RiskBoard`] holds Risk's trading states and exposure,
-//! published by the Risk thread (`GET /risk/state`).
+//! new weights were applied); the [`RiskBoard`] holds Risk's trading states, exposure and each
+//! venue's limit usage (rate, reject ratio, feed), published by the Risk thread
+//! (`GET /risk/state`).
 //!
 //! Each value sits in a seqlock slot made of atomics only, no `unsafe`: a sequence number and the
 //! record encoded as `u64` words. The single writer makes the sequence odd, stores the words and
@@ -18,7 +19,7 @@
 
 use crossbeam::utils::CachePadded;
 
-use crate::ids::InstrumentId;
+use crate::ids::{InstrumentId, Venue};
 use crate::num::{Money, Qty, SignedQty};
 use crate::records::{FAMILIES, Factor, Mix, Signal, SignalSide, Stamp, TradingState};
 use crate::stage::alpha::Weights;
@@ -196,6 +197,10 @@ impl SignalBoard {
 /// Words of the system part of the risk board: state and kill flag, Kelly clip, balance, gross
 /// notional, orders created.
 const RISK_SYSTEM_WORDS: usize = 5;
+/// Words of one venue on the risk board (after the system part): orders in the last second and
+/// the limit, rejects and the window, the reject ratio limit, flags (feed live, reject ratio
+/// high).
+const RISK_VENUE_WORDS: usize = 4;
 /// Words per instrument on the risk board: state, position, open buy, open sell.
 const RISK_INSTRUMENT_WORDS: usize = 4;
 
@@ -214,6 +219,29 @@ pub struct SystemRiskView {
     pub gross_notional: Money,
     /// Orders Risk has created (approved intents and its own trims).
     pub orders: u64,
+    /// Each venue's limit usage, by [`Venue::index`].
+    pub venues: [VenueRiskView; Venue::COUNT],
+}
+
+/// One venue's limit usage as Risk sees it, as published on the [`RiskBoard`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VenueRiskView {
+    /// Orders sent to the venue within the second before Risk's latest time
+    /// ([`Risk::rate_used`](crate::stage::risk::Risk::rate_used)).
+    pub orders_last_sec: u32,
+    /// The rate limit in force (`risk.max_orders_per_sec`).
+    pub max_orders_per_sec: u32,
+    /// Rejects among the venue's last `reject_window` orders.
+    pub rejects: u32,
+    /// The reject window in force (`risk.reject_window`).
+    pub reject_window: u32,
+    /// The reject ratio limit in force, a fraction (`risk.reject_ratio_pct / 100`).
+    pub reject_limit: Factor,
+    /// Whether the reject ratio is above the limit (the venue's instruments are REDUCING).
+    pub reject_high: bool,
+    /// Whether Risk takes the venue's feed to be live (a stale one makes its instruments
+    /// REDUCING).
+    pub feed_live: bool,
 }
 
 /// One instrument's part of Risk's state, as published on the [`RiskBoard`].
@@ -245,13 +273,16 @@ pub struct RiskView {
 /// the kill drill), published by the Risk thread after every change.
 ///
 /// Unlike the [`SignalBoard`], whose slots are independent, the whole board is one seqlock over
-/// `5 + 4 × instruments` words: a reader gets the system and every instrument from the same
+/// `5 + 4 × venues + 4 × instruments` words (every [`Venue`]): a reader gets the system and every instrument from the same
 /// publication, so (for example) a position and the gross notional always agree. The writer
 /// stores plain words (no allocation, never waits); a reader allocates its [`RiskView`] and
 /// retries while a publication is in progress.
 pub struct RiskBoard {
     seq: CachePadded<AtomicU64>,
     words: Box<[AtomicU64]>,
+    /// Venues on the board: the first this many of [`Venue::ALL`] (all of them but in the loom
+    /// model, which keeps its state space small).
+    venues: usize,
     instruments: usize,
 }
 
@@ -264,12 +295,21 @@ impl std::fmt::Debug for RiskBoard {
 }
 
 impl RiskBoard {
-    /// A board for `instruments` instruments, never published. Allocates; call while wiring.
+    /// A board for `instruments` instruments and every venue, never published. Allocates; call
+    /// while wiring.
     pub fn new(instruments: usize) -> Self {
-        let len = RISK_SYSTEM_WORDS + RISK_INSTRUMENT_WORDS * instruments;
+        Self::with_venues(instruments, Venue::COUNT)
+    }
+
+    /// A board for `instruments` instruments and the first `venues` venues (the others read as
+    /// defaults).
+    fn with_venues(instruments: usize, venues: usize) -> Self {
+        let venues = venues.min(Venue::COUNT);
+        let len = RISK_SYSTEM_WORDS + RISK_VENUE_WORDS * venues + RISK_INSTRUMENT_WORDS * instruments;
         Self {
             seq: CachePadded::new(AtomicU64::new(0)),
             words: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            venues,
             instruments,
         }
     }
@@ -290,6 +330,14 @@ impl RiskBoard {
             system.gross_notional.raw() as u64,
             system.orders,
         ];
+        let venues = system.venues.iter().take(self.venues).flat_map(|v| {
+            [
+                u64::from(v.orders_last_sec) | u64::from(v.max_orders_per_sec) << 32,
+                u64::from(v.rejects) | u64::from(v.reject_window) << 32,
+                v.reject_limit.to_bits() as u64,
+                u64::from(v.feed_live) | u64::from(v.reject_high) << 1,
+            ]
+        });
         let body = instruments.take(self.instruments).flat_map(|i| {
             [
                 u64::from(i.state as u8),
@@ -298,7 +346,7 @@ impl RiskBoard {
                 i.open_sell.raw() as u64,
             ]
         });
-        seq_write(&self.seq, &self.words, head.into_iter().chain(body));
+        seq_write(&self.seq, &self.words, head.into_iter().chain(venues).chain(body));
     }
 
     /// The latest publication (all defaults and version 0 before the first). Allocates the
@@ -329,8 +377,24 @@ impl RiskBoard {
                 balance: money(w[2]),
                 gross_notional: money(w[3]),
                 orders: w[4],
+                venues: std::array::from_fn(|v| {
+                    if v >= self.venues {
+                        return VenueRiskView::default();
+                    }
+                    let at = RISK_SYSTEM_WORDS + RISK_VENUE_WORDS * v;
+                    let c = &w[at..at + RISK_VENUE_WORDS];
+                    VenueRiskView {
+                        orders_last_sec: c[0] as u32,
+                        max_orders_per_sec: (c[0] >> 32) as u32,
+                        rejects: c[1] as u32,
+                        reject_window: (c[1] >> 32) as u32,
+                        reject_limit: Factor::from_bits(c[2] as i64),
+                        feed_live: c[3] & 1 == 1,
+                        reject_high: (c[3] >> 1) & 1 == 1,
+                    }
+                }),
             },
-            instruments: w[RISK_SYSTEM_WORDS..]
+            instruments: w[RISK_SYSTEM_WORDS + RISK_VENUE_WORDS * self.venues..]
                 .chunks_exact(RISK_INSTRUMENT_WORDS)
                 .map(|c| InstrumentRiskView {
                     state: state(c[0]),
@@ -511,6 +575,18 @@ mod tests {
             balance: Money::from_raw(-raw(5)).unwrap(),
             gross_notional: Money::from_raw(raw(7)).unwrap(),
             orders: c,
+            venues: std::array::from_fn(|v| {
+                let x = c.wrapping_add(v as u64);
+                VenueRiskView {
+                    orders_last_sec: x as u32,
+                    max_orders_per_sec: (x >> 3) as u32,
+                    rejects: x.wrapping_mul(5) as u32,
+                    reject_window: (x >> 7) as u32,
+                    reject_limit: Factor::from_bits(raw(23 + v as u64)),
+                    reject_high: x.is_multiple_of(2),
+                    feed_live: !x.is_multiple_of(3),
+                }
+            }),
         };
         let list = (0..instruments as u64)
             .map(|i| InstrumentRiskView {
@@ -545,6 +621,15 @@ mod tests {
         assert_eq!(board.read().instruments, list[..3]);
         board.publish(&system, list.iter().take(1).copied());
         assert_eq!(board.read().instruments[0], list[0]);
+        // A board with fewer venues (the loom model's) keeps those and reads the rest as
+        // defaults, with the instruments after them.
+        let small = RiskBoard::with_venues(2, 1);
+        let (system, list) = risk_view(9, 2);
+        small.publish(&system, list.iter().copied());
+        let seen = small.read();
+        assert_eq!(seen.system.venues[0], system.venues[0]);
+        assert!(seen.system.venues[1..].iter().all(|v| *v == VenueRiskView::default()));
+        assert_eq!((seen.system.orders, seen.instruments), (9, list));
     }
 
     #[cfg(not(loom))]
@@ -622,25 +707,34 @@ mod tests {
     }
 
     /// The risk board is one seqlock over a slice of words (the same `seq_write` / `seq_read`):
-    /// a reader sees the system part and every instrument from one publication.
+    /// a reader sees the system part and every instrument from one publication. The model
+    /// leaves the venue words out (`VENUES = 0`): each word multiplies the values the reader's
+    /// relaxed loads may return, and the protocol does not depend on the slice's length. With
+    /// one venue (four more words) the same model passes in about three minutes instead of
+    /// seconds; `concurrent_risk_reads_are_one_publication` checks every venue's words on real
+    /// threads.
     #[cfg(loom)]
     #[test]
     fn loom_risk_reads_are_one_publication() {
+        const VENUES: usize = 0;
         let model = model(2);
         model.check(|| {
             let view = |c: u64| {
-                let system = SystemRiskView {
+                let mut system = SystemRiskView {
                     orders: c,
                     balance: Money::from_raw(c as i64 * 3).unwrap(),
                     ..SystemRiskView::default()
                 };
+                if VENUES > 0 {
+                    system.venues[0].orders_last_sec = c as u32 * 7;
+                }
                 let inst = InstrumentRiskView {
                     open_buy: Qty::from_raw(c as i64 * 5).unwrap(),
                     ..InstrumentRiskView::default()
                 };
                 (system, inst)
             };
-            let board = loom::sync::Arc::new(RiskBoard::new(1));
+            let board = loom::sync::Arc::new(RiskBoard::with_venues(1, VENUES));
             let writer = {
                 let board = loom::sync::Arc::clone(&board);
                 loom::thread::spawn(move || {

@@ -9,7 +9,8 @@ use maxx_hot::records::{
     Sizing, Stamp, Touch, TradingState, Transition, TransitionReason,
 };
 use maxx_hot::stage::risk::{
-    CLIENT_IDS, Decision, InstrumentRisk, Limits, OPEN_ORDERS, Risk, RiskCommand, RiskParams, SizingMode, TRANSITIONS,
+    CLIENT_IDS, Decision, GlobalLimits, InstrumentRisk, Limits, OPEN_ORDERS, Risk, RiskCommand, RiskParams, SizingMode,
+    TRANSITIONS,
 };
 
 const BTC: InstrumentId = InstrumentId(0);
@@ -594,6 +595,17 @@ fn a_venue_reject_ratio_above_the_limit_puts_its_symbols_in_reducing_and_back() 
     assert!(g.transitions().is_empty());
     g.reject(&orders[9]);
     assert_eq!(g.r.venue_rejects(Venue::Binance), (2, true));
+    let binance = g.r.venue_views()[Venue::Binance.index()];
+    assert_eq!(
+        (
+            binance.rejects,
+            binance.reject_window,
+            binance.reject_limit,
+            binance.reject_high
+        ),
+        (2, 10, Factor::from_num(0.1), true)
+    );
+    assert!(binance.feed_live);
     assert_eq!(
         shapes(&g.transitions()),
         vec![tr(
@@ -949,17 +961,38 @@ fn rate_limit_per_venue_in_a_sliding_second() {
         x
     };
     let t0 = 5_000_000_000;
+    assert_eq!(g.r.rate_used(Venue::Binance), 0);
     for k in 0..20 {
         g.ok(at(BTC, t0 + k));
     }
+    assert_eq!(g.r.rate_used(Venue::Binance), 20, "the whole limit is used");
     assert_eq!(g.no(at(BTC, t0 + 20)), RejectReason::RateLimit);
     assert_eq!(g.no(at(BTC, t0 + 999_999_999)), RejectReason::RateLimit);
     // Another venue has its own window.
     g.ok(at(ETH, t0 + 20));
+    assert_eq!((g.r.rate_used(Venue::Binance), g.r.rate_used(Venue::Bybit)), (20, 1));
     // One second after the oldest, one more fits; then the window slides by one each nanosecond.
     g.ok(at(BTC, t0 + 1_000_000_000));
+    assert_eq!(
+        g.r.rate_used(Venue::Binance),
+        20,
+        "the oldest left, the new one came in"
+    );
     assert_eq!(g.no(at(BTC, t0 + 1_000_000_000)), RejectReason::RateLimit);
     g.ok(at(BTC, t0 + 1_000_000_001));
+    // The usage as the board publishes it, venue by venue; once Risk's time has moved on by a
+    // second with no order, nothing is in the window.
+    let views = g.r.venue_views();
+    assert_eq!(
+        (
+            views[Venue::Binance.index()].orders_last_sec,
+            views[Venue::Binance.index()].max_orders_per_sec
+        ),
+        (20, 20)
+    );
+    assert_eq!(views[Venue::Coinbase.index()].orders_last_sec, 0);
+    g.r.on_feed(Venue::Coinbase, true, t0 + 2_000_000_001);
+    assert_eq!(g.r.rate_used(Venue::Binance), 0);
 }
 
 // ---- 13. open-order table ------------------------------------------------------------------
@@ -1107,6 +1140,80 @@ fn staged_limits_take_effect_all_at_once_on_commit() {
     g.ok(manual(BTC, Side::Buy, "0.01"));
 }
 
+#[test]
+fn staged_global_limits_take_effect_all_at_once_on_commit() {
+    let mut g = Gate::new(params());
+    // Ten BTC orders on Binance, two rejected: 2 of the last 200 is 1 %, within the 2 % limit.
+    let orders: Vec<Order> = (0..10).map(|_| g.ok(manual(BTC, Side::Buy, "0.001"))).collect();
+    g.reject(&orders[0]);
+    g.reject(&orders[1]);
+    for o in &orders[2..] {
+        g.cancel(o);
+    }
+    assert_eq!(g.r.venue_rejects(Venue::Binance), (2, false));
+    let old = params().global();
+    let new = GlobalLimits {
+        collar: Factor::from_num(0.02),
+        max_gross_notional: m("100"),
+        max_orders_per_sec: 3,
+        reject_ratio: Factor::from_num(0.1),
+        reject_window: 10,
+        ..old
+    };
+    g.cmd(RiskCommand::StageGlobal(new));
+    // Staged, not in force: 2750 is 1.85 % from the last trade, outside the 1 % collar.
+    let eth_at = |qty: &str, ts: u64| {
+        let mut i = manual(ETH, Side::Buy, qty);
+        i.ts_ns = ts;
+        i
+    };
+    let t = 9_000_000_000_000;
+    assert_eq!(g.no(with_limit(eth_at("0.01", t), "2750")), RejectReason::PriceCollar);
+    assert_eq!(g.r.global_limits(), old);
+    assert!(g.transitions().is_empty());
+
+    g.cmd(RiskCommand::CommitLimits);
+    assert_eq!(g.r.global_limits(), new);
+    // The narrower window now holds both rejects: 2 of 10 is above 10 %, at the commit.
+    assert_eq!(g.r.venue_rejects(Venue::Binance), (2, true));
+    assert_eq!(
+        shapes(&g.transitions()),
+        vec![tr(
+            Scope::Instrument(BTC),
+            Active,
+            Reducing,
+            TransitionReason::RejectRatio
+        )]
+    );
+    assert_eq!(g.no(manual(BTC, Side::Buy, "0.001")), RejectReason::Reducing);
+    // The 2 % collar, the 100 gross limit (27 + 27 + 135 > 100) and three orders a second.
+    g.ok(with_limit(eth_at("0.01", t + 1), "2750"));
+    g.ok(eth_at("0.01", t + 2));
+    assert_eq!(g.no(eth_at("0.05", t + 3)), RejectReason::GrossExposure);
+    g.ok(eth_at("0.01", t + 4));
+    assert_eq!(g.r.gross_notional(), m("81"));
+    assert_eq!(g.no(eth_at("0.004", t + 5)), RejectReason::RateLimit);
+    assert_eq!(g.r.rate_used(Venue::Bybit), 3);
+    let bybit = g.r.venue_views()[Venue::Bybit.index()];
+    assert_eq!((bybit.orders_last_sec, bybit.max_orders_per_sec), (3, 3));
+    // Staging the old limits back and committing restores them, and the wider window dilutes
+    // the rejects again.
+    g.cmd(RiskCommand::StageGlobal(old));
+    g.cmd(RiskCommand::CommitLimits);
+    assert_eq!(g.r.global_limits(), old);
+    assert_eq!(g.r.venue_rejects(Venue::Binance), (2, false));
+    assert_eq!(
+        shapes(&g.transitions()),
+        vec![tr(
+            Scope::Instrument(BTC),
+            Reducing,
+            Active,
+            TransitionReason::RejectRatioOk
+        )]
+    );
+    g.ok(eth_at("0.004", t + 6));
+}
+
 // ---- 16. Kelly sizing ----------------------------------------------------------------------
 
 #[test]
@@ -1115,8 +1222,9 @@ fn kelly_sizing_worked_by_hand() {
         sizing: SizingMode::Kelly,
         ..params()
     });
-    // No history: the signal's confidence is one pseudo-trade won with p = (1 + 0.75) / 2 =
-    // 0.875, b = 1, kelly = 0.875 − 0.125 = 0.75 (= the confidence); half Kelly 0.375;
+    // No history: the signal's confidence stands for 10 pseudo-trades (KELLY_PRIOR_TRADES),
+    // each won with p = (1 + 0.75) / 2 = 0.875, so p = 8.75 / 10 = 0.875, b = 1,
+    // kelly = 0.875 − 0.125 = 0.75 (= the confidence); half Kelly 0.375;
     // 0.01 × 0.375 = 0.00375.
     let o = g.ok(alpha(BTC, "0.01", 0.75));
     assert_eq!(o.qty, q("0.00375"));

@@ -771,6 +771,7 @@ impl RiskTask {
             balance: risk.balance(),
             gross_notional: risk.gross_notional(),
             orders: risk.next_order_id().0.saturating_sub(1),
+            venues: risk.venue_views(),
         };
         let instruments = risk.exposure().iter().enumerate().map(|(i, e)| InstrumentRiskView {
             state: risk.state(Scope::Instrument(InstrumentId(i as u16))),

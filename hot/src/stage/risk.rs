@@ -109,11 +109,26 @@
 //! [`RiskCommand::Trim`] emits, per instrument in scope with a position, one reduce-only market
 //! order of `fraction × |position|` (rounded down to lots, at most the reducing capacity) of
 //! [`Origin::Risk`]; trims bypass the checks (they only reduce) and are emitted in any state.
-//! [`RiskCommand::StageLimits`] writes a staging copy; [`RiskCommand::CommitLimits`] puts every
-//! staged limit in force at once, between two intents.
+//! [`RiskCommand::StageLimits`] (one instrument's limits) and [`RiskCommand::StageGlobal`] (the
+//! limits that apply to every instrument: per-trade risk, collar, gross exposure, rate limit,
+//! sizing, Kelly damping, manual stop, reject ratio and window) write a staging copy;
+//! [`RiskCommand::CommitLimits`] puts every staged limit in force at once, between two intents.
+//! The rate-limit ring and the reject window are allocated at [`Risk::new`] for the largest
+//! value config accepts ([`MAX_ORDERS_PER_SEC_CAP`], [`REJECT_WINDOW_CAP`]; pages never written
+//! are never touched), so a new rate or window applies without allocating: the ring keeps the
+//! send times of that many orders and the window the outcome of that many, whatever the value
+//! in force. A new window is recounted over the orders it now covers (O(window), once per
+//! commit) and a new ratio or window may move a venue in or out of REDUCING at the commit.
+//!
+//! # Usage
+//!
+//! [`Risk::rate_used`] (orders sent to a venue within the second before Risk's latest time,
+//! among the last `max_orders_per_sec`), [`Risk::venue_rejects`] and [`Risk::feed_live`] give
+//! each venue's usage of its limits for the board (`GET /risk/state`).
 
 use fixed::types::I64F64;
 
+use crate::board::VenueRiskView;
 use crate::ids::{InstrumentId, Venue};
 use crate::num::{Money, ONE, Price, Qty, SignedQty, notional};
 use crate::pnl::Book;
@@ -135,6 +150,12 @@ pub const TRANSITIONS: usize = 256;
 const ABSURD: i64 = 1_000_000_000 * ONE;
 /// One second in nanoseconds: the rate limit's window.
 const SECOND_NS: u64 = 1_000_000_000;
+/// Send times each venue's rate-limit ring holds: the largest `risk.max_orders_per_sec` config
+/// accepts (a larger starting value enlarges the ring), so a reload can raise the limit live.
+pub const MAX_ORDERS_PER_SEC_CAP: u32 = 100_000;
+/// Order outcomes each venue's reject window holds: the largest `risk.reject_window` config
+/// accepts (a larger starting value enlarges it), so a reload can widen the window live.
+pub const REJECT_WINDOW_CAP: u32 = 100_000;
 
 /// Limits of one instrument (`symbols[*]` in config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +192,32 @@ pub enum SizingMode {
     Kelly,
 }
 
+/// The limits that apply to every instrument and can change while running
+/// ([`RiskCommand::StageGlobal`]); the same fields as in [`RiskParams`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GlobalLimits {
+    /// Largest per-trade risk as a fraction of the trading balance.
+    pub max_trade_risk: Factor,
+    /// Price collar as a fraction of the reference price.
+    pub collar: Factor,
+    /// Largest gross exposure over all instruments.
+    pub max_gross_notional: Money,
+    /// Orders per venue in any sliding one-second window (at most the ring's capacity; more
+    /// is taken as the capacity).
+    pub max_orders_per_sec: u32,
+    /// Fixed or Kelly sizing of Alpha targets.
+    pub sizing: SizingMode,
+    /// Multiple of the Kelly fraction traded.
+    pub kelly_damping: Factor,
+    /// Stop distance as a fraction of price for intents whose `stop` is zero.
+    pub manual_stop: Factor,
+    /// Venue reject ratio above which its instruments go REDUCING (fraction).
+    pub reject_ratio: Factor,
+    /// Orders per venue the reject ratio is taken over (at most the window's capacity; more is
+    /// taken as the capacity); 0 disables it.
+    pub reject_window: u32,
+}
+
 /// Everything Risk needs from validated config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RiskParams {
@@ -198,6 +245,35 @@ pub struct RiskParams {
     pub starting_balance: Money,
     /// Start killed (system HALTED).
     pub kill: bool,
+}
+
+impl RiskParams {
+    /// The limits among these that apply to every instrument.
+    pub fn global(&self) -> GlobalLimits {
+        GlobalLimits {
+            max_trade_risk: self.max_trade_risk,
+            collar: self.collar,
+            max_gross_notional: self.max_gross_notional,
+            max_orders_per_sec: self.max_orders_per_sec,
+            sizing: self.sizing,
+            kelly_damping: self.kelly_damping,
+            manual_stop: self.manual_stop,
+            reject_ratio: self.reject_ratio,
+            reject_window: self.reject_window,
+        }
+    }
+
+    fn set_global(&mut self, g: GlobalLimits) {
+        self.max_trade_risk = g.max_trade_risk;
+        self.collar = g.collar;
+        self.max_gross_notional = g.max_gross_notional;
+        self.max_orders_per_sec = g.max_orders_per_sec;
+        self.sizing = g.sizing;
+        self.kelly_damping = g.kelly_damping;
+        self.manual_stop = g.manual_stop;
+        self.reject_ratio = g.reject_ratio;
+        self.reject_window = g.reject_window;
+    }
 }
 
 /// A command from the cold side.
@@ -235,7 +311,10 @@ pub enum RiskCommand {
         /// Its new limits.
         limits: Limits,
     },
-    /// Put every staged limit in force at once, between two orders.
+    /// Stage new limits for every instrument (per-trade risk, collar, gross exposure, rate,
+    /// sizing, reject ratio...); they take effect at the next [`RiskCommand::CommitLimits`].
+    StageGlobal(GlobalLimits),
+    /// Put every staged limit, per instrument and global, in force at once, between two orders.
     CommitLimits,
 }
 
@@ -369,15 +448,18 @@ const FREE: Slot = Slot {
 /// Rate-limit ring and reject-ratio window of one venue.
 #[derive(Clone, Debug)]
 struct VenueState {
-    /// Send times of the last `max_orders_per_sec` orders (ring).
+    /// Send times of the last orders (ring of [`MAX_ORDERS_PER_SEC_CAP`] or more; the limit
+    /// looks at the last `max_orders_per_sec` of them).
     sent_ns: Vec<u64>,
+    /// Index of the oldest send time held.
     sent_head: usize,
     sent_len: usize,
-    /// Outcome per order of the last `reject_window` (ring indexed by `(seq − 1) % window`).
+    /// Outcome per order of the last [`REJECT_WINDOW_CAP`] or more (ring indexed by
+    /// `(seq − 1) % capacity`); the ratio counts the last `reject_window` of them.
     rejected: Vec<bool>,
     /// Orders counted so far (the last one's seq).
     orders: u64,
-    /// Rejects among the last `reject_window` orders.
+    /// Rejects among the last `reject_window` orders (the window in force).
     rejects: u32,
     reject_high: bool,
     feed_live: bool,
@@ -472,6 +554,7 @@ pub struct Risk {
     params: RiskParams,
     limits: Vec<Limits>,
     staged: Vec<Limits>,
+    staged_global: GlobalLimits,
     exposure: Vec<Exposure>,
     insts: Vec<Inst>,
     venues: Vec<VenueState>,
@@ -514,11 +597,13 @@ impl Risk {
                 head: NONE,
             })
             .collect();
-        let venue = VenueState {
-            sent_ns: vec![0; params.max_orders_per_sec as usize],
+        // Zeroed allocations, one per venue (a clone would copy, and so touch, every page):
+        // the pages of the rings are only touched as orders fill them.
+        let venue = || VenueState {
+            sent_ns: vec![0; params.max_orders_per_sec.max(MAX_ORDERS_PER_SEC_CAP) as usize],
             sent_head: 0,
             sent_len: 0,
-            rejected: vec![false; params.reject_window as usize],
+            rejected: vec![false; params.reject_window.max(REJECT_WINDOW_CAP) as usize],
             orders: 0,
             rejects: 0,
             reject_high: false,
@@ -527,10 +612,11 @@ impl Risk {
         let tr_cap = TRANSITIONS.max(4 * n);
         let mut risk = Self {
             staged: limits.clone(),
+            staged_global: params.global(),
             limits,
             exposure: vec![Exposure::default(); n],
             insts,
-            venues: vec![venue; Venue::COUNT],
+            venues: (0..Venue::COUNT).map(|_| venue()).collect(),
             slots: vec![FREE; OPEN_ORDERS],
             open_count: 0,
             client_ids: RecentIds::new(CLIENT_IDS),
@@ -970,7 +1056,11 @@ impl Risk {
                     *slot = limits;
                 }
             }
-            RiskCommand::CommitLimits => self.limits.copy_from_slice(&self.staged),
+            RiskCommand::StageGlobal(global) => self.staged_global = global,
+            RiskCommand::CommitLimits => {
+                self.limits.copy_from_slice(&self.staged);
+                self.commit_global();
+            }
         }
     }
 
@@ -1099,6 +1189,62 @@ impl Risk {
     pub fn venue_rejects(&self, venue: Venue) -> (u32, bool) {
         let v = &self.venues[venue.index()];
         (v.rejects, v.reject_high)
+    }
+
+    /// Orders sent to `venue` within the second before Risk's latest time (the latest intent,
+    /// fill, command or feed event), counted among the last `max_orders_per_sec`: the rate
+    /// limit's usage. The next order at that time is refused (`RateLimit`) when this equals
+    /// `max_orders_per_sec`. O(log max_orders_per_sec); send times are taken to be in order (a
+    /// time that went back only makes the count approximate, never the limit itself).
+    pub fn rate_used(&self, venue: Venue) -> u32 {
+        let v = &self.venues[venue.index()];
+        let cap = v.sent_ns.len();
+        let k = v.sent_len.min(self.params.max_orders_per_sec as usize);
+        let at = |j: usize| v.sent_ns[(v.sent_head + v.sent_len - k + j) % cap];
+        // The first of the last `k` sends that is less than a second old.
+        let (mut lo, mut hi) = (0, k);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.now_ns.saturating_sub(at(mid)) < SECOND_NS {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        (k - lo) as u32
+    }
+
+    /// Whether Risk takes `venue`'s feed to be live (feeds are live until told otherwise).
+    pub fn feed_live(&self, venue: Venue) -> bool {
+        self.venues[venue.index()].feed_live
+    }
+
+    /// Every venue's limit usage for the [`RiskBoard`](crate::board::RiskBoard), by
+    /// [`Venue::index`]. No allocation.
+    pub fn venue_views(&self) -> [VenueRiskView; Venue::COUNT] {
+        std::array::from_fn(|i| {
+            let venue = Venue::ALL[i];
+            let v = &self.venues[venue.index()];
+            VenueRiskView {
+                orders_last_sec: self.rate_used(venue),
+                max_orders_per_sec: self.params.max_orders_per_sec,
+                rejects: v.rejects,
+                reject_window: self.params.reject_window,
+                reject_limit: self.params.reject_ratio,
+                reject_high: v.reject_high,
+                feed_live: v.feed_live,
+            }
+        })
+    }
+
+    /// The limits that apply to every instrument, in force.
+    pub fn global_limits(&self) -> GlobalLimits {
+        self.params.global()
+    }
+
+    /// The latest time Risk has seen (intents, fills, commands, feed events), ns.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
     }
 
     /// Orders in the open-order table.
@@ -1257,21 +1403,24 @@ impl Risk {
         }
     }
 
+    /// Whether fewer than `max_orders_per_sec` orders went to `venue` in the second before
+    /// `ts_ns`: the `max_orders_per_sec`-th most recent send is at least a second old.
     fn rate_allows(&self, venue: Venue, ts_ns: u64) -> bool {
         let v = &self.venues[venue.index()];
-        let cap = v.sent_ns.len();
-        if cap == 0 {
+        let k = self.params.max_orders_per_sec as usize;
+        if k == 0 {
             return false;
         }
-        v.sent_len < cap || ts_ns.saturating_sub(v.sent_ns[v.sent_head]) >= SECOND_NS
+        if v.sent_len < k {
+            return true;
+        }
+        let kth = v.sent_ns[(v.sent_head + v.sent_len - k) % v.sent_ns.len()];
+        ts_ns.saturating_sub(kth) >= SECOND_NS
     }
 
     fn rate_push(&mut self, venue: Venue, ts_ns: u64) {
         let v = &mut self.venues[venue.index()];
         let cap = v.sent_ns.len();
-        if cap == 0 {
-            return;
-        }
         if v.sent_len == cap {
             v.sent_ns[v.sent_head] = ts_ns;
             v.sent_head = (v.sent_head + 1) % cap;
@@ -1281,42 +1430,82 @@ impl Risk {
         }
     }
 
-    /// Counts a new order in its venue's reject window; returns its seq (0 when disabled).
+    /// Counts a new order in its venue's reject window; returns its seq (from 1).
     fn reject_send(&mut self, venue: Venue) -> u64 {
+        let w = self.reject_window();
         let v = &mut self.venues[venue.index()];
-        let w = v.rejected.len();
-        if w == 0 {
-            return 0;
+        let cap = v.rejected.len() as u64;
+        let seq = v.orders + 1;
+        // The order leaving the window in force.
+        if w > 0 && seq > w {
+            let out = ((seq - w - 1) % cap) as usize;
+            if v.rejected[out] {
+                v.rejects -= 1;
+            }
         }
-        let slot = (v.orders % w as u64) as usize;
-        if v.rejected[slot] {
-            v.rejected[slot] = false;
-            v.rejects -= 1;
-        }
-        v.orders += 1;
-        let seq = v.orders;
+        // The slot of the order `cap` back, outside any window: it becomes this order's.
+        v.rejected[((seq - 1) % cap) as usize] = false;
+        v.orders = seq;
         self.reject_eval(venue);
         seq
     }
 
-    /// Marks order `seq` of `venue` as rejected if it is still inside the window.
+    /// Marks order `seq` of `venue` as rejected if the ring still holds it; it counts if it is
+    /// inside the window in force.
     fn reject_mark(&mut self, venue: Venue, seq: u64) {
+        let w = self.reject_window();
         let v = &mut self.venues[venue.index()];
-        let w = v.rejected.len() as u64;
-        if seq == 0 || w == 0 || v.orders - seq >= w {
+        let cap = v.rejected.len() as u64;
+        if seq == 0 || seq > v.orders || v.orders - seq >= cap {
             return;
         }
-        let slot = ((seq - 1) % w) as usize;
+        let slot = ((seq - 1) % cap) as usize;
         if !v.rejected[slot] {
             v.rejected[slot] = true;
-            v.rejects += 1;
+            if v.orders - seq < w {
+                v.rejects += 1;
+            }
         }
         self.reject_eval(venue);
     }
 
-    fn reject_eval(&mut self, venue: Venue) {
+    /// The reject window in force, at most the ring's capacity.
+    fn reject_window(&self) -> u64 {
+        u64::from(self.params.reject_window)
+    }
+
+    /// Recounts a venue's rejects over the window in force (after it changed).
+    fn reject_recount(&mut self, venue: Venue) {
+        let w = self.reject_window();
         let v = &mut self.venues[venue.index()];
-        let w = v.rejected.len() as i128;
+        let cap = v.rejected.len() as u64;
+        let first = v.orders - v.orders.min(w);
+        v.rejects = (first..v.orders).filter(|seq| v.rejected[(seq % cap) as usize]).count() as u32;
+        self.reject_eval(venue);
+    }
+
+    /// Puts the staged global limits in force; a new reject ratio or window re-evaluates every
+    /// venue (which may queue transitions).
+    fn commit_global(&mut self) {
+        let mut g = self.staged_global;
+        // Never beyond what the rings hold (config validates within them).
+        g.max_orders_per_sec = g.max_orders_per_sec.min(self.venues[0].sent_ns.len() as u32);
+        g.reject_window = g.reject_window.min(self.venues[0].rejected.len() as u32);
+        let old = self.params.global();
+        if g == old {
+            return;
+        }
+        self.params.set_global(g);
+        if g.reject_window != old.reject_window || g.reject_ratio != old.reject_ratio {
+            for venue in Venue::ALL {
+                self.reject_recount(venue);
+            }
+        }
+    }
+
+    fn reject_eval(&mut self, venue: Venue) {
+        let w = i128::from(self.params.reject_window);
+        let v = &mut self.venues[venue.index()];
         let high = i128::from(v.rejects) << 32 > i128::from(self.params.reject_ratio.to_bits()) * w;
         if high != v.reject_high {
             v.reject_high = high;
@@ -1335,7 +1524,9 @@ impl Risk {
     fn clear_reject_windows(&mut self) {
         for venue in Venue::ALL {
             let v = &mut self.venues[venue.index()];
-            v.rejected.fill(false);
+            // Only the slots of orders counted so far can be set.
+            let used = usize::try_from(v.orders).map_or(v.rejected.len(), |n| n.min(v.rejected.len()));
+            v.rejected[..used].fill(false);
             v.rejects = 0;
             self.reject_eval(venue);
         }

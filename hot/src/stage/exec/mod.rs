@@ -1443,6 +1443,81 @@ mod tests {
         );
     }
 
+    /// With resting orders at two venues, one trip cancels every one of them at both venues
+    /// (one `Cancelled` each) and nothing reaches either venue after it: an order pinned to
+    /// each venue is refused with `KillSwitch` before its gateway, and no `Order` event follows.
+    #[test]
+    fn the_kill_switch_cancels_resting_orders_at_every_venue() {
+        let kill = KillSwitch::new();
+        let mut exec = Exec::new(
+            vec![
+                PaperVenue::with_capacity(Venue::Binance, 0, 8),
+                PaperVenue::with_capacity(Venue::Bybit, 0, 8),
+            ],
+            kill.clone(),
+        );
+        let mut out = Vec::new();
+        let limit = OrderKind::Limit("61000".parse().unwrap());
+        let at = |venue: Venue, id: u64| Order {
+            id: OrderId(id),
+            venue,
+            pin_venue: true,
+            ..order(Side::Buy, limit)
+        };
+        // Binance gets orders 1–3, Bybit 11–14; all rest below the ask.
+        let ids = [(Venue::Binance, 1), (Venue::Binance, 2), (Venue::Binance, 3)]
+            .into_iter()
+            .chain((11..=14).map(|id| (Venue::Bybit, id)));
+        for (venue, id) in ids {
+            assert!(exec.process(at(venue, id), Stamp(101), &mut |e| out.push(e)));
+        }
+        let resting = |exec: &Exec<PaperVenue>, v: Venue| exec.gateway_of(v).unwrap().resting();
+        assert_eq!((resting(&exec, Venue::Binance), resting(&exec, Venue::Bybit)), (3, 4));
+        assert_eq!(exec.open_orders(), 7);
+        out.clear();
+
+        kill.trip();
+        // Orders that arrive after the trip, one pinned to each venue, never reach a gateway.
+        for (venue, id) in [(Venue::Binance, 21), (Venue::Bybit, 22)] {
+            assert!(!exec.process(at(venue, id), Stamp(101), &mut |e| out.push(e)));
+        }
+        // Room for three reports per poll: the seven cancels arrive over several polls.
+        let mut polls = 0;
+        while exec.poll(0, 3, &mut |e| out.push(e)) {
+            polls += 1;
+            assert!(out.len() <= 2 + 3 * polls, "{out:?}");
+        }
+        assert_eq!(polls, 3);
+        let mut refused = Vec::new();
+        let mut cancelled = Vec::new();
+        for e in &out {
+            match e {
+                ExecEvent::Report(ExecReport::Reject {
+                    order_id,
+                    reason: RejectReason::KillSwitch,
+                    ..
+                }) => refused.push(order_id.0),
+                ExecEvent::Report(ExecReport::Cancelled { order_id, qty, .. }) => {
+                    assert_eq!(qty.to_string(), "0.02");
+                    cancelled.push(order_id.0);
+                }
+                other => panic!("nothing but kill-switch refusals and cancels after the trip: {other:?}"),
+            }
+        }
+        assert_eq!(refused, [21, 22]);
+        cancelled.sort_unstable();
+        assert_eq!(
+            cancelled,
+            [1, 2, 3, 11, 12, 13, 14],
+            "every resting order at both venues"
+        );
+        assert_eq!((resting(&exec, Venue::Binance), resting(&exec, Venue::Bybit)), (0, 0));
+        assert_eq!((exec.open_orders(), exec.backlog()), (0, 0));
+        out.clear();
+        assert!(!exec.poll(0, 16, &mut |e| out.push(e)), "one cancel-all per trip");
+        assert!(out.is_empty(), "{out:?}");
+    }
+
     #[test]
     fn a_switch_tripped_before_building_needs_no_cancel() {
         let kill = KillSwitch::new();
