@@ -12,6 +12,7 @@ use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook, venue_alert};
 use maxx_cold::bus::StreamWriter;
 use maxx_cold::bus::agent_events::LifecycleEvents;
 use maxx_cold::bus::connect::RedisEndpoint;
+use maxx_cold::bus::consume::{EntryId, FillRecord};
 use maxx_cold::bus::entry::{EntryBuilder, PnlSnapshot, StreamKind};
 use maxx_cold::bus::publish::{MemorySpill, Publisher, PublisherConfig, Spill, stream_tops};
 use maxx_cold::bus::spill::JournalSpill;
@@ -23,7 +24,7 @@ use maxx_cold::governor::Trigger;
 use maxx_cold::grpc::{self, ExecutionGrpc, RiskGrpc};
 use maxx_cold::health::HealthBoard;
 use maxx_cold::http::{self, Api, ControlRequest, load_token};
-use maxx_cold::portfolio::{Portfolio, PortfolioOptions};
+use maxx_cold::portfolio::{AccountConfig, Portfolio, PortfolioOptions};
 use maxx_cold::recorder;
 use maxx_cold::risk_state::{RiskLog, risk_state_json, scope_key};
 use maxx_cold::summary::{Latency, summarize};
@@ -229,20 +230,21 @@ async fn cold_side(
         Some(endpoint) => Some(Bus::start(config, index, endpoint).await?),
         None => None,
     });
-    // The Portfolio agent keeps its books from the `fills` stream, so it needs Redis; it runs
-    // under a supervisor (CrashLoopBackoff while Redis is unreachable, rebuilt on restart).
-    let portfolio = match &endpoint {
-        Some(endpoint) => {
-            let agent = Portfolio::new(endpoint.clone(), PortfolioOptions::default())
-                .map_err(|e| anyhow::anyhow!("portfolio: {e}"))?;
-            Some(
-                Supervisor::spawn(agent, events.clone(), SupervisorConfig::default())
-                    .map_err(|e| anyhow::anyhow!("portfolio: {e}"))?,
-            )
-        }
-        None => None,
+    // The Portfolio agent: fed every fill and mark by the drain below; with Redis it first
+    // rebuilds the account from the `fills` and `payouts` streams and the journal, under a
+    // supervisor (CrashLoopBackoff while Redis is unreachable at start).
+    let agent = Portfolio::new(endpoint.clone(), account_config(config), PortfolioOptions::default())
+        .map_err(|e| anyhow::anyhow!("portfolio: {e}"))?;
+    let agent = match bus.borrow().as_ref() {
+        Some(bus) => agent.with_journal(&bus.journal_pending),
+        None => agent,
     };
-    let health = Arc::new(health_board(stats, bus.borrow().as_ref(), portfolio.as_ref()));
+    let portfolio = Supervisor::spawn(agent, events.clone(), SupervisorConfig::default())
+        .map_err(|e| anyhow::anyhow!("portfolio: {e}"))?;
+    let account = Arc::clone(portfolio.agent());
+    // Ids of `fills` entries when no bus gives them (Redis disabled).
+    let local_ids = RefCell::new(maxx_cold::bus::entry::StreamIds::new());
+    let health = Arc::new(health_board(stats, bus.borrow().as_ref(), &portfolio));
     // Installed before the servers announce their addresses, so that a signal sent as soon as
     // they are up is queued for the loop below instead of ending the process.
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -277,7 +279,7 @@ async fn cold_side(
             token: token.clone(),
             started,
             health: Arc::clone(&health),
-            portfolio: portfolio.as_ref().map(|p| Arc::clone(p.agent())),
+            portfolio: Some(Arc::clone(&account)),
             desk: Arc::clone(&desk),
         });
         let (addr, task) = http::serve(config.http.bind, api, async {
@@ -332,8 +334,13 @@ async fn cold_side(
     let mut pnl_every = tokio::time::interval(config.redis.pnl_every);
     pnl_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sink = |r: Record| {
-        if let Some(bus) = bus.borrow_mut().as_mut() {
-            bus.record(&r);
+        let id = bus.borrow_mut().as_mut().and_then(|b| b.record(&r));
+        if let Record::Report(ExecReport::Fill(f)) = &r {
+            // The Portfolio takes the fill with the id of its `fills` entry, then a `pnl`
+            // entry follows it.
+            let id = id.unwrap_or_else(|| local_ids.borrow_mut().next("fills", f.ts_ns));
+            account.on_fill(id, &FillRecord::from_fill(f, index.get(f.instrument).symbol));
+            publish_pnl(&bus, &account, f.ts_ns);
         }
         match r {
             Record::Transition(t) => transitions.borrow_mut().push(t),
@@ -354,7 +361,7 @@ async fn cold_side(
             _ = drain_every.tick() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
-                publish_pnl(&bus, config, &drain, false);
+                mark_portfolio(index, &drain, &account);
                 if threads.is_finished() {
                     break "hot threads ended";
                 }
@@ -365,12 +372,12 @@ async fn cold_side(
             _ = desk.woken() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
-                publish_pnl(&bus, config, &drain, false);
+                mark_portfolio(index, &drain, &account);
             }
             _ = tokio::task::yield_now(), if desk.waiting() > 0 => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
-                publish_pnl(&bus, config, &drain, false);
+                mark_portfolio(index, &drain, &account);
             }
             _ = status_every.tick() => {
                 last = status_line(config, stats, &watch, &mut drain, started, last);
@@ -379,7 +386,7 @@ async fn cold_side(
                 }
             }
             _ = pnl_every.tick(), if config.redis.enabled => {
-                publish_pnl(&bus, config, &drain, true);
+                publish_pnl(&bus, &account, wall_ns());
             }
             _ = watch_every.tick() => {
                 for alert in watch.check() {
@@ -389,7 +396,7 @@ async fn cold_side(
             Some(request) = control_rx.recv() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
-                publish_pnl(&bus, config, &drain, false);
+                mark_portfolio(index, &drain, &account);
                 if answer(control, request, &drain, &cold, (index, stats, risk_log)) {
                     agents.recycled();
                 }
@@ -397,7 +404,7 @@ async fn cold_side(
             _ = sighup.recv() => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
-                publish_pnl(&bus, config, &drain, false);
+                mark_portfolio(index, &drain, &account);
                 // The outcome is logged either way; SIGHUP has no one to answer.
                 if control.reload(&drain.attribution().pnl(), wall_ns()).is_ok() {
                     agents.recycled();
@@ -407,12 +414,14 @@ async fn cold_side(
             _ = &mut cron => {
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
-                publish_pnl(&bus, config, &drain, false);
+                mark_portfolio(index, &drain, &account);
                 let _ = control.reweight(None, &drain.attribution().pnl(), Trigger::Cron, wall_ns());
                 cron = next_cron(control);
             }
             _ = kelly_every.tick() => {
-                control.observe_equity(wall_ns(), equity(config, &drain));
+                // The drawdown rule watches the Portfolio's performance equity (payouts are
+                // not losses).
+                control.observe_equity(wall_ns(), account.observe(wall_ns()).0);
             }
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
@@ -436,20 +445,19 @@ async fn cold_side(
     while !threads.is_finished() {
         drain.drain(&mut cold, &mut sink);
         settle(index, &transitions, risk_log, &notes, &mut alerter);
-        publish_pnl(&bus, config, &drain, false);
+        mark_portfolio(index, &drain, &account);
         tokio::time::sleep(DRAIN_EVERY).await;
     }
     let joined = threads.join();
     drain.drain(&mut cold, &mut sink);
     settle(index, &transitions, risk_log, &notes, &mut alerter);
     // The last snapshot: the final equity, whatever the timer last saw.
-    publish_pnl(&bus, config, &drain, true);
+    mark_portfolio(index, &drain, &account);
+    publish_pnl(&bus, &account, wall_ns());
     if let Some(bus) = bus.into_inner() {
         bus.close().await;
     }
-    if let Some(portfolio) = portfolio {
-        portfolio.shutdown().await;
-    }
+    portfolio.shutdown().await;
     agents.shutdown();
     if !events.flush(SERVER_GRACE).await {
         warn!("agent.events: the last lifecycle events did not reach Redis in time");
@@ -468,8 +476,8 @@ async fn cold_side(
 struct Bus {
     publisher: Publisher,
     builder: EntryBuilder,
-    /// A fill was published since the last `pnl` entry.
-    fill_since_pnl: bool,
+    /// The journal's entries from an earlier run, for the Portfolio's rebuild.
+    journal_pending: Vec<maxx_cold::bus::Entry>,
     /// Records or snapshots that could not become entries (logged at the first and every
     /// power of two).
     unbuildable: u64,
@@ -499,6 +507,7 @@ impl Bus {
                 Default::default()
             }
         };
+        let mut journal_pending = Vec::new();
         let (spill, unjournaled): (Box<dyn Spill>, _) = match &redis.journal_dir {
             Some(dir) => {
                 let spill = JournalSpill::open(dir, redis.journal_fsync)
@@ -511,6 +520,7 @@ impl Bus {
                     info!(entries = spill.len(), dir = %dir.display(), "bus journal: publishing entries left by the last run first");
                 }
                 let unjournaled = spill.unjournaled();
+                journal_pending = spill.pending().cloned().collect();
                 (Box::new(spill), Some(unjournaled))
             }
             None => (Box::new(MemorySpill::default()), None),
@@ -524,23 +534,25 @@ impl Bus {
         Ok(Bus {
             publisher,
             builder,
-            fill_since_pnl: false,
+            journal_pending,
             unbuildable: 0,
             unjournaled,
         })
     }
 
-    /// Queues the entry of a record, if a stream carries it.
-    fn record(&mut self, r: &Record) {
+    /// Queues the entry of a record, if a stream carries it; returns the entry's id.
+    fn record(&mut self, r: &Record) -> Option<EntryId> {
         match self.builder.record(r) {
             Ok(Some(entry)) => {
+                let id = entry.id.parse().ok();
                 self.publisher.try_publish(entry);
-                if matches!(r, Record::Report(ExecReport::Fill(_))) {
-                    self.fill_since_pnl = true;
-                }
+                id
             }
-            Ok(None) => {}
-            Err(e) => self.unbuildable(&e),
+            Ok(None) => None,
+            Err(e) => {
+                self.unbuildable(&e);
+                None
+            }
         }
     }
 
@@ -548,7 +560,6 @@ impl Bus {
         match self.builder.pnl(p) {
             Ok(entry) => {
                 self.publisher.try_publish(entry);
-                self.fill_since_pnl = false;
             }
             Err(e) => self.unbuildable(&e),
         }
@@ -618,19 +629,43 @@ impl Bus {
 }
 
 /// Publishes a `pnl` entry when `always`, or when a fill was published since the last one.
-fn publish_pnl(bus: &RefCell<Option<Bus>>, config: &Config, drain: &TapDrain, always: bool) {
+/// Queues a `pnl` entry with the Portfolio's figures (account currency).
+fn publish_pnl(bus: &RefCell<Option<Bus>>, account: &Portfolio, ts_ns: u64) {
     let mut bus = bus.borrow_mut();
     let Some(bus) = bus.as_mut() else { return };
-    if !always && !bus.fill_since_pnl {
-        return;
-    }
-    let realized = drain.realized();
+    let (equity, realized, unrealized) = account.with_account(|a| a.headline());
     bus.pnl(&PnlSnapshot {
-        ts_ns: wall_ns(),
-        equity: equity(config, drain),
-        realized: realized.checked_add(drain.fees().neg()).unwrap_or(realized),
-        unrealized: drain.unrealized(),
+        ts_ns,
+        equity,
+        realized,
+        unrealized,
     });
+}
+
+/// Hands the drain's marks (latest mid, else trade price, per instrument) to the Portfolio.
+fn mark_portfolio(index: &InstrumentIndex, drain: &TapDrain, account: &Portfolio) {
+    for (i, mark) in index.iter().zip(drain.marks()) {
+        account.on_mark(i.symbol, *mark);
+    }
+}
+
+/// What the Portfolio counts in: the account currency, the paper starting balance, the
+/// lock-box share and each symbol's quote asset.
+fn account_config(config: &Config) -> AccountConfig {
+    let currency = config.account_currency();
+    AccountConfig {
+        quotes: config
+            .symbols
+            .iter()
+            .map(|s| {
+                let quote = s.assets.as_ref().map_or_else(|| currency.clone(), |a| a.quote.clone());
+                (s.symbol, quote)
+            })
+            .collect(),
+        currency,
+        starting: config.exec.paper.starting_balance,
+        lockbox_pct: config.portfolio.lockbox_pct,
+    }
 }
 
 /// The lifecycles of the agents `maxx run` runs: MarketData per enabled feed, Alpha,
@@ -689,7 +724,7 @@ impl Agents {
 fn health_board(
     stats: &EngineStats,
     bus: Option<&Bus>,
-    portfolio: Option<&maxx_cold::agent::SupervisorHandle<Portfolio>>,
+    portfolio: &maxx_cold::agent::SupervisorHandle<Portfolio>,
 ) -> HealthBoard {
     let mut board = HealthBoard::new();
     for feed in &stats.feeds {
@@ -699,19 +734,17 @@ fn health_board(
     if let Some(bus) = bus {
         board.add("redis", bus.publisher.probe());
     }
-    if let Some(p) = portfolio {
-        let agent = Arc::clone(p.agent());
-        let state = p.watch();
-        board.add(agent_names::PORTFOLIO, move || {
-            let state = *state.borrow();
-            let h = maxx_cold::agent::Agent::health(&*agent);
-            if state == LifecycleState::Running {
-                h
-            } else {
-                Health::failing(format!("{state}: {}", h.detail))
-            }
-        });
-    }
+    let agent = Arc::clone(portfolio.agent());
+    let state = portfolio.watch();
+    board.add(agent_names::PORTFOLIO, move || {
+        let state = *state.borrow();
+        let h = maxx_cold::agent::Agent::health(&*agent);
+        if state == LifecycleState::Running {
+            h
+        } else {
+            Health::failing(format!("{state}: {}", h.detail))
+        }
+    });
     board
 }
 

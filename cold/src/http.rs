@@ -244,7 +244,7 @@ async fn pnl(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
         ));
     };
     let health = crate::agent::Agent::health(&**portfolio);
-    let mut body = serde_json::to_value(portfolio.snapshot())
+    let mut body = serde_json::to_value(portfolio.view())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("pnl snapshot: {e}")))?;
     body["live"] = json!(health.ok);
     body["status"] = json!(health.detail);

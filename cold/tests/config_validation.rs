@@ -485,6 +485,11 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
     ("momentum: 0.4", "momentum: .inf", &["alpha.weights.momentum"]),
     ("mean_rev: 0.3", "mean_rev: -.inf", &["alpha.weights.mean_rev"]),
     ("breakout: 0.3", "breakout: 3e-1", &["alpha.weights.breakout"]),
+    // portfolio
+    ("  lockbox_pct: 20", "  lockbox_pct: 101", &["portfolio.lockbox_pct"]),
+    ("  lockbox_pct: 20", "  lockbox_pct: -1", &["portfolio.lockbox_pct"]),
+    ("  currency: null", "  currency: \"US D\"", &["portfolio.currency"]),
+    ("  currency: null", "  currency: 5", &["portfolio.currency"]),
     (
         "  weights:\n",
         "  weights: [0.4, 0.6]\n  unused_weights:\n",
@@ -1020,6 +1025,14 @@ fn governor_sentiment_and_http_keys() {
     assert_eq!(c.governor.max_step, "0.05".parse::<Factor>().unwrap());
     assert_eq!(c.governor.fixed, [false, false, false, true]);
     assert!(c.http.enabled);
+    assert_eq!(
+        (
+            c.portfolio.currency.as_deref(),
+            c.portfolio.lockbox_pct.to_string().as_str()
+        ),
+        (None, "20")
+    );
+    assert_eq!(c.account_currency(), "USDT");
     // The state file is resolved against the config file's directory.
     assert_eq!(
         c.governor.state_file.as_deref(),

@@ -1,9 +1,10 @@
-//! The Portfolio agent against a real `redis-server`: its books, rebuilt from `fills` and then
-//! followed live, equal books computed here by applying the same fills to `maxx_hot::pnl::Book`
-//! directly (every position, average price, realized PnL, fee and count, exactly); a recycle
-//! and a fresh agent count nothing twice and miss nothing; a SIGKILLed Redis turns the agent
-//! unhealthy and into CrashLoopBackoff, and after the restart it rebuilds the exact state;
-//! entries that do not decode are counted and skipped.
+//! The Portfolio agent against a real `redis-server`: its account, rebuilt from `fills` and
+//! `payouts` and then fed in-process as `maxx run` feeds it, equals books computed here by
+//! applying the same fills to `maxx_hot::pnl::Book` directly (every position, average price,
+//! realized PnL, fee and count, exactly); a recycle and a fresh agent count nothing twice and
+//! miss nothing; a Redis that is down at start crash-loops the agent while in-process fills
+//! wait, and the rebuild after it reaches the exact state; entries that do not decode are
+//! counted and skipped; sweeps are idempotent by key and survive a restart.
 //!
 //! Fills reach Redis the way `maxx run` writes them: `Record`s through the `EntryBuilder` and
 //! the `Publisher`.
@@ -17,13 +18,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::RedisServer;
-use maxx_cold::agent::{Agent, LifecycleState, Supervisor, SupervisorConfig, SupervisorHandle};
+use maxx_cold::agent::{LifecycleState, Supervisor, SupervisorConfig, SupervisorHandle};
 use maxx_cold::bus::agent_events::LifecycleEvents;
 use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::bus::consume::EntryId;
+use maxx_cold::bus::consume::FillRecord;
 use maxx_cold::bus::entry::EntryBuilder;
 use maxx_cold::bus::publish::{Outcome, Publisher, PublisherConfig};
-use maxx_cold::portfolio::{Portfolio, PortfolioOptions, Snapshot};
+use maxx_cold::portfolio::{AccountConfig, AccountView, Payout, Portfolio, PortfolioOptions, SweepPlan};
 use maxx_cold::taps::Record;
 use maxx_hot::ids::{InstrumentId, InstrumentIndex, Symbol, Venue};
 use maxx_hot::num::{Money, ONE, Price, Qty, fee, notional};
@@ -144,8 +146,8 @@ fn expected(fills: &[Fill]) -> Expected {
     e
 }
 
-/// The agent's snapshot equals the books computed from `fills`, field by field.
-fn assert_books(snapshot: &Snapshot, fills: &[Fill]) {
+/// The agent's view equals the books computed from `fills`, field by field.
+fn assert_books(snapshot: &AccountView, fills: &[Fill]) {
     let e = expected(fills);
     let got: Vec<_> = snapshot
         .positions
@@ -157,7 +159,6 @@ fn assert_books(snapshot: &Snapshot, fills: &[Fill]) {
                 p.avg_price,
                 p.realized,
                 p.fees,
-                p.net,
                 p.fills,
             )
         })
@@ -165,17 +166,7 @@ fn assert_books(snapshot: &Snapshot, fills: &[Fill]) {
     let want: Vec<_> = e
         .books
         .iter()
-        .map(|(&key, b)| {
-            (
-                key,
-                b.position,
-                b.avg_price(),
-                b.realized,
-                b.fees,
-                b.realized.checked_sub(b.fees).unwrap(),
-                b.fills,
-            )
-        })
+        .map(|(&key, b)| (key, b.position, b.avg_price(), b.realized, b.fees, b.fills))
         .collect();
     assert_eq!(got, want);
     let total = |f: fn(&Book) -> Money| {
@@ -185,11 +176,8 @@ fn assert_books(snapshot: &Snapshot, fills: &[Fill]) {
             .fold(Money::ZERO, |a, b| a.checked_add(b).unwrap())
     };
     let (realized, fees) = (total(|b| b.realized), total(|b| b.fees));
-    assert_eq!(
-        (snapshot.totals.realized, snapshot.totals.fees, snapshot.totals.net),
-        (realized, fees, realized.checked_sub(fees).unwrap())
-    );
-    assert_eq!(snapshot.applied, fills.len() as u64);
+    assert_eq!((snapshot.realized, snapshot.fees), (realized, fees));
+    assert_eq!(snapshot.fills_applied, fills.len() as u64);
     assert_eq!(snapshot.skipped_overflow, 0);
 }
 
@@ -215,25 +203,72 @@ impl Bus {
         }
     }
 
+    /// Queues `fills` on the publisher, as `maxx run` does, and returns their entry ids and
+    /// records (what the run loop hands the Portfolio).
+    fn queue(&mut self, fills: &[Fill]) -> Vec<(EntryId, FillRecord)> {
+        let index = index();
+        fills
+            .iter()
+            .map(|f| {
+                let entry = self
+                    .builder
+                    .record(&Record::Report(ExecReport::Fill(*f)))
+                    .unwrap()
+                    .expect("a fill makes an entry");
+                assert_eq!(entry.stream, "fills");
+                let id = entry.id.parse().unwrap();
+                assert_eq!(self.publisher.try_publish(entry), Outcome::Queued);
+                self.sent += 1;
+                (id, FillRecord::from_fill(f, index.get(f.instrument).symbol))
+            })
+            .collect()
+    }
+
     /// Publishes `fills` and waits until Redis has written every one (none refused as a
-    /// duplicate).
-    async fn publish(&mut self, fills: &[Fill]) {
-        for f in fills {
-            let entry = self
-                .builder
-                .record(&Record::Report(ExecReport::Fill(*f)))
-                .unwrap()
-                .expect("a fill makes an entry");
-            assert_eq!(entry.stream, "fills");
-            assert_eq!(self.publisher.try_publish(entry), Outcome::Queued);
-            self.sent += 1;
-        }
+    /// duplicate); returns what [`Bus::queue`] returns.
+    async fn publish(&mut self, fills: &[Fill]) -> Vec<(EntryId, FillRecord)> {
+        let queued = self.queue(fills);
+        self.written().await;
+        queued
+    }
+
+    /// Waits until Redis has written everything queued.
+    async fn written(&self) {
         let stats = self.publisher.stats();
         wait_until("the publisher has written every fill", || {
             stats.acknowledged() == self.sent
         })
         .await;
         assert_eq!(stats.written.load(Ordering::Relaxed), self.sent);
+    }
+
+    /// Publishes the payout of a sweep and returns it as the run loop hands it to the agent.
+    async fn payout(&mut self, ts: u64, amount: Money, key: &str) -> Payout {
+        let entry = self.builder.payout(ts, amount, "USDT", key).unwrap();
+        let id = entry.id.parse().unwrap();
+        assert_eq!(self.publisher.try_publish(entry), Outcome::Queued);
+        self.sent += 1;
+        self.written().await;
+        Payout {
+            key: key.to_string(),
+            amount,
+            currency: "USDT".to_string(),
+            ts,
+            id,
+        }
+    }
+}
+
+/// The account: USDT, 100 000 to start, 20 % of realized gains into the lock-box.
+fn account() -> AccountConfig {
+    AccountConfig {
+        currency: "USDT".to_string(),
+        starting: "100000".parse().unwrap(),
+        lockbox_pct: "20".parse().unwrap(),
+        quotes: SYMBOLS
+            .iter()
+            .map(|s| (Symbol::new(s).unwrap(), "USDT".to_string()))
+            .collect(),
     }
 }
 
@@ -249,23 +284,25 @@ fn endpoint(url: &str) -> RedisEndpoint {
 }
 
 fn spawn(url: &str) -> SupervisorHandle<Portfolio> {
+    spawn_agent(portfolio(url))
+}
+
+fn portfolio(url: &str) -> Portfolio {
     let options = PortfolioOptions {
         // Small batches, so a rebuild takes several reads.
         batch: 64,
         block: Duration::from_millis(100),
-        watch_every: Duration::from_millis(20),
     };
+    Portfolio::new(Some(endpoint(url)), account(), options).unwrap()
+}
+
+fn spawn_agent(agent: Portfolio) -> SupervisorHandle<Portfolio> {
     let policy = SupervisorConfig {
         backoff_start: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(200),
         ..SupervisorConfig::default()
     };
-    Supervisor::spawn(
-        Portfolio::new(endpoint(url), options).unwrap(),
-        LifecycleEvents::log_only(),
-        policy,
-    )
-    .unwrap()
+    Supervisor::spawn(agent, LifecycleEvents::log_only(), policy).unwrap()
 }
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -277,25 +314,30 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Waits until the agent is Running, healthy and has applied `applied` fills and skipped
-/// `garbage` entries; returns its snapshot.
-async fn caught_up(h: &SupervisorHandle<Portfolio>, applied: u64, garbage: u64) -> Snapshot {
+/// `garbage` entries; returns its view.
+async fn caught_up(h: &SupervisorHandle<Portfolio>, applied: u64, garbage: u64) -> AccountView {
     wait_until(&format!("the portfolio is live with {applied} fills"), || {
-        let s = h.agent().snapshot();
-        h.state() == Running && h.health().ok && s.applied == applied && s.skipped_garbage == garbage
+        let s = h.agent().view();
+        h.state() == Running && h.health().ok && s.fills_applied == applied && s.skipped_garbage == garbage
     })
     .await;
     let health = h.health();
     assert!(
-        health
-            .detail
-            .starts_with(&format!("live: {applied} fills applied through ")),
+        health.detail.starts_with(&format!("live: {applied} fills through ")),
         "{health:?}"
     );
-    h.agent().snapshot()
+    h.agent().view()
+}
+
+/// Hands fills to the agent in-process, as the run loop does.
+fn feed(h: &SupervisorHandle<Portfolio>, fills: &[(EntryId, FillRecord)]) {
+    for (id, f) in fills {
+        h.agent().on_fill(*id, f);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn books_are_rebuilt_followed_live_and_never_count_a_fill_twice() {
+async fn books_are_rebuilt_fed_in_process_and_never_count_a_fill_twice() {
     let server = RedisServer::start();
     let url = server.url();
     let mut bus = Bus::new(&url);
@@ -307,15 +349,21 @@ async fn books_are_rebuilt_followed_live_and_never_count_a_fill_twice() {
     let h = spawn(&url);
     let snapshot = caught_up(&h, 150, 0).await;
     assert_books(&snapshot, &all);
-    assert_eq!(snapshot.last_id.to_string(), format!("{}-0", (T0 + 149 * MS) / MS));
+    assert_eq!(
+        snapshot.fills_last_id.to_string(),
+        format!("{}-0", (T0 + 149 * MS) / MS)
+    );
 
-    // Live: fills published while it runs.
+    // Live: fills the engine makes while it runs are handed over in-process (and published).
     let more = fills_gen.take(150);
-    bus.publish(&more).await;
+    let queued = bus.publish(&more).await;
+    feed(&h, &queued);
+    // Handed over twice (a retry): counted once.
+    feed(&h, &queued[100..]);
     all.extend(more);
     assert_books(&caught_up(&h, 300, 0).await, &all);
 
-    // A recycle rebuilds from the start into fresh books: still 300, not 600.
+    // A recycle keeps the account: still 300, not 600.
     h.recycle().await.unwrap();
     assert_books(&caught_up(&h, 300, 0).await, &all);
     h.shutdown().await;
@@ -407,18 +455,17 @@ impl Drop for DurableRedis {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_redis_crash_loops_the_agent_and_the_restart_rebuilds_the_exact_books() {
+async fn redis_down_at_start_crash_loops_the_agent_and_the_rebuild_then_reaches_the_exact_books() {
     let mut server = DurableRedis::start();
     let url = server.url();
     let mut bus = Bus::new(&url);
     let mut fills_gen = FillGen::new(11, T0);
     let mut all = fills_gen.take(200);
     bus.publish(&all).await;
-    let h = spawn(&url);
-    assert_books(&caught_up(&h, 200, 0).await, &all);
 
-    let mut states = h.watch();
     server.kill();
+    let h = spawn(&url);
+    let mut states = h.watch();
     tokio::time::timeout(DEADLINE, states.wait_for(|s| *s == CrashLoopBackoff))
         .await
         .expect("CrashLoopBackoff within the deadline")
@@ -426,17 +473,97 @@ async fn a_killed_redis_crash_loops_the_agent_and_the_restart_rebuilds_the_exact
     let health = h.health();
     assert!(!health.ok);
     assert!(health.detail.contains("redis unreachable"), "{health:?}");
-    assert!(!h.agent().health().ok);
-    // While Redis is away, the last state stays readable.
-    assert_books(&h.agent().snapshot(), &all);
+    // A sweep cannot be decided before the account is known.
+    assert!(h.agent().plan_sweep("early").unwrap_err().contains("rebuilt"));
+
+    // The engine goes on: its fills queue in the publisher and reach the agent in-process,
+    // where they wait for the rebuild.
+    let more = fills_gen.take(50);
+    let queued = bus.queue(&more);
+    feed(&h, &queued);
+    all.extend(more);
 
     server.restart();
-    assert_books(&caught_up(&h, 200, 0).await, &all);
-    // And it follows live again.
-    let more = fills_gen.take(50);
-    bus.publish(&more).await;
-    all.extend(more);
+    // Some or all of the 50 are in Redis by the time the rebuild reads: each counts once.
     assert_books(&caught_up(&h, 250, 0).await, &all);
+    bus.written().await;
+    // Later outages do not touch the account: it is fed in-process.
+    server.kill();
+    let more = fills_gen.take(10);
+    feed(&h, &bus.queue(&more));
+    all.extend(more);
+    assert_books(&caught_up(&h, 260, 0).await, &all);
+    assert_eq!(h.state(), Running);
+    server.restart();
+    bus.written().await;
+    h.shutdown().await;
+
+    // A fresh agent reads all 260 back.
+    let h = spawn(&url);
+    assert_books(&caught_up(&h, 260, 0).await, &all);
+    h.shutdown().await;
+    bus.publisher.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_are_idempotent_and_the_lockbox_and_payouts_survive_a_restart() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut bus = Bus::new(&url);
+    let h = spawn(&url);
+    caught_up(&h, 0, 0).await;
+    assert_eq!(h.agent().plan_sweep("k0").unwrap(), SweepPlan::Empty);
+
+    // A round trip with a gain: buy 1 BTC at 97 000, sell at 97 500, no fees.
+    let buy = Fill {
+        order_id: OrderId(1),
+        instrument: InstrumentId(0),
+        venue: Venue::Binance,
+        side: Side::Buy,
+        price: "97000".parse().unwrap(),
+        qty: "1".parse().unwrap(),
+        fee: Money::ZERO,
+        liquidity: Liquidity::Maker,
+        last: true,
+        ts_ns: T0,
+    };
+    let sell = Fill {
+        order_id: OrderId(2),
+        side: Side::Sell,
+        price: "97500".parse().unwrap(),
+        ts_ns: T0 + MS,
+        ..buy
+    };
+    feed(&h, &bus.publish(&[buy, sell]).await);
+    let v = caught_up(&h, 2, 0).await;
+    // 20 % of the 500 gain.
+    assert_eq!(v.lockbox.balance.to_string(), "100");
+    assert_eq!(v.trading_capital.to_string(), "100400");
+
+    let SweepPlan::Pay(amount) = h.agent().plan_sweep("sweep-1").unwrap() else {
+        panic!("a full lock-box pays")
+    };
+    assert_eq!(amount.to_string(), "100");
+    let payout = bus.payout(T0 + 2 * MS, amount, "sweep-1").await;
+    assert!(h.agent().on_payout(payout.clone()));
+    assert!(!h.agent().on_payout(payout.clone()), "the same payout twice");
+    assert_eq!(
+        h.agent().plan_sweep("sweep-1").unwrap(),
+        SweepPlan::Repeat(payout.clone())
+    );
+    assert_eq!(h.agent().plan_sweep("sweep-2").unwrap(), SweepPlan::Empty);
+    let before = h.agent().view();
+    assert_eq!(
+        (before.lockbox.balance, before.equity.to_string(), before.payouts.len()),
+        (Money::ZERO, "100400".to_string(), 1)
+    );
+    h.shutdown().await;
+
+    // A fresh agent rebuilds fills and payouts to the same account.
+    let h = spawn(&url);
+    let after = caught_up(&h, 2, 0).await;
+    assert_eq!(after, before);
+    assert_eq!(h.agent().plan_sweep("sweep-1").unwrap(), SweepPlan::Repeat(payout));
     h.shutdown().await;
     bus.publisher.close().await;
 }
@@ -501,18 +628,18 @@ async fn entries_that_do_not_decode_are_counted_and_skipped() {
     let snapshot = caught_up(&h, 100, 2).await;
     assert_books(&snapshot, &all);
 
-    // Read live.
+    h.shutdown().await;
+
+    // More garbage and fills, then a fresh agent: the rebuild reads all of it and counts each
+    // undecodable entry once.
     let garbage = xadd_raw(&url, &fill_fields_but("fee", None));
     let more = fills_gen.take(50);
     bus.publish(&more).await;
     all.extend(more);
+    let h = spawn(&url);
     let snapshot = caught_up(&h, 150, 3).await;
     assert_books(&snapshot, &all);
-    assert!(snapshot.last_id > garbage.parse::<EntryId>().unwrap());
-
-    // A rebuild reads them again and counts them once.
-    h.recycle().await.unwrap();
-    assert_books(&caught_up(&h, 150, 3).await, &all);
+    assert!(snapshot.fills_last_id > garbage.parse::<EntryId>().unwrap());
     h.shutdown().await;
     bus.publisher.close().await;
 }

@@ -161,6 +161,23 @@ pub struct FillRecord {
     pub liquidity: Liquidity,
 }
 
+impl FillRecord {
+    /// The record of a fill the engine made, as its `fills` entry says it.
+    pub fn from_fill(fill: &maxx_hot::records::Fill, symbol: Symbol) -> Self {
+        Self {
+            ts: fill.ts_ns,
+            order_id: fill.order_id.0,
+            price: fill.price,
+            fee: fill.fee,
+            qty: fill.qty,
+            side: fill.side,
+            symbol,
+            venue: fill.venue,
+            liquidity: fill.liquidity,
+        }
+    }
+}
+
 /// A PnL snapshot from `pnl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PnlRecord {

@@ -368,6 +368,26 @@ impl EntryBuilder {
         )
     }
 
+    /// The `payouts` entry of a lock-box sweep: `amount` in `currency`, under the caller's
+    /// idempotency key.
+    pub fn payout(
+        &mut self,
+        ts_ns: u64,
+        amount: Money,
+        currency: &str,
+        idempotency_key: &str,
+    ) -> Result<Entry, EntryError> {
+        self.entry(
+            "payouts".to_string(),
+            ts_ns,
+            [
+                ("amount", amount.to_string()),
+                ("currency", currency.to_string()),
+                ("idempotency_key", idempotency_key.to_string()),
+            ],
+        )
+    }
+
     fn names(&self, id: InstrumentId) -> Result<&(String, String, String), EntryError> {
         self.names
             .get(id.index())

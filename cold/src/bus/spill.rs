@@ -123,6 +123,12 @@ impl JournalSpill {
         tops
     }
 
+    /// The entries waiting from an earlier run, oldest first (the Portfolio applies their
+    /// fills and payouts at its rebuild, before Redis has them).
+    pub fn pending(&self) -> impl Iterator<Item = &Entry> {
+        self.waiting.iter().map(|(_, e)| e)
+    }
+
     /// A counter of entries the journal could not take (kept in memory instead).
     pub fn unjournaled(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.unjournaled)

@@ -54,6 +54,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// `governor`: the MetaGovernor's policy and state.
     pub governor: GovernorConfig,
+    /// `portfolio`: the account currency and the PnL lock-box.
+    pub portfolio: PortfolioConfig,
 }
 
 impl Config {
@@ -577,6 +579,35 @@ pub enum JournalFsync {
     EveryMs(u64),
     /// `never`: the operating system writes appends back when it chooses.
     Never,
+}
+
+/// `portfolio`: the Portfolio agent's accounting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortfolioConfig {
+    /// `currency`: the account currency — the one `exec.paper.starting_balance`, equity, the
+    /// drawdown rule and the lock-box are counted in; `None` takes the quote asset of the
+    /// first symbol.
+    pub currency: Option<String>,
+    /// `lockbox_pct`: percent, in [0, 100], of each rise of realized PnL (net of fees) above
+    /// its high-water mark that moves into the lock-box.
+    pub lockbox_pct: Money,
+}
+
+impl Config {
+    /// The account currency: `portfolio.currency`, else the quote asset of the first symbol,
+    /// else `USD`.
+    pub fn account_currency(&self) -> String {
+        self.portfolio
+            .currency
+            .clone()
+            .or_else(|| {
+                self.symbols
+                    .first()
+                    .and_then(|s| s.assets.as_ref())
+                    .map(|a| a.quote.clone())
+            })
+            .unwrap_or_else(|| "USD".to_string())
+    }
 }
 
 /// `governor`: the MetaGovernor (re-weights `alpha.weights` at `alpha.reweight_cron`).

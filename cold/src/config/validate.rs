@@ -74,6 +74,7 @@ pub(crate) fn config(w: &mut Walker, root: &Node) -> Option<Config> {
     let telemetry = top.defaulted(w, "telemetry", "{}", telemetry);
     let alerts = top.defaulted(w, "alerts", "{}", alerts);
     let governor = top.defaulted(w, "governor", "{}", governor);
+    let portfolio = top.defaulted(w, "portfolio", "{}", portfolio);
     top.finish(w);
 
     cross_check(w, symbols.as_deref(), feeds.as_ref(), sim.as_ref());
@@ -104,6 +105,7 @@ pub(crate) fn config(w: &mut Walker, root: &Node) -> Option<Config> {
         telemetry: telemetry?,
         alerts: alerts?,
         governor: governor?,
+        portfolio: portfolio?,
     })
 }
 
@@ -1268,6 +1270,26 @@ fn governor(w: &mut Walker, node: &Node, path: &str) -> Option<GovernorConfig> {
         fixed: fixed?,
         discount: discount?,
         state_file: state_file?,
+    })
+}
+
+fn portfolio(w: &mut Walker, node: &Node, path: &str) -> Option<PortfolioConfig> {
+    let mut f = Fields::open(w, node, path)?;
+    let currency = f.defaulted(w, "currency", "null", |w, n, p| {
+        let code = w.opt_string(n, p, "an asset code such as USDT, or null")?;
+        match code {
+            Some(c) if !Assets::valid_code(c) => {
+                w.report(p, format!("must be 1 to 16 ASCII letters and digits, got {c:?}"));
+                None
+            }
+            c => Some(c.map(str::to_string)),
+        }
+    });
+    let lockbox_pct = f.defaulted(w, "lockbox_pct", "20", |w, n, p| w.decimal(n, p, Range::closed(0, 100)));
+    f.finish(w);
+    Some(PortfolioConfig {
+        currency: currency?,
+        lockbox_pct: lockbox_pct?,
     })
 }
 

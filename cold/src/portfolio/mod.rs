@@ -1,54 +1,30 @@
-//! The Portfolio agent (cold side): positions, average cost, realized PnL and fees per venue
-//! and symbol, rebuilt from the `fills` stream.
+//! The Portfolio agent (cold side): positions, PnL, cash, equity, the intraday drawdown, the
+//! PnL lock-box and payouts ([`Account`]; the accounting rules are in its module docs).
 //!
-//! [`Books`] is the pure state: one [`Book`] (the exact average-cost accounting of
-//! `maxx_hot::pnl`, shared with replay) per (venue, symbol), fed with decoded `fills` entries in
-//! stream order. [`Portfolio`] is the [`Agent`] that keeps a `Books` current from Redis.
-//!
-//! # Accounting
-//! It is [`Book`]'s, unchanged:
-//! - **Position** is the signed sum of filled quantities (buys positive, sells negative).
-//! - **Average price** is the cost basis of the open position over its size (average cost).
-//!   Opening or adding never rounds; `None` (JSON `null`) when flat.
-//! - **Realized** PnL is booked only by fills that reduce the position: the closed quantity at
-//!   the fill price against its share of the cost basis (one deterministic truncation toward
-//!   zero at 10^-8). A fill that flips the position through zero closes the old side first and
-//!   opens the rest at the fill price.
-//! - **Fees** are not part of realized PnL: they are summed separately as the venues charge
-//!   them (a maker rebate is a negative fee), and `net = realized − fees`.
-//!
-//! Totals are sums over all books. Every amount is an exact fixed-point
-//! [`maxx_hot::num`] value; the JSON snapshot writes them as canonical decimal strings
-//! (`"-0.5"`, `"62650.2"`) so that no reader parses them into a float by accident.
-//!
-//! # Idempotence
-//! `Books` remembers the id of the last entry it consumed and ignores any entry whose id is not
-//! above it, so reading a stretch of the stream twice never counts a fill twice. Entries that do
-//! not decode (a foreign writer, a publisher bug) are counted in `skipped_garbage` under the
-//! same rule, and never stop the agent.
+//! # Where its data comes from
+//! In `maxx run` the run loop hands every fill to [`Portfolio::on_fill`] as the drain takes it
+//! from the hot path (with the id of its `fills` entry), marks with [`Portfolio::on_mark`], and
+//! sweeps through [`Portfolio::plan_sweep`] / [`Portfolio::on_payout`]. The books therefore
+//! follow the engine with no Redis round trip, and keep doing so while Redis is down.
 //!
 //! # Rebuild
-//! The agent reads `fills` from the beginning with a plain `XREAD` reader, not a consumer group:
-//! a group remembers what it delivered, but books held in memory need every fill again after a
-//! restart. This is why `fills` retention is unbounded by default (`redis.retention.fills`).
-//! `start` reads into a fresh `Books` until a read returns fewer entries than it asked for
-//! (caught up), then swaps it in, so a restart (after a crash loop or a recycle) never adds a
-//! fill twice and `snapshot` keeps serving the previous state meanwhile. `run` then follows the
-//! stream live. A lost Redis connection ends the attempt with [`AgentError::Retry`]: the
-//! [`Supervisor`](crate::agent::Supervisor) backs off and starts the agent again, which rebuilds
-//! from the start.
+//! With Redis, `start` rebuilds the account before it goes live: it reads `fills` and `payouts`
+//! from the beginning with a plain `XREAD` reader (not a consumer group: a group remembers what
+//! it delivered, but an account held in memory needs every fill again; this is why `fills`
+//! retention is unbounded by default), then applies the fills the journal still holds for Redis
+//! ([`Portfolio::with_journal`]), then the fills and payouts that arrived in-process meanwhile.
+//! Every step is idempotent by entry id (and payouts by idempotency key), so whatever was
+//! already applied is skipped: the account reaches exactly the state it had before the restart.
+//! A rebuild that cannot reach Redis fails with [`AgentError::Retry`]: the
+//! [`Supervisor`](crate::agent::Supervisor) backs off (CrashLoopBackoff) and tries again while
+//! in-process fills wait. Entries that do not decode are counted (`skipped_garbage`) and logged
+//! once each, never fatal. After the first rebuild the agent only waits for its stop: later
+//! Redis outages do not touch it. Without Redis it starts empty and is live at once.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use maxx_hot::ids::{InstrumentId, Symbol, Venue};
-use maxx_hot::num::{Money, Price, SignedQty};
-use maxx_hot::pnl::Book;
-use maxx_hot::records::{Fill, OrderId};
-use serde::{Serialize, Serializer};
 use tracing::{info, warn};
 
 use crate::agent::{Agent, AgentError, Health, StopSignal, names};
@@ -56,249 +32,39 @@ use crate::bus::connect::RedisEndpoint;
 use crate::bus::consume::{ConsumeError, EntryId, FillRecord, RawEntry, ReadFrom, StreamReader, StreamRecord, decode};
 use crate::config::Config;
 
+mod account;
+mod books;
+
+pub use account::{Account, AccountConfig, AccountView, Payout, SweepPlan};
+pub use books::{Books, PositionView, Snapshot, Totals};
+
 /// The stream the Portfolio is built from.
 pub const FILLS: &str = "fills";
-
-/// The books of every (venue, symbol) that has had a fill, and what was read to build them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Books {
-    books: BTreeMap<(Venue, Symbol), Book>,
-    last_id: EntryId,
-    applied: u64,
-    skipped_garbage: u64,
-    skipped_overflow: u64,
-}
-
-impl Books {
-    /// Empty books; nothing read yet (`last_id` is `0-0`).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Applies the fill of entry `id`, unless `id` is not above the last entry consumed
-    /// (already counted). Returns whether the fill changed the books. A fill that would
-    /// overflow its book is consumed but not applied, and counted in `skipped_overflow`.
-    pub fn apply(&mut self, id: EntryId, fill: &FillRecord) -> bool {
-        if id <= self.last_id {
-            return false;
-        }
-        self.last_id = id;
-        let hot = Fill {
-            order_id: OrderId(fill.order_id),
-            // `Book` does not read the instrument; the key of the map says which one it is.
-            instrument: InstrumentId(0),
-            venue: fill.venue,
-            side: fill.side,
-            price: fill.price,
-            qty: fill.qty,
-            fee: fill.fee,
-            liquidity: fill.liquidity,
-            last: false,
-            ts_ns: fill.ts,
-        };
-        let book = self.books.entry((fill.venue, fill.symbol)).or_default();
-        if book.apply(&hot).is_none() {
-            self.skipped_overflow += 1;
-            return false;
-        }
-        self.applied += 1;
-        true
-    }
-
-    /// Counts entry `id` as one that does not decode, unless `id` is not above the last entry
-    /// consumed. Returns whether it was counted.
-    pub fn skip_garbage(&mut self, id: EntryId) -> bool {
-        if id <= self.last_id {
-            return false;
-        }
-        self.last_id = id;
-        self.skipped_garbage += 1;
-        true
-    }
-
-    /// The book of `symbol` on `venue`, if it has had a fill.
-    pub fn book(&self, venue: Venue, symbol: Symbol) -> Option<&Book> {
-        self.books.get(&(venue, symbol))
-    }
-
-    /// Every book, ordered by venue then symbol.
-    pub fn iter(&self) -> impl Iterator<Item = (Venue, Symbol, &Book)> {
-        self.books.iter().map(|(&(v, s), b)| (v, s, b))
-    }
-
-    /// The id of the last entry consumed (applied, garbage or overflowing); `0-0` if none.
-    pub fn last_id(&self) -> EntryId {
-        self.last_id
-    }
-
-    /// Fills applied.
-    pub fn applied(&self) -> u64 {
-        self.applied
-    }
-
-    /// Entries that did not decode.
-    pub fn skipped_garbage(&self) -> u64 {
-        self.skipped_garbage
-    }
-
-    /// Fills that would have overflowed their book (never seen with real sizes).
-    pub fn skipped_overflow(&self) -> u64 {
-        self.skipped_overflow
-    }
-
-    /// Realized PnL of all books, before fees.
-    pub fn total_realized(&self) -> Money {
-        sum(self.books.values().map(|b| b.realized))
-    }
-
-    /// Fees of all books.
-    pub fn total_fees(&self) -> Money {
-        sum(self.books.values().map(|b| b.fees))
-    }
-
-    /// A serialisable copy of the state.
-    pub fn snapshot(&self) -> Snapshot {
-        let positions = self
-            .iter()
-            .map(|(venue, symbol, b)| PositionView {
-                venue,
-                symbol,
-                position: b.position,
-                avg_price: b.avg_price(),
-                realized: b.realized,
-                fees: b.fees,
-                net: net(b.realized, b.fees),
-                fills: b.fills,
-            })
-            .collect();
-        let (realized, fees) = (self.total_realized(), self.total_fees());
-        Snapshot {
-            positions,
-            totals: Totals {
-                realized,
-                fees,
-                net: net(realized, fees),
-            },
-            last_id: self.last_id,
-            applied: self.applied,
-            skipped_garbage: self.skipped_garbage,
-            skipped_overflow: self.skipped_overflow,
-        }
-    }
-}
-
-/// Exact sum, saturating at the bounds of [`Money`] (±92 billion, far beyond any real book).
-fn sum(values: impl Iterator<Item = Money>) -> Money {
-    saturate(values.map(|m| i128::from(m.raw())).sum())
-}
-
-/// `realized − fees`, saturating.
-fn net(realized: Money, fees: Money) -> Money {
-    saturate(i128::from(realized.raw()) - i128::from(fees.raw()))
-}
-
-fn saturate(raw: i128) -> Money {
-    let clamped = raw.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
-    Money::from_raw(clamped as i64).unwrap_or(Money::ZERO)
-}
-
-/// The Portfolio's state for operators (`GET /pnl`). Amounts are exact; in JSON they are
-/// canonical decimal strings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Snapshot {
-    /// One row per (venue, symbol) that has had a fill, ordered by venue then symbol.
-    pub positions: Vec<PositionView>,
-    /// Sums over all rows.
-    pub totals: Totals,
-    /// The last `fills` entry consumed (`0-0` before the first).
-    #[serde(serialize_with = "as_text")]
-    pub last_id: EntryId,
-    /// Fills applied.
-    pub applied: u64,
-    /// Entries of `fills` that did not decode.
-    pub skipped_garbage: u64,
-    /// Fills that would have overflowed their book.
-    pub skipped_overflow: u64,
-}
-
-/// One venue and symbol.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PositionView {
-    /// The venue.
-    #[serde(serialize_with = "venue_name")]
-    pub venue: Venue,
-    /// The symbol.
-    #[serde(serialize_with = "as_text")]
-    pub symbol: Symbol,
-    /// Signed position (long positive).
-    #[serde(serialize_with = "as_text")]
-    pub position: SignedQty,
-    /// Average entry price of the open position; `None` when flat.
-    #[serde(serialize_with = "opt_text")]
-    pub avg_price: Option<Price>,
-    /// Realized PnL before fees.
-    #[serde(serialize_with = "as_text")]
-    pub realized: Money,
-    /// Fees paid (rebates lower it).
-    #[serde(serialize_with = "as_text")]
-    pub fees: Money,
-    /// `realized − fees`.
-    #[serde(serialize_with = "as_text")]
-    pub net: Money,
-    /// Fills applied.
-    pub fills: u64,
-}
-
-/// Sums over all books.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    /// Realized PnL before fees.
-    #[serde(serialize_with = "as_text")]
-    pub realized: Money,
-    /// Fees.
-    #[serde(serialize_with = "as_text")]
-    pub fees: Money,
-    /// `realized − fees`.
-    #[serde(serialize_with = "as_text")]
-    pub net: Money,
-}
-
-fn as_text<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(value)
-}
-
-fn opt_text<T: fmt::Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) => s.collect_str(v),
-        None => s.serialize_none(),
-    }
-}
-
-fn venue_name<S: Serializer>(venue: &Venue, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(venue.name())
-}
 
 /// Settings of a [`Portfolio`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortfolioOptions {
     /// Most entries per read (`COUNT`).
     pub batch: usize,
-    /// How long a live read waits for new fills (`BLOCK`); also bounds how long a caught-up
-    /// rebuild waits for its last, empty read. Must be above zero (`BLOCK 0` waits forever).
+    /// How long the rebuild's last, empty read waits (`BLOCK`); above zero (`BLOCK 0` waits
+    /// forever).
     pub block: Duration,
-    /// How often a pending read checks whether the connection was lost.
-    pub watch_every: Duration,
 }
 
 impl Default for PortfolioOptions {
     fn default() -> Self {
         Self {
             batch: 512,
-            block: Duration::from_millis(250),
-            watch_every: Duration::from_millis(50),
+            block: Duration::from_millis(50),
         }
     }
 }
+
+/// How often a pending read checks whether its connection failed.
+const WATCH_EVERY: Duration = Duration::from_millis(20);
+
+/// The stream of lock-box payouts.
+pub const PAYOUTS: &str = "payouts";
 
 /// Where the agent is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,133 +77,241 @@ enum Status {
     Stopped,
 }
 
-/// The Portfolio agent: [`Books`] kept current from `fills`. See the module docs.
+/// Something that arrived in-process while the account was being rebuilt.
+#[derive(Clone, Debug)]
+enum Held {
+    Fill(EntryId, FillRecord),
+    Payout(Payout),
+}
+
+/// Most in-process events held during a rebuild; beyond it the oldest are dropped and counted
+/// (the rebuild then finds them in Redis, where the publisher puts them).
+const HELD_MAX: usize = 1 << 20;
+
+/// The Portfolio agent. See the module docs.
 #[derive(Debug)]
 pub struct Portfolio {
-    redis: RedisEndpoint,
+    redis: Option<RedisEndpoint>,
     options: PortfolioOptions,
-    /// The books served by [`Portfolio::snapshot`]; replaced whole after a rebuild.
-    books: Mutex<Books>,
-    /// The reader `start` caught up with, handed to `run`.
-    reader: Mutex<Option<StreamReader>>,
+    config: AccountConfig,
+    account: Mutex<Account>,
+    /// `Some` until the first rebuild is done: in-process events wait here.
+    held: Mutex<Option<Vec<Held>>>,
+    held_dropped: AtomicU64,
+    /// Fills and payouts the journal held for Redis at start, applied after the streams.
+    journal: Mutex<Vec<Held>>,
     status: Mutex<Status>,
-    /// Entries read by the rebuild in progress.
     rebuild_read: AtomicU64,
-    /// The highest entry id already logged as skipped: every rebuild reads the same garbage
-    /// again, and each entry is logged once per process.
-    logged_through: Mutex<EntryId>,
+    /// The highest entry id already logged as skipped, per stream (`fills`, `payouts`).
+    logged_through: Mutex<[EntryId; 2]>,
 }
 
 impl Portfolio {
-    /// A Portfolio reading `fills` from the Redis at `redis` (what [`StreamReader::new`] takes:
-    /// a URL or a [`RedisEndpoint`] with its timeouts and reconnect backoff). Checks the
-    /// address and options now; connects in `start`.
-    pub fn new(redis: impl Into<RedisEndpoint>, options: PortfolioOptions) -> Result<Self, ConsumeError> {
-        let redis = redis.into();
+    /// A Portfolio counting in `config`, rebuilt from the Redis at `redis` (what
+    /// [`StreamReader::new`] takes) when given. Checks the address and options now; connects in
+    /// `start`.
+    pub fn new(
+        redis: Option<RedisEndpoint>,
+        config: AccountConfig,
+        options: PortfolioOptions,
+    ) -> Result<Self, ConsumeError> {
         if options.batch == 0 {
             return Err(ConsumeError::Invalid("portfolio batch must be at least 1".into()));
         }
-        if options.block.is_zero() || options.watch_every.is_zero() {
-            return Err(ConsumeError::Invalid(
-                "portfolio block and watch_every must be above zero".into(),
-            ));
+        if options.block.is_zero() {
+            return Err(ConsumeError::Invalid("portfolio block must be above zero".into()));
         }
-        // Building a reader parses the address without connecting.
-        StreamReader::new(&redis, FILLS, ReadFrom::End, options.batch, options.block)?;
+        if let Some(r) = &redis {
+            // Building a reader parses the address without connecting.
+            StreamReader::new(r, FILLS, ReadFrom::End, options.batch, options.block)?;
+        }
+        let held = redis.as_ref().map(|_| Vec::new());
         Ok(Self {
             redis,
             options,
-            books: Mutex::new(Books::new()),
-            reader: Mutex::new(None),
+            account: Mutex::new(Account::new(config.clone())),
+            config,
+            held: Mutex::new(held),
+            held_dropped: AtomicU64::new(0),
+            journal: Mutex::new(Vec::new()),
             status: Mutex::new(Status::NotStarted),
             rebuild_read: AtomicU64::new(0),
-            logged_through: Mutex::new(EntryId::default()),
+            logged_through: Mutex::new([EntryId::default(); 2]),
         })
     }
 
-    /// The current state, for `GET /pnl`. During a rebuild it is the state before it.
-    pub fn snapshot(&self) -> Snapshot {
-        lock(&self.books).snapshot()
+    /// Adds the `fills` and `payouts` entries a journal still holds for Redis, to apply after
+    /// the streams at the rebuild (entries of other streams and undecodable ones are left to
+    /// the publisher, which reports them).
+    pub fn with_journal<'a>(self, entries: impl IntoIterator<Item = &'a crate::bus::Entry>) -> Self {
+        let mut held = Vec::new();
+        for e in entries {
+            let raw = RawEntry {
+                id: e.id.clone(),
+                fields: e
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect(),
+            };
+            match e.stream.as_str() {
+                FILLS => {
+                    if let Ok(entry) = decode(FILLS, &raw)
+                        && let StreamRecord::Fill(f) = entry.record
+                    {
+                        held.push(Held::Fill(entry.id, f));
+                    }
+                }
+                PAYOUTS => {
+                    if let Ok(p) = decode_payout(&raw) {
+                        held.push(Held::Payout(p));
+                    }
+                }
+                _ => {}
+            }
+        }
+        *lock(&self.journal) = held;
+        self
     }
 
-    /// Calls `f` with the current books.
-    pub fn with_books<R>(&self, f: impl FnOnce(&Books) -> R) -> R {
-        f(&lock(&self.books))
+    /// A fill the engine made, with the id of its `fills` entry.
+    pub fn on_fill(&self, id: EntryId, fill: &FillRecord) {
+        if self.hold(Held::Fill(id, *fill)) {
+            return;
+        }
+        lock(&self.account).apply_fill(id, fill);
+    }
+
+    /// The latest mark of `symbol`.
+    pub fn on_mark(&self, symbol: maxx_hot::ids::Symbol, price: maxx_hot::num::Price) {
+        lock(&self.account).mark(symbol, price);
+    }
+
+    /// Records performance equity now for the intraday drawdown; returns the account's
+    /// (performance equity, trading capital) for Risk.
+    pub fn observe(&self, now_ns: u64) -> (maxx_hot::num::Money, maxx_hot::num::Money) {
+        let mut a = lock(&self.account);
+        a.observe(now_ns);
+        (a.performance_equity(), a.trading_capital())
+    }
+
+    /// What a sweep with `key` would do, or why it cannot be decided yet.
+    pub fn plan_sweep(&self, key: &str) -> Result<SweepPlan, String> {
+        if lock(&self.held).is_some() {
+            return Err(format!(
+                "the portfolio is still being rebuilt from Redis ({}); the lock-box is not known yet",
+                self.health().detail
+            ));
+        }
+        Ok(lock(&self.account).plan_sweep(key))
+    }
+
+    /// A payout the run loop has recorded on `payouts` (or would have, without Redis).
+    pub fn on_payout(&self, payout: Payout) -> bool {
+        if self.hold(Held::Payout(payout.clone())) {
+            return true;
+        }
+        lock(&self.account).apply_payout(payout)
+    }
+
+    /// Holds `event` while the first rebuild is pending; `false` when live.
+    fn hold(&self, event: Held) -> bool {
+        let mut held = lock(&self.held);
+        let Some(held) = held.as_mut() else { return false };
+        if held.len() >= HELD_MAX {
+            held.remove(0);
+            self.held_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        held.push(event);
+        true
+    }
+
+    /// The whole picture, for `GET /pnl`. During the first rebuild: what arrived in-process.
+    pub fn view(&self) -> AccountView {
+        lock(&self.account).view()
+    }
+
+    /// Calls `f` with the account.
+    pub fn with_account<R>(&self, f: impl FnOnce(&Account) -> R) -> R {
+        f(&lock(&self.account))
     }
 
     fn set_status(&self, status: Status) {
         *lock(&self.status) = status;
     }
 
-    /// The next batch from `reader`; `Ok(None)` once `stop` fires. A lost connection is an
-    /// [`AgentError::Retry`] at once: the reader would reconnect by itself, but in-memory books
-    /// are rebuilt from the start after any outage, by the supervisor's restart.
-    async fn read(
-        &self,
-        reader: &mut StreamReader,
-        stop: Option<&mut StopSignal>,
-    ) -> Result<Option<Vec<RawEntry>>, AgentError> {
+    /// Every entry of `stream`, read from the start.
+    async fn read_all(&self, redis: &RedisEndpoint, stream: &str) -> Result<Vec<RawEntry>, AgentError> {
+        let mut reader = StreamReader::new(
+            redis,
+            stream,
+            ReadFrom::After(EntryId::default()),
+            self.options.batch,
+            self.options.block,
+        )
+        .map_err(|e| {
+            self.set_status(Status::Failed(e.to_string()));
+            AgentError::Fatal(e.to_string())
+        })?;
         let stats = reader.stats();
-        let lost_before = stats.reconnects.load(Ordering::Relaxed);
-        let lost = || stats.reconnects.load(Ordering::Relaxed) > lost_before;
-        let mut check = tokio::time::interval(self.options.watch_every);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stopped = async {
-            match stop {
-                Some(s) => s.stopped().await,
-                None => std::future::pending().await,
+        let mut all = Vec::new();
+        loop {
+            let lost_before = stats.reconnects.load(Ordering::Relaxed);
+            let lost = || stats.reconnects.load(Ordering::Relaxed) > lost_before;
+            // The reader retries a lost or refused connection by itself, forever; the
+            // supervisor's backoff is the retry here, so a failure ends the attempt.
+            let mut check = tokio::time::interval(WATCH_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let next = reader.next_batch();
+            tokio::pin!(next);
+            let result = loop {
+                tokio::select! {
+                    result = &mut next => break result,
+                    _ = check.tick() => if lost() {
+                        return Err(self.unreachable("cannot read from it"));
+                    },
+                }
+            };
+            let batch = match result {
+                Ok(b) => b,
+                Err(ConsumeError::Invalid(e)) => {
+                    self.set_status(Status::Failed(e.clone()));
+                    return Err(AgentError::Fatal(e));
+                }
+                Err(e) => return Err(self.unreachable(&e.to_string())),
+            };
+            if lost() {
+                return Err(self.unreachable("the connection was lost while reading"));
             }
-        };
-        tokio::pin!(stopped);
-        let batch = reader.next_batch();
-        tokio::pin!(batch);
-        let result = loop {
-            tokio::select! {
-                result = &mut batch => break result,
-                () = &mut stopped => return Ok(None),
-                _ = check.tick() => if lost() {
-                    return Err(self.unreachable());
-                },
-            }
-        };
-        if lost() {
-            return Err(self.unreachable());
-        }
-        match result {
-            Ok(entries) => Ok(Some(entries)),
-            Err(ConsumeError::Invalid(e)) => {
-                self.set_status(Status::Failed(e.clone()));
-                Err(AgentError::Fatal(e))
-            }
-            Err(e) => {
-                let e = e.to_string();
-                self.set_status(Status::Failed(e.clone()));
-                Err(AgentError::Retry(e))
+            let n = batch.len();
+            self.rebuild_read.fetch_add(n as u64, Ordering::Relaxed);
+            all.extend(batch);
+            if n < self.options.batch {
+                return Ok(all);
             }
         }
     }
 
-    fn unreachable(&self) -> AgentError {
+    fn unreachable(&self, why: &str) -> AgentError {
         let detail = format!(
-            "{}: lost the connection while reading `{FILLS}`; rebuilding after a backoff",
-            self.redis.redacted_url()
+            "{}: {why}; rebuilding after a backoff",
+            self.redis.as_ref().map(|r| r.redacted_url()).unwrap_or_default()
         );
         self.set_status(Status::Unreachable(detail.clone()));
         AgentError::Retry(format!("redis unreachable: {detail}"))
     }
 
-    /// Applies a batch in order; logs each entry that is skipped, once per process.
-    fn apply_batch(&self, books: &mut Books, batch: &[RawEntry]) {
+    /// Applies `fills` entries in order; logs each skipped one once per process.
+    fn apply_fills(&self, account: &mut Account, batch: &[RawEntry]) {
         for raw in batch {
             let problem = match decode(FILLS, raw) {
                 Ok(entry) => match entry.record {
                     StreamRecord::Fill(fill) => {
-                        let overflowed = books.skipped_overflow();
-                        books.apply(entry.id, &fill);
-                        if books.skipped_overflow() == overflowed {
-                            continue;
+                        let overflowed = account.books().skipped_overflow();
+                        account.apply_fill(entry.id, &fill);
+                        if account.books().skipped_overflow() != overflowed {
+                            self.log_once(0, entry.id, "fill would overflow its book; skipped", raw);
                         }
-                        self.log_once(entry.id, "fill would overflow its book; skipped", raw);
                         continue;
                     }
                     // `decode` of `fills` only gives fills; kept total rather than panicking.
@@ -447,8 +321,8 @@ impl Portfolio {
             };
             match raw.id.parse::<EntryId>() {
                 Ok(id) => {
-                    if books.skip_garbage(id) {
-                        self.log_once(id, &problem, raw);
+                    if account.books_mut().skip_garbage(id) {
+                        self.log_once(0, id, &problem, raw);
                     }
                 }
                 // Redis never gives such an id; nothing can be counted idempotently.
@@ -457,11 +331,79 @@ impl Portfolio {
         }
     }
 
-    fn log_once(&self, id: EntryId, problem: &str, raw: &RawEntry) {
+    /// Applies `payouts` entries in order.
+    fn apply_payouts(&self, account: &mut Account, batch: &[RawEntry]) {
+        for raw in batch {
+            match decode_payout(raw) {
+                Ok(p) => {
+                    account.apply_payout(p);
+                }
+                Err(problem) => {
+                    let id = raw.id.parse().unwrap_or_default();
+                    self.log_once(1, id, &problem, raw);
+                }
+            }
+        }
+    }
+
+    fn log_once(&self, stream: usize, id: EntryId, problem: &str, raw: &RawEntry) {
         let mut through = lock(&self.logged_through);
-        if id > *through {
-            *through = id;
-            warn!(stream = FILLS, id = %id, error = %problem, entry = %raw, "fills entry skipped");
+        if id > through[stream] {
+            through[stream] = id;
+            let name = [FILLS, PAYOUTS][stream];
+            warn!(stream = name, id = %id, error = %problem, entry = %raw, "entry skipped");
+        }
+    }
+}
+
+/// Decodes a `payouts` entry: `key`, `ts`, `amount` (> 0), `currency`, `idempotency_key`.
+pub fn decode_payout(raw: &RawEntry) -> Result<Payout, String> {
+    let id: EntryId = raw.id.parse().map_err(|e| format!("{e}"))?;
+    let mut fields = std::collections::BTreeMap::new();
+    for (k, v) in &raw.fields {
+        let k = std::str::from_utf8(k).map_err(|_| "a field name is not UTF-8".to_string())?;
+        let v = std::str::from_utf8(v).map_err(|_| format!("field `{k}` is not UTF-8"))?;
+        if fields.insert(k, v).is_some() {
+            return Err(format!("field `{k}` appears twice"));
+        }
+    }
+    const SCHEMA: [&str; 5] = ["key", "ts", "amount", "currency", "idempotency_key"];
+    if let Some(k) = fields.keys().find(|k| !SCHEMA.contains(k)) {
+        return Err(format!("unknown field `{k}`"));
+    }
+    let get = |k: &str| fields.get(k).copied().ok_or_else(|| format!("field `{k}` is missing"));
+    get("key")?;
+    let ts: u64 = get("ts")?
+        .parse()
+        .map_err(|_| "field `ts` is not an integer".to_string())?;
+    let amount: maxx_hot::num::Money = get("amount")?.parse().map_err(|e| format!("field `amount`: {e}"))?;
+    if amount.raw() <= 0 {
+        return Err("field `amount` must be above zero".into());
+    }
+    let currency = get("currency")?.to_string();
+    let key = get("idempotency_key")?.to_string();
+    if key.is_empty() {
+        return Err("field `idempotency_key` is empty".into());
+    }
+    Ok(Payout {
+        key,
+        amount,
+        currency,
+        ts,
+        id,
+    })
+}
+
+/// Applies held events in order; each is skipped if already counted.
+fn apply_held(account: &mut Account, events: Vec<Held>) {
+    for event in events {
+        match event {
+            Held::Fill(id, fill) => {
+                account.apply_fill(id, &fill);
+            }
+            Held::Payout(p) => {
+                account.apply_payout(p);
+            }
         }
     }
 }
@@ -476,60 +418,58 @@ impl Agent for Portfolio {
         names::PORTFOLIO
     }
 
-    /// Reads `fills` from the start into fresh books until caught up, then swaps them in.
+    /// The first time with Redis: rebuilds the account (see the module docs).
     async fn start(&self) -> Result<(), AgentError> {
+        let Some(redis) = self.redis.clone() else {
+            self.set_status(Status::Live);
+            return Ok(());
+        };
+        if lock(&self.held).is_none() {
+            // Rebuilt before: the in-process account is current.
+            self.set_status(Status::Live);
+            return Ok(());
+        }
         self.rebuild_read.store(0, Ordering::Relaxed);
         self.set_status(Status::Rebuilding);
-        let mut reader = StreamReader::new(
-            &self.redis,
-            FILLS,
-            ReadFrom::After(EntryId::default()),
-            self.options.batch,
-            self.options.block,
-        )
-        .map_err(|e| {
-            self.set_status(Status::Failed(e.to_string()));
-            AgentError::Fatal(e.to_string())
-        })?;
-        let mut fresh = Books::new();
-        loop {
-            let Some(batch) = self.read(&mut reader, None).await? else {
-                // `read` without a stop signal only ends with a batch or an error.
-                continue;
-            };
-            self.apply_batch(&mut fresh, &batch);
-            self.rebuild_read.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if batch.len() < self.options.batch {
-                break;
-            }
+        let fills = self.read_all(&redis, FILLS).await?;
+        let payouts = self.read_all(&redis, PAYOUTS).await?;
+        let mut fresh = Account::new(self.config.clone());
+        self.apply_fills(&mut fresh, &fills);
+        self.apply_payouts(&mut fresh, &payouts);
+        let journal = std::mem::take(&mut *lock(&self.journal));
+        let journaled = journal.len();
+        apply_held(&mut fresh, journal);
+        // Swap in and replay what arrived meanwhile, under the account's lock so that no
+        // in-process event slips between the two.
+        let mut account = lock(&self.account);
+        let held = lock(&self.held).take().unwrap_or_default();
+        // Marks that arrived meanwhile are current; keep them.
+        let marks: Vec<_> = account.marks().collect();
+        *account = fresh;
+        for (symbol, price) in marks {
+            account.mark(symbol, price);
         }
+        apply_held(&mut account, held);
         info!(
-            applied = fresh.applied(),
-            skipped_garbage = fresh.skipped_garbage(),
-            last_id = %fresh.last_id(),
-            "portfolio rebuilt from fills"
+            fills = account.books().applied(),
+            payouts = account.payouts().len(),
+            journal = journaled,
+            skipped_garbage = account.books().skipped_garbage(),
+            last_id = %account.books().last_id(),
+            "portfolio rebuilt from fills and payouts"
         );
-        *lock(&self.books) = fresh;
-        *lock(&self.reader) = Some(reader);
+        drop(account);
         self.set_status(Status::Live);
         Ok(())
     }
 
-    /// Follows `fills` live until stopped or the connection is lost.
+    /// Nothing to do but wait: the account follows the run loop's calls.
     async fn run(&self, mut stop: StopSignal) -> Result<(), AgentError> {
-        let Some(mut reader) = lock(&self.reader).take() else {
-            return Err(AgentError::Retry("portfolio run without a completed start".into()));
-        };
-        loop {
-            match self.read(&mut reader, Some(&mut stop)).await? {
-                None => return Ok(()),
-                Some(batch) => self.apply_batch(&mut lock(&self.books), &batch),
-            }
-        }
+        stop.stopped().await;
+        Ok(())
     }
 
     async fn stop(&self) {
-        lock(&self.reader).take();
         let mut status = lock(&self.status);
         if matches!(*status, Status::Live | Status::Rebuilding) {
             *status = Status::Stopped;
@@ -540,16 +480,17 @@ impl Agent for Portfolio {
         let status = lock(&self.status).clone();
         match status {
             Status::Live => {
-                let books = lock(&self.books);
+                let a = lock(&self.account);
                 Health::ok(format!(
-                    "live: {} fills applied through {}, {} undecodable entries skipped",
-                    books.applied(),
-                    books.last_id(),
-                    books.skipped_garbage()
+                    "live: {} fills through {}, {} payouts, {} undecodable entries skipped",
+                    a.books().applied(),
+                    a.books().last_id(),
+                    a.payouts().len(),
+                    a.books().skipped_garbage()
                 ))
             }
             Status::Rebuilding => Health::failing(format!(
-                "rebuilding: {} fills read",
+                "rebuilding: {} entries read",
                 self.rebuild_read.load(Ordering::Relaxed)
             )),
             Status::Unreachable(e) => Health::failing(format!("redis unreachable: {e}")),
@@ -559,7 +500,7 @@ impl Agent for Portfolio {
         }
     }
 
-    /// Nothing in the config concerns the Portfolio yet.
+    /// The account currency and lock-box share apply from the next start.
     fn reload(&self, _config: &Config) -> Result<(), String> {
         Ok(())
     }
@@ -567,189 +508,90 @@ impl Agent for Portfolio {
 
 #[cfg(test)]
 mod tests {
+    use maxx_hot::ids::{Symbol, Venue};
     use maxx_hot::records::{Liquidity, Side};
 
     use super::*;
 
-    fn fill(venue: Venue, symbol: &str, side: Side, price: &str, qty: &str, fee: &str) -> FillRecord {
-        FillRecord {
+    fn config() -> AccountConfig {
+        AccountConfig {
+            currency: "USDT".into(),
+            starting: "1000".parse().unwrap(),
+            lockbox_pct: "10".parse().unwrap(),
+            quotes: Default::default(),
+        }
+    }
+
+    fn raw(id: &str, fields: &[(&str, &str)]) -> RawEntry {
+        RawEntry {
+            id: id.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    const PAYOUT: [(&str, &str); 5] = [
+        ("key", "019abc12-3456-7def-8123-456789abcdef"),
+        ("ts", "5"),
+        ("amount", "12.5"),
+        ("currency", "USDT"),
+        ("idempotency_key", "k1"),
+    ];
+
+    #[test]
+    fn payout_entries_decode_strictly() {
+        let p = decode_payout(&raw("9-1", &PAYOUT)).unwrap();
+        assert_eq!(
+            (p.key.as_str(), p.amount.to_string(), p.ts, p.id.to_string()),
+            ("k1", "12.5".to_string(), 5, "9-1".to_string())
+        );
+        let but = |k: &str, v: Option<&'static str>| {
+            let fields: Vec<(&str, &str)> = PAYOUT
+                .iter()
+                .filter_map(|&(f, x)| if f == k { v.map(|v| (f, v)) } else { Some((f, x)) })
+                .collect();
+            decode_payout(&raw("9-1", &fields)).unwrap_err()
+        };
+        assert!(but("amount", Some("-1")).contains("above zero"));
+        assert!(but("amount", Some("abc")).contains("amount"));
+        assert!(but("idempotency_key", None).contains("missing"));
+        assert!(but("ts", Some("x")).contains("ts"));
+        let mut extra = PAYOUT.to_vec();
+        extra.push(("colour", "red"));
+        assert!(
+            decode_payout(&raw("9-1", &extra))
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        assert!(decode_payout(&raw("nine", &PAYOUT)).is_err());
+    }
+
+    #[tokio::test]
+    async fn without_redis_the_agent_is_live_at_once_and_counts_in_process_fills() {
+        let p = Portfolio::new(None, config(), PortfolioOptions::default()).unwrap();
+        assert_eq!(p.health(), Health::failing("not started"));
+        p.start().await.unwrap();
+        assert!(p.health().ok);
+        let fill = FillRecord {
             ts: 1,
             order_id: 1,
-            price: price.parse().unwrap(),
-            fee: fee.parse().unwrap(),
-            qty: qty.parse().unwrap(),
-            side,
-            symbol: Symbol::new(symbol).unwrap(),
-            venue,
+            price: "100".parse().unwrap(),
+            fee: "0.1".parse().unwrap(),
+            qty: "2".parse().unwrap(),
+            side: Side::Buy,
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            venue: Venue::Binance,
             liquidity: Liquidity::Taker,
-        }
-    }
-
-    fn id(ms: u64, seq: u64) -> EntryId {
-        EntryId { ms, seq }
-    }
-
-    #[test]
-    fn entries_not_above_the_last_one_are_ignored() {
-        let mut b = Books::new();
-        let buy = fill(Venue::Binance, "BTCUSDT", Side::Buy, "100", "2", "0.1");
-        assert!(b.apply(id(5, 0), &buy));
-        assert!(!b.apply(id(5, 0), &buy), "the same entry again");
-        assert!(!b.apply(id(4, 9), &buy), "an older entry");
-        assert!(!b.skip_garbage(id(5, 0)));
-        assert!(b.skip_garbage(id(5, 1)));
-        assert!(!b.skip_garbage(id(5, 1)));
-        assert!(!b.apply(id(5, 1), &buy), "an id consumed as garbage");
-        assert!(b.apply(id(6, 0), &buy));
-        assert_eq!((b.applied(), b.skipped_garbage(), b.last_id()), (2, 1, id(6, 0)));
-        let book = b.book(Venue::Binance, Symbol::new("BTCUSDT").unwrap()).unwrap();
-        assert_eq!(book.position.to_string(), "4");
-        assert_eq!(book.fills, 2);
-        assert_eq!(book.fees.to_string(), "0.2");
-    }
-
-    #[test]
-    fn books_are_kept_per_venue_and_symbol_with_fees_apart() {
-        let mut b = Books::new();
-        let fills = [
-            fill(Venue::Binance, "BTCUSDT", Side::Buy, "100", "2", "0.1"),
-            fill(Venue::Bybit, "BTCUSDT", Side::Sell, "101", "1", "-0.01"),
-            fill(Venue::Binance, "BTCUSDT", Side::Sell, "103", "3", "0.2"),
-            fill(Venue::Binance, "ETHUSDT", Side::Buy, "10", "1", "0"),
-        ];
-        for (i, f) in fills.iter().enumerate() {
-            assert!(b.apply(id(i as u64 + 1, 0), f));
-        }
-        let s = b.snapshot();
-        let rows: Vec<_> = s
-            .positions
-            .iter()
-            .map(|p| {
-                (
-                    p.venue.name(),
-                    p.symbol.as_str().to_string(),
-                    p.position.to_string(),
-                    p.avg_price.map(|a| a.to_string()),
-                    p.realized.to_string(),
-                    p.fees.to_string(),
-                    p.net.to_string(),
-                    p.fills,
-                )
-            })
-            .collect();
-        let row = |v, s: &str, pos: &str, avg: Option<&str>, r: &str, f: &str, n: &str, c| {
-            (
-                v,
-                s.to_string(),
-                pos.to_string(),
-                avg.map(str::to_string),
-                r.to_string(),
-                f.to_string(),
-                n.to_string(),
-                c,
-            )
         };
-        assert_eq!(
-            rows,
-            [
-                // Long 2 at 100, sell 3 at 103: realizes 6, flips to short 1 at 103.
-                row("binance", "BTCUSDT", "-1", Some("103"), "6", "0.3", "5.7", 2),
-                row("binance", "ETHUSDT", "1", Some("10"), "0", "0", "0", 1),
-                // A rebate is a negative fee and raises net.
-                row("bybit", "BTCUSDT", "-1", Some("101"), "0", "-0.01", "0.01", 1),
-            ]
-        );
-        assert_eq!(
-            (
-                s.totals.realized.to_string(),
-                s.totals.fees.to_string(),
-                s.totals.net.to_string()
-            ),
-            ("6".to_string(), "0.29".to_string(), "5.71".to_string())
-        );
-    }
-
-    #[test]
-    fn the_snapshot_serialises_amounts_as_exact_decimal_strings() {
-        let mut b = Books::new();
-        b.apply(
-            id(7, 3),
-            &fill(Venue::Coinbase, "SOLUSDT", Side::Buy, "150.5", "0.1", "0.015"),
-        );
-        b.apply(
-            id(7, 4),
-            &fill(Venue::Coinbase, "SOLUSDT", Side::Sell, "151", "0.1", "0.015"),
-        );
-        b.skip_garbage(id(8, 0));
-        let json = serde_json::to_value(b.snapshot()).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "positions": [{
-                    "venue": "coinbase",
-                    "symbol": "SOLUSDT",
-                    "position": "0",
-                    "avg_price": null,
-                    "realized": "0.05",
-                    "fees": "0.03",
-                    "net": "0.02",
-                    "fills": 2
-                }],
-                "totals": {"realized": "0.05", "fees": "0.03", "net": "0.02"},
-                "last_id": "8-0",
-                "applied": 2,
-                "skipped_garbage": 1,
-                "skipped_overflow": 0
-            })
-        );
-    }
-
-    #[test]
-    fn a_fill_that_would_overflow_is_consumed_not_applied() {
-        let mut b = Books::new();
-        let huge = fill(Venue::Binance, "BTCUSDT", Side::Buy, "1", "92233720368", "0");
-        assert!(b.apply(id(1, 0), &huge));
-        assert!(!b.apply(id(2, 0), &huge), "the position would pass i64");
-        assert_eq!((b.applied(), b.skipped_overflow(), b.last_id()), (1, 1, id(2, 0)));
-    }
-
-    #[test]
-    fn a_batch_is_applied_in_order_and_garbage_counted_once_per_books() {
-        let p = Portfolio::new("redis://127.0.0.1:1", PortfolioOptions::default()).unwrap();
-        let good = RawEntry {
-            id: "10-0".into(),
-            fields: [
-                ("key", "019abc12-3456-7def-8123-456789abcdef"),
-                ("ts", "1"),
-                ("order_id", "1"),
-                ("price", "100"),
-                ("fee", "0.1"),
-                ("qty", "1"),
-                ("side", "buy"),
-                ("symbol", "BTCUSDT"),
-                ("venue", "binance"),
-                ("liquidity", "taker"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect(),
-        };
-        let garbage = RawEntry {
-            id: "11-0".into(),
-            fields: vec![(b"colour".to_vec(), b"red".to_vec())],
-        };
-        let batch = [good, garbage];
-        for _ in 0..2 {
-            // As a restart does: the same entries into fresh books.
-            let mut books = Books::new();
-            p.apply_batch(&mut books, &batch);
-            p.apply_batch(&mut books, &batch);
-            assert_eq!(
-                (books.applied(), books.skipped_garbage(), books.last_id()),
-                (1, 1, id(11, 0))
-            );
-        }
-        assert_eq!(*lock(&p.logged_through), id(11, 0));
+        p.on_fill(EntryId { ms: 1, seq: 0 }, &fill);
+        p.on_fill(EntryId { ms: 1, seq: 0 }, &fill);
+        p.on_mark(fill.symbol, "101".parse().unwrap());
+        let v = p.view();
+        assert_eq!(v.fills_applied, 1);
+        assert_eq!(v.equity.to_string(), "1001.9");
+        assert_eq!(p.plan_sweep("k").unwrap(), SweepPlan::Empty);
     }
 
     #[test]
@@ -758,15 +600,13 @@ mod tests {
             batch: 0,
             ..PortfolioOptions::default()
         };
-        assert!(Portfolio::new("redis://127.0.0.1:1", zero_batch).is_err());
+        assert!(Portfolio::new(None, config(), zero_batch).is_err());
         let zero_block = PortfolioOptions {
             block: Duration::ZERO,
             ..PortfolioOptions::default()
         };
-        assert!(Portfolio::new("redis://127.0.0.1:1", zero_block).is_err());
-        assert!(Portfolio::new("http://nowhere", PortfolioOptions::default()).is_err());
-        let p = Portfolio::new("redis://127.0.0.1:1", PortfolioOptions::default()).unwrap();
-        assert_eq!(p.health(), Health::failing("not started"));
-        assert_eq!(p.snapshot(), Books::new().snapshot());
+        assert!(Portfolio::new(None, config(), zero_block).is_err());
+        let bad_url = Some(RedisEndpoint::new("http://nowhere"));
+        assert!(Portfolio::new(bad_url, config(), PortfolioOptions::default()).is_err());
     }
 }
