@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use maxx_cold::agent::{Health, Lifecycle, LifecycleState, Supervisor, SupervisorConfig, names as agent_names};
-use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook, venue_alert};
+use maxx_cold::alerts::{Alerter, FeedState, FeedWatch, Webhook, risk_alert, venue_alert};
 use maxx_cold::bus::StreamWriter;
 use maxx_cold::bus::agent_events::LifecycleEvents;
 use maxx_cold::bus::connect::RedisEndpoint;
@@ -268,6 +268,11 @@ async fn cold_side(
     ));
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = if config.http.enabled {
+        // Every control action and its outcome, on the stream `audit` (the log line is always).
+        let audit = match &endpoint {
+            Some(endpoint) => Some(StreamWriter::spawn(endpoint).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
         let api = Arc::new(Api {
             index: Arc::clone(index),
             board: Arc::clone(&cold.board),
@@ -281,6 +286,7 @@ async fn cold_side(
             health: Arc::clone(&health),
             portfolio: Some(Arc::clone(&account)),
             desk: Arc::clone(&desk),
+            audit,
         });
         let (addr, task) = http::serve(config.http.bind, api, async {
             let _ = http_stopped.await;
@@ -760,8 +766,9 @@ fn feed_health(feed: &FeedStats) -> Health {
     }
 }
 
-/// After a drain pass: saves halts that started or ended, and raises an alert for each venue
-/// demotion and re-admission (both already logged as records).
+/// After a drain pass: saves halts that started or ended, and raises an alert for each halt
+/// and resume of the engine and each venue demotion and re-admission (all already logged as
+/// records).
 fn settle(
     index: &InstrumentIndex,
     transitions: &RefCell<Vec<Transition>>,
@@ -770,6 +777,9 @@ fn settle(
     alerter: &mut Alerter,
 ) {
     for t in transitions.borrow_mut().drain(..) {
+        if let Some(alert) = risk_alert(&t) {
+            alerter.raise(alert);
+        }
         if let Err(e) = log.record(index, t) {
             error!(error = %e, "risk state not saved");
         }

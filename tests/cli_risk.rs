@@ -5,12 +5,8 @@
 
 mod common;
 
-use common::{Running, TOKEN, TempDir, config_with, maxx};
+use common::{Running, TOKEN, TempDir, config_with, maxx, webhook_server};
 use serde_json::Value;
-
-fn config() -> String {
-    config_with(&[("  wait:", "  wait: park")])
-}
 
 /// A busy Alpha (low thresholds, short EMAs), so intents keep coming while a test waits for one.
 fn busy_config() -> String {
@@ -231,7 +227,13 @@ fn risk_state_operator_states_trim_kill_and_a_halt_that_survives_restart() {
 #[test]
 fn maxx_kill_trips_over_http_or_through_the_kill_file() {
     let dir = TempDir::new("risk-kill-cli");
-    let path = dir.write("run.yaml", config());
+    // Alerts go to a local webhook: each trip and each resume is one.
+    let (port, alerts) = webhook_server();
+    let text = config_with(&[
+        ("  wait:", "  wait: park"),
+        ("  webhook_url:", &format!("  webhook_url: \"http://127.0.0.1:{port}/hook\"")),
+    ]);
+    let path = dir.write("run.yaml", text);
     let mut run = Running::start(&path);
 
     // Over HTTP, with the address of the running instance.
@@ -250,8 +252,24 @@ fn maxx_kill_trips_over_http_or_through_the_kill_file() {
             Err(format!("{st:?}"))
         }
     });
+    run.poll("the kill-switch alert at the webhook", |_| {
+        let got = alerts.lock().unwrap().clone();
+        if got.iter().any(|b| b.contains("kill switch tripped")) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    });
     let (s, v) = run.post("/risk/resume", Some(TOKEN), "");
     assert_eq!(s, 200, "{v}");
+    run.poll("the resume alert at the webhook", |_| {
+        let got = alerts.lock().unwrap().clone();
+        if got.iter().any(|b| b.contains("trading active again")) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    });
     run.poll("ACTIVE after resume", |r| {
         let st = system_state(r);
         if st == ("active".into(), false) {

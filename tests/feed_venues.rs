@@ -4,9 +4,11 @@
 //! alerts received by a local HTTP server, garbage frames survived, and (for venues whose ids can
 //! be compared) planned resubscribes with no missing and no duplicate trade id.
 
+mod common;
+
+use common::webhook_server;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,35 +26,6 @@ use maxx_hot::runtime::{Flags, HotThreads, available_cores, plan, spawn};
 use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::topology::{Layout, StageName, WaitKind};
 
-/// A minimal HTTP server that stores every request body and answers 200.
-fn webhook_server() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::clone(&bodies);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut len, mut line) = (0usize, String::new());
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            if reader.read_exact(&mut body).is_ok() {
-                store.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-        }
-    });
-    (port, bodies)
-}
 
 /// A config with one enabled feed, `venue`, on its simulator.
 fn config_for(venue: Venue) -> Config {

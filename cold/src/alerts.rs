@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use maxx_hot::feed::ws::TlsConfig;
 use maxx_hot::ids::Venue;
+use maxx_hot::records::{Scope, TradingState, Transition, TransitionReason};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::stage::exec::ExecNote;
 use serde::Serialize;
@@ -70,6 +71,14 @@ pub enum AlertKind {
     VenueDemoted,
     /// The venue's probation is over: the router admits it again.
     VenueReadmitted,
+    /// Intraday drawdown beyond `risk.daily_drawdown_pct`: trading HALTED, Kelly clip 0.25.
+    DrawdownHalt,
+    /// The kill switch tripped: HALTED, every open order cancelled.
+    KillSwitch,
+    /// An operator halted trading.
+    Halted,
+    /// Trading is ACTIVE again after a halt.
+    Resumed,
 }
 
 impl AlertKind {
@@ -83,6 +92,10 @@ impl AlertKind {
             AlertKind::Gaps => "gaps",
             AlertKind::VenueDemoted => "venue_demoted",
             AlertKind::VenueReadmitted => "venue_readmitted",
+            AlertKind::DrawdownHalt => "drawdown_halt",
+            AlertKind::KillSwitch => "kill_switch",
+            AlertKind::Halted => "halted",
+            AlertKind::Resumed => "resumed",
         }
     }
 }
@@ -90,8 +103,8 @@ impl AlertKind {
 /// One alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alert {
-    /// Which venue (its feed, or its order entry).
-    pub venue: Venue,
+    /// Which venue (its feed, or its order entry); `None` for the engine as a whole.
+    pub venue: Option<Venue>,
     /// What happened.
     pub kind: AlertKind,
     /// Human-readable text (the webhook's `text`).
@@ -119,7 +132,7 @@ pub fn venue_alert(note: &ExecNote) -> Option<Alert> {
             until_ns,
             ts_ns,
         } => Some(Alert {
-            venue,
+            venue: Some(venue),
             kind: AlertKind::VenueDemoted,
             text: format!(
                 "{venue}: demoted by the order router, {rejects} rejects in its last {window} orders (above exec.reject_ratio_pct); orders go to other venues for {} s",
@@ -127,12 +140,45 @@ pub fn venue_alert(note: &ExecNote) -> Option<Alert> {
             ),
         }),
         ExecNote::Readmitted { venue, .. } => Some(Alert {
-            venue,
+            venue: Some(venue),
             kind: AlertKind::VenueReadmitted,
             text: format!("{venue}: probation over, the order router admits it again"),
         }),
         ExecNote::Repriced { .. } | ExecNote::PassiveTimeout { .. } => None,
     }
+}
+
+/// The alert for a trading-state transition of the whole engine: entering HALTED (drawdown,
+/// kill switch, operator) and leaving it. Per-symbol states are not alerts: their causes (a
+/// stale feed, a venue's rejects) are alerted where they are seen.
+pub fn risk_alert(t: &Transition) -> Option<Alert> {
+    if t.scope != Scope::System || t.from == t.to {
+        return None;
+    }
+    let (kind, text) = match (t.to, t.reason) {
+        (TradingState::Halted, TransitionReason::Drawdown) => (
+            AlertKind::DrawdownHalt,
+            "trading HALTED: intraday drawdown beyond risk.daily_drawdown_pct; Kelly clip 0.25 until an operator resumes".to_string(),
+        ),
+        (TradingState::Halted, TransitionReason::Kill) => (
+            AlertKind::KillSwitch,
+            "kill switch tripped: trading HALTED, every open order cancelled".to_string(),
+        ),
+        (TradingState::Halted, reason) => (
+            AlertKind::Halted,
+            format!("trading HALTED ({})", reason.name()),
+        ),
+        (to, reason) if t.from == TradingState::Halted => (
+            AlertKind::Resumed,
+            format!("trading {} again ({})", to.name(), reason.name()),
+        ),
+        _ => return None,
+    };
+    Some(Alert {
+        venue: None,
+        kind,
+        text,
+    })
 }
 
 /// Watches every feed's counters and reports changes as alerts.
@@ -198,7 +244,7 @@ impl FeedWatch {
             if now.disconnects > seen.disconnects {
                 down = true;
                 out.push(Alert {
-                    venue,
+                    venue: Some(venue),
                     kind: AlertKind::Disconnected,
                     text: format!(
                         "feed {venue}: connection lost ({} drop(s) so far); reconnecting with backoff",
@@ -209,7 +255,7 @@ impl FeedWatch {
             if now.stale_restarts > seen.stale_restarts {
                 down = true;
                 out.push(Alert {
-                    venue,
+                    venue: Some(venue),
                     kind: AlertKind::Stale,
                     text: format!(
                         "feed {venue}: no tick for {} ms; connection restarted ({} time(s) so far)",
@@ -220,14 +266,14 @@ impl FeedWatch {
             }
             if now.subscribe_rejected > seen.subscribe_rejected {
                 out.push(Alert {
-                    venue,
+                    venue: Some(venue),
                     kind: AlertKind::SubscribeRejected,
                     text: format!("feed {venue}: the venue refused a subscription; check feeds.{venue} and symbols"),
                 });
             }
             if now.gaps > seen.gaps {
                 out.push(Alert {
-                    venue,
+                    venue: Some(venue),
                     kind: AlertKind::Gaps,
                     text: format!(
                         "feed {venue}: {} sequence gap(s) since the last check ({} in all): messages were missed",
@@ -240,7 +286,7 @@ impl FeedWatch {
             if down && ticked && now.disconnects == seen.disconnects && now.stale_restarts == seen.stale_restarts {
                 down = false;
                 out.push(Alert {
-                    venue,
+                    venue: Some(venue),
                     kind: AlertKind::Recovered,
                     text: format!("feed {venue}: ticks flowing again"),
                 });
@@ -371,7 +417,7 @@ pub struct AlertStats {
 pub struct Alerter {
     webhook: Option<Webhook>,
     every: Duration,
-    last: BTreeMap<(Venue, AlertKind), Instant>,
+    last: BTreeMap<(Option<Venue>, AlertKind), Instant>,
     /// Counters.
     pub stats: Arc<AlertStats>,
 }
@@ -391,7 +437,12 @@ impl Alerter {
     /// limit holds it back. Never waits for the webhook.
     pub fn raise(&mut self, alert: Alert) {
         self.stats.raised.fetch_add(1, Ordering::Relaxed);
-        warn!(venue = alert.venue.name(), alert = alert.kind.name(), "{}", alert.text);
+        warn!(
+            venue = alert.venue.map_or("*", Venue::name),
+            alert = alert.kind.name(),
+            "{}",
+            alert.text
+        );
         let Some(hook) = self.webhook.clone() else { return };
         let now = Instant::now();
         let key = (alert.venue, alert.kind);
@@ -421,6 +472,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn system_halts_and_resumes_are_alerts_symbol_states_are_not() {
+        let t = |scope, from, to, reason| Transition {
+            scope,
+            from,
+            to,
+            reason,
+            ts_ns: 1,
+        };
+        use TradingState::*;
+        let kinds: Vec<_> = [
+            t(Scope::System, Active, Halted, TransitionReason::Drawdown),
+            t(Scope::System, Active, Halted, TransitionReason::Kill),
+            t(Scope::System, Reducing, Halted, TransitionReason::Operator),
+            t(Scope::System, Halted, Active, TransitionReason::Operator),
+        ]
+        .iter()
+        .map(|t| risk_alert(t).map(|a| (a.venue, a.kind)))
+        .collect();
+        assert_eq!(
+            kinds,
+            [
+                Some((None, AlertKind::DrawdownHalt)),
+                Some((None, AlertKind::KillSwitch)),
+                Some((None, AlertKind::Halted)),
+                Some((None, AlertKind::Resumed)),
+            ]
+        );
+        let symbol = Scope::Instrument(maxx_hot::ids::InstrumentId(0));
+        assert_eq!(risk_alert(&t(symbol, Active, Halted, TransitionReason::Operator)), None);
+        assert_eq!(
+            risk_alert(&t(Scope::System, Active, Reducing, TransitionReason::Operator)),
+            None
+        );
+        assert!(
+            risk_alert(&t(Scope::System, Active, Halted, TransitionReason::Drawdown))
+                .unwrap()
+                .text
+                .contains("daily_drawdown_pct")
+        );
+    }
+
+    #[test]
     fn venue_demotions_and_readmissions_are_alerts_order_notes_are_not() {
         let demoted = ExecNote::Demoted {
             venue: Venue::Bybit,
@@ -430,7 +523,7 @@ mod tests {
             ts_ns: 1_000_000_000,
         };
         let a = venue_alert(&demoted).unwrap();
-        assert_eq!((a.venue, a.kind), (Venue::Bybit, AlertKind::VenueDemoted));
+        assert_eq!((a.venue, a.kind), (Some(Venue::Bybit), AlertKind::VenueDemoted));
         assert_eq!(
             a.text,
             "bybit: demoted by the order router, 2 rejects in its last 50 orders (above exec.reject_ratio_pct); orders go to other venues for 60 s"
@@ -440,7 +533,7 @@ mod tests {
             ts_ns: 61_000_000_000,
         })
         .unwrap();
-        assert_eq!((back.kind.name(), back.venue), ("venue_readmitted", Venue::Bybit));
+        assert_eq!((back.kind.name(), back.venue), ("venue_readmitted", Some(Venue::Bybit)));
         let timeout = ExecNote::PassiveTimeout {
             order_id: maxx_hot::records::OrderId(3),
             venue: Venue::Bybit,

@@ -3,9 +3,30 @@
 //! Read-only endpoints answer from lock-free views the hot path publishes
 //! ([`SignalBoard`]), so a slow or hostile client can never stall a hot thread.
 //! Mutating endpoints require `Authorization: Bearer <token>` (the token comes from the
-//! environment variable `MAXX_API_TOKEN` or from `http.token_file`); without a configured
-//! token they are disabled and say so. Every error is JSON: `{"error": "<what is wrong>"}`
-//! with a 4xx/5xx status, and a refused request changes nothing.
+//! environment variable `MAXX_API_TOKEN` or from `http.token_file`, and is compared in constant
+//! time); without a configured token they are disabled and say so. Every error is JSON:
+//! `{"error": "<what is wrong>"}` with a 4xx/5xx status, and a refused request changes nothing.
+//!
+//! The routes are one list, [`ROUTES`]: the router is built from it and `GET /openapi.json`
+//! (an OpenAPI 3.1 document, [`openapi`]) describes it. Every mutating route runs behind one
+//! guard, which checks in this order and answers `{"error": …, "code": <gRPC code name>}`:
+//!
+//! | check | status |
+//! |---|---|
+//! | bearer token missing, malformed (`Basic …`, `Bearer` alone) or wrong | 401 with `WWW-Authenticate: Bearer` (503 when no token is configured) |
+//! | rate limit: one process-wide token bucket, [`RATE_PER_SEC`]/s, burst [`RATE_BURST`]; `POST /risk/kill` is exempt | 429 with `Retry-After` (seconds) |
+//! | `Content-Type` given and not JSON (`application/json`, `…+json`, or curl's `-d` default, read as JSON) | 415 |
+//! | body above [`BODY_LIMIT`] bytes (declared or streamed) | 413 |
+//! | a body on a route that takes none (`/reload`, `/risk/kill`, `/risk/resume`: nothing or `{}`) | 400 |
+//!
+//! then the handler, whose body problems (invalid JSON, not an object, wrong field type,
+//! missing or unknown field, out of range) are 400 with the field named. Every request that
+//! reaches a mutating route, authorized or not, leaves an audit record of its outcome: an `info`
+//! log line (target `audit`, `msg` `audit`) with `endpoint`, `status`, `detail` (the error, or
+//! the answer cut to 200 characters), `remote` (the caller's address), and, with Redis, an entry
+//! with `ts`, `endpoint`, `status`, `detail`, `remote` on the stream [`AUDIT_STREAM`]. The token
+//! is never part of either. Unknown paths answer 404 and a known path with another method 405
+//! (with `Allow`), both JSON; read-only routes are neither limited nor audited.
 //!
 //! | endpoint | auth | does |
 //! |---|---|---|
@@ -24,6 +45,7 @@
 //! | `POST /risk/resume` | yes | lift the kill switch and a system halt |
 //! | `POST /order` | yes | submit an order: the gRPC `SubmitOrder` as JSON (same field names, decimal strings), answered with the `OrderAck` |
 //! | `POST /cancel` | yes | `{"client_order_id":…}` or `{"order_id":…}`: the gRPC `CancelOrder`, answered with the `CancelAck` |
+//! | `GET /openapi.json` | no | the OpenAPI 3.1 document of every route above |
 //!
 //! `/order` and `/cancel` go to the order desk ([`Desk`]), which the gRPC ExecutionService
 //! shares, so both speak one contract. Enum fields take the proto names (`"SIDE_BUY"`,
@@ -36,14 +58,16 @@
 //! (it owns the governor and the PnL attribution), and the handler awaits its answer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use crossbeam::queue::ArrayQueue;
 use maxx_hot::board::SignalBoard;
@@ -58,6 +82,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
 
+use crate::bus::{Entry, StreamWriter};
 use crate::desk::Desk;
 use crate::grpc::pb;
 use crate::health::HealthBoard;
@@ -163,6 +188,9 @@ pub struct Api {
     pub portfolio: Option<Arc<Portfolio>>,
     /// The order desk behind `POST /order` and `POST /cancel`.
     pub desk: Arc<Desk>,
+    /// The writer of the Redis stream `audit` (every control action and its outcome); `None`
+    /// without Redis, when the audit is the log line alone.
+    pub audit: Option<StreamWriter>,
 }
 
 /// Reads the API token: `MAXX_API_TOKEN` if set and non-empty, else the first line of
@@ -184,29 +212,202 @@ pub fn load_token(token_file: Option<&std::path::Path>) -> Result<Option<String>
     Ok(Some(token.to_string()))
 }
 
-/// The router over `api`.
+/// Largest request body any endpoint reads, in bytes. A bigger body is refused with 413 before
+/// a byte of it reaches a handler, so nothing is applied. Far above any valid request (the
+/// largest is an operator weight vector or an order, well under 1 KiB); `/order` and `/cancel`
+/// keep their own, smaller limit, the gRPC one ([`crate::grpc::MAX_ORDER_REQUEST`]).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Sustained rate of the mutating endpoints, requests per second, process-wide (one bucket for
+/// every caller and every mutating endpoint but `POST /risk/kill`).
+pub const RATE_PER_SEC: u64 = 50;
+
+/// Burst of the mutating endpoints: the bucket's size, full at start. Beyond it a request is
+/// refused with 429 and `Retry-After` until the bucket refills at [`RATE_PER_SEC`]. Read-only
+/// endpoints are not limited (they answer from lock-free views), and neither is
+/// `POST /risk/kill`: stopping the engine must never wait behind a flood.
+pub const RATE_BURST: u64 = 100;
+
+/// The Redis stream every control action is appended to (with `redis.enabled`).
+pub const AUDIT_STREAM: &str = "audit";
+
+/// The longest `detail` an audit record carries, in characters.
+const AUDIT_DETAIL_MAX: usize = 200;
+
+/// What a route reads as its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body: empty or `{}`.
+    None,
+    /// A JSON object (for `/govern/reweight`, an empty body too).
+    Json,
+}
+
+/// One route of the API: the single list the router is built from and the OpenAPI document
+/// describes, so the two cannot disagree.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// The axum path (`/signal/{symbol}`), which is also the OpenAPI path template.
+    pub path: &'static str,
+    /// Needs the bearer token (every mutating endpoint); audited, size-limited.
+    pub auth: bool,
+    /// Counts against the mutating endpoints' rate limit.
+    pub limited: bool,
+    /// The request body.
+    pub body: BodyKind,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+}
+
+const fn read(path: &'static str, summary: &'static str) -> RouteSpec {
+    RouteSpec {
+        method: "GET",
+        path,
+        auth: false,
+        limited: false,
+        body: BodyKind::None,
+        summary,
+    }
+}
+
+const fn control(path: &'static str, body: BodyKind, summary: &'static str) -> RouteSpec {
+    RouteSpec {
+        method: "POST",
+        path,
+        auth: true,
+        limited: true,
+        body,
+        summary,
+    }
+}
+
+/// Every route the API serves.
+pub const ROUTES: &[RouteSpec] = &[
+    read(
+        "/healthz",
+        "Readiness: 200 when every health probe passes, else 503 naming the failing ones",
+    ),
+    read("/livez", "Liveness: 200 while the process can serve"),
+    read(
+        "/signal/{symbol}",
+        "The latest ensemble signal of a symbol, with each family's contribution and the weights in force",
+    ),
+    read(
+        "/pnl",
+        "The Portfolio's books: per venue and symbol position, average price, realized PnL, fees; totals",
+    ),
+    read(
+        "/govern",
+        "The governor's weights, the weights the hot path applied, and the Kelly clip",
+    ),
+    read(
+        "/risk/state",
+        "Trading states, every limit with its usage, Kelly clip, kill switch, recent transitions",
+    ),
+    read("/openapi.json", "This document"),
+    control(
+        "/sentiment",
+        BodyKind::Json,
+        "An external sentiment score in [-1, 1] for the sentiment family",
+    ),
+    control(
+        "/govern/reweight",
+        BodyKind::Json,
+        "One MetaGovernor step now (empty body or {}), or operator weights",
+    ),
+    control("/reload", BodyKind::None, "Re-read the config file, as SIGHUP does"),
+    control(
+        "/risk/state",
+        BodyKind::Json,
+        "An operator trading-state transition for the system or a symbol",
+    ),
+    control("/risk/trim", BodyKind::Json, "Reduce positions with reduce-only orders"),
+    RouteSpec {
+        // The kill switch is never rate-limited: stopping must not wait behind a flood.
+        limited: false,
+        ..control(
+            "/risk/kill",
+            BodyKind::None,
+            "Trip the kill switch: HALTED, every open order cancelled",
+        )
+    },
+    control("/risk/resume", BodyKind::None, "Lift the kill switch and a system halt"),
+    control(
+        "/order",
+        BodyKind::Json,
+        "Submit an order (the gRPC SubmitOrder as JSON), answered with the OrderAck",
+    ),
+    control(
+        "/cancel",
+        BodyKind::Json,
+        "Cancel an order (the gRPC CancelOrder as JSON), answered with the CancelAck",
+    ),
+];
+
+/// The handler of a route of [`ROUTES`].
+fn endpoint(spec: &RouteSpec) -> MethodRouter<Arc<Api>> {
+    match (spec.method, spec.path) {
+        ("GET", "/healthz") => get(healthz),
+        ("GET", "/livez") => get(livez),
+        ("GET", "/signal/{symbol}") => get(signal),
+        ("GET", "/pnl") => get(pnl),
+        ("GET", "/govern") => get(govern_status),
+        ("GET", "/risk/state") => get(risk_state),
+        ("GET", "/openapi.json") => get(|| async { Json(openapi()) }),
+        ("POST", "/sentiment") => post(sentiment),
+        ("POST", "/govern/reweight") => post(reweight),
+        ("POST", "/reload") => post(reload),
+        ("POST", "/risk/state") => post(risk_set_state),
+        ("POST", "/risk/trim") => post(risk_trim),
+        ("POST", "/risk/kill") => post(risk_kill),
+        ("POST", "/risk/resume") => post(risk_resume),
+        ("POST", "/order") => post(order),
+        ("POST", "/cancel") => post(cancel),
+        (method, path) => unreachable!("ROUTES names {method} {path}, which has no handler"),
+    }
+}
+
+/// The router over `api`, built from [`ROUTES`]. Every mutating route runs behind `guard`
+/// (auth, rate limit, body limit and content type, audit); unknown paths answer 404 and a
+/// known path with another method 405, both as JSON.
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/livez", get(livez))
-        .route("/signal/{symbol}", get(signal))
-        .route("/pnl", get(pnl))
-        .route("/sentiment", post(sentiment))
-        .route("/govern", get(govern_status))
-        .route("/govern/reweight", post(reweight))
-        .route("/reload", post(reload))
-        .route("/risk/state", get(risk_state).post(risk_set_state))
-        .route("/risk/trim", post(risk_trim))
-        .route("/risk/kill", post(risk_kill))
-        .route("/risk/resume", post(risk_resume))
-        .route("/order", post(order))
-        .route("/cancel", post(cancel))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+    let shared = Arc::new(Shared {
+        bucket: TokenBucket::new(RATE_PER_SEC, RATE_BURST, Instant::now()),
+        audit_ids: Mutex::new((0, 0)),
+    });
+    let mut router = Router::new();
+    for spec in ROUTES {
+        let mut route = endpoint(spec);
+        if spec.auth {
+            let guarded = Guarded {
+                api: Arc::clone(&api),
+                shared: Arc::clone(&shared),
+                spec,
+            };
+            route = route.route_layer(middleware::from_fn_with_state(guarded, guard));
+        }
+        router = router.route(spec.path, route);
+    }
+    router
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {method} is not allowed here (the Allow header lists the ones that are; GET /openapi.json describes every route)"),
+            )
+        })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint (GET /openapi.json lists them)",
+            )
+        })
         .with_state(api)
 }
 
 /// Binds `addr` and serves until `shutdown` resolves; returns the bound address (port 0 picks
-/// a free one) and the server task.
+/// a free one) and the server task. Connections carry the caller's address, for the audit.
 pub async fn serve(
     addr: SocketAddr,
     api: Arc<Api>,
@@ -215,11 +416,482 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        axum::serve(listener, router(api))
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            listener,
+            router(api)
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     });
     Ok((local, task))
+}
+
+/// State the guards of one router share.
+#[derive(Debug)]
+struct Shared {
+    /// The mutating endpoints' rate limit.
+    bucket: TokenBucket,
+    /// `(ms, seq)` of the last audit entry id, so ids strictly increase.
+    audit_ids: Mutex<(u64, u64)>,
+}
+
+/// The state of one mutating route's guard.
+#[derive(Clone, Debug)]
+struct Guarded {
+    api: Arc<Api>,
+    shared: Arc<Shared>,
+    spec: &'static RouteSpec,
+}
+
+/// A process-wide token bucket: `burst` tokens, refilled at `rate` per second, counted in
+/// thousandths so a refill between two close requests is not rounded away.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: u64,
+    burst_milli: u64,
+    /// Thousandths of a token available, and when that was computed.
+    state: Mutex<(u64, Instant)>,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now`.
+    pub fn new(rate: u64, burst: u64, now: Instant) -> Self {
+        Self {
+            rate: rate.max(1),
+            burst_milli: burst.saturating_mul(1000),
+            state: Mutex::new((burst.saturating_mul(1000), now)),
+        }
+    }
+
+    /// Takes one token at `now`, or says how long until one is available.
+    pub fn take(&self, now: Instant) -> Result<(), Duration> {
+        // A panic while holding the lock leaves a valid pair behind: keep using it.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (milli, last) = *state;
+        let elapsed_us = u64::try_from(now.saturating_duration_since(last).as_micros()).unwrap_or(u64::MAX);
+        let refill = elapsed_us.saturating_mul(self.rate) / 1000;
+        let available = milli.saturating_add(refill).min(self.burst_milli);
+        // Time only moves forward for the bucket, even if callers pass instants out of order.
+        let at = if now > last { now } else { last };
+        if available >= 1000 {
+            *state = (available - 1000, at);
+            Ok(())
+        } else {
+            *state = (available, at);
+            Err(Duration::from_micros((1000 - available) * 1000 / self.rate))
+        }
+    }
+}
+
+/// The front of every mutating route, in this order: bearer token (401, or 503 when no token
+/// is configured), rate limit (429 with `Retry-After`), content type (415), body size (413),
+/// a body on a route that takes none (400); then the handler; then the audit record of the
+/// outcome, whatever it was.
+async fn guard(State(g): State<Guarded>, request: Request, next: Next) -> Response {
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
+    let response = match admit(&g, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    };
+    audit(&g, &remote, response).await
+}
+
+/// The checks of `guard` before the handler; the request comes back with its body read.
+async fn admit(g: &Guarded, request: Request) -> Result<Request, Response> {
+    if let Err(e) = authorize(&g.api, request.headers()) {
+        let code = if e.status == StatusCode::UNAUTHORIZED {
+            Code::Unauthenticated
+        } else {
+            Code::Unavailable
+        };
+        return Err(error_response(e, code));
+    }
+    if g.spec.limited
+        && let Err(wait) = g.shared.bucket.take(Instant::now())
+    {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = error_response(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "rate limit: mutating endpoints take {RATE_PER_SEC} requests/s (burst {RATE_BURST}); nothing was applied, retry after {} s",
+                    secs.max(1)
+                ),
+            ),
+            Code::ResourceExhausted,
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+        return Err(response);
+    }
+    let (parts, body) = request.into_parts();
+    if let Some(kind) = parts.headers.get(header::CONTENT_TYPE)
+        && !json_content_type(kind)
+    {
+        return Err(error_response(
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "content type {:?}: send JSON (Content-Type: application/json)",
+                    kind.to_str()
+                        .unwrap_or("(not text)")
+                        .chars()
+                        .take(60)
+                        .collect::<String>()
+                ),
+            ),
+            Code::InvalidArgument,
+        ));
+    }
+    let too_large = || {
+        error_response(
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body: larger than {BODY_LIMIT} bytes, the API's limit; nothing was applied"),
+            ),
+            Code::OutOfRange,
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| too_large())?;
+    if g.spec.body == BodyKind::None {
+        let text = std::str::from_utf8(&bytes).unwrap_or("?").trim();
+        if !(text.is_empty() || text.replace(char::is_whitespace, "") == "{}") {
+            return Err(error_response(
+                ApiError::bad_request(format!(
+                    "body: {} {} takes no body (send none, or {{}})",
+                    g.spec.method, g.spec.path
+                )),
+                Code::InvalidArgument,
+            ));
+        }
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// `application/json`, any `application/…+json`, or curl's default for `-d`
+/// (`application/x-www-form-urlencoded`, read as JSON all the same); parameters such as
+/// `charset` are ignored.
+fn json_content_type(value: &header::HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else { return false };
+    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        || essence == "application/x-www-form-urlencoded"
+}
+
+/// An [`ApiError`] with the gRPC code name added to its body.
+fn error_response(e: ApiError, code: Code) -> Response {
+    let status = e.status;
+    let mut response = (status, Json(json!({ "error": e.message, "code": code_name(code) }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Records the outcome of a control action: an `info` log line (target `audit`, message
+/// `audit`) and, with Redis, an entry on the stream [`AUDIT_STREAM`]; then hands the response on.
+/// The detail is the error message, or the answer's JSON cut to [`AUDIT_DETAIL_MAX`]
+/// characters; the token never appears (it is cut out should a caller echo it in a body).
+async fn audit(g: &Guarded, remote: &str, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    // The answer is a JSON body already in memory (a handler's `Json`), so collecting it costs
+    // a copy at most; a body that cannot be read is audited (and answered) as empty.
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let detail = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => match v.get("error").and_then(Value::as_str) {
+            Some(e) => e.to_string(),
+            None => v.to_string(),
+        },
+        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let mut detail: String = detail.chars().take(AUDIT_DETAIL_MAX).collect();
+    if let Some(token) = g.api.token.as_deref().filter(|t| !t.is_empty()) {
+        detail = detail.replace(token, "[redacted]");
+    }
+    let endpoint = format!("{} {}", g.spec.method, g.spec.path);
+    let status = parts.status.as_u16();
+    tracing::info!(target: "audit", endpoint = %endpoint, status, detail = %detail, remote = %remote, "audit");
+    if let Some(writer) = &g.api.audit {
+        let now_ns = wall_ns();
+        let id = {
+            let mut last = g.shared.audit_ids.lock().unwrap_or_else(|e| e.into_inner());
+            let ms = now_ns / 1_000_000;
+            *last = if ms > last.0 { (ms, 0) } else { (last.0, last.1 + 1) };
+            format!("{}-{}", last.0, last.1)
+        };
+        writer.send(Entry {
+            stream: AUDIT_STREAM.to_string(),
+            id,
+            fields: vec![
+                ("ts".into(), now_ns.to_string()),
+                ("endpoint".into(), endpoint),
+                ("status".into(), status.to_string()),
+                ("detail".into(), detail),
+                ("remote".into(), remote.to_string()),
+            ],
+        });
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The OpenAPI 3.1 document of the API (`GET /openapi.json`), generated from [`ROUTES`].
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for spec in ROUTES {
+        let mut op = json!({
+            "summary": spec.summary,
+            "operationId": operation_id(spec),
+            "responses": responses(spec),
+        });
+        if spec.auth {
+            op["security"] = json!([{ "bearer": [] }]);
+        } else {
+            op["security"] = json!([]);
+        }
+        if spec.path.contains("{symbol}") {
+            op["parameters"] = json!([{
+                "name": "symbol", "in": "path", "required": true,
+                "schema": { "type": "string" }, "example": "BTCUSDT",
+            }]);
+        }
+        if let Some(schema) = request_schema(spec) {
+            op["requestBody"] = json!({
+                "required": spec.body == BodyKind::Json && spec.path != "/govern/reweight",
+                "content": { "application/json": { "schema": schema } },
+            });
+        }
+        let item = paths.entry(spec.path.to_string()).or_insert_with(|| json!({}));
+        item[spec.method.to_ascii_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "maxx HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Mutating endpoints (POST) need `Authorization: Bearer <token>`, are limited to \
+                 {RATE_PER_SEC} requests/s with a burst of {RATE_BURST} (429 with Retry-After; \
+                 POST /risk/kill is exempt), read bodies of at most {BODY_LIMIT} bytes (413) sent as \
+                 JSON (415 otherwise), and are audited (log target `audit`, Redis stream \
+                 `{AUDIT_STREAM}`). Every error is JSON {{\"error\": \"...\"}}, with a gRPC-style \
+                 `code` on mutating endpoints. Decimals are strings or JSON numbers as noted."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": { "type": "string", "description": "what is wrong, in words the caller can act on" },
+                        "code": { "type": "string", "description": "the gRPC code name, e.g. invalid_argument (mutating endpoints)" },
+                    },
+                },
+            },
+            "responses": {
+                "Error": {
+                    "description": "a refusal; nothing was applied",
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+                },
+            },
+        },
+    })
+}
+
+/// `GET /risk/state` → `get_risk_state`.
+fn operation_id(spec: &RouteSpec) -> String {
+    let name: String = spec
+        .path
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{}_{}", spec.method.to_ascii_lowercase(), name.trim_end_matches('_'))
+}
+
+fn decimal_schema(what: &str) -> Value {
+    json!({ "type": ["string", "number"], "description": what })
+}
+
+/// The request body schema of a route, if it reads one.
+fn request_schema(spec: &RouteSpec) -> Option<Value> {
+    let object = |required: &[&str], properties: Value| json!({ "type": "object", "additionalProperties": false, "required": required, "properties": properties });
+    let families = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["momentum", "mean_rev", "breakout", "sentiment"],
+        "properties": {
+            "momentum": decimal_schema(">= 0"), "mean_rev": decimal_schema(">= 0"),
+            "breakout": decimal_schema(">= 0"), "sentiment": decimal_schema(">= 0"),
+        },
+    });
+    let side = json!({ "type": "string", "description": "SIDE_BUY | SIDE_SELL (or buy, sell; any case)" });
+    Some(match (spec.method, spec.path) {
+        (_, _) if spec.body == BodyKind::None && spec.method == "POST" => json!({
+            "description": "no body, or {}",
+            "type": "object", "maxProperties": 0,
+        }),
+        ("POST", "/sentiment") => object(
+            &["symbol", "score"],
+            json!({ "symbol": { "type": "string" }, "score": decimal_schema("in [-1, 1]") }),
+        ),
+        ("POST", "/govern/reweight") => object(
+            &[],
+            json!({
+                "weights": families,
+                "normalise": { "type": "boolean", "description": "scale the weights to sum to 1 (default false: they must)" },
+            }),
+        ),
+        ("POST", "/risk/state") => object(
+            &["scope", "state"],
+            json!({
+                "scope": { "type": "string", "description": "\"*\" (the system) or a symbol" },
+                "state": { "enum": ["active", "reducing", "halted"] },
+            }),
+        ),
+        ("POST", "/risk/trim") => object(
+            &["fraction"],
+            json!({
+                "symbol": { "type": "string", "description": "one symbol; all of them when absent" },
+                "fraction": decimal_schema("in (0, 1]"),
+            }),
+        ),
+        ("POST", "/order") => object(
+            &["client_order_id", "symbol", "side", "qty"],
+            json!({
+                "client_order_id": { "type": "string" },
+                "symbol": { "type": "string" },
+                "side": side,
+                "qty": { "type": "string", "description": "decimal string" },
+                "price": { "type": ["string", "null"], "description": "decimal string; limit orders" },
+                "type": { "type": ["string", "null"], "description": "ORDER_TYPE_MARKET | ORDER_TYPE_LIMIT | ORDER_TYPE_LIMIT_MAKER (or short forms)" },
+                "time_in_force": { "type": ["string", "null"], "description": "TIME_IN_FORCE_GTC | _IOC | _FOK (or short forms)" },
+                "venue": { "type": ["string", "null"] },
+            }),
+        ),
+        ("POST", "/cancel") => json!({
+            "type": "object", "additionalProperties": false,
+            "description": "exactly one of client_order_id and order_id",
+            "minProperties": 1, "maxProperties": 1,
+            "properties": {
+                "client_order_id": { "type": "string" },
+                "order_id": { "type": ["integer", "string"], "description": "a positive integer" },
+            },
+        }),
+        _ => return None,
+    })
+}
+
+/// The responses of a route: its success answer and the errors it can give.
+fn responses(spec: &RouteSpec) -> Value {
+    let ok = |description: &str, properties: Value| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": { "type": "object", "properties": properties } } },
+        })
+    };
+    let error = json!({ "$ref": "#/components/responses/Error" });
+    let mut out = Map::new();
+    let success = match (spec.method, spec.path) {
+        ("GET", "/healthz") => ok(
+            "every probe passes (503 with the same shape, status \"failing\", otherwise)",
+            json!({ "status": { "enum": ["ok", "failing"] }, "failing": { "type": "array", "items": { "type": "string" } }, "checks": { "type": "object" }, "uptime_sec": { "type": "integer" } }),
+        ),
+        ("GET", "/livez") => ok(
+            "alive",
+            json!({ "status": { "const": "alive" }, "uptime_sec": { "type": "integer" } }),
+        ),
+        ("GET", "/signal/{symbol}") => ok(
+            "the latest signal",
+            json!({ "symbol": { "type": "string" }, "score": { "type": "string" }, "side": { "enum": ["buy", "sell", "flat"] }, "confidence": { "type": "string" }, "ts": { "type": "integer" }, "tick_seq": { "type": "integer" }, "contributions": { "type": "object" }, "weights": { "type": "object" } }),
+        ),
+        ("GET", "/pnl") => ok(
+            "the books",
+            json!({ "live": { "type": "boolean" }, "status": { "type": "string" } }),
+        ),
+        ("GET", "/openapi.json") => ok(
+            "this document",
+            json!({ "openapi": { "type": "string" }, "paths": { "type": "object" } }),
+        ),
+        ("POST", "/sentiment") => ok(
+            "accepted",
+            json!({ "symbol": { "type": "string" }, "score": { "type": "string" }, "ts": { "type": "integer" }, "accepted": { "const": true } }),
+        ),
+        ("POST", "/risk/trim") => ok(
+            "accepted",
+            json!({ "symbol": { "type": "string" }, "fraction": { "type": "string" }, "accepted": { "const": true } }),
+        ),
+        ("POST", "/risk/state") => ok(
+            "accepted",
+            json!({ "accepted": { "const": true }, "state": { "type": "string" } }),
+        ),
+        ("POST", "/risk/kill") => ok("tripped", json!({ "killed": { "const": true } })),
+        ("POST", "/risk/resume") => ok(
+            "lifted",
+            json!({ "killed": { "const": false }, "resumed": { "const": true } }),
+        ),
+        ("POST", "/order") => ok(
+            "the OrderAck",
+            json!({ "client_order_id": { "type": "string" }, "order_id": { "type": "integer" }, "status": { "type": "string" }, "reject_reason": { "type": "string" }, "message": { "type": "string" }, "venue": { "type": "string" }, "venue_order_id": { "type": "string" }, "filled_qty": { "type": "string" }, "avg_price": { "type": "string" }, "symbol": { "type": "string" } }),
+        ),
+        ("POST", "/cancel") => ok(
+            "the CancelAck",
+            json!({ "order_id": { "type": "integer" }, "cancelled": { "type": "boolean" }, "message": { "type": "string" }, "client_order_id": { "type": "string" }, "reason": { "type": "string" }, "cancelled_qty": { "type": "string" } }),
+        ),
+        // /govern, /risk/state (GET), /govern/reweight, /reload: the cold loop's JSON views.
+        _ => ok("the answer", json!({})),
+    };
+    out.insert("200".into(), success);
+    let mut errors: Vec<&str> = vec!["405"];
+    if spec.path == "/signal/{symbol}" {
+        errors.extend(["400", "404"]);
+    }
+    if matches!(spec.path, "/pnl" | "/healthz" | "/govern" | "/risk/state") || spec.auth {
+        errors.push("503");
+    }
+    if spec.auth {
+        errors.extend(["400", "401", "404", "409", "413", "415"]);
+        if spec.limited {
+            errors.push("429");
+        }
+    }
+    errors.sort_unstable();
+    errors.dedup();
+    for status in errors {
+        let mut e = error.clone();
+        if status == "429" {
+            e = json!({
+                "description": "rate limited; nothing was applied",
+                "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "seconds" } },
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+            });
+        } else if status == "401" {
+            e = json!({
+                "description": "missing, malformed or wrong bearer token; nothing was applied",
+                "headers": { "WWW-Authenticate": { "schema": { "const": "Bearer" } } },
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+            });
+        }
+        out.insert(status.into(), e);
+    }
+    Value::Object(out)
 }
 
 /// Readiness: 200 when every probe passes, 503 naming the ones that fail.
@@ -256,7 +928,11 @@ async fn livez(State(api): State<Arc<Api>>) -> Json<Value> {
     Json(json!({ "status": "alive", "uptime_sec": api.started.elapsed().as_secs() }))
 }
 
-async fn signal(State(api): State<Arc<Api>>, Path(symbol): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn signal(
+    State(api): State<Arc<Api>>,
+    symbol: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(symbol) = symbol.map_err(|e| ApiError::bad_request(format!("symbol: {}", e.body_text())))?;
     let id = instrument(&api.index, &symbol)?;
     let Some(s) = api.board.read(id) else {
         return Err(ApiError::new(
@@ -281,8 +957,7 @@ fn signal_json(symbol: &str, s: &Signal, weights: &[Factor; FAMILIES]) -> Value 
     })
 }
 
-async fn sentiment(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
-    authorize(&api, &headers)?;
+async fn sentiment(State(api): State<Arc<Api>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let body = object(&body)?;
     let mut symbol = None;
     let mut score = None;
@@ -329,8 +1004,7 @@ async fn sentiment(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes)
     ))
 }
 
-async fn reweight(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
-    authorize(&api, &headers)?;
+async fn reweight(State(api): State<Arc<Api>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let weights = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -339,8 +1013,7 @@ async fn reweight(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
     ask(&api, |reply| ControlRequest::Reweight { weights, reply }).await
 }
 
-async fn reload(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&api, &headers)?;
+async fn reload(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
     ask(&api, |reply| ControlRequest::Reload { reply }).await
 }
 
@@ -352,15 +1025,13 @@ async fn risk_state(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError
     ask(&api, |reply| ControlRequest::RiskState { reply }).await
 }
 
-async fn risk_kill(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&api, &headers)?;
+async fn risk_kill(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
     api.kill.trip();
     tracing::warn!("kill switch tripped over HTTP");
     Ok(Json(json!({ "killed": true })))
 }
 
-async fn risk_resume(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&api, &headers)?;
+async fn risk_resume(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
     if let Some(file) = api.kill_file.as_ref().filter(|f| f.exists()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -377,8 +1048,7 @@ async fn risk_resume(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<
     Ok(Json(json!({ "killed": false, "resumed": true })))
 }
 
-async fn risk_trim(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
-    authorize(&api, &headers)?;
+async fn risk_trim(State(api): State<Arc<Api>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let body = object(&body)?;
     let mut scope = Scope::System;
     let mut fraction = None;
@@ -414,8 +1084,7 @@ async fn risk_trim(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes)
     ))
 }
 
-async fn risk_set_state(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
-    authorize(&api, &headers)?;
+async fn risk_set_state(State(api): State<Arc<Api>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let body = object(&body)?;
     let mut scope = None;
     let mut state = None;
@@ -466,11 +1135,8 @@ async fn risk_set_state(State(api): State<Arc<Api>>, headers: HeaderMap, body: B
 /// Largest `/order` or `/cancel` body, in bytes (the gRPC limit too).
 const ORDER_BODY_LIMIT: usize = crate::grpc::MAX_ORDER_REQUEST;
 
-async fn order(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
-    let request = match authorize(&api, &headers)
-        .map_err(api_status)
-        .and_then(|()| order_request(&body))
-    {
+async fn order(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+    let request = match order_request(&body) {
         Ok(r) => r,
         Err(s) => return status_response(&s),
     };
@@ -480,11 +1146,8 @@ async fn order(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
-async fn cancel(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
-    let request = match authorize(&api, &headers)
-        .map_err(api_status)
-        .and_then(|()| cancel_request(&body))
-    {
+async fn cancel(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+    let request = match cancel_request(&body) {
         Ok(r) => r,
         Err(s) => return status_response(&s),
     };
@@ -547,15 +1210,6 @@ fn status_response(s: &Status) -> Response {
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     }
     response
-}
-
-/// An auth refusal as the gRPC status the ExecutionService would give.
-fn api_status(e: ApiError) -> Status {
-    match e.status {
-        StatusCode::UNAUTHORIZED => Status::unauthenticated(e.message),
-        StatusCode::SERVICE_UNAVAILABLE => Status::unavailable(e.message),
-        _ => Status::invalid_argument(e.message),
-    }
 }
 
 /// A JSON body as an object, within [`ORDER_BODY_LIMIT`].
@@ -827,11 +1481,16 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
             format!("mutating endpoints are disabled: no API token is configured (set {TOKEN_ENV} or http.token_file)"),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("missing Authorization: Bearer <token>"));
+    };
+    let given = value
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>"))?;
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| unauthorized("malformed Authorization header: expected Bearer <token>"))?;
     let (a, b) = (given.trim().as_bytes(), token.as_bytes());
     let differ = a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0;
     if differ {
@@ -875,4 +1534,104 @@ fn to_factor(d: Money) -> Result<Factor, ApiError> {
     d.to_string()
         .parse::<Factor>()
         .map_err(|_| ApiError::bad_request(format!("{d} does not fit a 32.32 fixed-point factor")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_bucket_gives_its_burst_then_refills_at_its_rate() {
+        let t0 = Instant::now();
+        let bucket = TokenBucket::new(50, 100, t0);
+        for i in 0..100 {
+            assert_eq!(bucket.take(t0), Ok(()), "token {i} of the burst");
+        }
+        let wait = bucket.take(t0).expect_err("the burst is spent");
+        assert_eq!(wait, Duration::from_millis(20), "one token every 1/50 s");
+        // 20 ms later exactly one more token is there.
+        let t1 = t0 + Duration::from_millis(20);
+        assert_eq!(bucket.take(t1), Ok(()));
+        assert!(bucket.take(t1).is_err());
+        // A long pause refills to the burst, never beyond.
+        let t2 = t1 + Duration::from_secs(3600);
+        for _ in 0..100 {
+            assert_eq!(bucket.take(t2), Ok(()));
+        }
+        assert!(bucket.take(t2).is_err());
+        // An instant from the past neither refills nor breaks the bucket.
+        assert!(bucket.take(t0).is_err());
+    }
+
+    #[test]
+    fn every_mutating_route_is_guarded_and_every_read_is_not() {
+        for spec in ROUTES {
+            assert_eq!(spec.auth, spec.method == "POST", "{} {}", spec.method, spec.path);
+            assert!(spec.limited <= spec.auth, "{} {}", spec.method, spec.path);
+            assert!(
+                spec.body == BodyKind::None || spec.method == "POST",
+                "{} {}",
+                spec.method,
+                spec.path
+            );
+        }
+        let unlimited: Vec<&str> = ROUTES.iter().filter(|s| s.auth && !s.limited).map(|s| s.path).collect();
+        assert_eq!(unlimited, ["/risk/kill"]);
+        let pairs: BTreeSet<(&str, &str)> = ROUTES.iter().map(|s| (s.method, s.path)).collect();
+        assert_eq!(pairs.len(), ROUTES.len(), "no route listed twice");
+    }
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes_served() {
+        let doc = openapi();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = BTreeSet::new();
+        let mut ids = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                documented.insert((method.to_ascii_uppercase(), path.clone()));
+                assert!(ids.insert(op["operationId"].as_str().expect("operationId").to_string()));
+                let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+                assert_eq!(secured, method == "post", "{method} {path}: security");
+                assert!(op["responses"]["200"].is_object(), "{method} {path}");
+                if method == "post" {
+                    for status in ["400", "401", "413"] {
+                        assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
+                    }
+                }
+            }
+        }
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|s| (s.method.to_string(), s.path.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn json_and_curls_default_are_accepted_other_content_types_are_not() {
+        let ok = |s: &'static str| json_content_type(&header::HeaderValue::from_static(s));
+        assert!(ok("application/json"));
+        assert!(ok("Application/JSON; charset=utf-8"));
+        assert!(ok("application/merge-patch+json"));
+        assert!(ok("application/x-www-form-urlencoded"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("multipart/form-data; boundary=x"));
+        assert!(!ok("application/xml"));
+    }
+
+    #[test]
+    fn operation_ids_read_as_method_and_path() {
+        let id = |method, path| {
+            operation_id(&RouteSpec {
+                method,
+                path,
+                ..read("/", "")
+            })
+        };
+        assert_eq!(id("GET", "/risk/state"), "get_risk_state");
+        assert_eq!(id("GET", "/signal/{symbol}"), "get_signal__symbol");
+        assert_eq!(id("GET", "/openapi.json"), "get_openapi_json");
+    }
 }
