@@ -12,6 +12,7 @@ use maxx_cold::emit::EmitKind;
 use maxx_cold::engine::spec;
 use maxx_cold::logging::{JsonLines, LogSink};
 use maxx_cold::replay::{ReplayOptions, replay};
+use maxx_cold::telemetry::Telemetry;
 use maxx_cold::venues::start_sim;
 use maxx_hot::ids::Venue;
 use tracing_subscriber::EnvFilter;
@@ -30,20 +31,64 @@ pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
 }
 
 /// Installs the log subscriber: JSON lines (or text) on stderr at the configured level;
-/// `RUST_LOG` overrides the level. Lines go through a [`LogSink`] (written by its own thread);
-/// keep the sink until the command ends, dropping it writes what is left.
-pub fn init_logging(config: &Config) -> LogSink {
+/// `RUST_LOG` overrides the level. Lines go through a [`LogSink`] (written by its own thread).
+/// With `telemetry.otlp_endpoint` set, spans are also exported over OTLP
+/// ([`Telemetry`]); the log level does not apply to them. Keep the returned [`Logging`] until
+/// the command ends and [`finish`](Logging::finish) it: that flushes the export and writes
+/// what is left of the logs.
+pub fn init_logging(config: &Config) -> Logging {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let sink = LogSink::start();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.telemetry.log_level.name()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(sink.writer());
-    let _ = match config.telemetry.log_format {
-        LogFormat::Json => builder.event_format(JsonLines).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(sink.writer());
+    let fmt = match config.telemetry.log_format {
+        LogFormat::Json => fmt.event_format(JsonLines).boxed(),
+        LogFormat::Text => fmt.boxed(),
     };
-    sink
+    let (telemetry, problem) = match Telemetry::start(
+        config.telemetry.otlp_endpoint.as_deref(),
+        "maxx",
+        &config.redis.instance,
+    ) {
+        Ok(t) => (t, None),
+        Err(e) => (Telemetry::off(), Some(e)),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(telemetry.layer())
+        .try_init();
+    match (&problem, telemetry.endpoint()) {
+        (Some(e), _) => tracing::warn!(error = %e, "OpenTelemetry export disabled"),
+        (None, Some(endpoint)) => {
+            tracing::info!(endpoint, "OpenTelemetry: exporting traces and metrics over OTLP/gRPC")
+        }
+        (None, None) => {}
+    }
+    Logging { sink, telemetry }
+}
+
+/// The log output and the OpenTelemetry export of one command; see [`init_logging`].
+#[derive(Debug)]
+pub struct Logging {
+    sink: LogSink,
+    telemetry: Telemetry,
+}
+
+impl Logging {
+    /// Flushes the OpenTelemetry export (bounded by
+    /// [`SHUTDOWN_BOUND`](maxx_cold::telemetry::SHUTDOWN_BOUND)), then writes every log line
+    /// still buffered, the export's own last words included.
+    pub fn finish(self) {
+        let Logging { sink, telemetry } = self;
+        if let Err(e) = telemetry.shutdown() {
+            tracing::warn!(error = %e, "OpenTelemetry: not everything was exported");
+        }
+        sink.finish();
+    }
 }
 
 /// `maxx config check PATH`.

@@ -14,7 +14,7 @@ use maxx_cold::bus::agent_events::LifecycleEvents;
 use maxx_cold::bus::connect::RedisEndpoint;
 use maxx_cold::bus::consume::{EntryId, FillRecord};
 use maxx_cold::bus::entry::{EntryBuilder, PnlSnapshot, StreamKind};
-use maxx_cold::bus::publish::{MemorySpill, Publisher, PublisherConfig, Spill, stream_tops};
+use maxx_cold::bus::publish::{MemorySpill, Outcome, Publisher, PublisherConfig, Spill, stream_tops};
 use maxx_cold::bus::spill::JournalSpill;
 use maxx_cold::config::{Config, FeedUrl};
 use maxx_cold::control::Control;
@@ -23,8 +23,8 @@ use maxx_cold::engine::{spec, venue_gateways};
 use maxx_cold::governor::Trigger;
 use maxx_cold::grpc::{self, ExecutionGrpc, RiskGrpc};
 use maxx_cold::health::HealthBoard;
-use maxx_cold::http::{self, Api, ControlRequest, load_token};
-use maxx_cold::portfolio::{AccountConfig, Portfolio, PortfolioOptions};
+use maxx_cold::http::{self, Api, ApiError, ControlRequest, load_token};
+use maxx_cold::portfolio::{AccountConfig, Payout, Portfolio, PortfolioOptions, SweepPlan};
 use maxx_cold::recorder;
 use maxx_cold::risk_state::{RiskLog, risk_state_json, scope_key};
 use maxx_cold::summary::{Latency, summarize};
@@ -403,8 +403,15 @@ async fn cold_side(
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
                 mark_portfolio(index, &drain, &account);
-                if answer(control, request, &drain, &cold, (index, stats, risk_log)) {
-                    agents.recycled();
+                match request {
+                    ControlRequest::Sweep { key, reply } => {
+                        let _ = reply.send(sweep(&bus, &account, &local_ids, key, wall_ns()));
+                    }
+                    request => {
+                        if answer(control, request, &drain, &cold, (index, stats, risk_log)) {
+                            agents.recycled();
+                        }
+                    }
                 }
             }
             _ = sighup.recv() => {
@@ -559,6 +566,20 @@ impl Bus {
                 self.unbuildable(&e);
                 None
             }
+        }
+    }
+
+    /// Queues the `payouts` entry of a sweep; returns its id. Payouts are never shed: a full
+    /// queue spills them (to the journal when there is one).
+    fn payout(&mut self, ts_ns: u64, amount: Money, currency: &str, key: &str) -> Result<EntryId, String> {
+        let entry = self
+            .builder
+            .payout(ts_ns, amount, currency, key)
+            .map_err(|e| format!("payout entry: {e}"))?;
+        let id = entry.id.parse().map_err(|e| format!("payout entry id: {e}"))?;
+        match self.publisher.try_publish(entry) {
+            Outcome::Queued | Outcome::Spilled => Ok(id),
+            other => Err(format!("the publisher refused the payout entry ({other:?})")),
         }
     }
 
@@ -827,8 +848,66 @@ fn answer(
         ControlRequest::Status { reply } => {
             let _ = reply.send(Ok(control.status(board, &pnl)));
         }
+        // Answered by the run loop, which holds the bus and the Portfolio.
+        ControlRequest::Sweep { reply, .. } => {
+            let _ = reply.send(Err(ApiError::internal("sweep reached the control answer")));
+        }
     }
     false
+}
+
+/// `POST /sweep`: pays the whole lock-box out once per idempotency key. The payout is written
+/// to the `payouts` stream through the publisher (journaled, never shed) before the Portfolio
+/// records it; a repeated key answers with the first payout; an empty lock-box is a no-op.
+#[tracing::instrument(name = "portfolio.sweep", skip_all, fields(otel.name = "portfolio sweep"))]
+fn sweep(
+    bus: &RefCell<Option<Bus>>,
+    account: &Portfolio,
+    local_ids: &RefCell<maxx_cold::bus::entry::StreamIds>,
+    key: String,
+    now_ns: u64,
+) -> http::Reply {
+    let unavailable = |e: String| ApiError::unavailable(e);
+    let plan = account.plan_sweep(&key).map_err(unavailable)?;
+    let (lockbox, currency) = account.with_account(|a| (a.lockbox(), a.config().currency.clone()));
+    match plan {
+        SweepPlan::Repeat(payout) => Ok(serde_json::json!({
+            "swept": false,
+            "repeated": true,
+            "payout": payout,
+            "lockbox": lockbox.to_string(),
+            "message": "this idempotency key was paid before: the same payout, nothing paid again",
+        })),
+        SweepPlan::Empty => Ok(serde_json::json!({
+            "swept": false,
+            "repeated": false,
+            "payout": null,
+            "lockbox": lockbox.to_string(),
+            "message": "the lock-box is empty: nothing to pay",
+        })),
+        SweepPlan::Pay(amount) => {
+            let id = match bus.borrow_mut().as_mut() {
+                Some(bus) => bus.payout(now_ns, amount, &currency, &key).map_err(unavailable)?,
+                None => local_ids.borrow_mut().next(maxx_cold::portfolio::PAYOUTS, now_ns),
+            };
+            let payout = Payout {
+                key,
+                amount,
+                currency,
+                ts: now_ns,
+                id,
+            };
+            account.on_payout(payout.clone());
+            info!(amount = %payout.amount, currency = %payout.currency, key = %payout.key, id = %payout.id, "lock-box swept into the payouts ledger");
+            Ok(serde_json::json!({
+                "swept": true,
+                "repeated": false,
+                "payout": payout,
+                "lockbox": "0",
+                "message": format!("paid {} {} out of the lock-box", payout.amount, payout.currency),
+            }))
+        }
+    }
 }
 
 /// Sleeps until the next `alpha.reweight_cron` firing (UTC, whole seconds).

@@ -555,3 +555,137 @@ fn a_run_killed_while_redis_is_down_publishes_its_journal_at_the_next_start_once
     }
     assert_once("pnl", &decoded(&mut con, "pnl"));
 }
+
+/// `XADD fills <id> …` of one fill, written as the engine writes them.
+fn seed_fill(redis: &RedisServer, id: &str, side: &str, price: &str, qty: &str) {
+    let ts = format!("{}", id.split('-').next().unwrap().parse::<u64>().unwrap() * 1_000_000);
+    let reply = redis.cmd(&[
+        "XADD",
+        "fills",
+        id,
+        "key",
+        "019abc12-3456-7def-8123-456789abcdef",
+        "ts",
+        &ts,
+        "order_id",
+        "1",
+        "price",
+        price,
+        "fee",
+        "0",
+        "qty",
+        qty,
+        "side",
+        side,
+        "symbol",
+        "BTCUSDT",
+        "venue",
+        "binance",
+        "liquidity",
+        "maker",
+    ]);
+    assert!(
+        reply.as_deref().is_some_and(|r| r.contains(id)),
+        "XADD fills {id}: {reply:?}"
+    );
+}
+
+#[test]
+fn the_lockbox_is_swept_once_per_key_and_the_payout_survives_a_restart() {
+    let redis = RedisServer::start();
+    // A profitable round trip from an earlier life of the engine: 1 BTC bought at 60 000 and
+    // sold at 61 000. The Portfolio rebuilds it at start: 20 % of the 1 000 goes to the lock-box.
+    seed_fill(&redis, "1000-0", "buy", "60000", "1");
+    seed_fill(&redis, "1001-0", "sell", "61000", "1");
+    let dir = TempDir::new("bus-sweep");
+    let path = dir.write("run.yaml", config(&redis.url(), &dir.path().join("journal")));
+    let mut run = Running::start(&path);
+    let pnl = run.poll("the rebuilt lock-box", |r| {
+        let (status, v) = r.get("/pnl");
+        if status == 200 && v["live"] == true && v["lockbox"]["total_in"] == "200" {
+            Ok(v)
+        } else {
+            Err(format!("{status} {v}"))
+        }
+    });
+    // The engine may trade meanwhile; whatever the lock-box holds now is what a sweep pays.
+    assert!(pnl["lockbox"]["balance"].as_str().is_some_and(|b| b != "0"), "{pnl}");
+
+    // Without a token: refused, nothing paid.
+    let (status, _) = run.post("/sweep", None, r#"{"idempotency_key":"day-1"}"#);
+    assert_eq!(status, 401);
+    let (status, v) = run.post("/sweep", Some(TOKEN), r#"{"idempotency_key":""}"#);
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = run.post("/sweep", Some(TOKEN), r#"{"key":"day-1"}"#);
+    assert_eq!(status, 400, "{v}");
+
+    let (status, first) = run.post("/sweep", Some(TOKEN), r#"{"idempotency_key":"day-1"}"#);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        (first["swept"].as_bool(), first["repeated"].as_bool()),
+        (Some(true), Some(false)),
+        "{first}"
+    );
+    let payout = first["payout"].clone();
+    assert_eq!(payout["currency"], "USDT");
+    assert_eq!(payout["key"], "day-1");
+    let amount = payout["amount"].as_str().unwrap().to_string();
+    // The lock-box only grows until it is paid: at least the 200 of the seeded round trip.
+    let exact: maxx_hot::num::Money = amount.parse().unwrap();
+    assert!(exact >= "200".parse().unwrap(), "{first}");
+
+    // The same key again: the same payout, nothing paid twice; another key: the box is empty.
+    let (status, again) = run.post("/sweep", Some(TOKEN), r#"{"idempotency_key":"day-1"}"#);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (again["swept"].as_bool(), again["repeated"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(again["payout"], payout);
+    let (status, empty) = run.post("/sweep", Some(TOKEN), r#"{"idempotency_key":"day-2"}"#);
+    assert_eq!(status, 200, "{empty}");
+    let swept_again = empty["swept"].as_bool() == Some(true);
+    if !swept_again {
+        assert!(empty["message"].as_str().unwrap().contains("empty"), "{empty}");
+    }
+
+    // The payout is on the ledger stream, once.
+    run.poll("the payout in Redis", |_| {
+        let n = xlen(&redis.url(), "payouts");
+        if n >= 1 {
+            Ok(())
+        } else {
+            Err(format!("XLEN payouts {n}"))
+        }
+    });
+    let before = run.get("/pnl").1;
+    let _ = run.stop_with_output();
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut con = client.get_connection().expect("redis connection");
+    let ledger = xrange(&mut con, "payouts");
+    assert_eq!(ledger.len(), if swept_again { 2 } else { 1 });
+    let first_entry = maxx_cold::portfolio::decode_payout(&ledger[0]).unwrap();
+    assert_eq!(
+        (first_entry.key.as_str(), first_entry.amount.to_string()),
+        ("day-1", amount.clone())
+    );
+
+    // A restart rebuilds the same ledger and lock-box; the key still answers the same payout.
+    let mut run = Running::start(&path);
+    let after = run.poll("the rebuilt payouts", |r| {
+        let (status, v) = r.get("/pnl");
+        if status == 200 && v["live"] == true {
+            Ok(v)
+        } else {
+            Err(format!("{status} {v}"))
+        }
+    });
+    assert_eq!(after["payouts"], before["payouts"], "{after}");
+    assert_eq!(after["lockbox"]["paid"], before["lockbox"]["paid"]);
+    let (status, again) = run.post("/sweep", Some(TOKEN), r#"{"idempotency_key":"day-1"}"#);
+    assert_eq!(status, 200);
+    assert_eq!(again["payout"], payout);
+    assert_eq!(again["repeated"], true);
+    let _ = run.stop();
+    assert_eq!(xlen(&redis.url(), "payouts"), ledger.len(), "no payout written twice");
+}

@@ -231,7 +231,10 @@ fn maxx_kill_trips_over_http_or_through_the_kill_file() {
     let (port, alerts) = webhook_server();
     let text = config_with(&[
         ("  wait:", "  wait: park"),
-        ("  webhook_url:", &format!("  webhook_url: \"http://127.0.0.1:{port}/hook\"")),
+        (
+            "  webhook_url:",
+            &format!("  webhook_url: \"http://127.0.0.1:{port}/hook\""),
+        ),
     ]);
     let path = dir.write("run.yaml", text);
     let mut run = Running::start(&path);

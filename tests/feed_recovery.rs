@@ -32,7 +32,6 @@ use maxx_hot::runtime::{plan, spawn};
 use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::topology::{Layout, StageName, WaitKind};
 
-
 struct Harness {
     drain: TapDrain,
     cold: maxx_hot::wiring::ColdEnds,

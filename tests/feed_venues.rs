@@ -26,7 +26,6 @@ use maxx_hot::runtime::{Flags, HotThreads, available_cores, plan, spawn};
 use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::topology::{Layout, StageName, WaitKind};
 
-
 /// A config with one enabled feed, `venue`, on its simulator.
 fn config_for(venue: Venue) -> Config {
     let (symbol, venue_symbol, start, tick, lot, qty) = match venue {

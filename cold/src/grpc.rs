@@ -240,6 +240,7 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
+            .layer(crate::telemetry::grpc_layer())
             .add_service(RiskServiceServer::new(risk))
             .add_service(ExecutionServiceServer::new(execution).max_decoding_message_size(MAX_ORDER_REQUEST))
             .add_service(reflection_v1)

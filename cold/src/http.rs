@@ -45,6 +45,7 @@
 //! | `POST /risk/resume` | yes | lift the kill switch and a system halt |
 //! | `POST /order` | yes | submit an order: the gRPC `SubmitOrder` as JSON (same field names, decimal strings), answered with the `OrderAck` |
 //! | `POST /cancel` | yes | `{"client_order_id":…}` or `{"order_id":…}`: the gRPC `CancelOrder`, answered with the `CancelAck` |
+//! | `POST /sweep` | yes | `{"idempotency_key":"…"}`: pay the lock-box out into the `payouts` ledger; a repeated key answers with the same payout; an empty lock-box is a no-op answer |
 //! | `GET /openapi.json` | no | the OpenAPI 3.1 document of every route above |
 //!
 //! `/order` and `/cancel` go to the order desk ([`Desk`]), which the gRPC ExecutionService
@@ -106,6 +107,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// A 503 Service Unavailable: try again later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// A 500 Internal Server Error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
     /// Any status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
@@ -156,6 +167,13 @@ pub enum ControlRequest {
     },
     /// The RiskSentinel's view for `GET /risk/state`.
     RiskState {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Pay the lock-box out (`POST /sweep`), once per idempotency key.
+    Sweep {
+        /// The caller's idempotency key (1 to 128 printable ASCII characters).
+        key: String,
         /// Where the answer goes.
         reply: oneshot::Sender<Reply>,
     },
@@ -344,6 +362,11 @@ pub const ROUTES: &[RouteSpec] = &[
         BodyKind::Json,
         "Cancel an order (the gRPC CancelOrder as JSON), answered with the CancelAck",
     ),
+    control(
+        "/sweep",
+        BodyKind::Json,
+        "Pay the PnL lock-box out into the payouts ledger, once per idempotency key",
+    ),
 ];
 
 /// The handler of a route of [`ROUTES`].
@@ -365,6 +388,7 @@ fn endpoint(spec: &RouteSpec) -> MethodRouter<Arc<Api>> {
         ("POST", "/risk/resume") => post(risk_resume),
         ("POST", "/order") => post(order),
         ("POST", "/cancel") => post(cancel),
+        ("POST", "/sweep") => post(sweep),
         (method, path) => unreachable!("ROUTES names {method} {path}, which has no handler"),
     }
 }
@@ -419,6 +443,7 @@ pub async fn serve(
         axum::serve(
             listener,
             router(api)
+                .layer(crate::telemetry::http_layer())
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
@@ -786,6 +811,10 @@ fn request_schema(spec: &RouteSpec) -> Option<Value> {
                 "venue": { "type": ["string", "null"] },
             }),
         ),
+        ("POST", "/sweep") => object(
+            &["idempotency_key"],
+            json!({ "idempotency_key": { "type": "string", "minLength": 1, "maxLength": 128, "description": "printable ASCII; a repeated key answers with the same payout" } }),
+        ),
         ("POST", "/cancel") => json!({
             "type": "object", "additionalProperties": false,
             "description": "exactly one of client_order_id and order_id",
@@ -850,6 +879,10 @@ fn responses(spec: &RouteSpec) -> Value {
         ("POST", "/order") => ok(
             "the OrderAck",
             json!({ "client_order_id": { "type": "string" }, "order_id": { "type": "integer" }, "status": { "type": "string" }, "reject_reason": { "type": "string" }, "message": { "type": "string" }, "venue": { "type": "string" }, "venue_order_id": { "type": "string" }, "filled_qty": { "type": "string" }, "avg_price": { "type": "string" }, "symbol": { "type": "string" } }),
+        ),
+        ("POST", "/sweep") => ok(
+            "the payout (swept or repeated), or a no-op when the lock-box is empty",
+            json!({ "swept": { "type": "boolean" }, "repeated": { "type": "boolean" }, "payout": { "type": ["object", "null"] }, "lockbox": { "type": "string" }, "message": { "type": "string" } }),
         ),
         ("POST", "/cancel") => ok(
             "the CancelAck",
@@ -1011,6 +1044,36 @@ async fn reweight(State(api): State<Arc<Api>>, body: Bytes) -> Result<Json<Value
         reweight_body(&object(&body)?)?
     };
     ask(&api, |reply| ControlRequest::Reweight { weights, reply }).await
+}
+
+/// The longest idempotency key `POST /sweep` takes.
+pub const SWEEP_KEY_MAX: usize = 128;
+
+async fn sweep(State(api): State<Arc<Api>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let body = object(&body)?;
+    let mut key = None;
+    for (name, value) in &body {
+        match name.as_str() {
+            "idempotency_key" => {
+                key = Some(value.as_str().ok_or_else(|| {
+                    ApiError::bad_request("idempotency_key: expected a string such as \"payout-2026-11-26\"")
+                })?)
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?} (expected idempotency_key)"
+                )));
+            }
+        }
+    }
+    let key = key.ok_or_else(|| ApiError::bad_request("idempotency_key: required"))?;
+    if key.is_empty() || key.len() > SWEEP_KEY_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(format!(
+            "idempotency_key: 1 to {SWEEP_KEY_MAX} printable ASCII characters without spaces"
+        )));
+    }
+    let key = key.to_string();
+    ask(&api, |reply| ControlRequest::Sweep { key, reply }).await
 }
 
 async fn reload(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {

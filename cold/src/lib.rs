@@ -26,4 +26,5 @@ pub mod risk_state;
 pub mod sim;
 pub mod summary;
 pub mod taps;
+pub mod telemetry;
 pub mod venues;
