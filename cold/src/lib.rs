@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod mockvenue;
 pub mod portfolio;
 pub mod recorder;

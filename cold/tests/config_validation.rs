@@ -139,7 +139,7 @@ fn shipped_config_validates() {
     assert_eq!(c.http.bind, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.http.token_file, None);
     assert_eq!(c.grpc.bind, "127.0.0.1:50051".parse().unwrap());
-    assert_eq!(c.telemetry.prometheus_bind, "127.0.0.1:9100".parse().unwrap());
+    assert_eq!(c.telemetry.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
     assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
     assert_eq!(
         (c.telemetry.log_level, c.telemetry.log_format),
@@ -782,8 +782,18 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
     ("token_file: null", "token_file: \"\"", &["http.token_file"]),
     ("bind: \"127.0.0.1:50051\"", "bind: 50051", &["grpc.bind"]),
     (
+        "metrics_listen: \"127.0.0.1:9100\"",
+        "metrics_listen: \"999.0.0.1:9100\"",
+        &["telemetry.metrics_listen"],
+    ),
+    (
+        "metrics_listen: \"127.0.0.1:9100\"",
+        "metrics_listen: 9100",
+        &["telemetry.metrics_listen"],
+    ),
+    (
+        "metrics_listen: \"127.0.0.1:9100\"",
         "prometheus_bind: \"127.0.0.1:9100\"",
-        "prometheus_bind: \"999.0.0.1:9100\"",
         &["telemetry.prometheus_bind"],
     ),
     (
@@ -968,6 +978,7 @@ fn nullable_keys_accept_values() {
     let text = edit(&shipped(), "capture_dir: null", "capture_dir: /var/lib/maxx/captures");
     let text = edit(&text, "token_file: null", "token_file: /etc/maxx/token");
     let text = edit(&text, "otlp_endpoint: \"http://127.0.0.1:4317\"", "otlp_endpoint: null");
+    let text = edit(&text, "metrics_listen: \"127.0.0.1:9100\"", "metrics_listen: null");
     let text = edit(
         &text,
         "webhook_url: null",
@@ -978,6 +989,7 @@ fn nullable_keys_accept_values() {
     assert_eq!(c.market_data.capture_dir, Some(PathBuf::from("/var/lib/maxx/captures")));
     assert_eq!(c.http.token_file, Some(PathBuf::from("/etc/maxx/token")));
     assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(c.telemetry.metrics_listen, None);
     assert_eq!(
         c.alerts.webhook_url.as_deref(),
         Some("https://hooks.example.com/T000/B000")

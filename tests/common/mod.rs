@@ -118,10 +118,11 @@ pub fn config_with(replacements: &[(&str, &str)]) -> String {
     }
     let mut out = lines.join("\n");
     out.push('\n');
-    // Tests run side by side: the HTTP API and the gRPC server take any free port unless a test
-    // chose one.
+    // Tests run side by side: the HTTP API, the gRPC server and the metrics endpoint take any
+    // free port unless a test chose one.
     out.replace("bind: \"127.0.0.1:8080\"", "bind: \"127.0.0.1:0\"")
         .replace("bind: \"127.0.0.1:50051\"", "bind: \"127.0.0.1:0\"")
+        .replace("metrics_listen: \"127.0.0.1:9100\"", "metrics_listen: \"127.0.0.1:0\"")
 }
 
 /// A file under `../shared/data/`, or `None` (with a note on stderr) when it is absent, so the

@@ -269,6 +269,25 @@ impl Spill for MemorySpill {
     }
 }
 
+/// A shared handle on a [`Publisher`]'s counters ([`Publisher::stats_handle`]); dereferences
+/// to [`PublisherStats`].
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl std::ops::Deref for StatsHandle {
+    type Target = PublisherStats;
+
+    fn deref(&self) -> &PublisherStats {
+        &self.0.stats
+    }
+}
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.stats.fmt(f)
+    }
+}
+
 /// What [`Publisher::try_publish`] did with an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -491,6 +510,12 @@ impl Publisher {
     /// The counters.
     pub fn stats(&self) -> &PublisherStats {
         &self.shared.stats
+    }
+
+    /// The counters behind an `Arc`, for readers that outlive a borrow of the publisher (the
+    /// `/metrics` endpoint).
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.shared))
     }
 
     /// A health probe for `/healthz`: ok while the writer holds a working connection, failing

@@ -651,8 +651,9 @@ pub struct GrpcConfig {
 /// `telemetry`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TelemetryConfig {
-    /// `prometheus_bind`: listen address of `/metrics`.
-    pub prometheus_bind: SocketAddr,
+    /// `metrics_listen`: listen address of the Prometheus `/metrics` server (port 0: any free
+    /// port), or `None` for no metrics server.
+    pub metrics_listen: Option<SocketAddr>,
     /// `otlp_endpoint`: OTLP export target (`http://` or `https://`), or `None` for no export.
     pub otlp_endpoint: Option<String>,
     /// `log_level`: the least severe level logged.

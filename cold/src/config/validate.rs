@@ -174,6 +174,13 @@ fn url(w: &mut Walker, n: &Node, p: &str, schemes: &[&str], refused: &[(&str, &s
     Some(s.clone())
 }
 
+fn opt_addr(w: &mut Walker, n: &Node, p: &str) -> Option<Option<std::net::SocketAddr>> {
+    match n {
+        Node::Null => Some(None),
+        _ => addr(w, n, p).map(Some),
+    }
+}
+
 fn opt_http_url(w: &mut Walker, n: &Node, p: &str) -> Option<Option<String>> {
     match n {
         Node::Null => Some(None),
@@ -1319,7 +1326,7 @@ fn grpc(w: &mut Walker, node: &Node, path: &str) -> Option<GrpcConfig> {
 
 fn telemetry(w: &mut Walker, node: &Node, path: &str) -> Option<TelemetryConfig> {
     let mut f = Fields::open(w, node, path)?;
-    let prometheus_bind = f.defaulted(w, "prometheus_bind", "'127.0.0.1:9100'", addr);
+    let metrics_listen = f.defaulted(w, "metrics_listen", "'127.0.0.1:9100'", opt_addr);
     let otlp_endpoint = f.defaulted(w, "otlp_endpoint", "'http://127.0.0.1:4317'", opt_http_url);
     let levels: Vec<&str> = LogLevel::ALL.iter().map(|l| l.name()).collect();
     let log_level = f.defaulted(w, "log_level", "info", |w, n, p| {
@@ -1330,7 +1337,7 @@ fn telemetry(w: &mut Walker, node: &Node, path: &str) -> Option<TelemetryConfig>
     });
     f.finish(w);
     Some(TelemetryConfig {
-        prometheus_bind: prometheus_bind?,
+        metrics_listen: metrics_listen?,
         otlp_endpoint: otlp_endpoint?,
         log_level: log_level?,
         log_format: log_format?,

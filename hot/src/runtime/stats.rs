@@ -15,6 +15,22 @@ pub mod feed_state {
     pub const STALE: u64 = 2;
 }
 
+/// Occupancy of one hot → hot ring, sampled by the task that consumes it: a relaxed store of
+/// `Consumer::slots()` at most once per poll batch (every [`RING_SAMPLE_EVERY`] polls), no
+/// allocation, no lock. Read by the cold side's `/metrics`.
+#[derive(Debug, Default)]
+pub struct RingGauge {
+    /// Records waiting in the ring at the last sample.
+    pub occupancy: Counter,
+    /// The ring's capacity in records (set once, when the task is built).
+    pub capacity: Counter,
+}
+
+/// A consuming task samples its rings' occupancy once every this many polls: often enough for
+/// a gauge scraped every few seconds, rare enough that the extra load of the producer's index
+/// (a cache line the producer keeps writing) stays off the per-record cost.
+pub const RING_SAMPLE_EVERY: u32 = 64;
+
 /// Counters of one feed.
 #[derive(Debug)]
 pub struct FeedStats {
@@ -128,6 +144,9 @@ pub struct AlphaStats {
     pub weight_updates: Counter,
     /// Signals not copied to the cold side because its tap was full.
     pub tap_dropped: Counter,
+    /// Occupancy of each `md_alpha[v]` ring, by the feed's position in the engine (the order
+    /// of `EngineStats::feeds`), written by Alpha.
+    pub md_alpha: [RingGauge; Venue::COUNT],
 }
 
 /// Counters of Risk.
@@ -160,6 +179,10 @@ pub struct RiskStats {
     pub kill_trips: Counter,
     /// Position per instrument, raw 10^-8 units as two's complement.
     pub position_raw: Vec<Counter>,
+    /// Occupancy of the `alpha_risk` ring, written by Risk.
+    pub alpha_risk: RingGauge,
+    /// Occupancy of the `exec_risk` ring, written by Risk.
+    pub exec_risk: RingGauge,
 }
 
 impl RiskStats {
@@ -235,4 +258,8 @@ pub struct ExecStats {
     pub notes_dropped: Counter,
     /// Engine orders open at the gateways (a gauge).
     pub open_orders: Counter,
+    /// Occupancy of the `risk_exec` ring, written by Execution.
+    pub risk_exec: RingGauge,
+    /// Occupancy of the `alpha_exec` ring, written by Execution.
+    pub alpha_exec: RingGauge,
 }

@@ -19,7 +19,7 @@ use crate::stage::exec::{Exec, ExecEvent, Gateway, MAX_EVENTS_PER_ORDER, latency
 use crate::stage::risk::{Decision, Risk, RiskCommand};
 use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, RiskEnds};
 
-use super::stats::{AlphaStats, ExecStats, FeedStats, RiskStats, feed_state};
+use super::stats::{AlphaStats, ExecStats, FeedStats, RING_SAMPLE_EVERY, RiskStats, feed_state};
 
 /// Flags shared by every task of one engine, for stopping and draining in order.
 ///
@@ -432,12 +432,17 @@ pub struct AlphaTask {
     pending_tick: Option<crate::records::Tick>,
     next_input: usize,
     closed: bool,
+    /// Polls so far, for sampling the rings' occupancy.
+    passes: u32,
 }
 
 impl AlphaTask {
     /// An Alpha task; publishes Alpha's starting weights to the signal board.
     pub fn new(alpha: Alpha, ends: AlphaEnds, stats: Arc<AlphaStats>, flags: Arc<Flags>) -> Self {
         ends.board.publish_weights(alpha.weights());
+        for (gauge, ring) in stats.md_alpha.iter().zip(&ends.ticks) {
+            gauge.capacity.set(ring.buffer().capacity() as u64);
+        }
         Self {
             alpha,
             ends,
@@ -447,6 +452,7 @@ impl AlphaTask {
             pending_tick: None,
             next_input: 0,
             closed: false,
+            passes: 0,
         }
     }
 
@@ -454,6 +460,13 @@ impl AlphaTask {
     /// signal board; applied weights are published to the board.
     #[inline]
     pub fn poll(&mut self) -> bool {
+        self.passes = self.passes.wrapping_add(1);
+        if self.passes.is_multiple_of(RING_SAMPLE_EVERY) {
+            // Relaxed stores of the feeds' rings' occupancy: gauges for /metrics, no allocation.
+            for (gauge, ring) in self.stats.md_alpha.iter().zip(&self.ends.ticks) {
+                gauge.occupancy.set(ring.slots() as u64);
+            }
+        }
         if !flush(&mut self.pending, &mut self.ends.to_risk) || !flush(&mut self.pending_tick, &mut self.ends.to_exec) {
             return false;
         }
@@ -556,6 +569,8 @@ pub struct RiskTask {
     manual_turn: bool,
     closed: bool,
     finished: bool,
+    /// Polls so far, for sampling the rings' occupancy.
+    passes: u32,
 }
 
 impl RiskTask {
@@ -573,6 +588,8 @@ impl RiskTask {
         replay: bool,
     ) -> Self {
         let kill_seen = ends.kill.generation();
+        stats.alpha_risk.capacity.set(ends.intents.buffer().capacity() as u64);
+        stats.exec_risk.capacity.set(ends.reports.buffer().capacity() as u64);
         let task = Self {
             risk,
             ends,
@@ -586,6 +603,7 @@ impl RiskTask {
             manual_turn: false,
             closed: false,
             finished: false,
+            passes: 0,
         };
         task.publish();
         task
@@ -594,6 +612,12 @@ impl RiskTask {
     /// Drains every report, then handles a kill-switch trip, at most one command and one intent.
     #[inline]
     pub fn poll(&mut self) -> bool {
+        self.passes = self.passes.wrapping_add(1);
+        if self.passes.is_multiple_of(RING_SAMPLE_EVERY) {
+            // Relaxed stores of the inbound rings' occupancy (before draining): gauges only.
+            self.stats.alpha_risk.occupancy.set(self.ends.intents.slots() as u64);
+            self.stats.exec_risk.occupancy.set(self.ends.reports.slots() as u64);
+        }
         let mut busy = false;
         while let Ok(report) = self.ends.reports.pop() {
             self.risk.on_report(&report);
@@ -847,6 +871,8 @@ impl<G: Gateway> ExecTask<G> {
         for v in Venue::ALL {
             exec.set_feed(v, replay || feeds.iter().any(|f| f.venue == v));
         }
+        stats.risk_exec.capacity.set(ends.orders.buffer().capacity() as u64);
+        stats.alpha_exec.capacity.set(ends.ticks.buffer().capacity() as u64);
         Self {
             exec,
             ends,
@@ -874,6 +900,11 @@ impl<G: Gateway> ExecTask<G> {
     #[inline]
     pub fn poll(&mut self) -> bool {
         self.sync_feeds();
+        if self.passes.is_multiple_of(RING_SAMPLE_EVERY) {
+            // Relaxed stores of the inbound rings' occupancy: gauges for /metrics only.
+            self.stats.risk_exec.occupancy.set(self.ends.orders.slots() as u64);
+            self.stats.alpha_exec.occupancy.set(self.ends.ticks.slots() as u64);
+        }
         let (tap, to_risk, stats) = (&mut self.ends.tap, &mut self.ends.to_risk, &*self.stats);
         let room = tap.slots().min(to_risk.slots());
         let mut busy = self.exec.poll(mono_ns(), room, &mut |e| emit(tap, to_risk, stats, e));
