@@ -1,4 +1,4 @@
-//! The command line: `maxx run | replay | sim | config check | kill | tail`.
+//! The command line: `maxx run | replay | sim | config check | kill | tail | top`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +33,28 @@ pub enum Command {
     Kill(KillArgs),
     /// Print a Redis stream live, one readable line per entry.
     Tail(TailArgs),
+    /// Terminal dashboard over a running instance's Prometheus endpoint.
+    Top(TopArgs),
+}
+
+/// `maxx top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The metrics endpoint; defaults to `http://<telemetry.metrics_listen>/metrics` from the
+    /// config, else `http://127.0.0.1:9100/metrics`. Plain http only.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Config file to take `telemetry.metrics_listen` from (default:
+    /// `config/agent_config.yaml` if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Refresh interval in milliseconds; rates are measured over it.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub interval_ms: u64,
+    /// No terminal takeover: scrape twice, `--interval-ms` apart, print one frame as plain text
+    /// and exit (1 if the endpoint cannot be scraped).
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `maxx tail`.

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Command::Tail(args) => maxx::tail::tail_cmd(args),
+        Command::Top(args) => maxx::top::top_cmd(args),
     };
     match result {
         Ok(code) => code,
