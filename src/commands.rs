@@ -15,7 +15,6 @@ use maxx_cold::replay::{ReplayOptions, replay};
 use maxx_cold::telemetry::Telemetry;
 use maxx_cold::venues::start_sim;
 use maxx_hot::ids::Venue;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{KillArgs, ReplayArgs, SimArgs, Speed};
 
@@ -30,8 +29,8 @@ pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-/// Installs the log subscriber: JSON lines (or text) on stderr at the configured level;
-/// `RUST_LOG` overrides the level. Lines go through a [`LogSink`] (written by its own thread).
+/// Installs the log subscriber: JSON lines (or text) on stderr at the configured level, which a
+/// config reload can change; `RUST_LOG` overrides the level for the whole run. Lines go through a [`LogSink`] (written by its own thread).
 /// With `telemetry.otlp_endpoint` set, spans are also exported over OTLP
 /// ([`Telemetry`]); the log level does not apply to them. Keep the returned [`Logging`] until
 /// the command ends and [`finish`](Logging::finish) it: that flushes the export and writes
@@ -42,8 +41,9 @@ pub fn init_logging(config: &Config) -> Logging {
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     let sink = LogSink::start();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.telemetry.log_level.name()));
+    // RUST_LOG (when set and valid) wins over telemetry.log_level for the whole run; otherwise a
+    // config reload changes the level through `maxx_cold::logging::set_log_level`.
+    let filter = maxx_cold::logging::level_filter(config.telemetry.log_level);
     let fmt = tracing_subscriber::fmt::layer().with_writer(sink.writer());
     let fmt = match config.telemetry.log_format {
         LogFormat::Json => fmt.event_format(JsonLines).boxed(),

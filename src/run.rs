@@ -24,6 +24,7 @@ use maxx_cold::governor::Trigger;
 use maxx_cold::grpc::{self, ExecutionGrpc, RiskGrpc};
 use maxx_cold::health::HealthBoard;
 use maxx_cold::http::{self, Api, ApiError, ControlRequest, load_token};
+use maxx_cold::metrics::{self, MetricsSources};
 use maxx_cold::portfolio::{AccountConfig, Payout, Portfolio, PortfolioOptions, SweepPlan};
 use maxx_cold::recorder;
 use maxx_cold::risk_state::{RiskLog, risk_state_json, scope_key};
@@ -226,6 +227,7 @@ async fn cold_side(
         None => None,
     };
     control.connect(Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.risk_cmd), stream);
+    control.connect_exec(Arc::clone(&cold.exec_cmd));
     let bus = RefCell::new(match &endpoint {
         Some(endpoint) => Some(Bus::start(config, index, endpoint).await?),
         None => None,
@@ -245,6 +247,13 @@ async fn cold_side(
     // Ids of `fills` entries when no bus gives them (Redis disabled).
     let local_ids = RefCell::new(maxx_cold::bus::entry::StreamIds::new());
     let health = Arc::new(health_board(stats, bus.borrow().as_ref(), &portfolio));
+    // What `/metrics` reads: the engine's counters and gauges, the cold ends' queues, boards and
+    // taps, the reload counters, the publisher's counters and the Portfolio; built once.
+    let metrics_sources = Arc::new(
+        MetricsSources::new(Arc::clone(index), stats.clone(), &cold, control.reload_counters())
+            .with_redis(bus.borrow().as_ref().map(|b| b.publisher.stats_handle()))
+            .with_portfolio(Arc::clone(&account)),
+    );
     // Installed before the servers announce their addresses, so that a signal sent as soon as
     // they are up is queued for the loop below instead of ending the process.
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -324,10 +333,33 @@ async fn cold_side(
     } else {
         None
     };
+    // Prometheus `/metrics` on its own listener. Observability must not stop trading: a port
+    // that cannot be bound is logged as an error (Prometheus then sees the target down).
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = match config.telemetry.metrics_listen {
+        Some(bind) => {
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            match metrics::serve(bind, Arc::clone(&metrics_sources), stopped).await {
+                Ok((addr, task)) => {
+                    info!(addr = %addr, "metrics listening");
+                    println!("metrics       http://{addr}/metrics");
+                    Some(task)
+                }
+                Err(e) => {
+                    error!(bind = %bind, error = %e, "telemetry.metrics_listen: cannot listen; no /metrics in this run");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let mut cron = next_cron(control);
     let mut kelly_every = tokio::time::interval(KELLY_EVERY);
     let mut drain = TapDrain::new(index);
     drain.observe(Box::new(desk.feed()));
+    drain.observe(Box::new(metrics_sources.flow_observer()));
     let mut drain_every = tokio::time::interval(DRAIN_EVERY);
     drain_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut status_every = tokio::time::interval(config.hot.status_interval);
@@ -365,6 +397,7 @@ async fn cold_side(
     let reason = loop {
         tokio::select! {
             _ = drain_every.tick() => {
+                metrics_sources.taps.sample(&cold, &drain);
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
                 mark_portfolio(index, &drain, &account);
@@ -410,6 +443,7 @@ async fn cold_side(
                     request => {
                         if answer(control, request, &drain, &cold, (index, stats, risk_log)) {
                             agents.recycled();
+                            alerter.follow(&control.config().alerts);
                         }
                     }
                 }
@@ -421,6 +455,7 @@ async fn cold_side(
                 // The outcome is logged either way; SIGHUP has no one to answer.
                 if control.reload(&drain.attribution().pnl(), wall_ns()).is_ok() {
                     agents.recycled();
+                    alerter.follow(&control.config().alerts);
                 }
                 cron = next_cron(control);
             }
@@ -447,9 +482,10 @@ async fn cold_side(
     drop(control_rx);
     let _ = http_stop.send(());
     let _ = grpc_stop.send(());
+    let _ = metrics_stop.send(());
     // A client that keeps a connection open without reading must not hold the shutdown: the
     // servers get a grace period, then the engine drains regardless.
-    for task in [http_task, grpc_task].into_iter().flatten() {
+    for task in [http_task, grpc_task, metrics_task].into_iter().flatten() {
         if tokio::time::timeout(SERVER_GRACE, task).await.is_err() {
             warn!("a server did not close within its grace period; stopping anyway");
         }

@@ -21,7 +21,7 @@ use maxx_hot::stage::exec::ExecNote;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// A feed's health, as `/healthz` and metrics show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -433,6 +433,42 @@ impl Alerter {
         }
     }
 
+    /// Posts to `webhook` from now on (`None`: log and count only). The rate limit's memory
+    /// stays, so a new destination does not get a burst of what was just sent to the old one.
+    pub fn set_webhook(&mut self, webhook: Option<Webhook>) {
+        self.webhook = webhook;
+    }
+
+    /// The webhook alerts are posted to, if any.
+    pub fn webhook(&self) -> Option<&Webhook> {
+        self.webhook.as_ref()
+    }
+
+    /// Follows `alerts.webhook_url` after a config reload: a new URL replaces the webhook
+    /// (logged with its host only: a Slack webhook's path is a secret), an unchanged one
+    /// changes nothing. A URL that does not parse (validation makes that unexpected) keeps
+    /// the current webhook and logs why.
+    pub fn follow(&mut self, alerts: &crate::config::AlertsConfig) {
+        let next = match alerts.webhook_url.as_deref().map(Webhook::parse).transpose() {
+            Ok(next) => next,
+            Err(e) => {
+                // The reason only: the URL itself may carry a secret.
+                let why = e.rsplit(": ").next().unwrap_or("invalid URL");
+                warn!(error = why, "alerts.webhook_url not applied; the current webhook stays");
+                return;
+            }
+        };
+        let target = |w: Option<&Webhook>| w.map(|w| (w.host.clone(), w.port, w.path.clone(), w.tls.is_some()));
+        if target(next.as_ref()) == target(self.webhook.as_ref()) {
+            return;
+        }
+        match &next {
+            Some(w) => info!(host = %w.host, port = w.port, "alerts now go to a new webhook"),
+            None => info!("alerts webhook removed: alerts are logged and counted only"),
+        }
+        self.set_webhook(next);
+    }
+
     /// Raises one alert: logs it, counts it, and posts it from a separate task unless the rate
     /// limit holds it back. Never waits for the webhook.
     pub fn raise(&mut self, alert: Alert) {
@@ -541,6 +577,22 @@ mod tests {
             ts_ns: 0,
         };
         assert_eq!(venue_alert(&timeout), None);
+    }
+
+    #[test]
+    fn a_reloaded_webhook_url_replaces_the_webhook() {
+        let config = |url: Option<&str>| crate::config::AlertsConfig {
+            webhook_url: url.map(str::to_string),
+        };
+        let mut a = Alerter::new(None, Duration::from_secs(60));
+        a.follow(&config(Some("http://127.0.0.1:9000/hooks/a")));
+        assert_eq!(a.webhook().map(|w| w.path.as_str()), Some("/hooks/a"));
+        a.follow(&config(Some("http://127.0.0.1:9001/hooks/b")));
+        assert_eq!(a.webhook().map(|w| (w.port, w.path.as_str())), Some((9001, "/hooks/b")));
+        a.follow(&config(Some("ftp://nowhere/")));
+        assert_eq!(a.webhook().map(|w| w.port), Some(9001), "a bad URL keeps the webhook");
+        a.follow(&config(None));
+        assert!(a.webhook().is_none());
     }
 
     #[test]

@@ -4,19 +4,74 @@
 //! and every other field of the event (`symbol`, `order_id`, `venue`, …) follows at the top
 //! level. Only cold threads log: the hot path counts, and the cold side turns counts and
 //! samples into log lines.
+//!
+//! The level filter is reloadable ([`level_filter`], [`set_log_level`]): a config reload that
+//! changes `telemetry.log_level` changes what is logged from the next event on. `RUST_LOG`, when
+//! set (and valid) at start, takes precedence over the config for the whole run.
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::reload;
+
+use crate::config::LogLevel;
+
+/// Changes the running level filter (the handle of [`level_filter`]'s reload layer).
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// The process's reloadable log filter, once [`level_filter`] has made it.
+struct LevelControl {
+    set: SetFilter,
+    /// `RUST_LOG` chose the filter at start: the config's level does not apply.
+    from_env: bool,
+}
+
+static LEVEL: OnceLock<LevelControl> = OnceLock::new();
+
+/// The log filter of the process, reloadable through [`set_log_level`]: `RUST_LOG` if it is set
+/// and valid (it then wins over the config for the whole run), else `level`. Put it on the
+/// output layer (`fmt_layer.with_filter(level_filter(level))`). The first call in a process
+/// owns the reload handle; a later one gets a filter that does not reload.
+pub fn level_filter<S>(level: LogLevel) -> reload::Layer<EnvFilter, S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let env = EnvFilter::try_from_default_env().ok();
+    let from_env = env.is_some();
+    let filter = env.unwrap_or_else(|| EnvFilter::new(level.name()));
+    let (layer, handle) = reload::Layer::new(filter);
+    let _ = LEVEL.set(LevelControl {
+        set: Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())),
+        from_env,
+    });
+    layer
+}
+
+/// Logs at `level` and above from now on (a config reload of `telemetry.log_level`). Refused,
+/// with the reason, when `RUST_LOG` chose the filter at start (it keeps precedence) or when this
+/// process has no reloadable filter ([`level_filter`] was never called).
+pub fn set_log_level(level: LogLevel) -> Result<(), String> {
+    let Some(control) = LEVEL.get() else {
+        return Err("this process has no reloadable log filter".into());
+    };
+    if control.from_env {
+        return Err(format!(
+            "RUST_LOG is set and takes precedence over telemetry.log_level ({}) until a restart without it",
+            level.name()
+        ));
+    }
+    (control.set)(EnvFilter::new(level.name()))
+}
 
 /// How often the flusher writes what was logged to stderr.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
@@ -324,6 +379,45 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+
+    /// Counts the events that pass the filter in front of it.
+    #[derive(Clone, Default)]
+    struct Count(Arc<AtomicU64>);
+
+    impl<S: Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The only test in this binary that makes the process's level filter.
+    #[test]
+    fn set_log_level_changes_the_running_filter_unless_rust_log_chose_it() {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let count = Count::default();
+        let seen = || count.0.load(Ordering::Relaxed);
+        let subscriber = tracing_subscriber::registry().with(count.clone().with_filter(level_filter(LogLevel::Info)));
+        tracing::subscriber::with_default(subscriber, || {
+            let rust_log = EnvFilter::try_from_default_env().is_ok();
+            if rust_log {
+                let err = set_log_level(LogLevel::Debug).unwrap_err();
+                assert!(err.contains("RUST_LOG"), "{err}");
+                return;
+            }
+            tracing::debug!("below info");
+            tracing::info!("at info");
+            assert_eq!(seen(), 1);
+            set_log_level(LogLevel::Debug).expect("reloaded");
+            tracing::debug!("at debug now");
+            assert_eq!(seen(), 2, "debug passes after the change");
+            set_log_level(LogLevel::Error).expect("reloaded");
+            tracing::warn!("below error");
+            tracing::error!("at error");
+            assert_eq!(seen(), 3);
+        });
+    }
 
     /// An output the test can read, which can be made to stall.
     #[derive(Clone, Default)]

@@ -298,6 +298,244 @@ fn a_reload_applies_global_risk_keys_live_and_the_new_drawdown_limit() {
     write(&edit("  kill_switch: false", "  kill_switch: true", &edited));
     let answer = c.reload(&pnl, 3).expect("reloaded");
     assert_eq!(answer["needs_restart"], true, "{answer}");
+    assert_eq!(
+        answer["restart_required"],
+        serde_json::json!(["risk.kill_switch"]),
+        "{answer}"
+    );
     assert!(risk.pop().is_none());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A temporary copy of the shipped config and a `Control` reading it, with every command queue
+/// connected (Alpha 2, Risk 8, Execution 4 slots).
+struct Reloading {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+    shipped: String,
+    control: Control,
+    alpha: Arc<ArrayQueue<AlphaInput>>,
+    risk: Arc<ArrayQueue<RiskCommand>>,
+    exec: Arc<ArrayQueue<maxx_hot::stage::exec::ExecCommand>>,
+}
+
+impl Reloading {
+    fn new(name: &str) -> Self {
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent_config.yaml")).unwrap();
+        let dir = std::env::temp_dir().join(format!("maxx-control-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.yaml");
+        std::fs::write(&path, &shipped).unwrap();
+        let config = config::load(&path).expect("shipped config");
+        let (mut control, _) = Control::new(&config, &path).expect("control");
+        let (alpha, risk, exec) = (
+            Arc::new(ArrayQueue::new(2)),
+            Arc::new(ArrayQueue::new(8)),
+            Arc::new(ArrayQueue::new(4)),
+        );
+        control.connect(Arc::clone(&alpha), Arc::clone(&risk), None);
+        control.connect_exec(Arc::clone(&exec));
+        Self {
+            dir,
+            path,
+            shipped,
+            control,
+            alpha,
+            risk,
+            exec,
+        }
+    }
+
+    /// The shipped file with each `(from, to)` replaced once.
+    fn write(&self, edits: &[(&str, &str)]) {
+        let mut text = self.shipped.clone();
+        for (from, to) in edits {
+            assert_eq!(
+                text.matches(from).count(),
+                1,
+                "{from:?} is not unique in the shipped config"
+            );
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(&self.path, text).unwrap();
+    }
+
+    fn reload(&mut self) -> Result<serde_json::Value, maxx_cold::http::ApiError> {
+        self.control.reload(&[FamilyPnl::default(); BUCKETS], 1)
+    }
+}
+
+impl Drop for Reloading {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Changed exec keys reach Execution as exactly one `Params` command holding all of them, and
+/// the answer names every changed key: the live ones under `applied`, the rest (a paper fee, a
+/// feed setting, the log level in a process without a reloadable filter) under
+/// `restart_required`, which a later reload of the same file still reports.
+#[test]
+fn a_reload_sends_changed_exec_keys_as_one_params_command_and_names_every_key() {
+    use maxx_hot::stage::exec::ExecCommand;
+
+    let mut r = Reloading::new("exec");
+    r.write(&[
+        ("  slip_tolerance_pct: 0.05", "  slip_tolerance_pct: 0.1"),
+        ("  maker_rebate_threshold_bps: 1.5", "  maker_rebate_threshold_bps: 4"),
+        ("passive_timeout_ms: 2000 ", "passive_timeout_ms: 3000 "),
+        ("on_passive_timeout: take ", "on_passive_timeout: cancel "),
+        ("health_window: 50 ", "health_window: 20 "),
+        ("    taker_fee_bps: 7.5", "    taker_fee_bps: 8"),
+        ("    max_position: 1\n", "    max_position: 2\n"),
+        ("  log_level: info ", "  log_level: debug "),
+        ("  webhook_url: null ", "  webhook_url: \"http://127.0.0.1:9/hook\" "),
+    ]);
+    let answer = r.reload().expect("reloaded");
+    assert_eq!(
+        strings(&answer["applied"]),
+        [
+            "alerts.webhook_url",
+            "exec.health_window",
+            "exec.maker_rebate_threshold_bps",
+            "exec.on_passive_timeout",
+            "exec.passive_timeout_ms",
+            "exec.slip_tolerance_pct",
+            "symbols[1].max_position",
+        ],
+        "{answer}"
+    );
+    assert_eq!(
+        strings(&answer["restart_required"]),
+        ["exec.paper.taker_fee_bps", "telemetry.log_level"],
+        "{answer}"
+    );
+    assert_eq!(answer["needs_restart"], true);
+    assert_eq!(answer["exec_changed"], true);
+    assert!(
+        answer["log_level"]
+            .as_str()
+            .unwrap()
+            .contains("no reloadable log filter"),
+        "{answer}"
+    );
+
+    // Exactly one Params command, with every new value.
+    let next = config::load(&r.path).unwrap();
+    let sent = match r.exec.pop() {
+        Some(ExecCommand::Params(p)) => p,
+        other => panic!("expected the new exec parameters, got {other:?}"),
+    };
+    assert!(r.exec.pop().is_none(), "one command");
+    assert_eq!(sent, maxx_cold::engine::exec_params(&next).live());
+    assert_eq!(sent.slip, Factor::from_num(0.1) / Factor::from_num(100));
+    assert_eq!(sent.maker_threshold_bps_milli, 4_000);
+    assert_eq!(sent.passive_timeout_ns, 3_000_000_000);
+    assert_eq!(sent.health_window, 20);
+    assert_eq!(sent.on_passive_timeout, maxx_hot::stage::exec::OnPassiveTimeout::Cancel);
+    // The symbol's new limit went to Risk, staged and committed.
+    assert!(
+        matches!(r.risk.pop(), Some(RiskCommand::StageLimits { limits, .. }) if limits.max_position == "2".parse::<maxx_hot::num::Qty>().unwrap())
+    );
+    assert_eq!(r.risk.pop(), Some(RiskCommand::CommitLimits));
+    assert!(r.risk.pop().is_none() && r.alpha.pop().is_none());
+
+    // What runs: the live keys new, the restart-only ones as started.
+    let running = r.control.config();
+    assert_eq!(running.exec.health_window, 20);
+    assert_eq!(running.exec.paper.taker_fee_bps_milli, 7_500);
+    assert_eq!(running.alerts.webhook_url.as_deref(), Some("http://127.0.0.1:9/hook"));
+    assert_eq!(running.telemetry.log_level, config::LogLevel::Info);
+
+    // The same file again: nothing to send, the restart-only keys still wait for a restart.
+    let again = r.reload().expect("reloaded");
+    assert!(r.exec.pop().is_none() && r.risk.pop().is_none());
+    assert_eq!(strings(&again["applied"]), Vec::<String>::new(), "{again}");
+    assert_eq!(
+        strings(&again["restart_required"]),
+        ["exec.paper.taker_fee_bps", "telemetry.log_level"],
+        "{again}"
+    );
+    // Back to the shipped file: the live keys return (one more Params), nothing waits.
+    r.write(&[]);
+    let back = r.reload().expect("reloaded");
+    assert_eq!(strings(&back["restart_required"]), Vec::<String>::new(), "{back}");
+    assert!(matches!(r.exec.pop(), Some(ExecCommand::Params(p)) if p.health_window == 50));
+}
+
+/// A full Execution queue refuses the reload whole: nothing reaches Risk or Alpha, the running
+/// config stays, and the refusal is counted.
+#[test]
+fn a_full_exec_queue_refuses_the_whole_reload() {
+    use maxx_hot::records::OrderId;
+    use maxx_hot::stage::exec::ExecCommand;
+    use std::sync::atomic::Ordering;
+
+    let mut r = Reloading::new("exec-full");
+    while r.exec.push(ExecCommand::Cancel(OrderId(1))).is_ok() {}
+    r.write(&[
+        ("  slip_tolerance_pct: 0.05", "  slip_tolerance_pct: 0.1"),
+        ("  max_gross_notional: 50000 ", "  max_gross_notional: 100 "),
+        ("    max_position: 1\n", "    max_position: 2\n"),
+    ]);
+    let err = r.reload().unwrap_err();
+    assert_eq!(err.status.as_u16(), 503, "{}", err.message);
+    assert!(r.risk.pop().is_none() && r.alpha.pop().is_none());
+    assert_eq!(r.control.config().risk.max_gross_notional, money("50000"));
+    assert_eq!(r.control.config().symbols[1].max_position, "1".parse().unwrap());
+    assert_eq!(r.control.reload_counters().rejected.load(Ordering::Relaxed), 1);
+    // With room again, the same file applies.
+    while r.exec.pop().is_some() {}
+    let answer = r.reload().expect("reloaded");
+    assert_eq!(answer["needs_restart"], false, "{answer}");
+    assert!(matches!(r.exec.pop(), Some(ExecCommand::Params(_))));
+    assert_eq!(r.control.reload_counters().applied.load(Ordering::Relaxed), 1);
+}
+
+/// A broken file (bad YAML; valid YAML with a bad value) is refused whole with 400: nothing is
+/// sent, weights and limits stay, and the refusal is counted.
+#[test]
+fn a_broken_file_is_refused_whole_and_counted() {
+    use std::sync::atomic::Ordering;
+
+    let mut r = Reloading::new("broken");
+    let weights = r.control.weights();
+    let counters = r.control.reload_counters();
+    let before = r.control.config().clone();
+    for edits in [
+        // A tab where YAML wants spaces, with a live key changed next to it.
+        &[
+            ("  slip_tolerance_pct: 0.05", "\tslip_tolerance_pct: 0.1"),
+            ("  max_gross_notional: 50000 ", "  max_gross_notional: 100 "),
+        ][..],
+        // Well-formed, but a percent above 100 next to valid live changes.
+        &[
+            ("  slip_tolerance_pct: 0.05", "  slip_tolerance_pct: 101"),
+            ("  max_gross_notional: 50000 ", "  max_gross_notional: 100 "),
+        ][..],
+    ] {
+        r.write(edits);
+        let err = r.reload().unwrap_err();
+        assert_eq!(err.status.as_u16(), 400, "{}", err.message);
+        assert!(err.message.contains("the running config stays"), "{}", err.message);
+    }
+    assert!(r.exec.pop().is_none() && r.risk.pop().is_none() && r.alpha.pop().is_none());
+    assert_eq!(r.control.weights(), weights);
+    assert!(*r.control.config() == before, "the running config stays");
+    assert_eq!(counters.rejected.load(Ordering::Relaxed), 2);
+    assert_eq!(counters.applied.load(Ordering::Relaxed), 0);
+    assert_eq!(r.control.reload_failures, 2);
 }

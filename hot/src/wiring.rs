@@ -4,7 +4,7 @@
 //! |---|---|---|---|---|
 //! | `md_alpha[v]` | `md-<v>` → `alpha` | [`Tick`] | [`cap::MD_ALPHA`] | back-pressure: the feed keeps the tick and stops reading its socket until there is room |
 //! | `alpha_exec` | `alpha` → `exec` | [`Tick`] (every tick Alpha takes, for the paper venues' fills, the maker/taker rule and the router's book) | [`cap::ALPHA_EXEC`] | back-pressure: Alpha keeps the tick and takes no other until it is pushed; Execution takes a tick only with an empty report backlog, and takes the next tick before the next order when the tick's receive time is not after the order's time (so an order meets the market it was decided on) |
-//! | `exec_cmd` | cold → `exec` | [`ExecCommand`] (cancel one order) | [`cap::COMMANDS`] | the cold caller gets its command back |
+//! | `exec_cmd` | cold → `exec` | [`ExecCommand`] (cancel one order; new live parameters on a reload) | [`cap::COMMANDS`] | the cold caller gets its command back |
 //! | `alpha_risk` | `alpha` → `risk` | [`OrderIntent`] | [`cap::ALPHA_RISK`] | back-pressure: Alpha keeps the intent and takes no tick until it is pushed |
 //! | `risk_exec` | `risk` → `exec` | [`Order`] | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
 //! | `exec_risk` | `exec` → `risk` | [`ExecReport`] | [`cap::EXEC_RISK`] | back-pressure: Execution takes an order only with room for all its reports; Risk drains reports first on every pass, so this cannot deadlock |

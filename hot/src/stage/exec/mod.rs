@@ -54,6 +54,7 @@ mod paper;
 mod route;
 
 pub use paper::{DEFAULT_DEPTH_PENALTY_BPS_MILLI, PAPER_INSTRUMENTS, PAPER_RESTING, PaperVenue};
+pub use route::HEALTH_WINDOW_CAP;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -135,6 +136,86 @@ pub struct Fees {
 pub enum ExecCommand {
     /// Cancel this open order wherever it rests.
     Cancel(OrderId),
+    /// A config reload changed the `exec` keys Execution reads per order: they apply whole,
+    /// between two orders (or ticks), from the next decision on.
+    Params(LiveExecParams),
+}
+
+/// The part of [`ExecParams`] a config reload changes while Execution runs: the maker/taker
+/// rule, the passive timer and what follows it, and the router's reject ratio, health window,
+/// probation and latency penalty. A plain value (no allocation), carried by
+/// [`ExecCommand::Params`].
+///
+/// The rest stays as built: `depth_penalty_bps` is also the paper venues' model of the book beyond the touch (baked into
+/// them at start, so router and venue never disagree), and the fee schedules come from the
+/// gateways or `exec.paper`, fixed at start as well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveExecParams {
+    /// See [`ExecParams::slip`].
+    pub slip: Factor,
+    /// See [`ExecParams::maker_threshold_bps_milli`].
+    pub maker_threshold_bps_milli: i64,
+    /// See [`ExecParams::urgent_score`].
+    pub urgent_score: Factor,
+    /// See [`ExecParams::passive_timeout_ns`]: timers already running keep their deadline.
+    pub passive_timeout_ns: u64,
+    /// See [`ExecParams::max_reprices`].
+    pub max_reprices: u32,
+    /// See [`ExecParams::on_passive_timeout`].
+    pub on_passive_timeout: OnPassiveTimeout,
+    /// See [`ExecParams::reject_ratio`]: checked at the next outcome a venue records.
+    pub reject_ratio: Factor,
+    /// See [`ExecParams::health_window`]: a new length starts every venue's window over, empty
+    /// (room for [`HEALTH_WINDOW_CAP`] orders is allocated at start).
+    pub health_window: u32,
+    /// See [`ExecParams::probation_ns`]: for demotions from now on.
+    pub probation_ns: u64,
+    /// See [`ExecParams::latency_penalty_bps_milli_per_ms`].
+    pub latency_penalty_bps_milli_per_ms: i64,
+}
+
+impl ExecParams {
+    /// The keys a reload may change while running.
+    pub fn live(&self) -> LiveExecParams {
+        LiveExecParams {
+            slip: self.slip,
+            maker_threshold_bps_milli: self.maker_threshold_bps_milli,
+            urgent_score: self.urgent_score,
+            passive_timeout_ns: self.passive_timeout_ns,
+            max_reprices: self.max_reprices,
+            on_passive_timeout: self.on_passive_timeout,
+            reject_ratio: self.reject_ratio,
+            health_window: self.health_window,
+            probation_ns: self.probation_ns,
+            latency_penalty_bps_milli_per_ms: self.latency_penalty_bps_milli_per_ms,
+        }
+    }
+
+    /// Takes every key of `live`; the others stay.
+    pub fn set_live(&mut self, live: LiveExecParams) {
+        let LiveExecParams {
+            slip,
+            maker_threshold_bps_milli,
+            urgent_score,
+            passive_timeout_ns,
+            max_reprices,
+            on_passive_timeout,
+            reject_ratio,
+            health_window,
+            probation_ns,
+            latency_penalty_bps_milli_per_ms,
+        } = live;
+        self.slip = slip;
+        self.maker_threshold_bps_milli = maker_threshold_bps_milli;
+        self.urgent_score = urgent_score;
+        self.passive_timeout_ns = passive_timeout_ns;
+        self.max_reprices = max_reprices;
+        self.on_passive_timeout = on_passive_timeout;
+        self.reject_ratio = reject_ratio;
+        self.health_window = health_window;
+        self.probation_ns = probation_ns;
+        self.latency_penalty_bps_milli_per_ms = latency_penalty_bps_milli_per_ms;
+    }
 }
 
 /// What happens to a passive order whose reprices are used up (`exec.on_passive_timeout`).
@@ -637,9 +718,18 @@ impl<G: Gateway> Exec<G> {
 
     /// Applies an operator command; its reports wait in the backlog for [`poll`](Self::poll).
     /// A cancel ends the engine order (whatever child works it); the order's final
-    /// `Cancelled` comes when the venue confirms.
+    /// `Cancelled` comes when the venue confirms. New parameters replace the live ones whole
+    /// (commands run between two orders or ticks, never inside one).
     pub fn command(&mut self, cmd: ExecCommand) {
         match cmd {
+            ExecCommand::Params(live) => {
+                if live.health_window != self.params.health_window {
+                    for h in &mut self.health {
+                        h.resize(live.health_window.max(1) as usize);
+                    }
+                }
+                self.params.set_live(live);
+            }
             ExecCommand::Cancel(order_id) => match self.work.iter().position(|w| w.order.id == order_id) {
                 Some(i) => {
                     let w = &mut self.work[i];
@@ -733,6 +823,11 @@ impl<G: Gateway> Exec<G> {
     /// The gateway of `venue`, if there is one.
     pub fn gateway_of(&self, venue: Venue) -> Option<&G> {
         self.gw_of[venue.index()].map(|g| &self.gateways[g])
+    }
+
+    /// The parameters in force.
+    pub fn params(&self) -> &ExecParams {
+        &self.params
     }
 
     /// Running totals.
@@ -1527,6 +1622,82 @@ mod tests {
         assert!(!exec.poll(0, 16, &mut |e| out.push(e)));
         assert!(!exec.process(order(Side::Buy, OrderKind::Market), Stamp(101), &mut |e| out.push(e)));
         assert_eq!(out.len(), 1);
+    }
+
+    /// A reload's parameters replace the live ones whole between two orders: the first order
+    /// is posted passively under the shipped threshold, the second takes under the new one,
+    /// bounded by the new slip tolerance; what cannot change live stays as built.
+    #[test]
+    fn new_params_apply_whole_between_two_orders() {
+        let fees = Fees {
+            maker_bps_milli: 2_500,
+            taker_bps_milli: 7_500,
+        };
+        let mut exec = Exec::with_params(
+            vec![PaperVenue::configured(Venue::Binance, fees, 0, 64)],
+            KillSwitch::new(),
+            ExecParams::default(),
+            None,
+        );
+        let auto = |id| Order {
+            id: OrderId(id),
+            tif: Tif::Auto,
+            ..order(Side::Buy, OrderKind::Market)
+        };
+        let sent = |out: &[ExecEvent]| match out.first() {
+            Some(ExecEvent::Order(o)) => *o,
+            other => panic!("expected the order first, got {other:?}"),
+        };
+        let mut out = Vec::new();
+        exec.process(auto(1), Stamp(101), &mut |e| out.push(e));
+        // A 5 bp saving reaches the 1.5 bp threshold: posted at our touch.
+        let first = sent(&out);
+        assert_eq!(first.tif, Tif::PostOnly);
+        assert_eq!(first.kind, OrderKind::Limit("61837.63".parse().unwrap()));
+
+        let live = LiveExecParams {
+            slip: Factor::from_num(0.01),
+            maker_threshold_bps_milli: 10_000,
+            urgent_score: Factor::from_num(0.5),
+            passive_timeout_ns: 5_000_000_000,
+            max_reprices: 0,
+            on_passive_timeout: OnPassiveTimeout::Cancel,
+            reject_ratio: Factor::from_num(0.1),
+            health_window: 20,
+            probation_ns: 1_000_000_000,
+            latency_penalty_bps_milli_per_ms: 0,
+        };
+        assert_ne!(exec.params().live(), live);
+        let before = exec.params().clone();
+        exec.command(ExecCommand::Params(live));
+        assert_eq!(exec.params().live(), live, "every live key applies");
+        assert_eq!(
+            (exec.params().depth_penalty_bps_milli, exec.params().fees),
+            (before.depth_penalty_bps_milli, before.fees),
+            "the keys fixed at start stay"
+        );
+        assert_eq!(
+            exec.venue_health(Venue::Binance).window,
+            20,
+            "the router's window follows"
+        );
+        assert_eq!(exec.backlog(), 0, "a parameter change reports nothing");
+
+        out.clear();
+        exec.process(auto(2), Stamp(102), &mut |e| out.push(e));
+        // 5 bp is short of 10 bp: it takes, at most 1 % above the ask.
+        let second = sent(&out);
+        assert_eq!(second.tif, Tif::Ioc);
+        let OrderKind::Limit(bound) = second.kind else {
+            panic!("{second:?}")
+        };
+        let ask: Price = "61837.64".parse().unwrap();
+        // 1 % to the nearest 2^-32, not rounded to a tick (none given).
+        assert!(bound > ask && bound < "62457".parse().unwrap(), "{bound}");
+        assert!(
+            bound > "62400".parse().unwrap(),
+            "the new slip tolerance, not 0.05 %: {bound}"
+        );
     }
 
     #[test]

@@ -41,6 +41,11 @@ use crate::records::RouteReason;
 
 use super::book::Top;
 
+/// Order outcomes each venue's health window has room for: the largest `exec.health_window`
+/// config accepts (a larger starting value enlarges it), so a reload can change the window
+/// live without allocating.
+pub const HEALTH_WINDOW_CAP: u32 = 100_000;
+
 /// What one order placed at a venue came to, for the health window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -70,10 +75,14 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    /// A clean window of `window` orders.
+    /// A clean window of `window` orders, with room for [`HEALTH_WINDOW_CAP`] (or `window`,
+    /// if larger) so that [`resize`](Self::resize) never allocates.
     pub fn new(window: usize) -> Self {
+        let window = window.max(1);
+        let mut outcomes = Vec::with_capacity(window.max(HEALTH_WINDOW_CAP as usize));
+        outcomes.resize(window, Outcome::Unfilled);
         Self {
-            outcomes: vec![Outcome::Unfilled; window.max(1)],
+            outcomes,
             next: 0,
             seen: 0,
             rejects: 0,
@@ -130,6 +139,22 @@ impl Health {
         } else {
             u64::from(self.fills) * 1000 / self.seen as u64
         }
+    }
+
+    /// A new window length (a config reload): the window starts over empty, within the room
+    /// allocated at start (a longer window than that is cut to it); a demotion in force and
+    /// the ack-latency average stay. Allocates nothing.
+    pub fn resize(&mut self, window: usize) {
+        let window = window.clamp(1, self.outcomes.capacity());
+        if window == self.outcomes.len() {
+            return;
+        }
+        self.outcomes.clear();
+        self.outcomes.resize(window, Outcome::Unfilled);
+        self.next = 0;
+        self.seen = 0;
+        self.rejects = 0;
+        self.fills = 0;
     }
 
     /// Starts over with an empty window (re-admission after probation).
