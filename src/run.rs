@@ -357,6 +357,8 @@ async fn cold_side(
     };
     let mut cron = next_cron(control);
     let mut kelly_every = tokio::time::interval(KELLY_EVERY);
+    // What Risk was last told the lock-box holds back (it starts from nothing).
+    let mut told_set_aside = Money::ZERO;
     let mut drain = TapDrain::new(index);
     drain.observe(Box::new(desk.feed()));
     drain.observe(Box::new(metrics_sources.flow_observer()));
@@ -470,6 +472,11 @@ async fn cold_side(
                 // The drawdown rule watches the Portfolio's performance equity (payouts are
                 // not losses).
                 control.observe_equity(wall_ns(), account.observe(wall_ns()).0);
+                // Profit moved into the lock-box stops counting as trading capital for Risk.
+                let set_aside = account.with_account(|a| a.set_aside());
+                if set_aside != told_set_aside && cold.risk_cmd.push(RiskCommand::SetAside(set_aside)).is_ok() {
+                    told_set_aside = set_aside;
+                }
             }
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",

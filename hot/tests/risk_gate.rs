@@ -863,7 +863,18 @@ fn per_trade_risk_is_quantity_times_stop_within_a_fraction_of_the_balance() {
     assert_eq!(g.r.balance(), m("127498.75"));
     // 127498.75 / 256 = 498.04199…: 0.498 × 1000 passes, 0.49805 does not.
     assert_eq!(g.no(stopped(Side::Buy, "0.49805", "1000")), RejectReason::TradeRisk);
-    g.ok(stopped(Side::Buy, "0.498", "1000"));
+    let o = g.ok(stopped(Side::Buy, "0.498", "1000"));
+    g.reject(&o);
+    // Profit set aside in the Portfolio's lock-box is no longer trading capital: against
+    // 127498.75 − 27498.75 = 100000 the limit is 100000 / 256 = 390.625.
+    g.r.on_command(RiskCommand::SetAside(m("27498.75")), 0, &mut |_| {});
+    assert_eq!(g.r.set_aside(), m("27498.75"));
+    assert_eq!(g.no(stopped(Side::Buy, "0.39063", "1000")), RejectReason::TradeRisk);
+    let o = g.ok(stopped(Side::Buy, "0.39062", "1000"));
+    g.reject(&o);
+    // A negative amount is not a set-aside: ignored.
+    g.r.on_command(RiskCommand::SetAside(m("-1")), 0, &mut |_| {});
+    assert_eq!(g.r.set_aside(), m("27498.75"));
 }
 
 // ---- 10. self-trade prevention --------------------------------------------------------------

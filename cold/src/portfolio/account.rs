@@ -236,6 +236,12 @@ impl Account {
         sum(self.payouts.iter().map(|p| p.amount))
     }
 
+    /// Everything that went into the lock-box, paid out or not: profit that is no longer
+    /// trading capital (what Risk is told to set aside).
+    pub fn set_aside(&self) -> Money {
+        self.lockbox_in
+    }
+
     /// The lock-box balance: everything that went in, less what was paid out.
     pub fn lockbox(&self) -> Money {
         net(self.lockbox_in, self.paid())

@@ -316,6 +316,10 @@ pub enum RiskCommand {
     StageGlobal(GlobalLimits),
     /// Put every staged limit, per instrument and global, in force at once, between two orders.
     CommitLimits,
+    /// Profit the Portfolio has set aside (everything that went into its lock-box, paid out or
+    /// not): it is no longer trading capital, so per-trade risk is sized against
+    /// `balance − set_aside`. Negative values are ignored.
+    SetAside(Money),
 }
 
 /// What Risk decided about an intent.
@@ -570,6 +574,8 @@ pub struct Risk {
     kelly_clip: Factor,
     /// Starting balance + realized − fees, raw.
     balance: i128,
+    /// Profit set aside in the Portfolio's lock-box, raw ([`RiskCommand::SetAside`]).
+    set_aside: i128,
     next_order_id: u64,
     /// Latest time seen (intents, fills, commands, feed events): stamps transitions that a
     /// report without a time causes.
@@ -637,6 +643,7 @@ impl Risk {
             kill: false,
             kelly_clip: Factor::ONE,
             balance: i128::from(params.starting_balance.raw()),
+            set_aside: 0,
             next_order_id: 1,
             now_ns: 0,
             params,
@@ -752,7 +759,7 @@ impl Risk {
         } else {
             i128::from(intent.stop.raw())
         };
-        let allowed = mul_factor_floor(self.balance.max(0), self.params.max_trade_risk);
+        let allowed = mul_factor_floor((self.balance - self.set_aside).max(0), self.params.max_trade_risk);
         let mut trade_risk_refused = trade_risk(qty, reducible, stop) > allowed;
         if trade_risk_refused && alpha_target {
             // stop > 0 here, or the risk would be zero.
@@ -1016,6 +1023,11 @@ impl Risk {
                     self.kelly_clip = clip;
                 }
             }
+            RiskCommand::SetAside(amount) => {
+                if amount.raw() >= 0 {
+                    self.set_aside = i128::from(amount.raw());
+                }
+            }
             RiskCommand::SetState {
                 scope: Scope::System,
                 state,
@@ -1256,6 +1268,12 @@ impl Risk {
     /// the `Money` range).
     pub fn balance(&self) -> Money {
         Money::from_raw(saturate(self.balance)).unwrap_or(Money::ZERO)
+    }
+
+    /// Profit set aside in the lock-box ([`RiskCommand::SetAside`]); per-trade risk is sized
+    /// against `balance − set_aside`.
+    pub fn set_aside(&self) -> Money {
+        Money::from_raw(saturate(self.set_aside)).unwrap_or(Money::ZERO)
     }
 
     /// Gross exposure: Σ over instruments of `max(|pos + open buys|, |pos − open sells|)` at
