@@ -84,10 +84,10 @@ pub struct TailArgs {
 /// `maxx kill`.
 #[derive(Debug, Args)]
 pub struct KillArgs {
-    /// Config file of the running instance (its `http.bind`, token and `risk.kill_file`).
+    /// Config file of the running instance (its `http.listen`, token and `risk.kill_file`).
     #[arg(long, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
-    /// HTTP address of the instance, when it differs from `http.bind` (e.g. bound to port 0).
+    /// HTTP address of the instance, when it differs from `http.listen` (e.g. bound to port 0).
     #[arg(long)]
     pub addr: Option<std::net::SocketAddr>,
 }

@@ -174,7 +174,7 @@ pub fn sim_cmd(args: &SimArgs, config: &Config) -> Result<()> {
 /// thread, independent of the HTTP side) turns into the same trip within 100 ms.
 pub fn kill_cmd(args: &KillArgs, config: &Config) -> Result<ExitCode> {
     let addr = args.addr.or_else(|| {
-        let mut a = config.http.bind;
+        let mut a = config.http.listen;
         if a.port() == 0 || !config.http.enabled {
             return None;
         }

@@ -297,11 +297,11 @@ async fn cold_side(
             desk: Arc::clone(&desk),
             audit,
         });
-        let (addr, task) = http::serve(config.http.bind, api, async {
+        let (addr, task) = http::serve(config.http.listen, api, async {
             let _ = http_stopped.await;
         })
         .await
-        .with_context(|| format!("http.bind {}", config.http.bind))?;
+        .with_context(|| format!("http.listen {}", config.http.listen))?;
         info!(addr = %addr, "http listening");
         println!("http          http://{addr}");
         Some(task)
@@ -322,11 +322,11 @@ async fn cold_side(
             desk: Arc::clone(&desk),
             token,
         };
-        let (addr, task) = grpc::serve(config.grpc.bind, risk_grpc, execution_grpc, async {
+        let (addr, task) = grpc::serve(config.grpc.listen, risk_grpc, execution_grpc, async {
             let _ = grpc_stopped.await;
         })
         .await
-        .with_context(|| format!("grpc.bind {}", config.grpc.bind))?;
+        .with_context(|| format!("grpc.listen {}", config.grpc.listen))?;
         info!(addr = %addr, "grpc listening");
         println!("grpc          grpc://{addr}");
         Some(task)

@@ -11,7 +11,7 @@ fn four_venues_run_side_by_side() {
     // Park between passes: the test shares two cores with the rest of the suite.
     let text = text.replace("  wait: spin_yield", "  wait: park");
     // Any free ports for the HTTP API and the gRPC server: other tests run side by side.
-    let text = format!("{text}\nhttp:\n  bind: \"127.0.0.1:0\"\ngrpc:\n  bind: \"127.0.0.1:0\"\n");
+    let text = format!("{text}\nhttp:\n  listen: \"127.0.0.1:0\"\ngrpc:\n  listen: \"127.0.0.1:0\"\n");
     let dir = std::env::temp_dir().join(format!("maxx-multi-venue-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("multi.yaml");

@@ -1,4 +1,4 @@
-//! The gRPC server (tonic), bound to `grpc.bind`: the `RiskService` of `proto/risk.proto`, the
+//! The gRPC server (tonic), bound to `grpc.listen`: the `RiskService` of `proto/risk.proto`, the
 //! `ExecutionService` of `proto/execution.proto`, and server reflection (`grpc.reflection.v1`
 //! and `v1alpha`, from the descriptor set `build.rs` writes), so `grpcurl -plaintext ADDR list`
 //! works without the `.proto` files.

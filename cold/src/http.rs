@@ -1,4 +1,4 @@
-//! The HTTP API (axum), bound to `http.bind`.
+//! The HTTP API (axum), bound to `http.listen`.
 //!
 //! Read-only endpoints answer from lock-free views the hot path publishes
 //! ([`SignalBoard`]), so a slow or hostile client can never stall a hot thread.

@@ -136,9 +136,9 @@ fn shipped_config_validates() {
         ],
         [2000, 5000, 50, 5000].map(Duration::from_millis)
     );
-    assert_eq!(c.http.bind, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.http.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.http.token_file, None);
-    assert_eq!(c.grpc.bind, "127.0.0.1:50051".parse().unwrap());
+    assert_eq!(c.grpc.listen, "127.0.0.1:50051".parse().unwrap());
     assert_eq!(c.telemetry.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
     assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
     assert_eq!(
@@ -382,7 +382,7 @@ feeds:
 hot:
   layout: spread
   cores: {md-binance: 0, gpu: 1}
-http: {bind: "localhost:8080"}
+http: {listen: "localhost:8080"}
 telemetry: {log_level: loud}
 "#;
     let e = errors(text);
@@ -400,7 +400,7 @@ telemetry: {log_level: loud}
         "feeds.binance.streams[1]",
         "hot.layout",
         "hot.cores.gpu",
-        "http.bind",
+        "http.listen",
         "telemetry.log_level",
     ]);
     assert_eq!(path_set(&e), expected, "{e}");
@@ -778,9 +778,9 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
         &["redis.journal_fsync.every_ms"],
     ),
     ("pnl_every_ms: 1000", "pnl_every_ms: 0", &["redis.pnl_every_ms"]),
-    ("bind: \"127.0.0.1:8080\"", "bind: \"127.0.0.1\"", &["http.bind"]),
+    ("listen: \"127.0.0.1:8080\"", "listen: \"127.0.0.1\"", &["http.listen"]),
     ("token_file: null", "token_file: \"\"", &["http.token_file"]),
-    ("bind: \"127.0.0.1:50051\"", "bind: 50051", &["grpc.bind"]),
+    ("listen: \"127.0.0.1:50051\"", "listen: 50051", &["grpc.listen"]),
     (
         "metrics_listen: \"127.0.0.1:9100\"",
         "metrics_listen: \"999.0.0.1:9100\"",

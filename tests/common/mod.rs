@@ -120,8 +120,8 @@ pub fn config_with(replacements: &[(&str, &str)]) -> String {
     out.push('\n');
     // Tests run side by side: the HTTP API, the gRPC server and the metrics endpoint take any
     // free port unless a test chose one.
-    out.replace("bind: \"127.0.0.1:8080\"", "bind: \"127.0.0.1:0\"")
-        .replace("bind: \"127.0.0.1:50051\"", "bind: \"127.0.0.1:0\"")
+    out.replace("listen: \"127.0.0.1:8080\"", "listen: \"127.0.0.1:0\"")
+        .replace("listen: \"127.0.0.1:50051\"", "listen: \"127.0.0.1:0\"")
         .replace("metrics_listen: \"127.0.0.1:9100\"", "metrics_listen: \"127.0.0.1:0\"")
 }
 

@@ -633,8 +633,8 @@ pub struct GovernorConfig {
 pub struct HttpConfig {
     /// `enabled`: serve the HTTP API.
     pub enabled: bool,
-    /// `bind`: listen address of the HTTP API.
-    pub bind: SocketAddr,
+    /// `listen`: listen address of the HTTP API.
+    pub listen: SocketAddr,
     /// `token_file`: file holding the bearer token; `None` means env `MAXX_API_TOKEN` only.
     pub token_file: Option<PathBuf>,
 }
@@ -644,8 +644,8 @@ pub struct HttpConfig {
 pub struct GrpcConfig {
     /// `enabled`: serve gRPC.
     pub enabled: bool,
-    /// `bind`: listen address of the gRPC server.
-    pub bind: SocketAddr,
+    /// `listen`: listen address of the gRPC server.
+    pub listen: SocketAddr,
 }
 
 /// `telemetry`.

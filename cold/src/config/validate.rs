@@ -1303,12 +1303,12 @@ fn portfolio(w: &mut Walker, node: &Node, path: &str) -> Option<PortfolioConfig>
 fn http(w: &mut Walker, node: &Node, path: &str) -> Option<HttpConfig> {
     let mut f = Fields::open(w, node, path)?;
     let enabled = f.defaulted(w, "enabled", "true", flag);
-    let bind = f.defaulted(w, "bind", "'127.0.0.1:8080'", addr);
+    let listen = f.defaulted(w, "listen", "'127.0.0.1:8080'", addr);
     let token_file = f.defaulted(w, "token_file", "null", |w, n, p| w.opt_path(n, p));
     f.finish(w);
     Some(HttpConfig {
         enabled: enabled?,
-        bind: bind?,
+        listen: listen?,
         token_file: token_file?,
     })
 }
@@ -1316,11 +1316,11 @@ fn http(w: &mut Walker, node: &Node, path: &str) -> Option<HttpConfig> {
 fn grpc(w: &mut Walker, node: &Node, path: &str) -> Option<GrpcConfig> {
     let mut f = Fields::open(w, node, path)?;
     let enabled = f.defaulted(w, "enabled", "true", flag);
-    let bind = f.defaulted(w, "bind", "'127.0.0.1:50051'", addr);
+    let listen = f.defaulted(w, "listen", "'127.0.0.1:50051'", addr);
     f.finish(w);
     Some(GrpcConfig {
         enabled: enabled?,
-        bind: bind?,
+        listen: listen?,
     })
 }
 
