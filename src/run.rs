@@ -246,7 +246,8 @@ async fn cold_side(
     let account = Arc::clone(portfolio.agent());
     // Ids of `fills` entries when no bus gives them (Redis disabled).
     let local_ids = RefCell::new(maxx_cold::bus::entry::StreamIds::new());
-    let health = Arc::new(health_board(stats, bus.borrow().as_ref(), &portfolio));
+    let cold_beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let health = Arc::new(health_board(stats, bus.borrow().as_ref(), &portfolio, &cold_beat));
     // What `/metrics` reads: the engine's counters and gauges, the cold ends' queues, boards and
     // taps, the reload counters, the publisher's counters and the Portfolio; built once.
     let metrics_sources = Arc::new(
@@ -399,6 +400,7 @@ async fn cold_side(
     let reason = loop {
         tokio::select! {
             _ = drain_every.tick() => {
+                cold_beat.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 metrics_sources.taps.sample(&cold, &drain);
                 drain.drain(&mut cold, &mut sink);
                 settle(index, &transitions, risk_log, &notes, &mut alerter);
@@ -789,14 +791,30 @@ impl Agents {
     }
 }
 
-/// The probes behind `/healthz`: each feed is live, the stream publisher is connected, the
-/// Portfolio is running and caught up.
+/// The probes behind `/healthz`: each feed is live, the hot stages' loops and the cold loop
+/// advance, the stream publisher is connected, the Portfolio is running.
 fn health_board(
     stats: &EngineStats,
     bus: Option<&Bus>,
     portfolio: &maxx_cold::agent::SupervisorHandle<Portfolio>,
+    cold_beat: &Arc<std::sync::atomic::AtomicU64>,
 ) -> HealthBoard {
     let mut board = HealthBoard::new();
+    // The hot stages' loops: each counts its polls, busy or idle.
+    let (alpha, risk, exec) = (
+        Arc::clone(&stats.alpha),
+        Arc::clone(&stats.risk),
+        Arc::clone(&stats.exec),
+    );
+    board.add("hot.alpha", advancing(move || alpha.heartbeat.get(), "polls"));
+    board.add("hot.risk", advancing(move || risk.heartbeat.get(), "polls"));
+    board.add("hot.exec", advancing(move || exec.heartbeat.get(), "polls"));
+    // The cold loop (drain, MetaGovernor, control requests): it counts its drain passes.
+    let beat = Arc::clone(cold_beat);
+    board.add(
+        "cold.loop",
+        advancing(move || beat.load(std::sync::atomic::Ordering::Relaxed), "drain passes"),
+    );
     for feed in &stats.feeds {
         let feed = Arc::clone(feed);
         board.add(format!("feed.{}", feed.venue.name()), move || feed_health(&feed));
@@ -817,6 +835,29 @@ fn health_board(
     });
     board
 }
+
+/// A loop is healthy while its counter moves: failing once `read` has not changed for
+/// [`STALL_AFTER`].
+fn advancing(read: impl Fn() -> u64 + Send + Sync + 'static, what: &'static str) -> impl Fn() -> Health + Send + Sync {
+    let last = std::sync::Mutex::new((read(), Instant::now()));
+    move || {
+        let now = read();
+        let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now != last.0 {
+            *last = (now, Instant::now());
+        }
+        let still = last.1.elapsed();
+        if still < STALL_AFTER {
+            Health::ok(format!("advancing: {now} {what}"))
+        } else {
+            Health::failing(format!("stalled: {now} {what}, none for {} ms", still.as_millis()))
+        }
+    }
+}
+
+/// How long a loop may show no progress before `/healthz` calls it stalled (a parked hot thread
+/// polls every 200 µs; the cold loop drains every millisecond).
+const STALL_AFTER: Duration = Duration::from_secs(2);
 
 /// A feed is healthy while ticks arrive.
 fn feed_health(feed: &FeedStats) -> Health {

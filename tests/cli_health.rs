@@ -1,4 +1,5 @@
-//! `/healthz` of `maxx run` follows its feed: a venue simulator in its own process is stopped
+//! `/healthz` of `maxx run` names its probes (feeds, hot loops, cold loop, Portfolio) and
+//! follows its feed: a venue simulator in its own process is stopped
 //! (SIGSTOP) so ticks cease, the feed goes stale and `/healthz` answers 503 naming
 //! `feed.binance` while `/livez` stays 200; resumed (SIGCONT), ticks flow again and `/healthz`
 //! is 200.
@@ -67,6 +68,9 @@ fn healthz_turns_503_when_the_feed_goes_stale_and_200_when_it_is_back() {
             .starts_with("live"),
         "{ok}"
     );
+    for probe in ["hot.alpha", "hot.risk", "hot.exec", "cold.loop", "portfolio"] {
+        assert_eq!(ok["checks"][probe]["ok"], true, "{probe}: {ok}");
+    }
 
     // The venue stops sending: after stale_after_ms the feed is restarted and reconnects.
     signal(&sim, libc::SIGSTOP);
@@ -78,6 +82,8 @@ fn healthz_turns_503_when_the_feed_goes_stale_and_200_when_it_is_back() {
         failing["checks"]["portfolio"]["ok"], true,
         "the Portfolio runs without Redis"
     );
+    // The hot loops keep polling while their market is silent.
+    assert_eq!(failing["checks"]["hot.alpha"]["ok"], true, "{failing}");
     let (live, _) = run.get("/livez");
     assert_eq!(live, 200, "liveness does not depend on the feed");
 

@@ -130,6 +130,9 @@ impl FeedStats {
 /// Counters of Alpha.
 #[derive(Debug, Default)]
 pub struct AlphaStats {
+    /// Polls of the stage's loop, counted in steps of [`RING_SAMPLE_EVERY`]: advances while the
+    /// thread runs, busy or idle (`/healthz` checks that it does).
+    pub heartbeat: Counter,
     /// Ticks processed.
     pub ticks: Counter,
     /// Signals produced.
@@ -152,6 +155,9 @@ pub struct AlphaStats {
 /// Counters of Risk.
 #[derive(Debug, Default)]
 pub struct RiskStats {
+    /// Polls of the stage's loop, counted in steps of [`RING_SAMPLE_EVERY`]: advances while the
+    /// thread runs, busy or idle (`/healthz` checks that it does).
+    pub heartbeat: Counter,
     /// Intents approved as orders.
     pub approved: Counter,
     /// Intents refused, per [`RejectReason`].
@@ -203,6 +209,9 @@ impl RiskStats {
 /// Counters of Execution.
 #[derive(Debug, Default)]
 pub struct ExecStats {
+    /// Polls of the stage's loop, counted in steps of [`RING_SAMPLE_EVERY`]: advances while the
+    /// thread runs, busy or idle (`/healthz` checks that it does).
+    pub heartbeat: Counter,
     /// Orders sent to the gateway.
     pub orders: Counter,
     /// Fills received.

@@ -463,6 +463,7 @@ impl AlphaTask {
         self.passes = self.passes.wrapping_add(1);
         if self.passes.is_multiple_of(RING_SAMPLE_EVERY) {
             // Relaxed stores of the feeds' rings' occupancy: gauges for /metrics, no allocation.
+            self.stats.heartbeat.add(u64::from(RING_SAMPLE_EVERY));
             for (gauge, ring) in self.stats.md_alpha.iter().zip(&self.ends.ticks) {
                 gauge.occupancy.set(ring.slots() as u64);
             }
@@ -615,6 +616,7 @@ impl RiskTask {
         self.passes = self.passes.wrapping_add(1);
         if self.passes.is_multiple_of(RING_SAMPLE_EVERY) {
             // Relaxed stores of the inbound rings' occupancy (before draining): gauges only.
+            self.stats.heartbeat.add(u64::from(RING_SAMPLE_EVERY));
             self.stats.alpha_risk.occupancy.set(self.ends.intents.slots() as u64);
             self.stats.exec_risk.occupancy.set(self.ends.reports.slots() as u64);
         }
@@ -902,6 +904,7 @@ impl<G: Gateway> ExecTask<G> {
         self.sync_feeds();
         if self.passes.is_multiple_of(RING_SAMPLE_EVERY) {
             // Relaxed stores of the inbound rings' occupancy: gauges for /metrics only.
+            self.stats.heartbeat.add(u64::from(RING_SAMPLE_EVERY));
             self.stats.risk_exec.occupancy.set(self.ends.orders.slots() as u64);
             self.stats.alpha_exec.occupancy.set(self.ends.ticks.slots() as u64);
         }
