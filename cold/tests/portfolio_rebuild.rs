@@ -643,3 +643,111 @@ async fn entries_that_do_not_decode_are_counted_and_skipped() {
     h.shutdown().await;
     bus.publisher.close().await;
 }
+
+/// Textbook average-cost accounting in plain f64, written apart from `maxx_hot::pnl::Book`:
+/// per (venue, symbol) the position and its average price; a fill in the position's direction
+/// re-averages, one against it realizes `closed × (price − average)` and opens any remainder at
+/// the fill price.
+#[derive(Default)]
+struct Textbook {
+    position: f64,
+    average: f64,
+    realized: f64,
+    fees: f64,
+}
+
+impl Textbook {
+    fn apply(&mut self, side: Side, price: f64, qty: f64, fee: f64) {
+        let signed = if side == Side::Buy { qty } else { -qty };
+        self.fees += fee;
+        if self.position == 0.0 || (self.position > 0.0) == (signed > 0.0) {
+            let size = self.position.abs() + qty;
+            self.average = (self.average * self.position.abs() + price * qty) / size;
+            self.position += signed;
+            return;
+        }
+        let closed = qty.min(self.position.abs());
+        self.realized += closed * (price - self.average) * self.position.signum();
+        let opened = qty - closed;
+        self.position += signed;
+        if self.position.abs() < 1e-12 {
+            self.position = 0.0;
+            self.average = 0.0;
+        } else if opened > 0.0 {
+            self.average = price;
+        }
+    }
+}
+
+fn f(x: impl ToString) -> f64 {
+    x.to_string().parse().unwrap()
+}
+
+#[test]
+fn the_account_equals_a_textbook_recomputation_of_the_emitted_fills() {
+    // In-process, as `maxx run` feeds it; no Redis.
+    let agent = Portfolio::new(None, account(), PortfolioOptions::default()).unwrap();
+    let index = index();
+    let fills = FillGen::new(21, T0).take(2_000);
+    let mut books: BTreeMap<(Venue, Symbol), Textbook> = BTreeMap::new();
+    // The highest realized PnL net of fees seen after any fill: the lock-box's high-water mark.
+    let mut best_net = 0.0_f64;
+    for (i, fill) in fills.iter().enumerate() {
+        let symbol = index.get(fill.instrument).symbol;
+        agent.on_fill(
+            EntryId {
+                ms: 1 + i as u64,
+                seq: 0,
+            },
+            &FillRecord::from_fill(fill, symbol),
+        );
+        books
+            .entry((fill.venue, symbol))
+            .or_default()
+            .apply(fill.side, f(fill.price), f(fill.qty), f(fill.fee));
+        let net: f64 = books.values().map(|t| t.realized - t.fees).sum();
+        best_net = best_net.max(net);
+    }
+    let marks = [("BTCUSDT", "97012.34"), ("ETHUSDT", "3499.99"), ("SOLUSDT", "150.5")];
+    for (s, m) in marks {
+        agent.on_mark(Symbol::new(s).unwrap(), m.parse().unwrap());
+    }
+    let view = agent.view();
+    // Each closing fill may truncate 10^-8 in the exact books; the f64 sums carry ~1e-11
+    // relative error: 1e-4 is far above both and far below any accounting mistake.
+    let close = |what: &str, got: f64, want: f64| {
+        assert!((got - want).abs() < 1e-4, "{what}: account {got}, textbook {want}");
+    };
+    let mut unrealized_total = 0.0;
+    for row in &view.positions {
+        let t = &books[&(row.venue, row.symbol)];
+        let what = format!("{} {}", row.venue.name(), row.symbol);
+        close(&format!("{what} position"), f(row.position), t.position);
+        close(&format!("{what} realized"), f(row.realized), t.realized);
+        close(&format!("{what} fees"), f(row.fees), t.fees);
+        if t.position != 0.0 {
+            close(&format!("{what} average"), f(row.avg_price.unwrap()), t.average);
+        }
+        let mark = f(marks.iter().find(|(s, _)| *s == row.symbol.as_str()).unwrap().1);
+        let unrealized = t.position * (mark - t.average);
+        close(&format!("{what} unrealized"), f(row.unrealized), unrealized);
+        unrealized_total += unrealized;
+    }
+    assert_eq!(view.positions.len(), books.len());
+    let realized: f64 = books.values().map(|t| t.realized).sum();
+    let fees: f64 = books.values().map(|t| t.fees).sum();
+    close("realized", f(view.realized), realized);
+    close("fees", f(view.fees), fees);
+    close("unrealized", f(view.unrealized), unrealized_total);
+    close("equity", f(view.equity), 100_000.0 + realized - fees + unrealized_total);
+    // The lock-box took 20 % of every rise of realized PnL net of fees above its high-water
+    // mark: 20 % of the best net seen, all of it still in the box (no sweep); the trading
+    // capital is what is left.
+    close("lock-box", f(view.lockbox.total_in), 0.2 * best_net);
+    close("lock-box balance", f(view.lockbox.balance), 0.2 * best_net);
+    close(
+        "trading capital",
+        f(view.trading_capital),
+        f(view.equity) - f(view.lockbox.balance),
+    );
+}
