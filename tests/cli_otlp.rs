@@ -317,6 +317,10 @@ fn maxx_run_exports_a_span_per_http_and_grpc_control_call() {
     assert_eq!(status, 200, "{body}");
     let (status, body) = run.post("/reload", None, "");
     assert_eq!(status, 401, "{body}");
+    let (status, body) = run.post("/govern/reweight", Some(TOKEN), "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = run.post("/sweep", Some(TOKEN), r#"{"idempotency_key":"k"}"#);
+    assert_eq!(status, 200, "{body}");
     assert_eq!(grpc_calls(&run), Code::Unauthenticated);
     run.stop();
 
@@ -334,6 +338,11 @@ fn maxx_run_exports_a_span_per_http_and_grpc_control_call() {
     }
     reload.sort_unstable();
     assert_eq!(reload, ["200", "401"], "{reloads:#?}");
+    // The work behind the control calls has its own spans: one reload (the refused request
+    // never reached it), one governor step, one sweep.
+    for (name, count) in [("config reload", 1), ("governor reweight", 1), ("portfolio sweep", 1)] {
+        assert_eq!(receiver.named(name).len(), count, "{name}: {:#?}", receiver.spans());
+    }
     let get_state = receiver.named("maxx.v1.RiskService/GetState");
     assert_eq!(get_state.len(), 1, "{:#?}", receiver.spans());
     assert_eq!(
