@@ -394,6 +394,8 @@ struct Tty {
     child: Child,
     master: File,
     output: Arc<Mutex<Vec<u8>>>,
+    /// Copies the pty's output into `output` until the child's end closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Tty {
@@ -433,7 +435,7 @@ impl Tty {
         let master = File::from(master);
         let output = Arc::new(Mutex::new(Vec::new()));
         let (mut reader, sink) = (master.try_clone().unwrap(), Arc::clone(&output));
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
@@ -442,22 +444,81 @@ impl Tty {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Tty { child, master, output }
+        Tty {
+            child,
+            master,
+            output,
+            reader: Some(reader),
+        }
     }
 
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 
-    /// Waits until everything written so far contains each of `parts`.
+    /// The screen as a terminal would show it after everything written so far: cursor moves
+    /// (`ESC [ row ; col H`) and text are applied to a 50 × 120 grid; colours, modes and other
+    /// sequences are skipped. A redraw writes only the cells that changed, so a word may arrive
+    /// in pieces: only the screen shows it whole.
+    fn screen(&self) -> String {
+        let (rows, cols) = (50usize, 120usize);
+        let mut grid = vec![vec![' '; cols]; rows];
+        let (mut r, mut c) = (0usize, 0usize);
+        let text = self.text();
+        let mut chars = text.chars().peekable();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '\u{1b}' => {
+                    if chars.peek() != Some(&'[') {
+                        chars.next();
+                        continue;
+                    }
+                    chars.next();
+                    let mut params = String::new();
+                    let mut last = ' ';
+                    for p in chars.by_ref() {
+                        if ('@'..='~').contains(&p) {
+                            last = p;
+                            break;
+                        }
+                        params.push(p);
+                    }
+                    match last {
+                        'H' | 'f' => {
+                            let mut it = params.split(';').map(|n| n.parse::<usize>().unwrap_or(1));
+                            r = it.next().unwrap_or(1).saturating_sub(1).min(rows - 1);
+                            c = it.next().unwrap_or(1).saturating_sub(1).min(cols - 1);
+                        }
+                        'J' if params == "2" => grid = vec![vec![' '; cols]; rows],
+                        _ => {}
+                    }
+                }
+                '\r' => c = 0,
+                '\n' => r = (r + 1).min(rows - 1),
+                ch if !ch.is_control() => {
+                    if c < cols {
+                        grid[r][c] = ch;
+                    }
+                    c += 1;
+                }
+                _ => {}
+            }
+        }
+        grid.into_iter()
+            .map(|row| row.into_iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until the screen shows each of `parts`.
     fn wait_for(&mut self, parts: &[&str]) {
         let deadline = Instant::now() + DEADLINE;
-        while !parts.iter().all(|p| self.text().contains(p)) {
+        while !parts.iter().all(|p| self.screen().contains(p)) {
             let exited = self.child.try_wait().ok().flatten();
             assert!(
                 exited.is_none() && Instant::now() < deadline,
-                "maxx top never showed {parts:?} (exited: {exited:?}); it wrote:\n{}",
-                self.text()
+                "maxx top never showed {parts:?} (exited: {exited:?}); the screen:\n{}",
+                self.screen()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -470,6 +531,10 @@ impl Tty {
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Everything it wrote before exiting is read once the pty reports its end.
+                if let Some(reader) = self.reader.take() {
+                    reader.join().expect("the pty reader");
+                }
                 return (status.success(), self.text(), self.cooked());
             }
             assert!(
@@ -511,8 +576,7 @@ fn interactive_shows_the_error_retries_and_quits_restoring_the_terminal() {
     tty.wait_for(&["cannot scrape: ", "Connection refused", "(retrying)"]);
     assert!(!tty.cooked(), "raw mode while the dashboard runs");
 
-    // The endpoint comes up: the next scrapes fill the frame. (Only what a frame draws whole is
-    // looked for: a redraw writes just the cells that changed.)
+    // The endpoint comes up: the next scrapes fill the frame.
     let (_, served) = metrics_server_on(port, "200 OK", vec![FIRST, SECOND]);
     tty.wait_for(&[
         "binance",
