@@ -1,7 +1,8 @@
 //! `maxx run` serves Prometheus metrics on `telemetry.metrics_listen`: every family the
 //! dashboard and `maxx top` rely on is there with sane values, counters never go back between
-//! two scrapes, config reloads are counted by outcome, and `promtool check metrics` (Debian
-//! package `prometheus`) accepts the exposition. The shipped Grafana dashboard queries only
+//! two scrapes, config reloads are counted by outcome, the per-stage latency summaries fill as
+//! the engine trades, and `promtool check metrics` (Debian package `prometheus`) accepts the
+//! exposition. The shipped Grafana dashboard queries only
 //! families that `/metrics` serves.
 
 mod common;
@@ -345,6 +346,17 @@ fn metrics_serve_every_family_with_sane_values_and_promtool_accepts_them() {
             "quantile {q}: {v} with {count} samples"
         );
     }
+    check_stage_latency(&first);
+
+    // Every stage's latency summary fills once the engine trades: one sample per intent Alpha
+    // emitted, per order Risk approved, per order Execution sent (the tick-to-order samples).
+    let trading = m.scrape_until("latency samples from every stage", |p| {
+        STAGES
+            .iter()
+            .all(|s| p.get(&format!("maxx_stage_latency_seconds_count{{stage=\"{s}\"}}")) > 0.0)
+    });
+    promtool_check(&trading.text);
+    check_stage_latency(&trading);
     m.scrape_until("the Redis publisher connected", |p| {
         p.get("maxx_redis_connected") == 1.0
     });
@@ -379,6 +391,67 @@ fn metrics_serve_every_family_with_sane_values_and_promtool_accepts_them() {
         assert!(later >= v, "{series} went back from {v} to {later}");
     }
     assert_eq!(after.get("maxx_config_reloads_total{outcome=\"applied\"}"), 1.0);
+    // Latency summaries only gain samples; Execution's are orders it sent, which the routed
+    // counters of a later scrape include (each stage hands its histogram over on its own
+    // schedule, so counts of different stages on one page are not compared).
+    check_stage_latency(&after);
+    for s in STAGES {
+        let series = format!("maxx_stage_latency_seconds_count{{stage=\"{s}\"}}");
+        assert!(after.get(&series) >= before.get(&series), "{series} went back");
+    }
+    let routed: f64 = after.of("maxx_orders_total").map(|(_, v)| v).sum();
+    let sent = before.get("maxx_stage_latency_seconds_count{stage=\"exec\"}");
+    assert!(sent <= routed, "{sent} tick-to-order samples, {routed} orders routed");
+}
+
+/// The stages of `maxx_stage_latency_seconds`.
+const STAGES: [&str; 3] = ["alpha", "risk", "exec"];
+
+/// Each stage's latency summary is on the page: every quantile (NaN before the first sample,
+/// otherwise a duration), `_sum` and `_count`; the `exec` stage is the tick-to-order summary.
+fn check_stage_latency(p: &Page) {
+    assert_eq!(
+        p.types.get("maxx_stage_latency_seconds").map(String::as_str),
+        Some("summary")
+    );
+    for s in STAGES {
+        let count = p.get(&format!("maxx_stage_latency_seconds_count{{stage=\"{s}\"}}"));
+        let sum = p.get(&format!("maxx_stage_latency_seconds_sum{{stage=\"{s}\"}}"));
+        assert!(count >= 0.0 && count.fract() == 0.0, "stage {s}: count {count}");
+        assert!(
+            if count == 0.0 { sum == 0.0 } else { sum > 0.0 },
+            "stage {s}: sum {sum}, count {count}"
+        );
+        for q in ["0.5", "0.9", "0.99", "0.999"] {
+            let v = p.get(&format!("maxx_stage_latency_seconds{{stage=\"{s}\",quantile=\"{q}\"}}"));
+            assert!(
+                if count == 0.0 { v.is_nan() } else { v > 0.0 },
+                "stage {s} quantile {q}: {v} with {count} samples"
+            );
+        }
+    }
+    for suffix in ["_count", "_sum"] {
+        assert_eq!(
+            p.get(&format!("maxx_stage_latency_seconds{suffix}{{stage=\"exec\"}}")),
+            p.get(&format!("maxx_tick_to_order_seconds{suffix}")),
+            "the exec stage is the tick-to-order histogram"
+        );
+    }
+    for q in ["0.5", "0.9", "0.99", "0.999"] {
+        let stage = p.get(&format!(
+            "maxx_stage_latency_seconds{{stage=\"exec\",quantile=\"{q}\"}}"
+        ));
+        let t2o = p.get(&format!("maxx_tick_to_order_seconds{{quantile=\"{q}\"}}"));
+        assert!(
+            stage == t2o || (stage.is_nan() && t2o.is_nan()),
+            "quantile {q}: {stage} vs {t2o}"
+        );
+    }
+    assert_eq!(
+        p.of("maxx_stage_latency_seconds").count(),
+        3 * 6,
+        "3 stages × (4 quantiles, _sum, _count)"
+    );
 }
 
 /// Every metric name an `expr` of `config/grafana-dashboard.json` uses.

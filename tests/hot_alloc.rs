@@ -3,6 +3,10 @@
 //! Execution running on their own threads; a counting global allocator counts every allocation
 //! made on a hot thread while armed. While armed, the cold side also pushes a weights command
 //! and a sentiment score onto Alpha's command queue, so applying them is counted too.
+//!
+//! Alpha, Risk and Execution each record latency from the tick's receive stamp into their own
+//! histogram and hand it to the cold side; after shutdown every sample has arrived, one per
+//! intent, approval and order sent.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -24,6 +28,7 @@ use maxx_hot::runtime::{available_cores, plan, spawn};
 use maxx_hot::stage::alpha::{AlphaInput, FamilyKind};
 use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::topology::{Layout as HotLayout, StageName, WaitKind};
+use maxx_hot::wiring::LatencyStage;
 
 struct Counting;
 
@@ -133,10 +138,13 @@ fn hot_threads_do_not_allocate_in_steady_state() {
     };
     let ticks = || stats.feeds[0].trades.get() + stats.feeds[0].quotes.get();
     let deadline = Instant::now() + Duration::from_secs(120);
-    // Warm-up: connected, data flowing, orders filled, histograms swapped both ways.
+    // Warm-up: connected, data flowing, orders filled, every stage's histograms swapped both
+    // ways.
     wait_for("warm-up", deadline, || {
         pump(&mut drain);
-        ticks() > 5_000 && stats.exec.orders.get() > 10 && drain.latency().len() > 5
+        ticks() > 5_000
+            && stats.exec.orders.get() > 10
+            && LatencyStage::ALL.iter().all(|s| drain.stage_latency(*s).len() > 5)
     });
     let (ticks0, orders0, fills0) = (ticks(), stats.exec.orders.get(), drain.fills);
     let (version0, sentiment0) = (board.weights_version(), stats.alpha.sentiment_inputs.get());
@@ -175,6 +183,8 @@ fn hot_threads_do_not_allocate_in_steady_state() {
         threads.is_finished()
     });
     threads.join().unwrap();
+    // Each stage handed its last histogram over as it closed.
+    pump(&mut drain);
     sim.shutdown();
     assert!(fills1 > fills0, "fills flowed while armed");
     assert_eq!(
@@ -185,4 +195,34 @@ fn hot_threads_do_not_allocate_in_steady_state() {
         orders1 - orders0
     );
     assert_eq!(stats.feeds[0].bad_total(), 0, "the simulator's frames all decode");
+
+    // One latency sample per intent Alpha emitted, per order Risk approved (no manual intents
+    // here), per order Execution sent except Risk's trims, which carry no tick stamp. Risk
+    // approves a subset of the intents and Execution sends a subset of the approved orders.
+    let count = |s: LatencyStage| drain.stage_latency(s).len();
+    let (alpha, risk, exec) = (
+        count(LatencyStage::Alpha),
+        count(LatencyStage::Risk),
+        count(LatencyStage::Exec),
+    );
+    assert_eq!(alpha, stats.alpha.intents.get(), "one tick → intent sample per intent");
+    assert_eq!(
+        risk,
+        stats.risk.approved.get(),
+        "one tick → approval sample per approval"
+    );
+    let (orders, trims) = (stats.exec.orders.get(), stats.risk.risk_orders.get());
+    assert!(
+        exec <= orders && orders <= exec + trims,
+        "tick → order samples {exec}: orders sent {orders}, of which at most {trims} trims"
+    );
+    assert_eq!(
+        drain.latency().len(),
+        exec,
+        "the exec stage is the tick-to-order histogram"
+    );
+    assert!(
+        alpha >= risk && risk >= exec,
+        "alpha {alpha} ≥ risk {risk} ≥ exec {exec}"
+    );
 }

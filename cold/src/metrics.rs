@@ -5,14 +5,23 @@
 //! Nothing here can slow the hot path. Every value is a relaxed atomic load (the hot stages'
 //! single-writer counters, the ring gauges they sample once per poll batch), a seqlock read of
 //! a board (`RiskBoard`), or a snapshot the cold loop refreshes between two drain passes
-//! ([`TapGauges::sample`]: the taps' occupancy and the merged tick-to-order histogram's
-//! quantiles; [`FlowObserver`]: fills and open orders per venue from the order/fill tap, which is
+//! ([`TapGauges::sample`]: the taps' occupancy and the merged latency histograms' quantiles;
+//! [`FlowObserver`]: fills and open orders per venue from the order/fill tap, which is
 //! never dropped, so they are exact). Per-thread CPU time comes from `/proc/self/task/*/stat`.
 //!
 //! Naming follows the Prometheus conventions: `maxx_` prefix, base units in the name
 //! (`_seconds`), counters end in `_total`, every family has `# HELP` and `# TYPE`, and each
 //! family's samples are written together. `promtool check metrics` accepts the output
 //! (`tests/cli_metrics.rs`); `config/grafana-dashboard.json` is built on these names.
+//!
+//! Latency comes from the hot stages' HdrHistograms, merged on the cold side over the whole run
+//! and exported as summaries: `maxx_tick_to_order_seconds` (Execution's tick → order sent) and
+//! `maxx_stage_latency_seconds{stage}` with `stage="alpha"` (tick → intent), `"risk"` (tick →
+//! approval) and `"exec"` (tick → order sent: the same samples as `maxx_tick_to_order_seconds`).
+//! Every stage's figure is cumulative from the tick's receive stamp: decoding and each ring hop
+//! fold into the next stage's figure, so these are not per-hop times (those come with the
+//! benchmarks). Risk and Execution count manual orders too (stamped when the desk received
+//! them); Risk's trims carry no stamp and are not counted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -38,7 +47,7 @@ use maxx_hot::runtime::stats::RingGauge;
 use maxx_hot::stage::alpha::AlphaInput;
 use maxx_hot::stage::exec::ExecCommand;
 use maxx_hot::stage::risk::RiskCommand;
-use maxx_hot::wiring::ColdEnds;
+use maxx_hot::wiring::{ColdEnds, LatencyStage};
 
 use crate::bus::entry::StreamKind;
 use crate::bus::publish::StatsHandle;
@@ -49,7 +58,7 @@ use crate::taps::{Record, TapDrain, TapObserver};
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Quantiles of the tick-to-order summary.
+/// Quantiles of the latency summaries.
 pub const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
 
 /// Every metric family `/metrics` can serve (Redis and Portfolio families only when those run).
@@ -71,6 +80,7 @@ pub const FAMILIES: &[&str] = &[
     "maxx_rejects_total",
     "maxx_open_orders",
     "maxx_tick_to_order_seconds",
+    "maxx_stage_latency_seconds",
     "maxx_ring_occupancy",
     "maxx_ring_capacity",
     "maxx_ring_drops_total",
@@ -152,17 +162,52 @@ struct TapGauge {
     occupancy: AtomicU64,
 }
 
-/// What the cold loop samples for `/metrics` between two drain passes: the taps' occupancy
-/// (their consumers are the loop's) and the tick-to-order histogram the drain merges.
-#[derive(Debug)]
-pub struct TapGauges {
-    taps: Vec<TapGauge>,
+/// One merged latency histogram as last sampled for `/metrics`.
+#[derive(Debug, Default)]
+struct LatencyGauge {
     /// Samples in the merged histogram at the last refresh.
     count: AtomicU64,
     /// Sum of the samples (ns), from the histogram's buckets.
     sum_ns: AtomicU64,
     /// [`QUANTILES`] in ns.
     quantiles_ns: [AtomicU64; QUANTILES.len()],
+}
+
+impl LatencyGauge {
+    /// Refreshes the figures when `h` gained samples since the last refresh.
+    fn sample(&self, h: &hdrhistogram::Histogram<u64>) {
+        if h.len() == self.count.load(Relaxed) {
+            return;
+        }
+        for (slot, (q, _)) in self.quantiles_ns.iter().zip(QUANTILES) {
+            slot.store(h.value_at_quantile(q), Relaxed);
+        }
+        // Each sample counted at its bucket's value: the sum only grows as samples arrive.
+        let sum: u128 = h
+            .iter_recorded()
+            .map(|v| u128::from(v.value_iterated_to()) * u128::from(v.count_at_value()))
+            .sum();
+        self.sum_ns.store(u64::try_from(sum).unwrap_or(u64::MAX), Relaxed);
+        self.count.store(h.len(), Relaxed);
+    }
+
+    /// (count, sum in ns, quantiles in ns), each loaded once.
+    fn load(&self) -> (u64, u64, [u64; QUANTILES.len()]) {
+        (
+            self.count.load(Relaxed),
+            self.sum_ns.load(Relaxed),
+            std::array::from_fn(|i| self.quantiles_ns[i].load(Relaxed)),
+        )
+    }
+}
+
+/// What the cold loop samples for `/metrics` between two drain passes: the taps' occupancy
+/// (their consumers are the loop's) and the latency histograms the drain merges, one per
+/// [`LatencyStage`] (Execution's is also the tick-to-order one).
+#[derive(Debug)]
+pub struct TapGauges {
+    taps: Vec<TapGauge>,
+    stages: [LatencyGauge; LatencyStage::ALL.len()],
 }
 
 impl TapGauges {
@@ -179,15 +224,13 @@ impl TapGauges {
         });
         Self {
             taps,
-            count: AtomicU64::new(0),
-            sum_ns: AtomicU64::new(0),
-            quantiles_ns: Default::default(),
+            stages: Default::default(),
         }
     }
 
     /// Records each tap's occupancy (call before draining: what the hot side has handed over
-    /// since the last pass) and, when the drain merged a new histogram since the last call, the
-    /// tick-to-order quantiles. Relaxed stores only; a few atomic loads per tap.
+    /// since the last pass) and, for each stage whose merged histogram gained samples since the
+    /// last call, its latency quantiles. Relaxed stores only; a few atomic loads per tap.
     pub fn sample(&self, cold: &ColdEnds, drain: &TapDrain) {
         let mut k = 0;
         visit_taps(cold, |tap, slots, _| {
@@ -196,18 +239,8 @@ impl TapGauges {
             }
             k += 1;
         });
-        let h = drain.latency();
-        if h.len() != self.count.load(Relaxed) {
-            for (slot, (q, _)) in self.quantiles_ns.iter().zip(QUANTILES) {
-                slot.store(h.value_at_quantile(q), Relaxed);
-            }
-            // Each sample counted at its bucket's value: the sum only grows as samples arrive.
-            let sum: u128 = h
-                .iter_recorded()
-                .map(|v| u128::from(v.value_iterated_to()) * u128::from(v.count_at_value()))
-                .sum();
-            self.sum_ns.store(u64::try_from(sum).unwrap_or(u64::MAX), Relaxed);
-            self.count.store(h.len(), Relaxed);
+        for stage in LatencyStage::ALL {
+            self.stages[stage.index()].sample(drain.stage_latency(stage));
         }
     }
 }
@@ -523,28 +556,35 @@ impl MetricsSources {
     }
 
     fn latency(&self, o: &mut Exposition) {
-        let t = &self.taps;
+        let stages = self.taps.stages.each_ref().map(LatencyGauge::load);
+        // One summary's samples: the quantiles (NaN before the first sample), `_sum`, `_count`.
+        let summary = |o: &mut Exposition, name: &str, labels: &[(&str, &str)], figures| {
+            let (count, sum_ns, quantiles_ns): (u64, u64, [u64; QUANTILES.len()]) = figures;
+            for (ns, (_, q)) in quantiles_ns.into_iter().zip(QUANTILES) {
+                let v = if count == 0 { f64::NAN } else { ns as f64 / 1e9 };
+                let mut with_q = labels.to_vec();
+                with_q.push(("quantile", q));
+                o.sample(name, &with_q, Float(v));
+            }
+            o.sample(&format!("{name}_sum"), labels, Float(sum_ns as f64 / 1e9));
+            o.sample(&format!("{name}_count"), labels, count);
+        };
         let name = "maxx_tick_to_order_seconds";
         o.family(
             name,
             "summary",
             "Tick receive to order sent, over the whole run (Execution's HdrHistogram, merged on the cold side).",
         );
-        let count = t.count.load(Relaxed);
-        for (slot, (_, label)) in t.quantiles_ns.iter().zip(QUANTILES) {
-            let v = if count == 0 {
-                f64::NAN
-            } else {
-                slot.load(Relaxed) as f64 / 1e9
-            };
-            o.sample(name, &[("quantile", label)], Float(v));
-        }
-        o.sample(
-            "maxx_tick_to_order_seconds_sum",
-            &[],
-            Float(t.sum_ns.load(Relaxed) as f64 / 1e9),
+        summary(o, name, &[], stages[LatencyStage::Exec.index()]);
+        let name = "maxx_stage_latency_seconds";
+        o.family(
+            name,
+            "summary",
+            "Tick receive to each stage's output over the whole run, cumulative (decode and ring hops fold into the next stage): stage=alpha intent, risk approval, exec order sent.",
         );
-        o.sample("maxx_tick_to_order_seconds_count", &[], count);
+        for stage in LatencyStage::ALL {
+            summary(o, name, &[("stage", stage.name())], stages[stage.index()]);
+        }
     }
 
     fn rings(&self, o: &mut Exposition) {

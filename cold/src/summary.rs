@@ -1,7 +1,8 @@
 //! The end-of-run summary printed by `maxx run` and `maxx replay`, as text or one JSON object.
 //!
-//! Everything except `tick_to_order_ns` is a pure function of the input, so two replays of the
-//! same capture print the same summary apart from the latency figures.
+//! Everything except the latency figures (`tick_to_order_ns`, and the per-stage figures of the
+//! text summary, which the JSON leaves out) is a pure function of the input, so two replays of
+//! the same capture print the same summary apart from the latency figures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +13,7 @@ use maxx_hot::ids::{InstrumentIndex, Venue};
 use maxx_hot::records::{RejectReason, RouteReason};
 use maxx_hot::runtime::stats::{AlphaStats, ExecStats, FeedStats, RiskStats};
 use maxx_hot::stats::Counter;
+use maxx_hot::wiring::LatencyStage;
 use serde::Serialize;
 
 use crate::taps::TapDrain;
@@ -140,6 +142,11 @@ pub struct Summary {
     pub positions: BTreeMap<String, String>,
     /// Tick-to-order latency (not deterministic).
     pub tick_to_order_ns: Latency,
+    /// Latency from the tick's receive stamp to each stage's output, by
+    /// [`LatencyStage::index`] (not deterministic; text only: the JSON keeps its one latency
+    /// field).
+    #[serde(skip)]
+    pub stage_latency_ns: [Latency; LatencyStage::ALL.len()],
 }
 
 /// Assembles the summary from the stages' counters and the cold side's aggregates.
@@ -192,6 +199,7 @@ pub fn summarize(
         }
     }
     s.tick_to_order_ns = Latency::of(drain.latency());
+    s.stage_latency_ns = LatencyStage::ALL.map(|stage| Latency::of(drain.stage_latency(stage)));
     s
 }
 
@@ -313,6 +321,16 @@ impl Summary {
             "tick-to-order p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns ({} samples)",
             l.p50, l.p99, l.p99_9, l.max, l.count
         );
+        if self.stage_latency_ns.iter().any(|l| l.count > 0) {
+            let stages: Vec<String> = LatencyStage::ALL
+                .iter()
+                .map(|stage| {
+                    let l = &self.stage_latency_ns[stage.index()];
+                    format!("{} p50 {} ns, p99 {} ns ({})", stage.name(), l.p50, l.p99, l.count)
+                })
+                .collect();
+            let _ = writeln!(out, "tick-to-stage {}", stages.join("; "));
+        }
         out
     }
 }

@@ -1,8 +1,8 @@
 //! Draining the hot → cold taps: the cold side's single view of what the hot path did.
 //!
 //! [`TapDrain`] empties every tap ring, keeps the Portfolio's exact books (positions, realized
-//! and unrealized PnL, fees) from the fills, merges the latency histograms Execution hands
-//! over (and hands each one back, emptied), attributes PnL to the signal families
+//! and unrealized PnL, fees) from the fills, merges the latency histograms Alpha, Risk and
+//! Execution hand over (and hands each one back, emptied), attributes PnL to the signal families
 //! ([`Attribution`], the MetaGovernor's reward), and passes every record to a sink: the `--emit`
 //! printer in replay, the Redis publisher and logs in `maxx run`.
 //! It is plain synchronous code so that replay can call it between two lockstep steps and
@@ -20,7 +20,8 @@ use maxx_hot::pnl::Book;
 use maxx_hot::records::{ExecReport, Order, Signal, Tick, TickBody, Transition};
 use maxx_hot::stage::exec::{ExecEvent, ExecNote, latency_histogram};
 use maxx_hot::stage::risk::Refusal;
-use maxx_hot::wiring::{BadFrame, ColdEnds};
+use maxx_hot::wiring::{BadFrame, BoxedHistogram, ColdEnds, LatencyStage};
+use rtrb::{Consumer, Producer};
 
 /// One record taken off a tap.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +67,9 @@ pub struct TapDrain {
     attribution: Attribution,
     total_latency: Histogram<u64>,
     recent_latency: Histogram<u64>,
+    /// Tick → intent (Alpha) and tick → approval (Risk) over the whole run.
+    alpha_latency: Histogram<u64>,
+    risk_latency: Histogram<u64>,
     /// Records taken off the order/fill tap (never dropped, so this is exact).
     pub exec_records: u64,
     /// Orders seen.
@@ -92,6 +96,8 @@ impl TapDrain {
             attribution: Attribution::new(index.len()),
             total_latency: latency_histogram(),
             recent_latency: latency_histogram(),
+            alpha_latency: latency_histogram(),
+            risk_latency: latency_histogram(),
             exec_records: 0,
             orders: 0,
             fills: 0,
@@ -198,14 +204,21 @@ impl TapDrain {
                 sink(Record::Bad(sample));
             }
         }
-        while let Ok(mut h) = ends.hist_in.pop() {
-            // Both histograms have the same fixed bounds, so adding cannot fail.
-            let _ = self.total_latency.add(&*h);
-            let _ = self.recent_latency.add(&*h);
-            h.reset();
-            // The ring has room for every histogram in circulation.
-            let _ = ends.hist_back.push(h);
-        }
+        merge(
+            &mut ends.hist_in,
+            &mut ends.hist_back,
+            &mut [&mut self.total_latency, &mut self.recent_latency],
+        );
+        merge(
+            &mut ends.alpha_hist.hist_in,
+            &mut ends.alpha_hist.hist_back,
+            &mut [&mut self.alpha_latency],
+        );
+        merge(
+            &mut ends.risk_hist.hist_in,
+            &mut ends.risk_hist.hist_back,
+            &mut [&mut self.risk_latency],
+        );
         n
     }
 
@@ -244,11 +257,36 @@ impl TapDrain {
         &self.total_latency
     }
 
+    /// Latency from the tick's receive stamp to `stage`'s output over the whole run: Alpha's
+    /// intents, Risk's approvals, Execution's orders sent (the same histogram as
+    /// [`latency`](Self::latency)).
+    pub fn stage_latency(&self, stage: LatencyStage) -> &Histogram<u64> {
+        match stage {
+            LatencyStage::Alpha => &self.alpha_latency,
+            LatencyStage::Risk => &self.risk_latency,
+            LatencyStage::Exec => &self.total_latency,
+        }
+    }
+
     /// Latency since the last call to this method, then cleared (for status lines).
     pub fn take_recent_latency(&mut self) -> Histogram<u64> {
         let h = self.recent_latency.clone();
         self.recent_latency.reset();
         h
+    }
+}
+
+/// Adds every filled histogram a stage handed over into each of `into`, and hands it back
+/// emptied.
+fn merge(full: &mut Consumer<BoxedHistogram>, back: &mut Producer<BoxedHistogram>, into: &mut [&mut Histogram<u64>]) {
+    while let Ok(mut h) = full.pop() {
+        for total in into.iter_mut() {
+            // Every latency histogram has the same fixed bounds, so adding cannot fail.
+            let _ = total.add(&*h);
+        }
+        h.reset();
+        // The ring has room for every histogram in circulation.
+        let _ = back.push(h);
     }
 }
 

@@ -22,7 +22,7 @@
 //! | `exec_notes` | `exec` → cold | [`ExecNote`] (venue demoted / re-admitted, passive order repriced or timed out) | [`cap::TAP_EXEC_NOTES`] | dropped and counted (`ExecStats::notes_dropped`): the same facts are in Execution's counters and the orders' own records |
 //! | `tap_bad` | `md-<v>` → cold | [`BadFrame`] samples | [`cap::TAP_BAD`] | dropped (the per-reason counters are exact; samples are for the log) |
 //! | `capture[v]` | `md-<v>` → cold capture writer | raw frame bytes (`[len u32][recv_ns u64][frame]`) | `Capacities::capture` bytes (only with `market_data.capture_dir`) | the frame is not captured and `capture_dropped` counts it: a slow disk never stalls a feed |
-//! | `hist_out` / `hist_back` | `exec` ⇄ cold | boxed HdrHistogram | [`cap::HISTOGRAMS`] | two histograms circulate; Execution keeps recording into its current one until a spare comes back |
+//! | `hist_out` / `hist_back` | `alpha`, `risk`, `exec` ⇄ cold, one pair per stage ([`LatencyStage`]) | boxed HdrHistogram | [`cap::HISTOGRAMS`] | two histograms circulate per stage; the stage keeps recording into its current one until a spare comes back |
 
 use std::sync::Arc;
 
@@ -121,8 +121,76 @@ impl BadFrame {
     }
 }
 
-/// A boxed latency histogram, moved between Execution and the cold side.
+/// A boxed latency histogram, moved between a hot stage and the cold side.
 pub type BoxedHistogram = Box<Histogram<u64>>;
+
+/// A hot stage that records latency from the triggering tick's receive stamp into its own
+/// histogram. Each figure is cumulative from the tick's receipt: decoding and every ring hop
+/// before the stage fold into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LatencyStage {
+    /// Tick → Alpha's intent.
+    Alpha,
+    /// Tick → Risk's approval.
+    Risk,
+    /// Tick → order sent by Execution (the tick-to-order latency).
+    Exec,
+}
+
+impl LatencyStage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [LatencyStage; 3] = [LatencyStage::Alpha, LatencyStage::Risk, LatencyStage::Exec];
+
+    /// Its name in metrics and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyStage::Alpha => "alpha",
+            LatencyStage::Risk => "risk",
+            LatencyStage::Exec => "exec",
+        }
+    }
+
+    /// Its position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A hot stage's end of its histogram hand-off: filled histograms out, emptied ones back.
+#[derive(Debug)]
+pub struct HistogramOut {
+    /// Filled histograms out.
+    pub hist_out: Producer<BoxedHistogram>,
+    /// Empty histograms back.
+    pub hist_back: Consumer<BoxedHistogram>,
+}
+
+/// The cold side's end of one stage's histogram hand-off.
+#[derive(Debug)]
+pub struct HistogramIn {
+    /// Filled histograms.
+    pub hist_in: Consumer<BoxedHistogram>,
+    /// Where emptied histograms go back.
+    pub hist_back: Producer<BoxedHistogram>,
+}
+
+/// One stage's histogram hand-off, with one empty spare already on its way back (the stage
+/// owns the other): two histograms circulate. Allocates both rings and the spare, at start.
+fn histogram_link() -> (HistogramOut, HistogramIn) {
+    let (hist_out, hist_in) = RingBuffer::new(cap::HISTOGRAMS);
+    let (mut back_tx, back_rx) = RingBuffer::new(cap::HISTOGRAMS);
+    let _ = back_tx.push(Box::new(crate::stage::exec::latency_histogram()));
+    (
+        HistogramOut {
+            hist_out,
+            hist_back: back_rx,
+        },
+        HistogramIn {
+            hist_in,
+            hist_back: back_tx,
+        },
+    )
+}
 
 /// The ends a feed thread owns.
 #[derive(Debug)]
@@ -154,6 +222,8 @@ pub struct AlphaEnds {
     pub tap: Producer<Signal>,
     /// Latest signals and weights, for readers on any thread.
     pub board: Arc<SignalBoard>,
+    /// Tick → intent latency histograms out and back.
+    pub latency: HistogramOut,
 }
 
 /// The ends Risk owns.
@@ -177,6 +247,8 @@ pub struct RiskEnds {
     pub board: Arc<RiskBoard>,
     /// The kill switch.
     pub kill: KillSwitch,
+    /// Tick → approval latency histograms out and back.
+    pub latency: HistogramOut,
 }
 
 /// The ends Execution owns.
@@ -194,10 +266,8 @@ pub struct ExecEnds {
     pub tap: Producer<ExecEvent>,
     /// Notes for operators (dropped when full).
     pub notes: Producer<ExecNote>,
-    /// Filled histograms out.
-    pub hist_out: Producer<BoxedHistogram>,
-    /// Empty histograms back.
-    pub hist_back: Consumer<BoxedHistogram>,
+    /// Tick → order latency histograms out and back.
+    pub latency: HistogramOut,
     /// The kill switch, read before every order.
     pub kill: KillSwitch,
 }
@@ -219,10 +289,14 @@ pub struct ColdEnds {
     pub exec: Consumer<ExecEvent>,
     /// Execution's notes: venue demotions and re-admissions, reprices, passive timeouts.
     pub exec_notes: Consumer<ExecNote>,
-    /// Filled histograms.
+    /// Execution's filled (tick → order) histograms.
     pub hist_in: Consumer<BoxedHistogram>,
-    /// Where emptied histograms go back.
+    /// Where Execution's emptied histograms go back.
     pub hist_back: Producer<BoxedHistogram>,
+    /// Alpha's (tick → intent) histograms.
+    pub alpha_hist: HistogramIn,
+    /// Risk's (tick → approval) histograms.
+    pub risk_hist: HistogramIn,
     /// Commands to Risk.
     pub risk_cmd: Arc<ArrayQueue<RiskCommand>>,
     /// Commands to Alpha.
@@ -354,10 +428,9 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
     let (exec_tap, exec_events) = RingBuffer::new(c.tap_exec.max(min));
     let (notes_tap, exec_notes) = RingBuffer::new(cap::TAP_EXEC_NOTES);
     let (events_tap, risk_events) = RingBuffer::new(c.tap_risk_events.max(1));
-    let (hist_out, hist_in) = RingBuffer::new(cap::HISTOGRAMS);
-    let (mut hist_back_tx, hist_back_rx) = RingBuffer::new(cap::HISTOGRAMS);
-    // One spare in circulation from the start; Execution owns the other.
-    let _ = hist_back_tx.push(Box::new(crate::stage::exec::latency_histogram()));
+    let (alpha_latency, alpha_hist) = histogram_link();
+    let (risk_latency, risk_hist) = histogram_link();
+    let (exec_latency, exec_hist) = histogram_link();
     let risk_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let alpha_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let board = Arc::new(SignalBoard::new(instruments));
@@ -373,6 +446,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             to_exec: alpha_to_exec,
             tap: signal_tap,
             board: Arc::clone(&board),
+            latency: alpha_latency,
         },
         risk: RiskEnds {
             intents: risk_intents,
@@ -384,6 +458,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             events: events_tap,
             board: Arc::clone(&risk_board),
             kill: kill.clone(),
+            latency: risk_latency,
         },
         exec: ExecEnds {
             orders: exec_orders,
@@ -392,8 +467,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             to_risk: exec_to_risk,
             tap: exec_tap,
             notes: notes_tap,
-            hist_out,
-            hist_back: hist_back_rx,
+            latency: exec_latency,
             kill: kill.clone(),
         },
         cold: ColdEnds {
@@ -404,8 +478,10 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             refusals,
             exec: exec_events,
             exec_notes,
-            hist_in,
-            hist_back: hist_back_tx,
+            hist_in: exec_hist.hist_in,
+            hist_back: exec_hist.hist_back,
+            alpha_hist,
+            risk_hist,
             risk_cmd,
             alpha_cmd,
             exec_cmd,

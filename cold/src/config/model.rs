@@ -508,7 +508,7 @@ pub struct HotConfig {
     /// `cores`: core index per stage, for `pinned` and `fused`; availability is checked at run
     /// time, not here.
     pub cores: BTreeMap<StageName, usize>,
-    /// `histogram_interval_ms`: how often Execution hands its latency histogram to the cold side.
+    /// `histogram_interval_ms`: how often Alpha, Risk and Execution hand their latency histograms to the cold side.
     pub histogram_interval: Duration,
     /// `status_interval_ms`: status line period of `maxx run`.
     pub status_interval: Duration,

@@ -32,7 +32,7 @@ pub struct EngineSpec {
     pub risk: RiskParams,
     /// Execution's parameters: the maker/taker rule, routing and venue health.
     pub exec: ExecParams,
-    /// How often Execution hands over its latency histogram.
+    /// How often Alpha, Risk and Execution each hand over their latency histogram.
     pub histogram_every: Duration,
     /// Ring capacities.
     pub capacities: Capacities,
@@ -124,6 +124,7 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
         wiring.alpha,
         Arc::clone(&alpha_stats),
         Arc::clone(&flags),
+        spec.histogram_every.as_nanos() as u64,
     );
     let risk = RiskTask::new(
         risk,
@@ -132,6 +133,7 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
         Arc::clone(&flags),
         feed_stats.clone(),
         spec.stale_after.is_none(),
+        spec.histogram_every.as_nanos() as u64,
     );
     let kill = wiring.exec.kill.clone();
     let exec = ExecTask::new(

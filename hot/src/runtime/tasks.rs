@@ -12,12 +12,12 @@ use crate::board::{InstrumentRiskView, SystemRiskView};
 use crate::clock::{Clock, SystemClock, mono_ns};
 use crate::feed::{Control, Decoded, FrameMeta, Numbering, Sequencing, SkipKind, TickBatch};
 use crate::ids::{InstrumentId, InstrumentIndex, Venue};
-use crate::records::{ExecReport, Order, OrderIntent, Scope, TickBody};
+use crate::records::{ExecReport, Order, OrderIntent, Scope, Stamp, TickBody};
 use crate::source::{Decode, FrameSource, Next};
 use crate::stage::alpha::{Alpha, AlphaInput, AlphaOut};
 use crate::stage::exec::{Exec, ExecEvent, Gateway, MAX_EVENTS_PER_ORDER, latency_histogram};
 use crate::stage::risk::{Decision, Risk, RiskCommand};
-use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, RiskEnds};
+use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, HistogramOut, RiskEnds};
 
 use super::stats::{AlphaStats, ExecStats, FeedStats, RING_SAMPLE_EVERY, RiskStats, feed_state};
 
@@ -420,6 +420,134 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
     }
 }
 
+/// How often, in polls, a stage with samples waiting reads the clock to see whether its
+/// histogram is due even though it recorded nothing lately.
+const HAND_OVER_CHECK_EVERY: u32 = 1024;
+
+/// A stage's side of its latency-histogram hand-off: every `every_ns` (or at the end) the
+/// filled histogram goes to the cold side in exchange for an empty spare that came back. Two
+/// histograms circulate per stage, so a hand-over is two pointer moves; without a spare at hand
+/// the stage keeps recording into its current histogram. No allocation, except at the end if no
+/// spare came back.
+#[derive(Debug)]
+struct HandOff {
+    spare: Option<BoxedHistogram>,
+    every_ns: u64,
+    next_ns: u64,
+}
+
+impl HandOff {
+    fn new(every_ns: u64) -> Self {
+        Self {
+            spare: None,
+            every_ns,
+            next_ns: mono_ns().saturating_add(every_ns),
+        }
+    }
+
+    /// Whether the interval has passed at `now_ns`.
+    #[inline]
+    fn due(&self, now_ns: u64) -> bool {
+        now_ns >= self.next_ns
+    }
+
+    /// Hands the current histogram (holding `samples`) over `ends` through `swap` when the
+    /// interval has passed at `now_ns` (or at the end) and an empty spare is at hand; otherwise
+    /// the stage keeps recording into the current one. `swap` installs the spare and returns
+    /// the filled histogram.
+    fn hand_over(
+        &mut self,
+        ends: &mut HistogramOut,
+        samples: u64,
+        now_ns: u64,
+        last: bool,
+        swap: impl FnOnce(BoxedHistogram) -> BoxedHistogram,
+    ) {
+        if samples == 0 || (!last && !self.due(now_ns)) {
+            return;
+        }
+        if self.spare.is_none() {
+            self.spare = ends.hist_back.pop().ok();
+        }
+        if last && self.spare.is_none() {
+            // At shutdown a fresh histogram may be allocated; in steady state we wait for a spare.
+            self.spare = Some(Box::new(latency_histogram()));
+        }
+        if ends.hist_out.slots() == 0 {
+            return;
+        }
+        let Some(spare) = self.spare.take() else { return };
+        let full = swap(spare);
+        // Cannot fail: a slot was checked above and this thread is the only producer.
+        let _ = ends.hist_out.push(full);
+        self.next_ns = now_ns.saturating_add(self.every_ns);
+    }
+}
+
+/// Latency from the triggering tick's receive stamp to the moment a stage produced something
+/// (Alpha's intent, Risk's approval), recorded into the stage's own histogram and handed to the
+/// cold side like Execution's tick-to-order histogram. The clock is read only when a sample is
+/// recorded, and every [`HAND_OVER_CHECK_EVERY`] polls while samples wait: never per tick.
+#[derive(Debug)]
+struct StageLatency {
+    current: BoxedHistogram,
+    hand_off: HandOff,
+    /// Monotonic time of the last sample.
+    last_ns: u64,
+}
+
+impl StageLatency {
+    /// Allocates the stage's current histogram (at start).
+    fn new(every_ns: u64) -> Self {
+        Self {
+            current: Box::new(latency_histogram()),
+            hand_off: HandOff::new(every_ns),
+            last_ns: 0,
+        }
+    }
+
+    /// Records `now − stamp`; a zero stamp (nothing behind it) is not a sample.
+    #[inline]
+    fn record(&mut self, stamp: Stamp) {
+        if stamp.0 == 0 {
+            return;
+        }
+        let now = mono_ns();
+        self.current.saturating_record(now.saturating_sub(stamp.0).max(1));
+        self.last_ns = now;
+    }
+
+    /// Hands the histogram over `ends` if it is due: known without the clock when the last
+    /// sample came after the deadline, otherwise checked every [`HAND_OVER_CHECK_EVERY`]
+    /// `passes`.
+    #[inline]
+    fn poll(&mut self, ends: &mut HistogramOut, passes: u32) {
+        if self.current.is_empty() {
+            return;
+        }
+        let now = if self.hand_off.due(self.last_ns) {
+            self.last_ns
+        } else if passes.is_multiple_of(HAND_OVER_CHECK_EVERY) {
+            mono_ns()
+        } else {
+            return;
+        };
+        self.hand_over(ends, now, false);
+    }
+
+    /// Hands over whatever was recorded (the stage is closing).
+    fn finish(&mut self, ends: &mut HistogramOut) {
+        self.hand_over(ends, mono_ns(), true);
+    }
+
+    fn hand_over(&mut self, ends: &mut HistogramOut, now_ns: u64, last: bool) {
+        let current = &mut self.current;
+        self.hand_off.hand_over(ends, current.len(), now_ns, last, |fresh| {
+            std::mem::replace(current, fresh)
+        });
+    }
+}
+
 /// Alpha with its rings.
 #[derive(Debug)]
 pub struct AlphaTask {
@@ -434,16 +562,26 @@ pub struct AlphaTask {
     closed: bool,
     /// Polls so far, for sampling the rings' occupancy.
     passes: u32,
+    /// Tick → intent latency.
+    latency: StageLatency,
 }
 
 impl AlphaTask {
-    /// An Alpha task; publishes Alpha's starting weights to the signal board.
-    pub fn new(alpha: Alpha, ends: AlphaEnds, stats: Arc<AlphaStats>, flags: Arc<Flags>) -> Self {
+    /// An Alpha task handing its tick → intent histogram over every `histogram_every_ns`;
+    /// publishes Alpha's starting weights to the signal board.
+    pub fn new(
+        alpha: Alpha,
+        ends: AlphaEnds,
+        stats: Arc<AlphaStats>,
+        flags: Arc<Flags>,
+        histogram_every_ns: u64,
+    ) -> Self {
         ends.board.publish_weights(alpha.weights());
         for (gauge, ring) in stats.md_alpha.iter().zip(&ends.ticks) {
             gauge.capacity.set(ring.buffer().capacity() as u64);
         }
         Self {
+            latency: StageLatency::new(histogram_every_ns),
             alpha,
             ends,
             stats,
@@ -468,6 +606,7 @@ impl AlphaTask {
                 gauge.occupancy.set(ring.slots() as u64);
             }
         }
+        self.latency.poll(&mut self.ends.latency, self.passes);
         if !flush(&mut self.pending, &mut self.ends.to_risk) || !flush(&mut self.pending_tick, &mut self.ends.to_exec) {
             return false;
         }
@@ -495,12 +634,13 @@ impl AlphaTask {
             if self.ends.to_exec.push(tick).is_err() {
                 self.pending_tick = Some(tick);
             }
-            let (tap, board, to_risk, stats, pending) = (
+            let (tap, board, to_risk, stats, pending, latency) = (
                 &mut self.ends.tap,
                 &self.ends.board,
                 &mut self.ends.to_risk,
                 &self.stats,
                 &mut self.pending,
+                &mut self.latency,
             );
             self.alpha.process(AlphaInput::Tick(tick), &mut |out| match out {
                 AlphaOut::Signal(s) => {
@@ -512,6 +652,7 @@ impl AlphaTask {
                 }
                 AlphaOut::Intent(intent) => {
                     stats.intents.inc();
+                    latency.record(intent.stamp);
                     if to_risk.push(intent).is_err() {
                         *pending = Some(intent);
                     }
@@ -526,6 +667,7 @@ impl AlphaTask {
             && self.flags.feeds_closed()
             && self.ends.ticks.iter().all(|c| c.is_empty())
         {
+            self.latency.finish(&mut self.ends.latency);
             self.closed = true;
             Flags::close(&self.flags.alpha_closed);
         }
@@ -572,11 +714,14 @@ pub struct RiskTask {
     finished: bool,
     /// Polls so far, for sampling the rings' occupancy.
     passes: u32,
+    /// Tick → approval latency.
+    latency: StageLatency,
 }
 
 impl RiskTask {
-    /// A Risk task following these feeds' state gauges (`replay`: every feed counts as live).
-    /// Publishes the risk board once, so readers see the starting state.
+    /// A Risk task following these feeds' state gauges (`replay`: every feed counts as live),
+    /// handing its tick → approval histogram over every `histogram_every_ns`. Publishes the
+    /// risk board once, so readers see the starting state.
     ///
     /// A kill switch already tripped counts as handled (the engine trips it at build when
     /// Risk starts killed).
@@ -587,6 +732,7 @@ impl RiskTask {
         flags: Arc<Flags>,
         feeds: Vec<Arc<FeedStats>>,
         replay: bool,
+        histogram_every_ns: u64,
     ) -> Self {
         let kill_seen = ends.kill.generation();
         stats.alpha_risk.capacity.set(ends.intents.buffer().capacity() as u64);
@@ -605,6 +751,7 @@ impl RiskTask {
             closed: false,
             finished: false,
             passes: 0,
+            latency: StageLatency::new(histogram_every_ns),
         };
         task.publish();
         task
@@ -620,6 +767,7 @@ impl RiskTask {
             self.stats.alpha_risk.occupancy.set(self.ends.intents.slots() as u64);
             self.stats.exec_risk.occupancy.set(self.ends.reports.slots() as u64);
         }
+        self.latency.poll(&mut self.ends.latency, self.passes);
         let mut busy = false;
         while let Ok(report) = self.ends.reports.pop() {
             self.risk.on_report(&report);
@@ -681,6 +829,8 @@ impl RiskTask {
             && Flags::closed(&self.flags.alpha_closed)
             && self.ends.intents.is_empty()
         {
+            // No intent is taken once closed: nothing more to record.
+            self.latency.finish(&mut self.ends.latency);
             self.closed = true;
             Flags::close(&self.flags.risk_closed);
         }
@@ -696,6 +846,7 @@ impl RiskTask {
         match self.risk.check(intent) {
             Decision::Approved(order) => {
                 self.stats.approved.inc();
+                self.latency.record(order.stamp);
                 if self.ends.to_exec.push(order).is_err() {
                     self.pending = Some(order);
                 }
@@ -832,9 +983,7 @@ pub struct ExecTask<G: Gateway> {
     stats: Arc<ExecStats>,
     flags: Arc<Flags>,
     clock: SystemClock,
-    histogram_every_ns: u64,
-    next_histogram_ns: u64,
-    spare: Option<BoxedHistogram>,
+    hand_off: HandOff,
     passes: u32,
     /// Feed state gauges, for the router (a venue whose feed is not live gets no order).
     feeds: Vec<FeedWatch>,
@@ -881,9 +1030,7 @@ impl<G: Gateway> ExecTask<G> {
             stats,
             flags,
             clock: SystemClock,
-            histogram_every_ns,
-            next_histogram_ns: mono_ns() + histogram_every_ns,
-            spare: None,
+            hand_off: HandOff::new(histogram_every_ns),
             passes: 0,
             feeds: feeds.into_iter().map(|stats| FeedWatch { stats, live: None }).collect(),
             replay,
@@ -1024,28 +1171,15 @@ impl<G: Gateway> ExecTask<G> {
         s.open_orders.set(self.exec.open_orders() as u64);
     }
 
-    /// Hands the filled histogram to the cold side when the interval has passed (or at the end)
-    /// and an empty spare is at hand; otherwise keeps recording into the current one.
+    /// Hands the filled tick-to-order histogram to the cold side when the interval has passed
+    /// (or at the end) and an empty spare is at hand; otherwise keeps recording into the current
+    /// one.
     fn maybe_hand_over_histogram(&mut self, last: bool) {
-        let now = mono_ns();
-        if self.exec.samples() == 0 || (!last && now < self.next_histogram_ns) {
-            return;
-        }
-        if self.spare.is_none() {
-            self.spare = self.ends.hist_back.pop().ok();
-        }
-        if last && self.spare.is_none() {
-            // At shutdown a fresh histogram may be allocated; in steady state we wait for a spare.
-            self.spare = Some(Box::new(latency_histogram()));
-        }
-        if self.ends.hist_out.slots() == 0 {
-            return;
-        }
-        let Some(spare) = self.spare.take() else { return };
-        let full = self.exec.swap_histogram(spare);
-        // Cannot fail: a slot was checked above and this thread is the only producer.
-        let _ = self.ends.hist_out.push(full);
-        self.next_histogram_ns = now + self.histogram_every_ns;
+        let exec = &mut self.exec;
+        self.hand_off
+            .hand_over(&mut self.ends.latency, exec.samples(), mono_ns(), last, |fresh| {
+                exec.swap_histogram(fresh)
+            });
     }
 
     /// Whether Execution has drained and closed.
