@@ -80,6 +80,18 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
         cold_cores = ?placement.cold_cores,
         "hot path placed"
     );
+    // A pinned hot thread shares its core with the scheduler tick and whatever else runs there
+    // unless the kernel keeps the core for it (tuning/README.md).
+    let isolated = maxx_hot::runtime::host::isolated_cores();
+    for t in &placement.threads {
+        if let Some(core) = t.core.filter(|c| !isolated.contains(c)) {
+            warn!(
+                thread = %t.name,
+                core,
+                "hot core is not isolated (isolcpus= / nohz_full=): the scheduler and interrupts share it; see tuning/README.md and tuning/audit"
+            );
+        }
+    }
     confine_current_thread(&placement.cold_cores);
     // The log flusher started with the logger, before the placement was known.
     confine_threads_named("log-flush", &placement.cold_cores);
@@ -159,6 +171,14 @@ pub fn run(args: &RunArgs, config: Config) -> Result<()> {
     }
     let watcher =
         kill::spawn_watcher(cold.kill.clone(), config.risk.kill_file.clone()).context("starting the kill watcher")?;
+    // Lock memory now that the rings and buffers exist: locking faults them in, and later pages
+    // are locked as they are mapped, so the hot threads take no page faults.
+    match maxx_hot::runtime::host::lock_memory(config.hot.lock_memory).map_err(anyhow::Error::msg)? {
+        maxx_hot::runtime::host::Locked::Yes => info!("memory locked (mlockall): the hot path takes no page faults"),
+        maxx_hot::runtime::host::Locked::No(why) => {
+            warn!(lock_memory = config.hot.lock_memory.name(), "memory not locked: {why}")
+        }
+    }
     let threads = spawn(&placement.threads, tasks, config.hot.wait, || {}).context("spawning hot threads")?;
     // One cold thread (this one, confined to the cold cores): the drain loop, the order desk
     // and the gRPC and HTTP handlers run on it together, so an order's round trip has no

@@ -422,6 +422,11 @@ fn pinned_run_stops_cleanly_on(signal: libc::c_int, name: &str) {
         }
         Ok(found)
     });
+    // hot.lock_memory: auto locks when the process may lock without limit.
+    if may_lock_unlimited() {
+        let locked = vm_locked_kib(pid);
+        assert!(locked > 0, "{name}: VmLck {locked} kB with memory locking permitted");
+    }
     let names = threads(pid);
     assert!(
         !names.keys().any(|n| n.starts_with("hot")),
@@ -451,6 +456,85 @@ fn pinned_run_stops_cleanly_on(signal: libc::c_int, name: &str) {
     let orders = assert_clean_summary(status, &stdout, &stderr, name);
     assert!(orders > 0, "{name}: orders were placed before the stop");
     assert!(stderr.contains(name), "{name}: the stop reason is logged:\n{stderr}");
+    // Each pinned core the kernel does not keep for us is named in a warning at start.
+    let isolated = isolated_cores();
+    for (stage, core) in &expected {
+        let warned = stderr
+            .lines()
+            .any(|l| l.contains("hot core is not isolated") && l.contains(&format!("\"core\":{core}")));
+        assert_eq!(
+            warned,
+            !isolated.contains(core),
+            "{name}: {stage} on core {core}:\n{stderr}"
+        );
+    }
+    if !may_lock_unlimited() {
+        assert!(stderr.contains("memory not locked"), "{name}:\n{stderr}");
+    }
+}
+
+/// Whether this process could lock memory without limit: root, or RLIMIT_MEMLOCK unlimited.
+fn may_lock_unlimited() -> bool {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid, writable rlimit for the duration of the call; geteuid has no
+    // preconditions.
+    unsafe {
+        libc::geteuid() == 0
+            || (libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0 && r.rlim_cur == libc::RLIM_INFINITY)
+    }
+}
+
+/// `VmLck` of a process, in kB.
+fn vm_locked_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmLck line")
+}
+
+/// The cores in `isolcpus=` or `nohz_full=`, as the kernel reports them.
+fn isolated_cores() -> Vec<usize> {
+    ["/sys/devices/system/cpu/isolated", "/sys/devices/system/cpu/nohz_full"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            let t = t.trim().to_string();
+            if t.is_empty() || t == "(null)" {
+                Vec::new()
+            } else {
+                parse_cpu_list(&t)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn lock_memory_false_leaves_memory_unlocked_and_says_so() {
+    let dir = TempDir::new("run-unlocked");
+    let text = config_with(&[("  wait:", "  wait: park"), ("  lock_memory:", "  lock_memory: false")]);
+    let config = dir.write("unlocked.yaml", text);
+    let mut run = Running::start(&["run", "--config", config.to_str().expect("utf-8 path")]);
+    let pid = run.pid();
+    run.poll("a status line", |r| {
+        if r.stdout.iter().any(|l| is_status_line(l)) {
+            Ok(())
+        } else {
+            Err("none yet".into())
+        }
+    });
+    assert_eq!(vm_locked_kib(pid), 0);
+    run.signal(libc::SIGTERM);
+    let (status, _, stderr) = run.wait_exit("SIGTERM");
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("memory not locked: hot.lock_memory is false"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -485,6 +485,9 @@ const BAD_FIELDS: &[(&str, &str, &[&str])] = &[
     ("momentum: 0.4", "momentum: .inf", &["alpha.weights.momentum"]),
     ("mean_rev: 0.3", "mean_rev: -.inf", &["alpha.weights.mean_rev"]),
     ("breakout: 0.3", "breakout: 3e-1", &["alpha.weights.breakout"]),
+    // hot.lock_memory
+    ("  lock_memory: auto", "  lock_memory: maybe", &["hot.lock_memory"]),
+    ("  lock_memory: auto", "  lock_memory: 1", &["hot.lock_memory"]),
     // portfolio
     ("  lockbox_pct: 20", "  lockbox_pct: 101", &["portfolio.lockbox_pct"]),
     ("  lockbox_pct: 20", "  lockbox_pct: -1", &["portfolio.lockbox_pct"]),

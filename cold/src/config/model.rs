@@ -512,6 +512,8 @@ pub struct HotConfig {
     pub histogram_interval: Duration,
     /// `status_interval_ms`: status line period of `maxx run`.
     pub status_interval: Duration,
+    /// `lock_memory`: `mlockall` at start (`auto`, `true`, `false`).
+    pub lock_memory: maxx_hot::runtime::host::LockMemory,
 }
 
 /// `redis`.

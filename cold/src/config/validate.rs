@@ -1062,6 +1062,20 @@ fn hot(w: &mut Walker, node: &Node, path: &str) -> Option<HotConfig> {
     let cores = f.defaulted(w, "cores", DEFAULT_CORES, cores);
     let histogram_interval = f.defaulted(w, "histogram_interval_ms", "100", millis);
     let status_interval = f.defaulted(w, "status_interval_ms", "1000", millis);
+    let lock_memory = f.defaulted(w, "lock_memory", "auto", |w, n, p| {
+        use maxx_hot::runtime::host::LockMemory;
+        // `true`/`false` are YAML booleans; `auto` a name.
+        match n {
+            Node::Bool(true) => Some(LockMemory::On),
+            Node::Bool(false) => Some(LockMemory::Off),
+            other => w.name(other, p, &["auto", "true", "false"], |s| match s {
+                "auto" => Some(LockMemory::Auto),
+                "true" => Some(LockMemory::On),
+                "false" => Some(LockMemory::Off),
+                _ => None,
+            }),
+        }
+    });
     f.finish(w);
     Some(HotConfig {
         layout: layout?,
@@ -1069,6 +1083,7 @@ fn hot(w: &mut Walker, node: &Node, path: &str) -> Option<HotConfig> {
         cores: cores?,
         histogram_interval: histogram_interval?,
         status_interval: status_interval?,
+        lock_memory: lock_memory?,
     })
 }
 

@@ -6,6 +6,7 @@
 //! `maxx replay` gets results that do not depend on thread timing.
 
 pub mod engine;
+pub mod host;
 pub mod stats;
 pub mod tasks;
 
