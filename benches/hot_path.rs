@@ -2,9 +2,16 @@
 //! - `decode`: our Binance decoder vs a plain `serde_json` typed decode of the same real frame;
 //! - `decode_venues`: every venue's decoder, per message type, vs a plain `serde_json` typed
 //!   decode of the same frame into the same ticks (see `decode_venues` for the frames);
+//! - `decode_captures`: streams of real frames read from `../shared` at run time (Binance Spot
+//!   trades and bookTicker, Coinbase legacy match and ticker), each decoder vs its serde_json
+//!   baseline over the same frames; a venue whose capture is absent is skipped with a note;
 //! - `ring`: one rtrb push + pop of a `Tick` on one thread (the floor of a hop) vs a
 //!   `VecDeque` push + pop;
 //! - `replay`: a whole capture through decode, Alpha, Risk, Execution and the taps in lockstep.
+//!
+//! The cross-thread ring hop against the cache-line floor is in `benches/rings.rs`, each
+//! stage's cost per tick in `benches/stages.rs`, timestamps and histogram records in
+//! `benches/clock.rs`.
 //!
 //! Run with `cargo bench --bench hot_path`; record the command, toolchain, CPU and tuning state
 //! with any figure you quote (README, issue notes).
@@ -801,5 +808,178 @@ fn decode_venues(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, decode_venues, ring, replay_capture);
+// `decode_captures`: streams of real frames read from `../shared` at run time (never copied into
+// the repo), each decoder next to its serde_json baseline over the same frames.
+
+/// Frames per capture stream at most.
+const CAPTURE_FRAMES: usize = 2_000;
+
+/// A serde_json baseline for one frame.
+type Baseline = fn(&[u8], FrameMeta, &InstrumentIndex, &mut TickBatch) -> Option<()>;
+
+/// Frames of a capture, each with the baseline for its message type.
+type Frames = Vec<(Vec<u8>, Baseline)>;
+
+/// The Binance capture's first trade and bookTicker frames with their baselines, chosen outside
+/// the timing (the baseline is handed its frame type; the decoder finds it itself).
+fn binance_capture(shared: &std::path::Path) -> Option<Frames> {
+    let file = std::fs::File::open(shared.join("data/hftbacktest/spot/btcusdt_20240808.gz")).ok()?;
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file)));
+    let mut frames = Vec::new();
+    for line in lines {
+        let line = line.ok()?;
+        let Some((_, frame)) = line.split_once(' ') else {
+            continue;
+        };
+        let baseline: Baseline = if frame.contains(r#""stream":"btcusdt@trade""#) {
+            serde_binance_trade
+        } else if frame.contains(r#""stream":"btcusdt@bookTicker""#) {
+            serde_binance_book_ticker
+        } else {
+            continue;
+        };
+        frames.push((frame.as_bytes().to_vec(), baseline));
+        if frames.len() == CAPTURE_FRAMES {
+            break;
+        }
+    }
+    Some(frames)
+}
+
+/// The Coinbase capture's legacy `match` and `ticker` frames, and an index listing every product
+/// they name.
+fn coinbase_capture(shared: &std::path::Path) -> Option<(Frames, InstrumentIndex)> {
+    let text = std::fs::read_to_string(shared.join("data/cryptofeed/COINBASE.ws.28.0")).ok()?;
+    let mut frames = Vec::new();
+    let mut products: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some((_, frame)) = line.split_once(": ") else {
+            continue;
+        };
+        let baseline: Baseline = if frame.starts_with(r#"{"type":"match""#) {
+            serde_coinbase_match
+        } else if frame.starts_with(r#"{"type":"ticker""#) {
+            serde_coinbase_ticker
+        } else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+        let product = v["product_id"].as_str()?.to_owned();
+        if !products.contains(&product) {
+            products.push(product);
+        }
+        frames.push((frame.as_bytes().to_vec(), baseline));
+        if frames.len() == CAPTURE_FRAMES {
+            break;
+        }
+    }
+    let index = InstrumentIndex::new(products.iter().map(|p| {
+        let mut vs = [None; Venue::COUNT];
+        vs[Venue::Coinbase.index()] = Some(VenueSymbol::new(p).unwrap());
+        (Symbol::new(p).unwrap(), vs)
+    }))
+    .unwrap();
+    Some((frames, index))
+}
+
+/// Measures a stream: every frame through the decoder, then every frame through its baseline,
+/// after checking frame by frame that both produce the same ticks. Frames the decoder does not
+/// turn into ticks (e.g. a zero-size trade) are left out of both sides, and counted.
+fn bench_stream<D: Decode>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    index: &InstrumentIndex,
+    name: &str,
+    frames: Frames,
+    mut decoder: D,
+) {
+    let meta = FrameMeta {
+        recv_ns: 1_723_161_254_087_896_568,
+        stamp: Stamp(1),
+    };
+    let total = frames.len();
+    let mut out = TickBatch::new();
+    let frames: Vec<_> = frames
+        .into_iter()
+        .filter(|(frame, baseline)| {
+            let mut ours = TickBatch::new();
+            match decoder.decode(frame, meta, index, &mut ours) {
+                Ok(Decoded::Tick(t)) => ours.push(t).unwrap(),
+                Ok(Decoded::Ticks) if !ours.is_empty() => {}
+                _ => return false,
+            }
+            out.clear();
+            baseline(frame, meta, index, &mut out)
+                .unwrap_or_else(|| panic!("{name}: the serde_json baseline failed on a frame"));
+            assert_eq!(
+                ours.as_slice(),
+                out.as_slice(),
+                "{name}: the decoder and the baseline disagree"
+            );
+            true
+        })
+        .collect();
+    eprintln!(
+        "decode_captures/{name}: {} frames measured, {} left out (no ticks)",
+        frames.len(),
+        total - frames.len()
+    );
+    let bytes: usize = frames.iter().map(|(f, _)| f.len()).sum();
+    g.throughput(Throughput::Elements(frames.len() as u64));
+    eprintln!("decode_captures/{name}: {bytes} bytes in all");
+    g.bench_function(format!("{name}/maxx"), |b| {
+        b.iter(|| {
+            for (frame, _) in &frames {
+                out.clear();
+                let _ = black_box(decoder.decode(black_box(frame), meta, index, &mut out));
+            }
+        })
+    });
+    g.bench_function(format!("{name}/serde_json_typed"), |b| {
+        b.iter(|| {
+            for (frame, baseline) in &frames {
+                out.clear();
+                black_box(baseline(black_box(frame), meta, index, &mut out));
+            }
+        })
+    });
+}
+
+/// Real capture streams per venue, where `../shared` has one the decoders read: Binance Spot
+/// (trades and bookTicker) and Coinbase Exchange legacy (match and ticker). The Bybit captures
+/// there are the 2021 v1 API (`trade.*`, `orderBookL2`), which the v5 decoder does not read, and
+/// there is no OANDA pricing-stream capture (LEAN's are CSV quotes): those venues are measured
+/// on their docs samples in `decode_venues` only.
+fn decode_captures(c: &mut Criterion) {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let mut g = c.benchmark_group("decode_captures");
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    g.sample_size(30);
+    match binance_capture(&shared) {
+        Some(frames) => bench_stream(
+            &mut g,
+            &index(),
+            "binance_btcusdt_trade_book_ticker",
+            frames,
+            BinanceDecoder::new(),
+        ),
+        None => {
+            eprintln!("decode_captures: skipped binance (../shared/data/hftbacktest/spot/btcusdt_20240808.gz absent)")
+        }
+    }
+    match coinbase_capture(&shared) {
+        Some((frames, index)) => bench_stream(
+            &mut g,
+            &index,
+            "coinbase_legacy_match_ticker",
+            frames,
+            CoinbaseDecoder::new(),
+        ),
+        None => eprintln!("decode_captures: skipped coinbase (../shared/data/cryptofeed/COINBASE.ws.28.0 absent)"),
+    }
+    eprintln!("decode_captures: bybit and oanda have no capture the decoders read; see decode_venues (docs samples)");
+    g.finish();
+}
+
+criterion_group!(benches, decode, decode_venues, decode_captures, ring, replay_capture);
 criterion_main!(benches);
