@@ -1,4 +1,4 @@
-//! The command line: `maxx run | replay | sim | config check | kill | tail | top`.
+//! The command line: `maxx run | replay | sim | config check | kill | tail | top | bench`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +35,53 @@ pub enum Command {
     Tail(TailArgs),
     /// Terminal dashboard over a running instance's Prometheus endpoint.
     Top(TopArgs),
+    /// Drive the real hot path from in-memory frames and report HDR latency percentiles,
+    /// against baselines measured in the same run.
+    Bench(BenchArgs),
+}
+
+/// `maxx bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Config file (instruments, alpha, risk, paper venue, `sim.binance` seed and prices,
+    /// `hot.wait`); the bench tunes Alpha and Risk so that orders happen (see the README).
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Binance capture file (`<recv_ns> <frame>` lines, `.gz` read transparently) instead of
+    /// the seeded simulator's frames.
+    #[arg(long)]
+    pub capture: Option<PathBuf>,
+    /// Frames to hand over (cycling through the frame set); default 200000, or rate x duration.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Open loop: frames per second, each stamped with its scheduled time.
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "flat_out")]
+    pub rate: Option<f64>,
+    /// As fast as the ring to Alpha takes them (the default).
+    #[arg(long)]
+    pub flat_out: bool,
+    /// Stop after this long (e.g. `1s`, `10m`).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Frames run through the pipeline before measuring (default: a tenth, at most 10000).
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Thread layout: `auto`, `pinned` (one core per stage) or `fused`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "pinned", "fused"])]
+    pub layout: String,
+    /// Directory for the `.hgrm` files and `latency.svg`.
+    #[arg(long, default_value = "bench-out")]
+    pub out: PathBuf,
+    /// Baselines measured in the same run, comma-separated: `floor`, `tokio`.
+    #[arg(long, value_delimiter = ',')]
+    pub baseline: Vec<String>,
+    /// Simulator seed (default: `sim.binance.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Soak: report RSS and tick-to-order at the start and the end of the run (needs
+    /// `--duration`).
+    #[arg(long)]
+    pub soak: bool,
 }
 
 /// `maxx top`.

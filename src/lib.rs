@@ -2,6 +2,7 @@
 //! each subcommand. `main.rs` only dispatches and maps errors to exit codes.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod run;

@@ -25,6 +25,10 @@ fn main() -> ExitCode {
         },
         Command::Tail(args) => maxx::tail::tail_cmd(args),
         Command::Top(args) => maxx::top::top_cmd(args),
+        Command::Bench(args) => match load_config(&args.config) {
+            Ok(c) => return maxx::bench::bench_cmd(args, &c),
+            Err(code) => return code,
+        },
     };
     match result {
         Ok(code) => code,

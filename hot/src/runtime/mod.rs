@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod host;
+pub mod memsource;
 pub mod stats;
 pub mod tasks;
 
