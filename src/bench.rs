@@ -10,9 +10,12 @@
 //! slow pipeline counts; flat out, the moment the ring took it.
 //!
 //! Baselines in the same run: `floor` (a cache-line ping-pong between two cores: the physical
-//! cost of one hop) and `tokio` (the same Alpha, Risk and Execution objects and the same
-//! decoder, joined by tokio mpsc channels on a multi-thread runtime). Every figure is printed as
-//! a ratio against them, because absolute times on shared development machines are noise.
+//! cost of one hop), `tokio` (the same Alpha, Risk and Execution objects and the same decoder,
+//! joined by tokio mpsc channels on a multi-thread runtime) and `crossbeam` (the same again on
+//! unpinned std threads joined by bounded crossbeam channels, blocking receives). Every figure is
+//! printed as a ratio against them, because absolute times on shared development machines are
+//! noise. The report's header says how many cores the four stages ran on and in which layout:
+//! `--layout fused --baseline tokio` is the 4-stages-on-2-cores comparison against tokio.
 //!
 //! Bench tuning (what it changes from the config, so orders happen often enough to measure):
 //! Alpha's entry / exit thresholds 0.05 / 0.01, Risk's `max_orders_per_sec` 100000,
@@ -59,7 +62,7 @@ const DEFAULT_FRAMES: u64 = 200_000;
 const FLOOR_BATCH: u64 = 8;
 /// Floor samples.
 const FLOOR_SAMPLES: u64 = 100_000;
-/// Channel capacity of the tokio baseline (the md → alpha ring's).
+/// Channel capacity of the tokio and crossbeam baselines (the md → alpha ring's).
 const TOKIO_CAPACITY: usize = 8192;
 /// Histograms in the soak's start and end windows.
 const SOAK_WINDOW: usize = 5;
@@ -108,6 +111,7 @@ pub fn bench_cmd(args: &BenchArgs, config: &Config) -> ExitCode {
 struct Baselines {
     floor: bool,
     tokio: bool,
+    crossbeam: bool,
 }
 
 /// The run's resolved parameters.
@@ -162,12 +166,12 @@ fn resolve(args: &BenchArgs) -> Result<Plan> {
         match b.as_str() {
             "floor" => baselines.floor = true,
             "tokio" => baselines.tokio = true,
-            "crossbeam" => {
-                return Err(bad(
-                    "--baseline crossbeam is not implemented yet (available: floor, tokio)",
-                ));
+            "crossbeam" => baselines.crossbeam = true,
+            other => {
+                return Err(bad(format!(
+                    "unknown baseline {other:?} (available: floor, tokio, crossbeam)"
+                )));
             }
-            other => return Err(bad(format!("unknown baseline {other:?} (available: floor, tokio)"))),
         }
     }
     if args.soak && args.duration.is_none() {
@@ -334,6 +338,8 @@ struct EngineRun {
     span: Duration,
     max_late_ns: u64,
     placement: String,
+    /// `4 stages on 2 cores (layout fused)`.
+    stages_on_cores: String,
     soak: Option<Soak>,
 }
 
@@ -417,6 +423,22 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
         })
         .collect();
     let placement_text = format!("{} ({})", placement.layout.name(), placed.join(", "));
+    // Cores the hot threads may run on: their pinned cores, or every available one when any
+    // thread is left to the scheduler.
+    let hot_cores = if placement.threads.iter().any(|t| t.core.is_none()) {
+        available.len()
+    } else {
+        let mut pinned: Vec<usize> = placement.threads.iter().filter_map(|t| t.core).collect();
+        pinned.sort_unstable();
+        pinned.dedup();
+        pinned.len()
+    };
+    let stages_on_cores = format!(
+        "{} stages on {hot_cores} core{} (layout {})",
+        stages.len(),
+        if hot_cores == 1 { "" } else { "s" },
+        placement.layout.name()
+    );
 
     let progress = Arc::new(MemProgress::default());
     let source = MemSource::new(
@@ -564,6 +586,7 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
         span: Duration::from_nanos(last.saturating_sub(first).max(1)),
         max_late_ns: progress.max_late_ns.load(Ordering::Relaxed),
         placement: placement_text,
+        stages_on_cores,
         soak,
     })
 }
@@ -768,6 +791,145 @@ fn tokio_baseline(config: &Config, plan_: &Plan, frames: &FrameSet, workers: usi
         let _ = alpha_task.await;
         let _ = risk_task.await;
         exec_task.await.map_err(|e| anyhow!("tokio baseline: {e}"))
+    })
+}
+
+/// The crossbeam baseline: the same decoder and stage objects as the tokio baseline, each
+/// stage on its own unpinned std thread, joined by bounded crossbeam channels with blocking
+/// receives (reports back to Risk unbounded, as in the tokio baseline); returns Execution's
+/// tick-to-order histogram and the order count.
+fn crossbeam_baseline(config: &Config, plan_: &Plan, frames: &FrameSet) -> Result<(BoxedHistogram, u64)> {
+    use crossbeam::channel::{bounded, select, unbounded};
+    let spec = bench_spec(config, false);
+    let mut source = MemSource::new(
+        Arc::clone(&frames.frames),
+        plan_.pacing,
+        plan_.total,
+        plan_.warmup,
+        plan_.deadline,
+        Arc::new(MemProgress::default()),
+    );
+    let index = Arc::clone(&spec.index);
+    let mut alpha = Alpha::new(spec.alpha.clone());
+    let mut risk = Risk::new(spec.risk.clone());
+    let mut exec = Exec::with_params(
+        vec![paper_venue(config, Venue::Binance)],
+        maxx_hot::kill::KillSwitch::new(),
+        spec.exec.clone(),
+        Some(Arc::clone(&spec.index)),
+    );
+    for v in Venue::ALL {
+        exec.set_feed(v, true);
+    }
+    let (tick_tx, tick_rx) = bounded::<Tick>(TOKIO_CAPACITY);
+    let (intent_tx, intent_rx) = bounded::<OrderIntent>(TOKIO_CAPACITY);
+    let (exec_tx, exec_rx) = bounded::<ExecIn>(TOKIO_CAPACITY);
+    // Risk's orders go to the same Execution inbox as Alpha's ticks.
+    let order_tx = exec_tx.clone();
+    let (report_tx, report_rx) = unbounded::<ExecReport>();
+    std::thread::scope(|s| {
+        let spawn = |name: &str| std::thread::Builder::new().name(format!("bench-cb-{name}"));
+        let feed = spawn("feed").spawn_scoped(s, move || {
+            let mut decoder = BinanceDecoder::new();
+            let mut batch = Box::new(TickBatch::new());
+            loop {
+                let tick = match source.next_tagged().0 {
+                    Next::Frame(frame, meta) => {
+                        batch.clear();
+                        match Decode::decode(&mut decoder, frame, meta, &index, &mut batch) {
+                            Ok(Decoded::Tick(t)) => Some(t),
+                            _ => None,
+                        }
+                    }
+                    Next::Idle => {
+                        std::thread::yield_now();
+                        None
+                    }
+                    Next::Malformed => None,
+                    Next::Closed => break,
+                };
+                if let Some(t) = tick
+                    && tick_tx.send(t).is_err()
+                {
+                    break;
+                }
+            }
+        })?;
+        let alpha_thread = spawn("alpha").spawn_scoped(s, move || {
+            let mut intents = Vec::with_capacity(8);
+            for tick in tick_rx {
+                if exec_tx.send(ExecIn::Tick(tick)).is_err() {
+                    break;
+                }
+                alpha.process(AlphaInput::Tick(tick), &mut |out| {
+                    if let AlphaOut::Intent(i) = out {
+                        intents.push(i);
+                    }
+                });
+                for i in intents.drain(..) {
+                    let _ = intent_tx.send(i);
+                }
+            }
+        })?;
+        let risk_thread = spawn("risk").spawn_scoped(s, move || {
+            risk.on_feed(Venue::Binance, true, wall_ns());
+            loop {
+                // Reports first (the tokio baseline's `biased` select).
+                while let Ok(r) = report_rx.try_recv() {
+                    risk.on_report(&r);
+                }
+                select! {
+                    recv(report_rx) -> r => {
+                        if let Ok(r) = r {
+                            risk.on_report(&r);
+                        }
+                    }
+                    recv(intent_rx) -> i => match i {
+                        Ok(i) => {
+                            if let Decision::Approved(order) = risk.check(&i)
+                                && order_tx.send(ExecIn::Order(order)).is_err()
+                            {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    },
+                }
+            }
+        })?;
+        let exec_thread = spawn("exec").spawn_scoped(s, move || {
+            let mut reports = Vec::with_capacity(16);
+            let mut orders = 0u64;
+            for msg in exec_rx {
+                match msg {
+                    ExecIn::Tick(t) => exec.on_tick(&t),
+                    ExecIn::Order(o) => {
+                        if exec.process(o, SystemClock.stamp(), &mut |e| {
+                            if let ExecEvent::Report(r) = e {
+                                reports.push(r);
+                            }
+                        }) {
+                            orders += 1;
+                        }
+                    }
+                }
+                exec.poll(mono_ns(), 64, &mut |e| {
+                    if let ExecEvent::Report(r) = e {
+                        reports.push(r);
+                    }
+                });
+                for r in reports.drain(..) {
+                    let _ = report_tx.send(r);
+                }
+            }
+            (exec.swap_histogram(empty()), orders)
+        })?;
+        let _ = feed.join();
+        let _ = alpha_thread.join();
+        let _ = risk_thread.join();
+        exec_thread
+            .join()
+            .map_err(|_| anyhow!("crossbeam baseline: the Execution thread panicked"))
     })
 }
 
@@ -984,6 +1146,12 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
     } else {
         None
     };
+    let crossbeam = if plan_.baselines.crossbeam {
+        let (h, orders) = crossbeam_baseline(config, &plan_, &frames)?;
+        Some((h, orders))
+    } else {
+        None
+    };
     // Coordinated-omission correction of tick-to-order (open loop only). The samples are orders,
     // so the expected interval between them is the run's mean interval between orders (at
     // least the frame interval): HdrHistogram's `record_correct` rule, applied after the fact.
@@ -1006,6 +1174,16 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
         "maxx bench: {} frames from {}, {pacing}, warmup {} frames; layout {}",
         run.frames, frames.origin, plan_.warmup, run.placement
     );
+    let _ = writeln!(
+        out,
+        "{} of the {} this process may use{}",
+        run.stages_on_cores,
+        available.len(),
+        match (&tokio, &crossbeam) {
+            (None, None) => "",
+            _ => "; the baselines' threads are unpinned",
+        }
+    );
     let _ = write!(out, "{:<30}", "latency (us)");
     for (_, name) in PERCENTILES {
         let _ = write!(out, " {name:>9}");
@@ -1026,6 +1204,9 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
     }
     if let Some((t, _)) = &tokio {
         row(&mut out, "tokio tick->order", t, floor_p50);
+    }
+    if let Some((c, _)) = &crossbeam {
+        row(&mut out, "crossbeam tick->order", c, floor_p50);
     }
     let secs = run.span.as_secs_f64();
     let _ = writeln!(
@@ -1075,6 +1256,16 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
             us(t, 99.0) / maxx_p99
         ));
     }
+    if let Some((c, _)) = &crossbeam
+        && maxx_p50 > 0.0
+        && maxx_p99 > 0.0
+    {
+        ratios.push(format!(
+            "crossbeam p50 / maxx p50 = {:.1}x, crossbeam p99 / maxx p99 = {:.1}x",
+            us(c, 50.0) / maxx_p50,
+            us(c, 99.0) / maxx_p99
+        ));
+    }
     if !ratios.is_empty() {
         let _ = writeln!(out, "ratios: {}", ratios.join("; "));
     }
@@ -1111,6 +1302,10 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
     if let Some((t, _)) = &tokio {
         files.push(("tokio_tick_to_order.hgrm".into(), t));
         plotted.push(("tokio tick->order", t));
+    }
+    if let Some((c, _)) = &crossbeam {
+        files.push(("crossbeam_tick_to_order.hgrm".into(), c));
+        plotted.push(("crossbeam tick->order", c));
     }
     let mut written = Vec::new();
     for (name, h) in &files {

@@ -72,7 +72,7 @@ pub struct BenchArgs {
     /// Directory for the `.hgrm` files and `latency.svg`.
     #[arg(long, default_value = "bench-out")]
     pub out: PathBuf,
-    /// Baselines measured in the same run, comma-separated: `floor`, `tokio`.
+    /// Baselines measured in the same run, comma-separated: `floor`, `tokio`, `crossbeam`.
     #[arg(long, value_delimiter = ',')]
     pub baseline: Vec<String>,
     /// Simulator seed (default: `sim.binance.seed`).
