@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -362,79 +360,9 @@ async fn retention_bounds_market_data_and_keeps_fills() {
     p.close().await;
 }
 
-/// A `redis-server` that persists every write before replying (`appendfsync always`), so a
-/// SIGKILL loses nothing it acknowledged, and that can be SIGKILLed and restarted on its port.
-struct DurableRedis {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl DurableRedis {
-    fn start() -> DurableRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("maxx-bus-publish-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut r = DurableRedis { child: None, port, dir };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install the redis-server package"));
-        self.child = Some(child);
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let pong = redis::Client::open(self.url())
-                .unwrap()
-                .get_connection_with_timeout(Duration::from_millis(500))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if pong.as_deref() == Ok("PONG") {
-                break;
-            }
-            assert!(
-                Instant::now() < end,
-                "redis-server on port {} never answered PING",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for DurableRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_redis_loses_no_order_or_fill() {
-    let mut server = DurableRedis::start();
+    let mut server = RedisServer::start_durable();
     let url = server.url();
     let mut b = EntryBuilder::new("test", &index()).unwrap();
     let mut cfg = config(&url);

@@ -18,6 +18,9 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// Serve TLS only (`--port 0 --tls-port <port>`) with this certificate.
     pub tls: Option<TlsFiles>,
+    /// Persist every write before replying (`--appendonly yes --appendfsync always`) in this
+    /// directory, so a SIGKILL loses nothing acknowledged and a restart finds the data again.
+    pub durable_dir: Option<PathBuf>,
 }
 
 /// A self-signed certificate for `127.0.0.1` and `localhost` and its key, as PEM files in a
@@ -86,6 +89,20 @@ impl RedisServer {
         server
     }
 
+    /// A server that persists every write before replying, in a fresh directory removed when
+    /// it is dropped ([`RedisOptions::durable_dir`]).
+    pub fn start_durable() -> RedisServer {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("maxx-redis-aof-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("redis data directory");
+        Self::start_with(RedisOptions {
+            durable_dir: Some(dir),
+            ..RedisOptions::default()
+        })
+    }
+
     /// `redis://127.0.0.1:<port>`, or `rediss://…` for a TLS server; no password.
     pub fn url(&self) -> String {
         let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
@@ -143,6 +160,11 @@ impl RedisServer {
         );
         if let Some(p) = &self.options.password {
             args.extend(["--requirepass".to_string(), p.clone()]);
+        }
+        if let Some(dir) = &self.options.durable_dir {
+            // Later arguments win over the `--appendonly no` above.
+            args.extend(["--appendonly", "yes", "--appendfsync", "always", "--dir"].map(String::from));
+            args.push(dir.display().to_string());
         }
         args.extend(self.options.args.iter().cloned());
         let child = Command::new("redis-server")
@@ -215,6 +237,9 @@ impl Drop for RedisServer {
         self.kill();
         if let Some(tls) = &self.options.tls {
             let _ = std::fs::remove_dir_all(&tls.dir);
+        }
+        if let Some(dir) = &self.options.durable_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
