@@ -13,14 +13,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, TOKEN, TempDir, assert_exit, config_with, maxx, run, stderr, stdout};
+use common::{DEADLINE, Running, TempDir, assert_exit, config_with, maxx, run, stderr, stdout};
 
 /// The first scrape's text. Uptime has sub-second resolution, so `top` measures the rates over
 /// the server's clock: 2.0 s between the two texts, whatever the test machine's scheduling.
@@ -285,63 +284,6 @@ fn the_endpoint_comes_from_the_config() {
     assert!(stderr(&out).contains("pass --url"), "{}", stderr(&out));
 }
 
-/// A `maxx run` child that printed its metrics address; killed when dropped.
-struct Engine {
-    child: Child,
-    url: String,
-}
-
-impl Engine {
-    fn start(config: &std::path::Path) -> Engine {
-        let mut child = maxx()
-            .args(["run", "--config", config.to_str().expect("utf-8 path")])
-            .env("MAXX_API_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start maxx run");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut engine = Engine {
-            child,
-            url: String::new(),
-        };
-        let deadline = Instant::now() + DEADLINE;
-        let mut seen = Vec::new();
-        while engine.url.is_empty() {
-            if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-                if let Some(url) = line.strip_prefix("metrics") {
-                    engine.url = url.trim().to_string();
-                }
-                seen.push(line);
-            }
-            let exited = engine.child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "no `metrics  http://…/metrics` line from maxx run ({exited:?}); stdout:\n{}",
-                seen.join("\n")
-            );
-        }
-        engine
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The ticks-per-second column of `venue`'s row in the Feeds panel, when the row says `live`.
 fn live_tick_rate(frame: &str, venue: &str) -> Option<f64> {
     let row = frame
@@ -364,12 +306,13 @@ fn end_to_end_against_maxx_run() {
         "run.yaml",
         config_with(&[("  metrics_listen:", "  metrics_listen: \"127.0.0.1:0\"")]),
     );
-    let engine = Engine::start(&config);
-    assert!(engine.url.starts_with("http://127.0.0.1:"), "{}", engine.url);
+    let mut engine = Running::start(&config);
+    let url = engine.metrics_url();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     // The simulator's feed goes live shortly after start: ask until the frame shows it.
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let out = top_once(&engine.url, "300");
+        let out = top_once(&url, "300");
         assert_exit(&out, 0, "maxx top --once against maxx run");
         let frame = stdout(&out);
         match live_tick_rate(&frame, "binance") {

@@ -424,6 +424,27 @@ impl Running {
         assert_eq!(rc, 0, "kill({sig})");
     }
 
+    /// The `/metrics` URL `maxx run` printed (`metrics  http://…/metrics`), reading stdout
+    /// further until the line comes; fails if it does not.
+    pub fn metrics_url(&mut self) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(url) = self.stdout.iter().find_map(|l| l.strip_prefix("metrics")) {
+                return url.trim().to_string();
+            }
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                self.stdout.push(line);
+                continue;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.fail(&format!("maxx exited ({status}) before printing its metrics address"));
+            }
+            if Instant::now() > deadline {
+                self.fail("no `metrics  http://…/metrics` line on stdout");
+            }
+        }
+    }
+
     /// SIGINT, then waits for a clean exit; returns stderr.
     pub fn stop(self) -> String {
         self.stop_with_output().1
