@@ -134,9 +134,9 @@ fn metrics_server_on(port: u16, status: &'static str, answers: Vec<&'static str>
             }
             let n = count.load(Ordering::SeqCst);
             let body = if request_line.starts_with("GET /metrics ") {
-                answers[n.min(answers.len() - 1)]
+                answer(&answers, n)
             } else {
-                "no such route"
+                "no such route".to_string()
             };
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\
@@ -149,6 +149,29 @@ fn metrics_server_on(port: u16, status: &'static str, answers: Vec<&'static str>
         }
     });
     (port, served)
+}
+
+/// The text of scrape `n`: the given answers in order, then the last one again with its uptime
+/// 2 s further on each time, as a server that keeps running would answer. Every pair of
+/// consecutive scrapes therefore spans 2.00 s of server clock, however late the test looks.
+fn answer(answers: &[&str], n: usize) -> String {
+    let last = answers.len() - 1;
+    let text = answers[n.min(last)];
+    let extra = n.saturating_sub(last);
+    if extra == 0 {
+        return text.to_string();
+    }
+    text.lines()
+        .map(|line| match line.strip_prefix("maxx_uptime_seconds ") {
+            Some(v) => {
+                let uptime: f64 = v.parse().expect("a numeric uptime");
+                format!("maxx_uptime_seconds {:.2}", uptime + 2.0 * extra as f64)
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// The line of `text` that contains every one of `parts`, or a panic showing the frame.
