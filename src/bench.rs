@@ -17,6 +17,12 @@
 //! noise. The report's header says how many cores the four stages ran on and in which layout:
 //! `--layout fused --baseline tokio` is the 4-stages-on-2-cores comparison against tokio.
 //!
+//! Per hop: unless `--no-hops`, every record on its way to an order carries the monotonic time
+//! it was pushed into its ring ([`maxx_hot::wiring::Stamped`]) and each stage records the hop
+//! into it and its own work ([`Hop`]): decode, `md_alpha`, Alpha, `alpha_risk`, Risk,
+//! `risk_exec` (together exactly tick → order, sample by sample) and Execution's hand-off to the
+//! venue. Each hop is printed as a multiple of the floor.
+//!
 //! Bench tuning (what it changes from the config, so orders happen often enough to measure):
 //! Alpha's entry / exit thresholds 0.05 / 0.01, Risk's `max_orders_per_sec` 100000,
 //! `max_gross_notional` unbounded, each symbol's `max_order_qty`, `max_position` and
@@ -50,7 +56,7 @@ use maxx_hot::stage::alpha::{Alpha, AlphaInput, AlphaOut};
 use maxx_hot::stage::exec::{Exec, ExecEvent, latency_histogram};
 use maxx_hot::stage::risk::{Decision, Risk, SizingMode};
 use maxx_hot::topology::{Layout, StageName};
-use maxx_hot::wiring::{BoxedHistogram, HistogramIn};
+use maxx_hot::wiring::{BoxedHistogram, HistogramIn, Hop};
 
 use crate::cli::BenchArgs;
 
@@ -87,7 +93,7 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
-fn bad(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn bad(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
 
@@ -125,6 +131,8 @@ struct Plan {
     out: PathBuf,
     baselines: Baselines,
     soak: bool,
+    /// Stamp records and report each hop.
+    hops: bool,
 }
 
 fn resolve(args: &BenchArgs) -> Result<Plan> {
@@ -186,14 +194,15 @@ fn resolve(args: &BenchArgs) -> Result<Plan> {
         out: args.out.clone(),
         baselines,
         soak: args.soak,
+        hops: !args.no_hops,
     })
 }
 
 /// Where the frames came from, for the header line.
 #[derive(Debug)]
-struct FrameSet {
-    frames: Arc<MemFrames>,
-    origin: String,
+pub(crate) struct FrameSet {
+    pub(crate) frames: Arc<MemFrames>,
+    pub(crate) origin: String,
 }
 
 /// The simulator's instruments on Binance, from the config's symbols and `sim.binance`.
@@ -228,7 +237,7 @@ fn fixed8(raw: i64) -> String {
 }
 
 /// `n` seeded simulator frames, in the combined-stream form (`{"stream":…,"data":…}`).
-fn generate(config: &Config, seed: Option<u64>, n: u64) -> Result<FrameSet> {
+pub(crate) fn generate(config: &Config, seed: Option<u64>, n: u64) -> Result<FrameSet> {
     let (config_seed, symbols) = sim_symbols(config)?;
     let seed = seed.unwrap_or(config_seed);
     let mut market = MarketGen::new(seed, 1_000, &symbols).map_err(|e| anyhow!("simulator: {e}"))?;
@@ -277,7 +286,7 @@ fn generate(config: &Config, seed: Option<u64>, n: u64) -> Result<FrameSet> {
 }
 
 /// Every frame of a capture file.
-fn load_capture(path: &Path) -> Result<FrameSet> {
+pub(crate) fn load_capture(path: &Path) -> Result<FrameSet> {
     let capture = Capture::load(path).map_err(|e| bad(format!("cannot read capture {}: {e}", path.display())))?;
     let mut frames = MemFrames::new();
     for line in capture.lines() {
@@ -295,7 +304,7 @@ fn load_capture(path: &Path) -> Result<FrameSet> {
 }
 
 /// The engine's parameters with the bench tuning (see the module docs).
-fn bench_spec(config: &Config, soak: bool) -> EngineSpec {
+pub(crate) fn bench_spec(config: &Config, soak: bool) -> EngineSpec {
     let mut s = spec(config);
     s.alpha.entry = Factor::from_num(5) / Factor::from_num(100);
     s.alpha.exit = Factor::from_num(1) / Factor::from_num(100);
@@ -326,6 +335,8 @@ struct EngineRun {
     alpha: BoxedHistogram,
     risk: BoxedHistogram,
     exec: BoxedHistogram,
+    /// Each hop's histogram, in path order (empty with `--no-hops`).
+    hops: Vec<(Hop, BoxedHistogram)>,
     frames: u64,
     ticks: u64,
     bad_frames: u64,
@@ -352,7 +363,7 @@ struct Soak {
     end: BoxedHistogram,
 }
 
-fn empty() -> BoxedHistogram {
+pub(crate) fn empty() -> BoxedHistogram {
     Box::new(latency_histogram())
 }
 
@@ -383,7 +394,8 @@ fn rss_kb() -> u64 {
 
 /// Runs the real engine over the frames.
 fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: &str) -> Result<EngineRun> {
-    let spec = bench_spec(config, plan_.soak);
+    let mut spec = bench_spec(config, plan_.soak);
+    spec.capacities.hop_histograms = plan_.hops;
     let available = available_cores();
     let stages = [
         StageName::MarketData(Venue::Binance),
@@ -462,6 +474,7 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
     confine_current_thread(&placement.cold_cores);
 
     let (mut alpha, mut risk, mut exec) = (empty(), empty(), empty());
+    let mut hops: Vec<(Hop, BoxedHistogram)> = cold.hops.iter().map(|h| (h.hop, empty())).collect();
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut soak_start: Option<(BoxedHistogram, usize, u64)> = plan_.soak.then(|| (empty(), 0, 0));
@@ -496,6 +509,9 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
         while cold.risk_events.pop().is_ok() {}
         take(&mut cold.alpha_hist, &mut alpha, |_| {});
         take(&mut cold.risk_hist, &mut risk, |_| {});
+        for (link, (_, acc)) in cold.hops.iter_mut().zip(&mut hops) {
+            take(&mut link.link, acc, |_| {});
+        }
         take(&mut exec_link, &mut exec, |h| {
             if !plan_.soak {
                 return;
@@ -543,6 +559,9 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
     take(&mut cold.alpha_hist, &mut alpha, |_| {});
     take(&mut cold.risk_hist, &mut risk, |_| {});
     take(&mut exec_link, &mut exec, |_| {});
+    for (link, (_, acc)) in cold.hops.iter_mut().zip(&mut hops) {
+        take(&mut link.link, acc, |_| {});
+    }
 
     let first = progress.first_ns.load(Ordering::Relaxed);
     let last = progress.last_ns.load(Ordering::Relaxed);
@@ -568,6 +587,7 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
         alpha,
         risk,
         exec,
+        hops,
         frames: feed.frames.get(),
         ticks: feed.trades.get() + feed.quotes.get(),
         bad_frames: feed.bad.iter().map(|c| c.get()).sum(),
@@ -955,7 +975,7 @@ fn row(out: &mut String, name: &str, h: &BoxedHistogram, floor_p50: Option<f64>)
 }
 
 /// The HdrHistogram plotter format (`Value Percentile TotalCount 1/(1-Percentile)`), values in µs.
-fn hgrm(h: &BoxedHistogram) -> String {
+pub(crate) fn hgrm(h: &BoxedHistogram) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -1012,7 +1032,7 @@ fn curve(h: &BoxedHistogram) -> Vec<(f64, f64)> {
 
 /// A latency-by-percentile plot of every run: x is 1/(1−p) on a log axis, y is latency (µs) on
 /// a log axis. Written by hand: one `<polyline>` per run.
-fn svg(runs: &[(&str, &BoxedHistogram)]) -> String {
+pub(crate) fn svg(runs: &[(&str, &BoxedHistogram)]) -> String {
     const W: f64 = 900.0;
     const H: f64 = 520.0;
     const L: f64 = 80.0;
@@ -1208,6 +1228,26 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
     if let Some((c, _)) = &crossbeam {
         row(&mut out, "crossbeam tick->order", c, floor_p50);
     }
+    if !run.hops.is_empty() {
+        let _ = writeln!(
+            out,
+            "per hop (each sample the difference of two stamps on the path; decode..ring_risk_exec add up to tick->order, exec comes after it):"
+        );
+        for (hop, h) in &run.hops {
+            row(&mut out, &format!("  {}", hop.name()), h, floor_p50);
+        }
+        let path: f64 = run
+            .hops
+            .iter()
+            .filter(|(hop, _)| *hop != Hop::Exec)
+            .map(|(_, h)| us(h, 50.0))
+            .sum();
+        let _ = writeln!(
+            out,
+            "  sum of the six segments' p50s {path:.3} us; tick->order p50 {:.3} us (p50s of different populations: a guide, not an identity)",
+            us(&run.exec, 50.0)
+        );
+    }
     let secs = run.span.as_secs_f64();
     let _ = writeln!(
         out,
@@ -1245,6 +1285,15 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
     let mut ratios = Vec::new();
     if let Some(f) = floor_p50.filter(|f| *f > 0.0) {
         ratios.push(format!("maxx tick->order p50 / floor p50 = {:.1}x", maxx_p50 / f));
+        let rings: Vec<String> = run
+            .hops
+            .iter()
+            .filter(|(hop, h)| hop.is_ring() && !h.is_empty())
+            .map(|(hop, h)| format!("{} {:.1}x", hop.name(), us(h, 50.0) / f))
+            .collect();
+        if !rings.is_empty() {
+            ratios.push(format!("ring hop p50 / floor p50: {}", rings.join(", ")));
+        }
     }
     if let Some((t, _)) = &tokio
         && maxx_p50 > 0.0
@@ -1290,6 +1339,9 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
         ("maxx_tick_to_risk.hgrm".into(), &run.risk),
         ("maxx_tick_to_order.hgrm".into(), &run.exec),
     ];
+    for (hop, h) in &run.hops {
+        files.push((format!("maxx_hop_{}.hgrm", hop.name()), h));
+    }
     let mut plotted: Vec<(&str, &BoxedHistogram)> = vec![("maxx tick->order", &run.exec)];
     if let Some((c, _)) = &corrected {
         files.push(("maxx_tick_to_order_corrected.hgrm".into(), c));

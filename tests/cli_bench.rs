@@ -22,6 +22,17 @@ fn bench(args: &[&str], out: &Path) -> String {
     stdout(&o)
 }
 
+/// The hops of the per-hop table, in path order.
+const HOPS: [&str; 7] = [
+    "decode",
+    "ring_md_alpha",
+    "alpha",
+    "ring_alpha_risk",
+    "risk",
+    "ring_risk_exec",
+    "exec",
+];
+
 /// The table row starting with `name`: its numbers (p50 … max, count[, ×floor]).
 fn row(text: &str, name: &str) -> Vec<f64> {
     let line = text
@@ -149,6 +160,27 @@ fn flat_out_prints_every_row_and_writes_hgrm_and_svg() {
     assert!(out.contains("throughput:") && out.contains("frames/s decoded") && out.contains("orders/s"));
     assert_stages_on_cores(&out, "fused");
     assert!(out.contains("ratios: maxx tick->order p50 / floor p50 = "), "{out}");
+    // Per hop: every segment of the path, each against the floor; the ring hops in the ratios.
+    assert!(out.contains("per hop ("), "{out}");
+    for hop in HOPS {
+        let v = assert_row(&out, &format!("  {hop}"));
+        assert_eq!(v.len(), 8, "hop {hop} has a p50/floor column: {v:?}");
+    }
+    // Samples are records on the path: one per intent from Alpha's tick on, one per order from
+    // Risk's approval on, so those hops count exactly what the cumulative rows count.
+    let count = |name: &str| row(&out, name)[6];
+    assert_eq!(count("  alpha "), count("tick->alpha intent"));
+    assert_eq!(count("  ring_alpha_risk"), count("tick->alpha intent"));
+    for hop in ["  risk ", "  ring_risk_exec", "  exec "] {
+        assert_eq!(count(hop), count("tick->order "), "{hop}");
+    }
+    assert!(count("  ring_md_alpha") >= count("tick->alpha intent"));
+    assert!(
+        out.contains("ring hop p50 / floor p50: ring_md_alpha ")
+            && out.contains("ring_alpha_risk ")
+            && out.contains("ring_risk_exec "),
+        "{out}"
+    );
     assert!(
         out.contains("tokio p50 / maxx p50 = ") && out.contains("tokio p99 / maxx p99 = "),
         "{out}"
@@ -161,6 +193,9 @@ fn flat_out_prints_every_row_and_writes_hgrm_and_svg() {
         "tokio_tick_to_order.hgrm",
     ] {
         assert_hgrm(&dir.path().join(f));
+    }
+    for hop in HOPS {
+        assert_hgrm(&dir.path().join(format!("maxx_hop_{hop}.hgrm")));
     }
     let svg = std::fs::read_to_string(dir.path().join("latency.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
@@ -181,10 +216,14 @@ fn crossbeam_baseline_prints_its_row_ratios_and_file() {
             "fused",
             "--baseline",
             "crossbeam",
+            "--no-hops",
         ],
         dir.path(),
     );
     assert_stages_on_cores(&out, "fused");
+    // Unstamped: no per-hop rows, ratios or files.
+    assert!(!out.contains("per hop") && !out.contains("ring hop"), "{out}");
+    assert!(!dir.path().join("maxx_hop_decode.hgrm").exists());
     assert_row(&out, "tick->order");
     let v = assert_row(&out, "crossbeam tick->order");
     // No floor in this run: no p50/floor column.

@@ -2,11 +2,11 @@
 //!
 //! | ring | from → to | record | capacity | when full |
 //! |---|---|---|---|---|
-//! | `md_alpha[v]` | `md-<v>` → `alpha` | [`Tick`] | [`cap::MD_ALPHA`] | back-pressure: the feed keeps the tick and stops reading its socket until there is room |
+//! | `md_alpha[v]` | `md-<v>` → `alpha` | [`Stamped`]`<`[`Tick`]`>` | [`cap::MD_ALPHA`] | back-pressure: the feed keeps the tick and stops reading its socket until there is room |
 //! | `alpha_exec` | `alpha` → `exec` | [`Tick`] (every tick Alpha takes, for the paper venues' fills, the maker/taker rule and the router's book) | [`cap::ALPHA_EXEC`] | back-pressure: Alpha keeps the tick and takes no other until it is pushed; Execution takes a tick only with an empty report backlog, and takes the next tick before the next order when the tick's receive time is not after the order's time (so an order meets the market it was decided on) |
 //! | `exec_cmd` | cold → `exec` | [`ExecCommand`] (cancel one order; new live parameters on a reload) | [`cap::COMMANDS`] | the cold caller gets its command back |
-//! | `alpha_risk` | `alpha` → `risk` | [`OrderIntent`] | [`cap::ALPHA_RISK`] | back-pressure: Alpha keeps the intent and takes no tick until it is pushed |
-//! | `risk_exec` | `risk` → `exec` | [`Order`] | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
+//! | `alpha_risk` | `alpha` → `risk` | [`Stamped`]`<`[`OrderIntent`]`>` | [`cap::ALPHA_RISK`] | back-pressure: Alpha keeps the intent and takes no tick until it is pushed |
+//! | `risk_exec` | `risk` → `exec` | [`Stamped`]`<`[`Order`]`>` | [`cap::RISK_EXEC`] | back-pressure: Risk keeps the order and takes no intent; it still drains reports |
 //! | `exec_risk` | `exec` → `risk` | [`ExecReport`] | [`cap::EXEC_RISK`] | back-pressure: Execution takes an order only with room for all its reports; Risk drains reports first on every pass, so this cannot deadlock |
 //! | `risk_cmd` | cold → `risk` | [`RiskCommand`] | [`cap::COMMANDS`] | the cold caller gets its command back (crossbeam `ArrayQueue`, many producers); Risk takes a command only with room for [`Risk::max_trim_orders`](crate::stage::risk::Risk::max_trim_orders) orders in `risk_exec`, so a trim never drops an order |
 //! | `manual` | cold → `risk` | [`OrderIntent`] (HTTP, gRPC, drills) | [`cap::MANUAL`] | the cold caller gets its intent back (`ArrayQueue`, many producers); Risk takes manual and Alpha intents in turn |
@@ -23,6 +23,14 @@
 //! | `tap_bad` | `md-<v>` → cold | [`BadFrame`] samples | [`cap::TAP_BAD`] | dropped (the per-reason counters are exact; samples are for the log) |
 //! | `capture[v]` | `md-<v>` → cold capture writer | raw frame bytes (`[len u32][recv_ns u64][frame]`) | `Capacities::capture` bytes (only with `market_data.capture_dir`) | the frame is not captured and `capture_dropped` counts it: a slow disk never stalls a feed |
 //! | `hist_out` / `hist_back` | `alpha`, `risk`, `exec` ⇄ cold, one pair per stage ([`LatencyStage`]) | boxed HdrHistogram | [`cap::HISTOGRAMS`] | two histograms circulate per stage; the stage keeps recording into its current one until a spare comes back |
+//! | `hops` | `md-<v>`, `alpha`, `risk`, `exec` ⇄ cold, one pair per [`Hop`] (only with [`Capacities::hop_histograms`]) | boxed HdrHistogram | [`cap::HISTOGRAMS`] | as `hist_out` / `hist_back` |
+//!
+//! The three rings that carry a tick towards an order (`md_alpha`, `alpha_risk`, `risk_exec`)
+//! carry each record as a [`Stamped`] one: with hop histograms on, the producer writes the
+//! monotonic time of the push and the consumer records the hop (pop − push) and its own work
+//! (its output's push − its input's pop), so a tick-to-order latency splits into decode, three
+//! ring hops and three stages, each sample exactly the difference of two stamps on its path.
+//! With them off the stamp is 0 and nobody reads the clock for it.
 
 use std::sync::Arc;
 
@@ -124,6 +132,112 @@ impl BadFrame {
 /// A boxed latency histogram, moved between a hot stage and the cold side.
 pub type BoxedHistogram = Box<Histogram<u64>>;
 
+/// A record on its way through one of the rings towards an order, with the monotonic time
+/// (ns) its producer pushed it; 0 when hop histograms are off (or the record did not come
+/// through the pipeline, like a Risk trim order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamped<T> {
+    /// The record.
+    pub rec: T,
+    /// Monotonic push time in ns, or 0.
+    pub at: u64,
+}
+
+impl<T> Stamped<T> {
+    /// `rec`, pushed at `at` (0: not stamped).
+    #[inline]
+    pub const fn new(rec: T, at: u64) -> Self {
+        Self { rec, at }
+    }
+}
+
+/// One segment of the tick-to-order path, measured between two stamps on it. The segments of
+/// one order add up exactly to its tick-to-order latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hop {
+    /// MarketData: frame received → its ticks pushed to Alpha (decoding, sequencing, tap).
+    Decode,
+    /// The `md_alpha` ring: pushed → popped by Alpha (every tick).
+    MdAlpha,
+    /// Alpha: tick popped → intent pushed (ticks that produced an intent).
+    Alpha,
+    /// The `alpha_risk` ring: pushed → popped by Risk.
+    AlphaRisk,
+    /// Risk: intent popped → approved order pushed.
+    Risk,
+    /// The `risk_exec` ring: pushed → popped by Execution (where tick-to-order ends).
+    RiskExec,
+    /// Execution: order popped → handed to the venue's gateway and its records emitted. After
+    /// the end of tick-to-order, so not part of it.
+    Exec,
+}
+
+impl Hop {
+    /// Every hop, in path order.
+    pub const ALL: [Hop; 7] = [
+        Hop::Decode,
+        Hop::MdAlpha,
+        Hop::Alpha,
+        Hop::AlphaRisk,
+        Hop::Risk,
+        Hop::RiskExec,
+        Hop::Exec,
+    ];
+
+    /// Its name in reports and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hop::Decode => "decode",
+            Hop::MdAlpha => "ring_md_alpha",
+            Hop::Alpha => "alpha",
+            Hop::AlphaRisk => "ring_alpha_risk",
+            Hop::Risk => "risk",
+            Hop::RiskExec => "ring_risk_exec",
+            Hop::Exec => "exec",
+        }
+    }
+
+    /// Whether it is a ring hop (the others are a stage's own work).
+    pub fn is_ring(self) -> bool {
+        matches!(self, Hop::MdAlpha | Hop::AlphaRisk | Hop::RiskExec)
+    }
+}
+
+/// The cold side's end of one hop histogram hand-off.
+#[derive(Debug)]
+pub struct HopIn {
+    /// Which hop.
+    pub hop: Hop,
+    /// The feed, for [`Hop::Decode`] (one per feed); `None` for the others.
+    pub venue: Option<Venue>,
+    /// Filled histograms in, empty ones back.
+    pub link: HistogramIn,
+}
+
+/// A stage's two hop hand-offs: the ring hop into it and its own work.
+#[derive(Debug)]
+pub struct HopOut {
+    /// The inbound ring hop.
+    pub ring: HistogramOut,
+    /// The stage's work.
+    pub work: HistogramOut,
+}
+
+/// Creates the hop hand-off for `hop` (`venue` for decoding), its cold end going to `cold`.
+fn hop_link(hop: Hop, venue: Option<Venue>, cold: &mut Vec<HopIn>) -> HistogramOut {
+    let (out, link) = histogram_link();
+    cold.push(HopIn { hop, venue, link });
+    out
+}
+
+/// A stage's pair of hop hand-offs, when hop histograms are on.
+fn hop_pair(ring: Hop, work: Hop, on: bool, cold: &mut Vec<HopIn>) -> Option<HopOut> {
+    on.then(|| HopOut {
+        ring: hop_link(ring, None, cold),
+        work: hop_link(work, None, cold),
+    })
+}
+
 /// A hot stage that records latency from the triggering tick's receive stamp into its own
 /// histogram. Each figure is cumulative from the tick's receipt: decoding and every ring hop
 /// before the stage fold into it.
@@ -198,24 +312,26 @@ pub struct FeedEnds {
     /// Which venue.
     pub venue: Venue,
     /// Ticks to Alpha.
-    pub to_alpha: Producer<Tick>,
+    pub to_alpha: Producer<Stamped<Tick>>,
     /// Tick tap.
     pub tap: Producer<Tick>,
     /// Bad-frame samples.
     pub bad: Producer<BadFrame>,
     /// Raw frames for the capture writer, when capturing.
     pub capture: Option<Producer<u8>>,
+    /// Decode-time histograms out and back, with hop histograms on.
+    pub decode: Option<HistogramOut>,
 }
 
 /// The ends Alpha owns.
 #[derive(Debug)]
 pub struct AlphaEnds {
     /// One tick ring per feed.
-    pub ticks: Vec<Consumer<Tick>>,
+    pub ticks: Vec<Consumer<Stamped<Tick>>>,
     /// Commands from the cold side.
     pub commands: Arc<ArrayQueue<AlphaInput>>,
     /// Intents to Risk.
-    pub to_risk: Producer<OrderIntent>,
+    pub to_risk: Producer<Stamped<OrderIntent>>,
     /// Every tick, on to Execution.
     pub to_exec: Producer<Tick>,
     /// Signal tap.
@@ -224,13 +340,15 @@ pub struct AlphaEnds {
     pub board: Arc<SignalBoard>,
     /// Tick → intent latency histograms out and back.
     pub latency: HistogramOut,
+    /// `md_alpha` hop and Alpha's work, with hop histograms on.
+    pub hops: Option<HopOut>,
 }
 
 /// The ends Risk owns.
 #[derive(Debug)]
 pub struct RiskEnds {
     /// Intents from Alpha.
-    pub intents: Consumer<OrderIntent>,
+    pub intents: Consumer<Stamped<OrderIntent>>,
     /// Reports from Execution.
     pub reports: Consumer<ExecReport>,
     /// Commands from the cold side.
@@ -238,7 +356,7 @@ pub struct RiskEnds {
     /// Manual intents from the cold side.
     pub manual: Arc<ArrayQueue<OrderIntent>>,
     /// Orders to Execution.
-    pub to_exec: Producer<Order>,
+    pub to_exec: Producer<Stamped<Order>>,
     /// Refusal tap.
     pub tap: Producer<Refusal>,
     /// Trading-state transitions to the cold side.
@@ -249,13 +367,15 @@ pub struct RiskEnds {
     pub kill: KillSwitch,
     /// Tick → approval latency histograms out and back.
     pub latency: HistogramOut,
+    /// `alpha_risk` hop and Risk's work, with hop histograms on.
+    pub hops: Option<HopOut>,
 }
 
 /// The ends Execution owns.
 #[derive(Debug)]
 pub struct ExecEnds {
     /// Approved orders.
-    pub orders: Consumer<Order>,
+    pub orders: Consumer<Stamped<Order>>,
     /// Market data from Alpha.
     pub ticks: Consumer<Tick>,
     /// Operator commands (cancels) from the cold side.
@@ -268,6 +388,8 @@ pub struct ExecEnds {
     pub notes: Producer<ExecNote>,
     /// Tick → order latency histograms out and back.
     pub latency: HistogramOut,
+    /// `risk_exec` hop and Execution's work, with hop histograms on.
+    pub hops: Option<HopOut>,
     /// The kill switch, read before every order.
     pub kill: KillSwitch,
 }
@@ -297,6 +419,8 @@ pub struct ColdEnds {
     pub alpha_hist: HistogramIn,
     /// Risk's (tick → approval) histograms.
     pub risk_hist: HistogramIn,
+    /// Every hop histogram hand-off, in path order (empty with hop histograms off).
+    pub hops: Vec<HopIn>,
     /// Commands to Risk.
     pub risk_cmd: Arc<ArrayQueue<RiskCommand>>,
     /// Commands to Alpha.
@@ -358,6 +482,10 @@ pub struct Capacities {
     pub tap_risk_events: usize,
     /// `capture[v]` in bytes; 0 when not capturing.
     pub capture: usize,
+    /// Stamp every record on its way to an order and hand over per-hop histograms
+    /// ([`Hop`]): two clock reads more per tick and per stage. Off by default (`maxx bench`
+    /// turns it on).
+    pub hop_histograms: bool,
 }
 
 impl Default for Capacities {
@@ -374,6 +502,7 @@ impl Default for Capacities {
             tap_exec: cap::TAP_EXEC,
             tap_risk_events: cap::TAP_RISK_EVENTS,
             capture: 0,
+            hop_histograms: false,
         }
     }
 }
@@ -398,6 +527,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
     let mut cold_ticks = Vec::new();
     let mut cold_bad = Vec::new();
     let mut cold_captures = Vec::new();
+    let mut hops = Vec::new();
     for &venue in feeds {
         let (to_alpha, from_md) = RingBuffer::new(c.md_alpha);
         let (tap, tap_rx) = RingBuffer::new(c.tap_ticks);
@@ -407,12 +537,14 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             cold_captures.push((venue, rx));
             tx
         });
+        let decode = c.hop_histograms.then(|| hop_link(Hop::Decode, Some(venue), &mut hops));
         feed_ends.push(FeedEnds {
             venue,
             to_alpha,
             tap,
             bad,
             capture,
+            decode,
         });
         alpha_ticks.push(from_md);
         cold_ticks.push((venue, tap_rx));
@@ -431,6 +563,10 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
     let (alpha_latency, alpha_hist) = histogram_link();
     let (risk_latency, risk_hist) = histogram_link();
     let (exec_latency, exec_hist) = histogram_link();
+    let on = c.hop_histograms;
+    let alpha_hops = hop_pair(Hop::MdAlpha, Hop::Alpha, on, &mut hops);
+    let risk_hops = hop_pair(Hop::AlphaRisk, Hop::Risk, on, &mut hops);
+    let exec_hops = hop_pair(Hop::RiskExec, Hop::Exec, on, &mut hops);
     let risk_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let alpha_cmd = Arc::new(ArrayQueue::new(cap::COMMANDS));
     let board = Arc::new(SignalBoard::new(instruments));
@@ -447,6 +583,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             tap: signal_tap,
             board: Arc::clone(&board),
             latency: alpha_latency,
+            hops: alpha_hops,
         },
         risk: RiskEnds {
             intents: risk_intents,
@@ -459,6 +596,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             board: Arc::clone(&risk_board),
             kill: kill.clone(),
             latency: risk_latency,
+            hops: risk_hops,
         },
         exec: ExecEnds {
             orders: exec_orders,
@@ -468,6 +606,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             tap: exec_tap,
             notes: notes_tap,
             latency: exec_latency,
+            hops: exec_hops,
             kill: kill.clone(),
         },
         cold: ColdEnds {
@@ -482,6 +621,7 @@ pub fn wire_with(feeds: &[Venue], instruments: usize, c: Capacities) -> Wiring {
             hist_back: exec_hist.hist_back,
             alpha_hist,
             risk_hist,
+            hops,
             risk_cmd,
             alpha_cmd,
             exec_cmd,

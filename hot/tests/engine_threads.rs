@@ -14,7 +14,7 @@ use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{AnyTask, plan, run_lockstep, spawn};
 use maxx_hot::stage::exec::{ExecEvent, PaperVenue};
 use maxx_hot::topology::{Layout, StageName, WaitKind};
-use maxx_hot::wiring::{Capacities, ColdEnds};
+use maxx_hot::wiring::{Capacities, ColdEnds, Hop};
 
 use common::{SynthSource, spec};
 
@@ -29,6 +29,8 @@ struct Seen {
     histograms: u64,
     latency_samples: u64,
     last_order_id: u64,
+    /// Samples per hop, in [`Hop::ALL`] order (with hop histograms on).
+    hop_samples: [u64; 7],
 }
 
 fn drain(cold: &mut ColdEnds, seen: &mut Seen) {
@@ -66,6 +68,13 @@ fn drain(cold: &mut ColdEnds, seen: &mut Seen) {
         seen.latency_samples += h.len();
         h.reset();
         cold.hist_back.push(h).unwrap();
+    }
+    for hop in &mut cold.hops {
+        while let Ok(mut h) = hop.link.hist_in.pop() {
+            seen.hop_samples[hop.hop as usize] += h.len();
+            h.reset();
+            hop.link.hist_back.push(h).unwrap();
+        }
     }
     while cold.refusals.pop().is_ok() {}
 }
@@ -115,6 +124,28 @@ fn assert_consistent(e: &Engine<SynthSource, BinanceDecoder, PaperVenue>, seen: 
         "one latency sample per order, all handed over"
     );
     assert!(seen.orders >= 4, "the zigzag should trade: {seen:?}");
+    if e.cold.hops.is_empty() {
+        assert_eq!(seen.hop_samples, [0; 7]);
+        return;
+    }
+    // One sample per record on each segment of the path: every frame decoded (one tick each),
+    // every tick through md_alpha, every intent made by Alpha and taken by Risk, every approved
+    // order through risk_exec and Execution.
+    let hops: Vec<Hop> = e.cold.hops.iter().map(|h| h.hop).collect();
+    assert_eq!(hops, Hop::ALL, "one hand-off per hop, in path order");
+    let intents = e.stats.alpha.intents.get();
+    let expected = [
+        decoded,
+        e.stats.alpha.ticks.get(),
+        intents,
+        intents,
+        e.stats.risk.approved.get(),
+        e.stats.exec.orders.get(),
+        e.stats.exec.orders.get(),
+    ];
+    for (hop, (got, want)) in Hop::ALL.iter().zip(seen.hop_samples.iter().zip(expected)) {
+        assert_eq!(*got, want, "samples of hop {}", hop.name());
+    }
 }
 
 #[test]
@@ -187,6 +218,8 @@ fn tiny_rings_apply_back_pressure_and_lose_nothing() {
         tap_exec: 4,
         tap_risk_events: 1,
         capture: 0,
+        // Stamping every record on the way must not change what back-pressure does.
+        hop_histograms: true,
     };
     let spec = spec(tiny);
     let mut e = engine(&spec, Some(20_000));

@@ -4,7 +4,7 @@
 use maxx_hot::ids::{InstrumentId, Venue};
 use maxx_hot::num::{Price, Qty};
 use maxx_hot::records::{Side, Stamp, Tick, TickBody};
-use maxx_hot::wiring::{cap, wire};
+use maxx_hot::wiring::{Stamped, cap, wire};
 
 fn tick(seq: u64) -> Tick {
     Tick {
@@ -31,7 +31,7 @@ fn feed_to_alpha_ring_keeps_every_tick_in_order_across_threads() {
     let writer = std::thread::spawn(move || {
         let mut full_seen = 0u64;
         for seq in 0..N {
-            let mut t = tick(seq);
+            let mut t = Stamped::new(tick(seq), seq);
             loop {
                 match producer.push(t) {
                     Ok(()) => break,
@@ -49,7 +49,11 @@ fn feed_to_alpha_ring_keeps_every_tick_in_order_across_threads() {
     while expected < N {
         match consumer.pop() {
             Ok(t) => {
-                assert_eq!(t, tick(expected), "tick {expected} lost or reordered");
+                assert_eq!(
+                    t,
+                    Stamped::new(tick(expected), expected),
+                    "tick {expected} lost or reordered"
+                );
                 expected += 1;
                 // Slow down now and then so the producer meets a full ring.
                 if expected.is_multiple_of(65_536) {

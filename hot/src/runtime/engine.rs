@@ -113,7 +113,8 @@ pub fn build<S: FrameSource, D: Decode, G: Gateway>(
             input.stats,
             Arc::clone(&flags),
         )
-        .with_stale_after(spec.stale_after.unwrap_or_default());
+        .with_stale_after(spec.stale_after.unwrap_or_default())
+        .with_histogram_every(spec.histogram_every);
         tasks.push((StageName::MarketData(input.venue), AnyTask::Feed(task)));
     }
     let alpha_stats = Arc::new(AlphaStats::default());

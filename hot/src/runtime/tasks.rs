@@ -17,7 +17,9 @@ use crate::source::{Decode, FrameSource, Next};
 use crate::stage::alpha::{Alpha, AlphaInput, AlphaOut};
 use crate::stage::exec::{Exec, ExecEvent, Gateway, MAX_EVENTS_PER_ORDER, latency_histogram};
 use crate::stage::risk::{Decision, Risk, RiskCommand};
-use crate::wiring::{AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, HistogramOut, RiskEnds};
+use crate::wiring::{
+    AlphaEnds, BadFrame, BoxedHistogram, CAPTURE_HEADER, ExecEnds, FeedEnds, HistogramOut, HopOut, RiskEnds, Stamped,
+};
 
 use super::stats::{AlphaStats, ExecStats, FeedStats, RING_SAMPLE_EVERY, RiskStats, feed_state};
 
@@ -106,6 +108,12 @@ pub struct FeedTask<S, D> {
     /// Monotonic time of the last tick (or of the last restart).
     last_tick_mono: u64,
     idle_passes: u32,
+    /// Decode-time recorder, with hop histograms on (its hand-off is `ends.decode`).
+    decode: Option<StageLatency>,
+    /// Push stamp of the current batch's ticks (0 with hop histograms off).
+    batch_at: u64,
+    /// Frames handled, for the decode histogram's hand-over checks.
+    passes: u32,
 }
 
 /// Where an instrument's numbering stands, for duplicate and gap detection.
@@ -163,6 +171,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
     ) -> Self {
         let seqs = vec![SeqState::default(); index.len()];
         let sequencing = decoder.sequencing();
+        let decode = ends.decode.is_some().then(|| StageLatency::new(DEFAULT_HOP_EVERY_NS));
         Self {
             source,
             decoder,
@@ -182,7 +191,18 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             stale_after_ns: 0,
             last_tick_mono: 0,
             idle_passes: 0,
+            decode,
+            batch_at: 0,
+            passes: 0,
         }
+    }
+
+    /// Hands the decode-time histogram over every `every` (with hop histograms on).
+    pub fn with_histogram_every(mut self, every: std::time::Duration) -> Self {
+        if self.decode.is_some() {
+            self.decode = Some(StageLatency::new(every.as_nanos() as u64));
+        }
+        self
     }
 
     /// Restarts the source when no tick has arrived for `after` (spec section 8: 5 s).
@@ -218,7 +238,7 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
     #[inline]
     fn flush_batch(&mut self) -> bool {
         while let Some(tick) = self.batch.as_slice().get(self.next) {
-            if self.ends.to_alpha.push(*tick).is_err() {
+            if self.ends.to_alpha.push(Stamped::new(*tick, self.batch_at)).is_err() {
                 return false;
             }
             self.next += 1;
@@ -325,6 +345,17 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
             if self.stale_after_ns != 0 {
                 self.last_tick_mono = meta.stamp.0;
             }
+            // A frame without a receive stamp (a benchmark's warm-up) is not measured
+            // anywhere down the path either.
+            if let Some(decode) = &mut self.decode
+                && meta.stamp.0 != 0
+            {
+                let now = mono_ns();
+                decode.record_span(meta.stamp.0, now);
+                self.batch_at = now;
+            } else {
+                self.batch_at = 0;
+            }
         }
         self.flush_batch();
     }
@@ -335,8 +366,15 @@ impl<S: FrameSource, D: Decode> FeedTask<S, D> {
         if !self.flush_batch() {
             return false;
         }
+        if let (Some(decode), Some(ends)) = (&mut self.decode, &mut self.ends.decode) {
+            self.passes = self.passes.wrapping_add(1);
+            decode.poll(ends, self.passes);
+        }
         if self.closed {
             if !self.close_reported {
+                if let (Some(decode), Some(ends)) = (&mut self.decode, &mut self.ends.decode) {
+                    decode.finish(ends);
+                }
                 self.close_reported = true;
                 self.flags.close_feed();
             }
@@ -506,15 +544,26 @@ impl StageLatency {
         }
     }
 
-    /// Records `now − stamp`; a zero stamp (nothing behind it) is not a sample.
+    /// Records `now − stamp` and gives `now`; a zero stamp (nothing behind it) is not a
+    /// sample, and then the clock is not read (0 is given).
     #[inline]
-    fn record(&mut self, stamp: Stamp) {
+    fn record(&mut self, stamp: Stamp) -> u64 {
         if stamp.0 == 0 {
-            return;
+            return 0;
         }
         let now = mono_ns();
-        self.current.saturating_record(now.saturating_sub(stamp.0).max(1));
-        self.last_ns = now;
+        self.record_span(stamp.0, now);
+        now
+    }
+
+    /// Records `to − from`; a zero `from` (not stamped) is not a sample.
+    #[inline]
+    fn record_span(&mut self, from: u64, to: u64) {
+        if from == 0 {
+            return;
+        }
+        self.current.saturating_record(to.saturating_sub(from).max(1));
+        self.last_ns = to;
     }
 
     /// Hands the histogram over `ends` if it is due: known without the clock when the last
@@ -548,6 +597,42 @@ impl StageLatency {
     }
 }
 
+/// Hand-over interval of a hop histogram until the engine sets one.
+const DEFAULT_HOP_EVERY_NS: u64 = 1_000_000_000;
+
+/// A stage's hop recorders, with hop histograms on: the ring hop into the stage (its input's
+/// pop − push) and the stage's work (its output's push − its input's pop).
+#[derive(Debug)]
+struct HopRecorders {
+    ring: StageLatency,
+    work: StageLatency,
+    ends: HopOut,
+}
+
+impl HopRecorders {
+    /// Recorders for these hand-offs (allocates the two histograms, at start).
+    fn new(ends: Option<HopOut>, every_ns: u64) -> Option<Box<Self>> {
+        ends.map(|ends| {
+            Box::new(Self {
+                ring: StageLatency::new(every_ns),
+                work: StageLatency::new(every_ns),
+                ends,
+            })
+        })
+    }
+
+    #[inline]
+    fn poll(&mut self, passes: u32) {
+        self.ring.poll(&mut self.ends.ring, passes);
+        self.work.poll(&mut self.ends.work, passes);
+    }
+
+    fn finish(&mut self) {
+        self.ring.finish(&mut self.ends.ring);
+        self.work.finish(&mut self.ends.work);
+    }
+}
+
 /// Alpha with its rings.
 #[derive(Debug)]
 pub struct AlphaTask {
@@ -555,9 +640,11 @@ pub struct AlphaTask {
     ends: AlphaEnds,
     stats: Arc<AlphaStats>,
     flags: Arc<Flags>,
-    pending: Option<OrderIntent>,
+    pending: Option<Stamped<OrderIntent>>,
     /// A tick Execution's ring had no room for; Alpha takes no other until it is pushed.
     pending_tick: Option<crate::records::Tick>,
+    /// Hop recorders, with hop histograms on.
+    hops: Option<Box<HopRecorders>>,
     next_input: usize,
     closed: bool,
     /// Polls so far, for sampling the rings' occupancy.
@@ -571,12 +658,13 @@ impl AlphaTask {
     /// publishes Alpha's starting weights to the signal board.
     pub fn new(
         alpha: Alpha,
-        ends: AlphaEnds,
+        mut ends: AlphaEnds,
         stats: Arc<AlphaStats>,
         flags: Arc<Flags>,
         histogram_every_ns: u64,
     ) -> Self {
         ends.board.publish_weights(alpha.weights());
+        let hops = HopRecorders::new(ends.hops.take(), histogram_every_ns);
         for (gauge, ring) in stats.md_alpha.iter().zip(&ends.ticks) {
             gauge.capacity.set(ring.buffer().capacity() as u64);
         }
@@ -588,6 +676,7 @@ impl AlphaTask {
             flags,
             pending: None,
             pending_tick: None,
+            hops,
             next_input: 0,
             closed: false,
             passes: 0,
@@ -607,6 +696,9 @@ impl AlphaTask {
             }
         }
         self.latency.poll(&mut self.ends.latency, self.passes);
+        if let Some(h) = &mut self.hops {
+            h.poll(self.passes);
+        }
         if !flush(&mut self.pending, &mut self.ends.to_risk) || !flush(&mut self.pending_tick, &mut self.ends.to_exec) {
             return false;
         }
@@ -628,19 +720,31 @@ impl AlphaTask {
         let n = self.ends.ticks.len();
         for k in 0..n {
             let i = (self.next_input + k) % n;
-            let Ok(tick) = self.ends.ticks[i].pop() else { continue };
+            let Ok(Stamped { rec: tick, at }) = self.ends.ticks[i].pop() else {
+                continue;
+            };
             self.next_input = (i + 1) % n;
+            // Not measured: hop histograms off, or a tick without a push stamp.
+            let popped = match &mut self.hops {
+                Some(h) if at != 0 => {
+                    let now = mono_ns();
+                    h.ring.record_span(at, now);
+                    now
+                }
+                _ => 0,
+            };
             self.stats.ticks.inc();
             if self.ends.to_exec.push(tick).is_err() {
                 self.pending_tick = Some(tick);
             }
-            let (tap, board, to_risk, stats, pending, latency) = (
+            let (tap, board, to_risk, stats, pending, latency, hops) = (
                 &mut self.ends.tap,
                 &self.ends.board,
                 &mut self.ends.to_risk,
                 &self.stats,
                 &mut self.pending,
                 &mut self.latency,
+                &mut self.hops,
             );
             self.alpha.process(AlphaInput::Tick(tick), &mut |out| match out {
                 AlphaOut::Signal(s) => {
@@ -652,7 +756,18 @@ impl AlphaTask {
                 }
                 AlphaOut::Intent(intent) => {
                     stats.intents.inc();
-                    latency.record(intent.stamp);
+                    let mut now = latency.record(intent.stamp);
+                    let at = match hops {
+                        Some(h) if popped != 0 => {
+                            if now == 0 {
+                                now = mono_ns();
+                            }
+                            h.work.record_span(popped, now);
+                            now
+                        }
+                        _ => 0,
+                    };
+                    let intent = Stamped::new(intent, at);
                     if to_risk.push(intent).is_err() {
                         *pending = Some(intent);
                     }
@@ -668,6 +783,9 @@ impl AlphaTask {
             && self.ends.ticks.iter().all(|c| c.is_empty())
         {
             self.latency.finish(&mut self.ends.latency);
+            if let Some(h) = &mut self.hops {
+                h.finish();
+            }
             self.closed = true;
             Flags::close(&self.flags.alpha_closed);
         }
@@ -707,7 +825,11 @@ pub struct RiskTask {
     /// The kill-switch generation Risk has acted on.
     kill_seen: u64,
     clock: SystemClock,
-    pending: Option<Order>,
+    pending: Option<Stamped<Order>>,
+    /// Hop recorders, with hop histograms on.
+    hops: Option<Box<HopRecorders>>,
+    /// Pop stamp of the intent being judged (0 with hop histograms off, or a manual intent).
+    popped: u64,
     /// Whose intent goes first on the next pass: the manual queue's (`true`) or Alpha's.
     manual_turn: bool,
     closed: bool,
@@ -727,7 +849,7 @@ impl RiskTask {
     /// Risk starts killed).
     pub fn new(
         risk: Risk,
-        ends: RiskEnds,
+        mut ends: RiskEnds,
         stats: Arc<RiskStats>,
         flags: Arc<Flags>,
         feeds: Vec<Arc<FeedStats>>,
@@ -735,6 +857,7 @@ impl RiskTask {
         histogram_every_ns: u64,
     ) -> Self {
         let kill_seen = ends.kill.generation();
+        let hops = HopRecorders::new(ends.hops.take(), histogram_every_ns);
         stats.alpha_risk.capacity.set(ends.intents.buffer().capacity() as u64);
         stats.exec_risk.capacity.set(ends.reports.buffer().capacity() as u64);
         let task = Self {
@@ -747,6 +870,8 @@ impl RiskTask {
             kill_seen,
             clock: SystemClock,
             pending: None,
+            hops,
+            popped: 0,
             manual_turn: false,
             closed: false,
             finished: false,
@@ -768,6 +893,9 @@ impl RiskTask {
             self.stats.exec_risk.occupancy.set(self.ends.reports.slots() as u64);
         }
         self.latency.poll(&mut self.ends.latency, self.passes);
+        if let Some(h) = &mut self.hops {
+            h.poll(self.passes);
+        }
         let mut busy = false;
         while let Ok(report) = self.ends.reports.pop() {
             self.risk.on_report(&report);
@@ -791,11 +919,12 @@ impl RiskTask {
         changed |= busy;
         // No intent while an order is held back, or before a new trip is applied.
         if clear && !self.closed && (room || !kill_due) {
+            let manual = |i| (Stamped::new(i, 0), true);
             let intent = if self.manual_turn {
                 self.ends
                     .manual
                     .pop()
-                    .map(|i| (i, true))
+                    .map(manual)
                     .or_else(|| self.ends.intents.pop().ok().map(|i| (i, false)))
             } else {
                 self.ends
@@ -803,7 +932,15 @@ impl RiskTask {
                     .pop()
                     .ok()
                     .map(|i| (i, false))
-                    .or_else(|| self.ends.manual.pop().map(|i| (i, true)))
+                    .or_else(|| self.ends.manual.pop().map(manual))
+            };
+            self.popped = match (&mut self.hops, &intent) {
+                (Some(h), Some((i, _))) if i.at != 0 => {
+                    let now = mono_ns();
+                    h.ring.record_span(i.at, now);
+                    now
+                }
+                _ => 0,
             };
             // After the intent: a tick's LIVE gauge is written before the tick is pushed, so the
             // state read now is at least as new as the data behind the intent.
@@ -813,7 +950,7 @@ impl RiskTask {
                 if manual {
                     self.stats.manual_intents.inc();
                 }
-                self.check(&intent);
+                self.check(&intent.rec);
                 busy = true;
                 changed = true;
             }
@@ -831,6 +968,9 @@ impl RiskTask {
         {
             // No intent is taken once closed: nothing more to record.
             self.latency.finish(&mut self.ends.latency);
+            if let Some(h) = &mut self.hops {
+                h.finish();
+            }
             self.closed = true;
             Flags::close(&self.flags.risk_closed);
         }
@@ -846,7 +986,18 @@ impl RiskTask {
         match self.risk.check(intent) {
             Decision::Approved(order) => {
                 self.stats.approved.inc();
-                self.latency.record(order.stamp);
+                let mut now = self.latency.record(order.stamp);
+                let at = match &mut self.hops {
+                    Some(h) if self.popped != 0 => {
+                        if now == 0 {
+                            now = mono_ns();
+                        }
+                        h.work.record_span(self.popped, now);
+                        now
+                    }
+                    _ => 0,
+                };
+                let order = Stamped::new(order, at);
                 if self.ends.to_exec.push(order).is_err() {
                     self.pending = Some(order);
                 }
@@ -899,7 +1050,7 @@ impl RiskTask {
             stats.risk_orders.inc();
             // Cannot fail: `max_trim_orders` slots were free and this thread is the only
             // producer.
-            let _ = to_exec.push(order);
+            let _ = to_exec.push(Stamped::new(order, 0));
         });
     }
 
@@ -985,6 +1136,8 @@ pub struct ExecTask<G: Gateway> {
     clock: SystemClock,
     hand_off: HandOff,
     passes: u32,
+    /// Hop recorders, with hop histograms on.
+    hops: Option<Box<HopRecorders>>,
     /// Feed state gauges, for the router (a venue whose feed is not live gets no order).
     feeds: Vec<FeedWatch>,
     /// No staleness detection (replay): every venue counts as live.
@@ -1012,7 +1165,7 @@ impl<G: Gateway> ExecTask<G> {
     /// has no market data and counts as not live (outside replay).
     pub fn new(
         mut exec: Exec<G>,
-        ends: ExecEnds,
+        mut ends: ExecEnds,
         stats: Arc<ExecStats>,
         flags: Arc<Flags>,
         histogram_every_ns: u64,
@@ -1024,6 +1177,7 @@ impl<G: Gateway> ExecTask<G> {
         }
         stats.risk_exec.capacity.set(ends.orders.buffer().capacity() as u64);
         stats.alpha_exec.capacity.set(ends.ticks.buffer().capacity() as u64);
+        let hops = HopRecorders::new(ends.hops.take(), histogram_every_ns);
         Self {
             exec,
             ends,
@@ -1032,6 +1186,7 @@ impl<G: Gateway> ExecTask<G> {
             clock: SystemClock,
             hand_off: HandOff::new(histogram_every_ns),
             passes: 0,
+            hops,
             feeds: feeds.into_iter().map(|stats| FeedWatch { stats, live: None }).collect(),
             replay,
             notes_dropped: 0,
@@ -1058,7 +1213,7 @@ impl<G: Gateway> ExecTask<G> {
         let (tap, to_risk, stats) = (&mut self.ends.tap, &mut self.ends.to_risk, &*self.stats);
         let room = tap.slots().min(to_risk.slots());
         let mut busy = self.exec.poll(mono_ns(), room, &mut |e| emit(tap, to_risk, stats, e));
-        let order_ts = self.ends.orders.peek().ok().map(|o| o.ts_ns);
+        let order_ts = self.ends.orders.peek().ok().map(|o| o.rec.ts_ns);
         let patient = self.ticks_while_waiting < TICKS_BEFORE_ORDER;
         let tick_first = |t: &crate::records::Tick| order_ts.is_none_or(|ts| patient && t.recv_ns <= ts);
         if self.exec.backlog() == 0 {
@@ -1081,14 +1236,18 @@ impl<G: Gateway> ExecTask<G> {
             && tap.slots() >= MAX_EVENTS_PER_ORDER
             && to_risk.slots() >= MAX_EVENTS_PER_ORDER
             && !self.ends.ticks.peek().is_ok_and(tick_first)
-            && let Ok(order) = self.ends.orders.pop()
+            && let Ok(Stamped { rec: order, at }) = self.ends.orders.pop()
         {
             self.ticks_while_waiting = 0;
-            if self
-                .exec
-                .process(order, self.clock.stamp(), &mut |e| emit(tap, to_risk, stats, e))
-            {
+            let now = self.clock.stamp();
+            if self.exec.process(order, now, &mut |e| emit(tap, to_risk, stats, e)) {
                 stats.orders.inc();
+            }
+            if let Some(h) = &mut self.hops
+                && at != 0
+            {
+                h.ring.record_span(at, now.0);
+                h.work.record_span(now.0, mono_ns());
             }
             busy = true;
         }
@@ -1103,6 +1262,9 @@ impl<G: Gateway> ExecTask<G> {
         self.passes = self.passes.wrapping_add(1);
         if self.passes.is_multiple_of(1024) || busy {
             self.maybe_hand_over_histogram(false);
+        }
+        if let Some(h) = &mut self.hops {
+            h.poll(self.passes);
         }
         if !busy
             && !self.closed
@@ -1121,6 +1283,9 @@ impl<G: Gateway> ExecTask<G> {
                 Some(deadline) if self.exec.open_orders() == 0 || mono_ns() >= deadline => {
                     self.publish();
                     self.maybe_hand_over_histogram(true);
+                    if let Some(h) = &mut self.hops {
+                        h.finish();
+                    }
                     self.closed = true;
                     Flags::close(&self.flags.exec_closed);
                 }
