@@ -28,7 +28,7 @@ use maxx_hot::runtime::{available_cores, plan, spawn};
 use maxx_hot::stage::alpha::{AlphaInput, FamilyKind};
 use maxx_hot::stage::exec::PaperVenue;
 use maxx_hot::topology::{Layout as HotLayout, StageName, WaitKind};
-use maxx_hot::wiring::LatencyStage;
+use maxx_hot::wiring::{Hop, LatencyStage};
 
 struct Counting;
 
@@ -99,6 +99,9 @@ fn hot_threads_do_not_allocate_in_steady_state() {
     // Full-size orders at such low scores: Kelly would size them near zero (and below the
     // minimum notional), and this test needs orders flowing, not a sizing policy.
     spec.risk.sizing = maxx_hot::stage::risk::SizingMode::Fixed;
+    // Every record stamped and every hop recorded and handed over (what `maxx bench` runs):
+    // the stamps and their histograms allocate nothing either.
+    spec.capacities.hop_histograms = true;
 
     let (_, mut sim_cfg) = sim_config(&cfg, Venue::Binance).expect("sim.binance configured");
     sim_cfg.events_per_sec = 20_000;
@@ -133,8 +136,17 @@ fn hot_threads_do_not_allocate_in_steady_state() {
     // The cold ends Alpha's commands go through, and the board that confirms them.
     let (alpha_cmd, board) = (Arc::clone(&cold.alpha_cmd), Arc::clone(&cold.board));
     let mut drain = TapDrain::new(&spec.index);
+    // Samples per hop, from the hop histograms handed over (and sent back emptied).
+    let mut hop_samples = [0u64; 7];
     let mut pump = |drain: &mut TapDrain| {
         drain.drain(&mut cold, &mut |_| {});
+        for hop in &mut cold.hops {
+            while let Ok(mut h) = hop.link.hist_in.pop() {
+                hop_samples[hop.hop as usize] += h.len();
+                h.reset();
+                hop.link.hist_back.push(h).expect("room for the spare");
+            }
+        }
     };
     let ticks = || stats.feeds[0].trades.get() + stats.feeds[0].quotes.get();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -225,4 +237,13 @@ fn hot_threads_do_not_allocate_in_steady_state() {
         alpha >= risk && risk >= exec,
         "alpha {alpha} ≥ risk {risk} ≥ exec {exec}"
     );
+    // Every hop was measured: Alpha's work and the ring into Risk once per intent, Risk's work
+    // once per approval.
+    assert!(
+        hop_samples.iter().all(|n| *n > 0),
+        "a hop without samples: {hop_samples:?}"
+    );
+    assert_eq!(hop_samples[Hop::Alpha as usize], alpha);
+    assert_eq!(hop_samples[Hop::AlphaRisk as usize], alpha);
+    assert_eq!(hop_samples[Hop::Risk as usize], risk);
 }
