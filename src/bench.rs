@@ -48,6 +48,7 @@ use maxx_hot::ids::Venue;
 use maxx_hot::num::{Money, Qty};
 use maxx_hot::records::{ExecReport, Factor, Order, OrderIntent, Tick};
 use maxx_hot::runtime::engine::{Engine, EngineSpec, FeedInput, build};
+use maxx_hot::runtime::host::{Locked, lock_memory};
 use maxx_hot::runtime::memsource::{MemFrames, MemProgress, MemSource, Pacing};
 use maxx_hot::runtime::stats::FeedStats;
 use maxx_hot::runtime::{available_cores, confine_current_thread, plan, spawn};
@@ -349,6 +350,8 @@ struct EngineRun {
     span: Duration,
     max_late_ns: u64,
     placement: String,
+    /// Whether memory was locked, or why not.
+    memory: String,
     /// `4 stages on 2 cores (layout fused)`.
     stages_on_cores: String,
     soak: Option<Soak>,
@@ -358,7 +361,10 @@ struct EngineRun {
 #[derive(Debug)]
 struct Soak {
     rss_start_kb: u64,
+    /// The last reading taken while the hot threads still ran (not after the join).
     rss_end_kb: u64,
+    /// The highest reading after the start one.
+    rss_peak_kb: u64,
     start: BoxedHistogram,
     end: BoxedHistogram,
 }
@@ -470,6 +476,13 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
     let Engine {
         tasks, mut cold, stats, ..
     } = build(&spec, vec![feed], vec![paper_venue(config, Venue::Binance)]);
+    // As `maxx run` does: lock memory once the rings and buffers exist, so locking faults them
+    // in and the hot threads take no page faults (and the soak's RSS does not creep up as
+    // ring pages are first touched).
+    let memory = match lock_memory(config.hot.lock_memory).map_err(|e| bad(e))? {
+        Locked::Yes => "memory locked (mlockall)".to_string(),
+        Locked::No(why) => format!("memory not locked: {why}"),
+    };
     let threads = spawn(&placement.threads, tasks, config.hot.wait, || {}).context("starting the hot threads")?;
     confine_current_thread(&placement.cold_cores);
 
@@ -490,6 +503,8 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
         }
     }
     let mut soak_next = 0usize;
+    // RSS read while the threads run: (last, highest) after the start reading.
+    let mut rss_now = (0u64, 0u64);
     let mut exec_link = HistogramIn {
         hist_in: cold.hist_in,
         hist_back: cold.hist_back,
@@ -531,6 +546,8 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
             let _ = slot.add(&**h);
             *used = true;
             soak_next += 1;
+            let rss = rss_kb();
+            rss_now = (rss, rss_now.1.max(rss));
         });
         if last_progress.elapsed() >= Duration::from_millis(200) || finished {
             last_progress = Instant::now();
@@ -576,7 +593,8 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
             }
             Some(Soak {
                 rss_start_kb: rss_start,
-                rss_end_kb: rss_kb(),
+                rss_end_kb: if rss_now.0 == 0 { rss_start } else { rss_now.0 },
+                rss_peak_kb: rss_now.1.max(rss_start),
                 start,
                 end,
             })
@@ -606,6 +624,7 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
         span: Duration::from_nanos(last.saturating_sub(first).max(1)),
         max_late_ns: progress.max_late_ns.load(Ordering::Relaxed),
         placement: placement_text,
+        memory,
         stages_on_cores,
         soak,
     })
@@ -1196,9 +1215,10 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "{} of the {} this process may use{}",
+        "{} of the {} this process may use; {}{}",
         run.stages_on_cores,
         available.len(),
+        run.memory,
         match (&tokio, &crossbeam) {
             (None, None) => "",
             _ => "; the baselines' threads are unpinned",
@@ -1322,9 +1342,10 @@ fn bench(args: &BenchArgs, config: &Config) -> Result<()> {
         let grew = s.rss_end_kb > s.rss_start_kb;
         let _ = writeln!(
             out,
-            "soak: RSS {} kB at start, {} kB at end ({}{} kB: {})",
+            "soak: RSS {} kB at start, {} kB at end, {} kB at most, read while the hot threads ran ({}{} kB: {})",
             s.rss_start_kb,
             s.rss_end_kb,
+            s.rss_peak_kb,
             if grew { "+" } else { "" },
             s.rss_end_kb as i64 - s.rss_start_kb as i64,
             if grew { "grew" } else { "did not grow" }

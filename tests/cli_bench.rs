@@ -353,8 +353,13 @@ fn soak_reports_rss_and_latency_at_start_and_end() {
         .find(|l| l.starts_with("soak: RSS "))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(
-        line.contains(" kB at start, ") && line.contains(" kB at end ("),
+        line.contains(" kB at start, ") && line.contains(" kB at end, ") && line.contains(" kB at most, "),
         "{line}"
+    );
+    // Memory is locked as `maxx run` locks it, or the report says why not.
+    assert!(
+        out.contains("; memory locked (mlockall)") || out.contains("; memory not locked: "),
+        "{out}"
     );
     assert!(line.ends_with("grew)") || line.ends_with("did not grow)"), "{line}");
     // The whole run measured orders; a one-second window at either end may hold none when the
