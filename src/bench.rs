@@ -479,7 +479,7 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
     // As `maxx run` does: lock memory once the rings and buffers exist, so locking faults them
     // in and the hot threads take no page faults (and the soak's RSS does not creep up as
     // ring pages are first touched).
-    let memory = match lock_memory(config.hot.lock_memory).map_err(|e| bad(e))? {
+    let memory = match lock_memory(config.hot.lock_memory).map_err(bad)? {
         Locked::Yes => "memory locked (mlockall)".to_string(),
         Locked::No(why) => format!("memory not locked: {why}"),
     };
