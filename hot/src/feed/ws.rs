@@ -269,12 +269,20 @@ impl std::fmt::Debug for WsFeed {
     }
 }
 
-/// Read buffer of each connection. tungstenite's buffer (a `BytesMut`) reallocates when one
-/// read fills it while more of it is unread than already consumed; with a buffer far larger
-/// than one socket read (a loopback or NIC burst is at most a few hundred KiB), the space
-/// reclaimed from consumed frames always suffices and steady state never allocates
-/// (`tests/hot_alloc.rs`).
-pub const READ_BUFFER: usize = 4 << 20;
+/// Read buffer of each connection, and the most one socket read asks for.
+///
+/// Small on purpose: tungstenite 0.30 zero-fills the whole read window of its buffer (a
+/// `BytesMut`, `FrameCodec::read_in`) before every socket read, including the read that finds
+/// the socket drained. With the 4 MiB this once was, every frame paid two 4 MiB memsets
+/// (about 100 µs on the development VM) before it was decoded; 32 KiB costs about 1 µs.
+///
+/// Allocation: the buffer reclaims consumed space in place (no allocation) whenever the unread
+/// part of a frame is no larger than what was consumed before it, which holds for every frame
+/// up to half the buffer (16 KiB); the venues' trade and top-of-book frames are a few hundred
+/// bytes, and steady state never allocates (`tests/hot_alloc.rs`). A larger frame (up to
+/// [`MAX_FRAME_BYTES`]) grows the buffer once; the grown capacity is kept, and the read window
+/// stays 32 KiB.
+pub const READ_BUFFER: usize = 32 << 10;
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
