@@ -86,6 +86,11 @@ pub struct BenchArgs {
     /// two clock reads fewer per tick and per stage, to measure what the stamps cost.
     #[arg(long)]
     pub no_hops: bool,
+    /// Wire to wire: a loopback WebSocket server sends the frames at `--rate` (default 2000/s)
+    /// to the real feed; orders go over loopback HTTP to a mock Binance venue; the latency is
+    /// frame sent to order received, against a tokio-tungstenite pipeline in the same run.
+    #[arg(long, conflicts_with_all = ["soak", "flat_out", "baseline"])]
+    pub wire: bool,
 }
 
 /// `maxx top`.

@@ -8,3 +8,4 @@ pub mod commands;
 pub mod run;
 pub mod tail;
 pub mod top;
+pub mod wire;

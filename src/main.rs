@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Tail(args) => maxx::tail::tail_cmd(args),
         Command::Top(args) => maxx::top::top_cmd(args),
         Command::Bench(args) => match load_config(&args.config) {
+            Ok(c) if args.wire => return maxx::wire::wire_cmd(args, &c),
             Ok(c) => return maxx::bench::bench_cmd(args, &c),
             Err(code) => return code,
         },

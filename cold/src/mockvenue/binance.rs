@@ -19,10 +19,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use maxx_hot::clock::mono_ns;
 use maxx_hot::num::{Price, Qty};
 use serde_json::{Value, json};
 
-use super::{Fault, Kind, MockConfig, MockHandle, MockOrder, NewOrder, Refusal, Shared, Status, Tif, counter};
+use super::{Arrival, Fault, Kind, MockConfig, MockHandle, MockOrder, NewOrder, Refusal, Shared, Status, Tif, counter};
 
 /// Starts a mock Binance spot REST venue on 127.0.0.1:0.
 pub fn spawn(config: MockConfig) -> std::io::Result<MockHandle> {
@@ -58,7 +59,20 @@ fn ok(body: Value) -> Answer {
 }
 
 async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    // First thing, so the arrival time excludes the mock's own checks and matching.
+    let arrived_ns = mono_ns();
     s.count(counter::requests);
+    if method == Method::POST && uri.path() == "/api/v3/order" && s.recording_arrivals() {
+        let client_id = super::form_pairs(&String::from_utf8_lossy(&body))
+            .into_iter()
+            .find(|(k, _)| k == "newClientOrderId")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        s.arrived(Arrival {
+            client_id,
+            mono_ns: arrived_ns,
+        });
+    }
     let answer = answer(&s, &method, &uri, &headers, &body);
     if let Some(delay) = answer.delay {
         tokio::time::sleep(delay).await;

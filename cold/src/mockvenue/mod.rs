@@ -524,6 +524,20 @@ impl Book {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Arrivals.
+
+/// One order placement as it reached the mock, for latency measurements in the same process
+/// (`maxx bench --wire`): its client order id and when its request was in hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The request's `newClientOrderId` (Binance) or `orderLinkId` (Bybit); empty if it had none.
+    pub client_id: String,
+    /// [`maxx_hot::clock::mono_ns`] when the handler received the whole request (head and
+    /// body read, before any check).
+    pub mono_ns: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shared state and the handle.
 
 pub(crate) struct Shared {
@@ -531,6 +545,8 @@ pub(crate) struct Shared {
     book: Mutex<Book>,
     counters: AtomicCounters,
     clock_offset_ms: AtomicI64,
+    /// Order placements as they arrived, while [`MockHandle::record_arrivals`] is on.
+    arrivals: Mutex<Option<Vec<Arrival>>>,
 }
 
 impl Shared {
@@ -540,6 +556,19 @@ impl Shared {
             config,
             counters: AtomicCounters::default(),
             clock_offset_ms: AtomicI64::new(0),
+            arrivals: Mutex::new(None),
+        }
+    }
+
+    /// Whether order placements are being recorded ([`MockHandle::record_arrivals`]).
+    pub(crate) fn recording_arrivals(&self) -> bool {
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Records one order placement, if recording is on.
+    pub(crate) fn arrived(&self, arrival: Arrival) {
+        if let Some(log) = self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            log.push(arrival);
         }
     }
 
@@ -638,6 +667,23 @@ impl MockHandle {
             rate_limited: get(&c.rate_limited),
             banned: get(&c.banned),
         }
+    }
+
+    /// Starts recording every order placement request as it arrives (an [`Arrival`] each,
+    /// whether or not the mock then accepts it); recording costs a lock per placement, so it is
+    /// off until asked for. Binance only: the Bybit mock records nothing.
+    pub fn record_arrivals(&self) {
+        let mut log = self.shared.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        if log.is_none() {
+            *log = Some(Vec::new());
+        }
+    }
+
+    /// The placements recorded since recording started or since the last call, in arrival
+    /// order; recording stays on.
+    pub fn take_arrivals(&self) -> Vec<Arrival> {
+        let mut log = self.shared.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Every order the mock holds, in arrival order.
