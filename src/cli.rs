@@ -91,6 +91,11 @@ pub struct BenchArgs {
     /// frame sent to order received, against a tokio-tungstenite pipeline in the same run.
     #[arg(long, conflicts_with_all = ["soak", "flat_out", "baseline"])]
     pub wire: bool,
+    /// `--wire` only: the cores the tokio baseline's workers may use, one worker per core:
+    /// `same` (default: the cores maxx's hot threads were given, so both pipelines write their
+    /// orders from the same cores) or `all` (every available core).
+    #[arg(long, default_value = "same", value_parser = ["same", "all"], requires = "wire")]
+    pub tokio_cores: String,
 }
 
 /// `maxx top`.

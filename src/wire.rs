@@ -947,6 +947,7 @@ fn run_tokio(
     let spec = wire_spec(config);
     let workers = available.len().max(1);
     let cores = available.to_vec();
+    let shown = cores.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         // This thread is confined to the cold cores; the workers may use every core.
@@ -1178,7 +1179,7 @@ fn run_tokio(
         &sent,
         frames_sent,
         orders.len() as u64,
-        format!("{workers} worker threads on cores {available:?}, unpinned"),
+        format!("{workers} worker thread(s) on cores {shown:?}, unpinned"),
     ))
 }
 
@@ -1268,7 +1269,18 @@ fn wire(args: &BenchArgs, config: &Config) -> Result<()> {
     mock.record_arrivals();
 
     let maxx = run_maxx(config, &plan_, &frames, &mock, &placement, placement_text)?;
-    let tokio = run_tokio(config, &plan_, &frames, &mock, &available)?;
+    // The baseline's workers: by default on the cores the hot threads had, so both pipelines
+    // write their orders from the same cores (on a small machine the venue sits on the other
+    // core, and waking it from there is most of the trip; see benches/RESULTS.md section 7).
+    let tokio_cores = if args.tokio_cores == "all" || placement.threads.iter().any(|t| t.core.is_none()) {
+        available.clone()
+    } else {
+        let mut hot: Vec<usize> = placement.threads.iter().filter_map(|t| t.core).collect();
+        hot.sort_unstable();
+        hot.dedup();
+        hot
+    };
+    let tokio = run_tokio(config, &plan_, &frames, &mock, &tokio_cores)?;
 
     let mut out = String::new();
     let _ = writeln!(

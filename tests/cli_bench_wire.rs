@@ -133,6 +133,21 @@ fn a_short_run_measures_both_pipelines_and_attributes_every_order() {
     assert!(tokio["samples"] > 0, "tokio took no sample: {out}");
     assert!(out.contains("from seeded simulator"), "{out}");
     assert!(out.contains("open loop at 1000 frames/s"), "{out}");
+    // By default the tokio workers get the cores maxx's hot threads were pinned to.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("maxx: layout "))
+        .expect("placement line");
+    let (maxx_part, tokio_part) = line.split_once("; tokio: ").expect("both placements");
+    let mut hot: Vec<usize> = maxx_part
+        .split("on core ")
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect();
+    hot.sort_unstable();
+    hot.dedup();
+    assert!(!hot.is_empty(), "no pinned hot core in {line:?}");
+    assert_eq!(tokio_cores(tokio_part), hot, "{line}");
     assert_eq!(hgrm_total(&out_dir.join("wire-maxx.hgrm")), maxx["samples"]);
     assert_eq!(hgrm_total(&out_dir.join("wire-tokio.hgrm")), tokio["samples"]);
     let svg = std::fs::read_to_string(out_dir.join("wire.svg")).expect("wire.svg is written");
@@ -162,9 +177,26 @@ fn a_capture_is_sent_once_at_the_rate() {
     let cap = dir.write("cap.txt", text);
     // More frames asked than the capture holds: it is sent once, not cycled.
     let out = wire(
-        &["--capture", cap.to_str().unwrap(), "--rate", "1000", "--frames", "5000"],
+        &[
+            "--capture",
+            cap.to_str().unwrap(),
+            "--rate",
+            "1000",
+            "--frames",
+            "5000",
+            "--tokio-cores",
+            "all",
+        ],
         &dir.path().join("out"),
     );
+    // `--tokio-cores all`: one worker per available core.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("maxx: layout "))
+        .expect("placement line");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tokio_part = line.split_once("; tokio: ").expect("both placements").1;
+    assert_eq!(tokio_cores(tokio_part).len(), cores, "{line}");
     assert!(out.contains("1500 frames from capture "), "{out}");
     assert!(out.contains("(all of it; 5000 asked)"), "{out}");
     assert_report(&out, 1500);
@@ -172,6 +204,18 @@ fn a_capture_is_sent_once_at_the_rate() {
         out.contains("frames: 1500 decode to ticks, 0 ticks share a key"),
         "{out}"
     );
+}
+
+/// The core list of `N worker thread(s) on cores [a, b], unpinned`.
+fn tokio_cores(text: &str) -> Vec<usize> {
+    let list = text
+        .split_once("on cores [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .unwrap_or_else(|| panic!("no core list in {text:?}"))
+        .0;
+    list.split(", ")
+        .map(|c| c.trim().parse().expect("a core number"))
+        .collect()
 }
 
 /// `maxx bench --wire ARGS...` must fail with exit `code` and say `needle` on stderr.
