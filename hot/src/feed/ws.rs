@@ -271,18 +271,18 @@ impl std::fmt::Debug for WsFeed {
 
 /// Read buffer of each connection, and the most one socket read asks for.
 ///
-/// Small on purpose: tungstenite 0.30 zero-fills the whole read window of its buffer (a
-/// `BytesMut`, `FrameCodec::read_in`) before every socket read, including the read that finds
-/// the socket drained. With the 4 MiB this once was, every frame paid two 4 MiB memsets
-/// (about 100 µs on the development VM) before it was decoded; 32 KiB costs about 1 µs.
+/// tungstenite's buffer (a `BytesMut`) reclaims consumed space in place when it can, and
+/// reallocates otherwise; with a buffer far larger than one socket read, it reaches its end only
+/// every few MiB of traffic and steady state does not allocate (`tests/hot_alloc.rs`).
 ///
-/// Allocation: the buffer reclaims consumed space in place (no allocation) whenever the unread
-/// part of a frame is no larger than what was consumed before it, which holds for every frame
-/// up to half the buffer (16 KiB); the venues' trade and top-of-book frames are a few hundred
-/// bytes, and steady state never allocates (`tests/hot_alloc.rs`). A larger frame (up to
-/// [`MAX_FRAME_BYTES`]) grows the buffer once; the grown capacity is kept, and the read window
-/// stays 32 KiB.
-pub const READ_BUFFER: usize = 32 << 10;
+/// Known cost, not yet fixed: tungstenite 0.30 zero-fills the whole read window before every
+/// socket read (`FrameCodec::read_in`), including the read that finds the socket drained, so
+/// each frame pays about two 4 MiB memsets (~100 µs on the development VM; benches/RESULTS.md
+/// section 7). A 32 KiB window removes that (frame in hand 106 → 8–12 µs at p50), but then
+/// `hot_alloc` saw an occasional allocation in steady state (the buffer reaching its end ~100×
+/// more often, sometimes while it could not be reclaimed), so the window stays large until
+/// the read path stops depending on tungstenite's buffer management.
+pub const READ_BUFFER: usize = 4 << 20;
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
