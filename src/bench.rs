@@ -51,7 +51,7 @@ use maxx_hot::runtime::engine::{Engine, EngineSpec, FeedInput, build};
 use maxx_hot::runtime::host::{Locked, lock_memory};
 use maxx_hot::runtime::memsource::{MemFrames, MemProgress, MemSource, Pacing};
 use maxx_hot::runtime::stats::FeedStats;
-use maxx_hot::runtime::{available_cores, confine_current_thread, plan, spawn};
+use maxx_hot::runtime::{Placement, available_cores, confine_current_thread, plan, spawn};
 use maxx_hot::source::{Decode, FrameSource, Next};
 use maxx_hot::stage::alpha::{Alpha, AlphaInput, AlphaOut};
 use maxx_hot::stage::exec::{Exec, ExecEvent, latency_histogram};
@@ -398,29 +398,29 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the real engine over the frames.
-fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: &str) -> Result<EngineRun> {
-    let mut spec = bench_spec(config, plan_.soak);
-    spec.capacities.hop_histograms = plan_.hops;
-    let available = available_cores();
-    let stages = [
-        StageName::MarketData(Venue::Binance),
-        StageName::Alpha,
-        StageName::Risk,
-        StageName::Exec,
-    ];
-    let cores = match plan_.layout {
+/// The four hot stages `maxx bench` runs: one feed, Alpha, Risk, Execution.
+pub(crate) const STAGES: [StageName; 4] = [
+    StageName::MarketData(Venue::Binance),
+    StageName::Alpha,
+    StageName::Risk,
+    StageName::Exec,
+];
+
+/// Where the hot threads run: the same [`plan`] as `maxx run` (`hot.cores`), or one core per
+/// stage for `--layout pinned`, leaving the first core to the cold side when there is one to
+/// spare. Gives the placement and one `stage+stage on core N` entry per thread.
+pub(crate) fn place(config: &Config, layout: Layout, available: &[usize]) -> Result<(Placement, Vec<String>)> {
+    let cores = match layout {
         Layout::Pinned => {
-            if available.len() < stages.len() {
+            if available.len() < STAGES.len() {
                 return Err(bad(format!(
                     "--layout pinned needs one core per stage ({} stages) but this process may use {} core(s) {available:?}; use --layout fused or auto",
-                    stages.len(),
+                    STAGES.len(),
                     available.len()
                 )));
             }
-            // Leave the first core to this thread (the cold side) when there is one to spare.
-            let skip = usize::from(available.len() > stages.len());
-            stages
+            let skip = usize::from(available.len() > STAGES.len());
+            STAGES
                 .iter()
                 .copied()
                 .zip(available.iter().copied().skip(skip))
@@ -428,8 +428,8 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
         }
         _ => config.hot.cores.clone(),
     };
-    let placement = plan(plan_.layout, &cores, &stages, &available).map_err(|e| bad(e.to_string()))?;
-    let placed: Vec<String> = placement
+    let placement = plan(layout, &cores, &STAGES, available).map_err(|e| bad(e.to_string()))?;
+    let placed = placement
         .threads
         .iter()
         .map(|t| {
@@ -440,6 +440,16 @@ fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: 
             }
         })
         .collect();
+    Ok((placement, placed))
+}
+
+/// Runs the real engine over the frames.
+fn run_engine(config: &Config, plan_: &Plan, frames: &FrameSet, progress_label: &str) -> Result<EngineRun> {
+    let mut spec = bench_spec(config, plan_.soak);
+    spec.capacities.hop_histograms = plan_.hops;
+    let available = available_cores();
+    let stages = STAGES;
+    let (placement, placed) = place(config, plan_.layout, &available)?;
     let placement_text = format!("{} ({})", placement.layout.name(), placed.join(", "));
     // Cores the hot threads may run on: their pinned cores, or every available one when any
     // thread is left to the scheduler.

@@ -14,7 +14,7 @@
 //!
 //! * `maxx`: the real hot path: [`WsFeed`] (mio + tungstenite) and [`BinanceDecoder`] on the
 //!   feed thread, the real rings, Alpha, Risk and Execution with the real
-//!   [`BinanceSpotGateway`] (mio HTTP client, HMAC signing), placed by the same [`plan`] as
+//!   [`BinanceSpotGateway`] (mio HTTP client, HMAC signing), placed by the same [`plan`](maxx_hot::runtime::plan) as
 //!   `maxx run` (`--layout`);
 //! * `tokio`: a tokio-tungstenite client, the same decoder and the same Alpha, Risk and
 //!   Execution objects joined by tokio mpsc channels (as `maxx bench --baseline tokio`), and
@@ -74,12 +74,12 @@ use maxx_hot::records::{
 use maxx_hot::runtime::engine::{Engine, EngineSpec, FeedInput, build};
 use maxx_hot::runtime::host::{Locked, lock_memory};
 use maxx_hot::runtime::stats::FeedStats;
-use maxx_hot::runtime::{Placement, available_cores, confine_current_thread, plan, spawn};
+use maxx_hot::runtime::{Placement, available_cores, confine_current_thread, spawn};
 use maxx_hot::source::Decode;
 use maxx_hot::stage::alpha::{Alpha, AlphaInput, AlphaOut};
 use maxx_hot::stage::exec::{Exec, ExecEvent, Gateway};
 use maxx_hot::stage::risk::{Decision, Risk};
-use maxx_hot::topology::{Layout, StageName};
+use maxx_hot::topology::Layout;
 use maxx_hot::wiring::BoxedHistogram;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
@@ -592,42 +592,9 @@ fn progress(label: &str, sent: u64, total: usize, orders: u64, arrived: usize) {
 // ---------------------------------------------------------------------------------------------
 // The maxx pipeline.
 
-/// Where the hot threads run: the same [`plan`] as `maxx run`, or one core per stage for
-/// `--layout pinned` (as `maxx bench`); the text for the report.
+/// Where the hot threads run ([`crate::bench::place`]); the text for the report.
 fn place(config: &Config, layout: Layout, available: &[usize]) -> Result<(Placement, String)> {
-    let stages = STAGES;
-    let cores = match layout {
-        Layout::Pinned => {
-            if available.len() < stages.len() {
-                return Err(bad(format!(
-                    "--layout pinned needs one core per stage ({} stages) but this process may use {} core(s) {available:?}; use --layout fused or auto",
-                    stages.len(),
-                    available.len()
-                )));
-            }
-            // Leave the first core to the cold side, the frame server and the venue when there
-            // is one to spare.
-            let skip = usize::from(available.len() > stages.len());
-            stages
-                .iter()
-                .copied()
-                .zip(available.iter().copied().skip(skip))
-                .collect()
-        }
-        _ => config.hot.cores.clone(),
-    };
-    let placement = plan(layout, &cores, &stages, available).map_err(|e| bad(e.to_string()))?;
-    let placed: Vec<String> = placement
-        .threads
-        .iter()
-        .map(|t| {
-            let names: Vec<String> = t.stages.iter().map(ToString::to_string).collect();
-            match t.core {
-                Some(c) => format!("{} on core {c}", names.join("+")),
-                None => format!("{} unpinned", names.join("+")),
-            }
-        })
-        .collect();
+    let (placement, placed) = crate::bench::place(config, layout, available)?;
     let text = format!(
         "{} ({}; cold side, frame server and venue on cores {:?})",
         placement.layout.name(),
@@ -636,14 +603,6 @@ fn place(config: &Config, layout: Layout, available: &[usize]) -> Result<(Placem
     );
     Ok((placement, text))
 }
-
-/// The hot stages of the maxx pipeline.
-const STAGES: [StageName; 4] = [
-    StageName::MarketData(Venue::Binance),
-    StageName::Alpha,
-    StageName::Risk,
-    StageName::Exec,
-];
 
 fn run_maxx(
     config: &Config,
