@@ -62,7 +62,7 @@ use maxx_hot::feed::binance::subscription::{StreamKind, connection, stream_names
 use maxx_hot::feed::ws::{Reconnect, WsFeed, WsTarget};
 use maxx_hot::feed::{Decoded, FrameMeta, TickBatch};
 use maxx_hot::gateway::binance::{BinanceSpot, BinanceSpotGateway, signature};
-use maxx_hot::gateway::rest::{ApiKey, GatewayConfig, InstrumentSpec};
+use maxx_hot::gateway::rest::{ApiKey, GatewayConfig};
 use maxx_hot::gateway::sign::{Secret, hex_str};
 use maxx_hot::ids::{InstrumentIndex, Venue, VenueSymbol};
 use maxx_hot::kill::KillSwitch;
@@ -434,17 +434,6 @@ fn mock_config(config: &Config) -> Result<MockConfig> {
     Ok(c)
 }
 
-/// Decimals of an increment held in units of 10^-8 (0.01 → 2).
-fn decimals(raw: i64) -> u8 {
-    let mut d = 8;
-    let mut r = raw;
-    while d > 0 && r != 0 && r % 10 == 0 {
-        r /= 10;
-        d -= 1;
-    }
-    d
-}
-
 /// The real Binance spot gateway, pointed at the mock.
 fn gateway(config: &Config, spec: &EngineSpec, mock: &MockHandle) -> Result<BinanceSpotGateway> {
     let key = ApiKey::new(API_KEY).ok_or_else(|| anyhow!("the bench API key is not valid"))?;
@@ -452,21 +441,7 @@ fn gateway(config: &Config, spec: &EngineSpec, mock: &MockHandle) -> Result<Bina
     c.recv_window_ms = RECV_WINDOW_MS;
     c.order_limit = 1_000_000;
     c.client_id_prefix = PREFIX_MAXX.to_string();
-    c.instruments = config
-        .symbols
-        .iter()
-        .filter(|s| s.venues.contains_key(&Venue::Binance))
-        .filter_map(|s| {
-            let assets = s.assets.as_ref()?;
-            Some(InstrumentSpec {
-                symbol: s.symbol.as_str().to_string(),
-                price_decimals: decimals(s.tick_size.raw()),
-                qty_decimals: decimals(s.lot_size.raw()),
-                base_asset: assets.base.clone(),
-                quote_asset: assets.quote.clone(),
-            })
-        })
-        .collect();
+    c.instruments = maxx_cold::engine::instrument_specs(config, Venue::Binance).map_err(bad)?;
     // No usage watch: the mock's limits are lifted for the bench.
     BinanceSpotGateway::new(BinanceSpot::new(None, 1, None, 0), c, &spec.index)
         .map_err(|e| anyhow!("building the Binance gateway: {e}"))

@@ -112,7 +112,7 @@ fn live_gateway(
 /// How the configured instruments listed on `venue` are traded there: decimals from
 /// `tick_size` and `lot_size` (a tick of 0.01 allows two decimals), assets from `base`/`quote`
 /// or the symbol.
-fn instrument_specs(config: &Config, venue: Venue) -> Result<Vec<InstrumentSpec>, String> {
+pub fn instrument_specs(config: &Config, venue: Venue) -> Result<Vec<InstrumentSpec>, String> {
     config
         .symbols
         .iter()
